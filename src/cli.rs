@@ -1,0 +1,212 @@
+//! The command line: `serve` (default), `check-config`, `tail`. Each command
+//! loads the configuration the same way, then runs; exit codes are 0 on
+//! success, 1 on a runtime failure, 2 on a configuration error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Settings};
+use crate::dev::EmbeddedBroker;
+use crate::health::{DevBroker, DEV_WARNING};
+use crate::tail::{self, TailOptions};
+
+#[derive(Debug, Parser)]
+#[command(name = "presence-bridge", version, about = "Z-API chat-presence webhooks in, CloudEvents in Kafka out")]
+pub struct Cli {
+    /// TOML configuration file (defaults < file < PRESENCE_BRIDGE__* environment).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the bridge (the default command).
+    Serve(ServeArgs),
+    /// Load and validate the configuration, print it with secrets redacted.
+    CheckConfig,
+    /// Print each message of the topic as one JSON line (key, headers, value).
+    Tail(TailArgs),
+}
+
+#[derive(Debug, Default, Args)]
+pub struct ServeArgs {
+    /// Also start an embedded in-memory Kafka broker (development only: keeps nothing).
+    #[arg(long)]
+    pub dev: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// Topic to read (default: kafka.topic).
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Where to start reading.
+    #[arg(long, value_enum, default_value = "beginning")]
+    pub from: tail::From,
+    /// Exit after this many messages.
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// Exit when no message arrived for this long (e.g. 5s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub idle_timeout: Option<Duration>,
+}
+
+/// Runs the parsed command line with the process environment.
+pub fn run(cli: Cli) -> ExitCode {
+    let settings = match config::load(cli.config.as_deref(), std::env::vars()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("presence-bridge: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+        Command::CheckConfig => check_config(&settings),
+        Command::Serve(args) => serve(settings, args),
+        Command::Tail(args) => run_tail(settings, args),
+    }
+}
+
+fn check_config(settings: &Settings) -> ExitCode {
+    if let Err(e) = crate::publisher::producer_config(&settings.kafka, "localhost:9092")
+        .create_native_config()
+    {
+        eprintln!("presence-bridge: configuration error: kafka.properties: {e}");
+        return ExitCode::from(2);
+    }
+    let text = serde_json::to_string_pretty(&settings.redacted_json()).unwrap_or_default();
+    println!("{text}");
+    if settings.kafka.brokers.is_empty() {
+        eprintln!("note: kafka.brokers is empty: `serve` will refuse to start unless run with --dev");
+    }
+    ExitCode::SUCCESS
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+}
+
+fn serve(settings: Settings, args: ServeArgs) -> ExitCode {
+    crate::logging::init(settings.log.format, &settings.log.level);
+    // Lives on this thread until the runtime is gone.
+    let mut embedded = None;
+    let (brokers, dev) = if args.dev {
+        let mut topics: Vec<&str> = vec![settings.kafka.topic.as_str()];
+        topics.extend(settings.kafka.topic_by_instance.values().map(String::as_str));
+        match EmbeddedBroker::start(topics) {
+            Ok(b) => {
+                let bootstrap = b.bootstrap_servers();
+                tracing::warn!(bootstrap = %bootstrap, "{DEV_WARNING}");
+                embedded = Some(b);
+                let dev = DevBroker {
+                    bootstrap: bootstrap.clone(),
+                    topic: settings.kafka.topic.clone(),
+                };
+                (bootstrap, Some(dev))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the embedded development broker");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else if settings.kafka.brokers.is_empty() {
+        eprintln!(
+            "presence-bridge: no Kafka brokers configured.\n  Set kafka.brokers in the --config file \
+             (brokers = [\"kafka-1:9092\"]) or PRESENCE_BRIDGE__KAFKA__BROKERS=kafka-1:9092,kafka-2:9092,\n  \
+             or run `presence-bridge serve --dev` for an embedded development broker that keeps nothing."
+        );
+        return ExitCode::from(2);
+    } else {
+        (settings.kafka.brokers.join(","), None)
+    };
+    if settings.auth.tokens.is_empty() {
+        tracing::warn!("auth.tokens is empty: the webhook accepts requests without a token");
+    }
+
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("presence-bridge: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let deadline = settings.shutdown.deadline;
+    let code = rt.block_on(async move {
+        let running = match crate::app::start(settings, brokers, dev).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start");
+                return ExitCode::FAILURE;
+            }
+        };
+        let signal = shutdown_signal().await;
+        tracing::info!(signal, "signal received");
+        running.shutdown();
+        // The app bounds each step by the deadline; this is a last guard.
+        match tokio::time::timeout(deadline + Duration::from_secs(2), running.wait()).await {
+            Ok(_report) => ExitCode::SUCCESS,
+            Err(_) => {
+                tracing::error!("shutdown did not finish within the deadline");
+                ExitCode::FAILURE
+            }
+        }
+    });
+    rt.shutdown_timeout(Duration::from_secs(1));
+    drop(embedded);
+    code
+}
+
+fn run_tail(settings: Settings, args: TailArgs) -> ExitCode {
+    crate::logging::init(settings.log.format, "warn");
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("presence-bridge: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let opts = TailOptions {
+        topic: args.topic,
+        from: args.from,
+        limit: args.limit,
+        idle_timeout: args.idle_timeout,
+    };
+    let result = rt.block_on(async move {
+        let stop = CancellationToken::new();
+        let on_signal = stop.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            on_signal.cancel();
+        });
+        tail::run(&settings, opts, stop).await
+    });
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("presence-bridge tail: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT, naming which.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(t), Ok(i)) => (t, i),
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+            return "SIGINT";
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}

@@ -1,0 +1,537 @@
+//! Configuration: built-in defaults < optional TOML file < environment
+//! (`PRESENCE_BRIDGE__SECTION__KEY`), loaded with the `config` crate into
+//! loosely typed [`raw`] structs that reject unknown keys, then validated once
+//! into [`Settings`], whose fields can only hold valid values.
+//!
+//! Every error names the key it is about. Nothing here reads the process
+//! environment directly: callers pass the variables in ([`load`]), so tests
+//! never call `set_var`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Environment variable prefix; sections and keys are separated by `__`.
+pub const ENV_PREFIX: &str = "PRESENCE_BRIDGE";
+
+/// librdkafka properties the bridge sets itself, with the only value allowed
+/// in `kafka.properties` (None: not settable there at all).
+pub const SAFETY_PROPERTIES: &[(&str, Option<&str>)] = &[
+    ("bootstrap.servers", None),
+    ("metadata.broker.list", None),
+    ("enable.idempotence", Some("true")),
+    ("acks", Some("all")),
+    ("request.required.acks", Some("all")),
+    ("message.timeout.ms", None),
+    ("delivery.timeout.ms", None),
+    ("transactional.id", None),
+];
+
+/// A configuration error; the message always names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Load(#[from] config::ConfigError),
+    #[error("{key}: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+/// A secret value: never printed, never logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+/// Validated settings. Built only by [`load`] / [`Settings::from_raw`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    pub http: HttpSettings,
+    pub admin: AdminSettings,
+    pub kafka: KafkaSettings,
+    pub auth: AuthSettings,
+    pub spool: SpoolSettings,
+    pub log: LogSettings,
+    pub shutdown: ShutdownSettings,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+    pub max_body_bytes: NonZeroUsize,
+    #[serde(with = "human")]
+    pub header_read_timeout: Duration,
+    #[serde(with = "human")]
+    pub body_read_timeout: Duration,
+    pub max_connections: NonZeroUsize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KafkaSettings {
+    /// Empty means "not configured": `serve` refuses to start without `--dev`.
+    pub brokers: Vec<String>,
+    pub topic: String,
+    pub topic_by_instance: BTreeMap<String, String>,
+    /// Passed to librdkafka as is; values of secret-looking keys are redacted
+    /// when serialized.
+    #[serde(serialize_with = "redacted_properties")]
+    pub properties: BTreeMap<String, String>,
+    #[serde(with = "human")]
+    pub delivery_timeout: Duration,
+    pub compression: String,
+    #[serde(with = "human")]
+    pub linger: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuthSettings {
+    pub tokens: Vec<Secret>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SpoolSettings {
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ShutdownSettings {
+    /// Everything (draining requests, flushing the producer) finishes within this.
+    #[serde(with = "human")]
+    pub deadline: Duration,
+}
+
+impl KafkaSettings {
+    /// The topic for an event of this instance.
+    pub fn topic_for(&self, instance_id: &str) -> &str {
+        self.topic_by_instance
+            .get(instance_id)
+            .map_or(self.topic.as_str(), String::as_str)
+    }
+}
+
+/// Loads the configuration from the defaults, the optional file, and the given
+/// environment variables (pass `std::env::vars()` in production).
+pub fn load(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Settings, ConfigError> {
+    let env: config::Map<String, String> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+        .collect();
+    let mut builder = config::Config::builder();
+    if let Some(path) = file {
+        if !path.is_file() {
+            return Err(invalid("--config", format!("{} is not a readable file", path.display())));
+        }
+        builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+    }
+    builder = builder.add_source(
+        config::Environment::with_prefix(ENV_PREFIX)
+            .separator("__")
+            .source(Some(env)),
+    );
+    let raw: raw::Root = builder.build()?.try_deserialize()?;
+    Settings::from_raw(raw)
+}
+
+impl Settings {
+    pub fn from_raw(raw: raw::Root) -> Result<Self, ConfigError> {
+        let http = raw.http;
+        let max_body_bytes = nonzero("http.max_body_bytes", http.max_body_bytes)?;
+        if max_body_bytes.get() > 16 * 1024 * 1024 {
+            return Err(invalid("http.max_body_bytes", "must be at most 16777216 (16 MiB)"));
+        }
+        let http = HttpSettings {
+            listen: socket_addr("http.listen", &http.listen)?,
+            max_body_bytes,
+            header_read_timeout: duration("http.header_read_timeout", &http.header_read_timeout)?,
+            body_read_timeout: duration("http.body_read_timeout", &http.body_read_timeout)?,
+            max_connections: nonzero("http.max_connections", http.max_connections)?,
+        };
+        let admin = AdminSettings {
+            listen: socket_addr("admin.listen", &raw.admin.listen)?,
+        };
+        if admin.listen == http.listen && http.listen.port() != 0 {
+            return Err(invalid("admin.listen", "must differ from http.listen: /metrics never shares the webhook port"));
+        }
+
+        let k = raw.kafka;
+        let brokers = k.brokers.into_vec();
+        for b in &brokers {
+            if b.is_empty() || b.contains(char::is_whitespace) || !b.contains(':') {
+                return Err(invalid("kafka.brokers", format!("`{b}` is not HOST:PORT")));
+            }
+        }
+        topic_name("kafka.topic", &k.topic)?;
+        let topic_by_instance = flatten("kafka.topic_by_instance", k.topic_by_instance)?;
+        for (instance, topic) in &topic_by_instance {
+            topic_name(&format!("kafka.topic_by_instance.{instance}"), topic)?;
+        }
+        let properties = flatten("kafka.properties", k.properties)?;
+        for (key, value) in &properties {
+            if let Some((_, allowed)) = SAFETY_PROPERTIES.iter().find(|(k, _)| k == key) {
+                let hint = match key.as_str() {
+                    "bootstrap.servers" | "metadata.broker.list" => "; use kafka.brokers",
+                    "message.timeout.ms" | "delivery.timeout.ms" => "; use kafka.delivery_timeout",
+                    _ => "",
+                };
+                if allowed.is_none_or(|a| a != value) {
+                    return Err(invalid(
+                        format!("kafka.properties.{key}"),
+                        format!("conflicts with a safety setting of the bridge{hint}"),
+                    ));
+                }
+            }
+        }
+        let compression = k.compression.to_ascii_lowercase();
+        if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&compression.as_str()) {
+            return Err(invalid("kafka.compression", "must be one of none, gzip, snappy, lz4, zstd"));
+        }
+        let kafka = KafkaSettings {
+            brokers,
+            topic: k.topic,
+            topic_by_instance,
+            properties,
+            delivery_timeout: duration("kafka.delivery_timeout", &k.delivery_timeout)?,
+            compression,
+            linger: duration("kafka.linger", &k.linger)?,
+        };
+        if kafka.delivery_timeout < Duration::from_millis(100) {
+            return Err(invalid("kafka.delivery_timeout", "must be at least 100ms"));
+        }
+
+        let mut tokens = Vec::new();
+        for t in raw.auth.tokens.into_vec() {
+            if t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(invalid(
+                    "auth.tokens",
+                    "each token must be at least 16 visible ASCII characters (no spaces)",
+                ));
+            }
+            tokens.push(Secret(t));
+        }
+
+        let format = match raw.log.format.to_ascii_lowercase().as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => return Err(invalid("log.format", format!("`{other}` is not `text` or `json`"))),
+        };
+        if raw.spool.dir.as_os_str().is_empty() {
+            return Err(invalid("spool.dir", "must not be empty"));
+        }
+        Ok(Self {
+            http,
+            admin,
+            kafka,
+            auth: AuthSettings { tokens },
+            spool: SpoolSettings { dir: raw.spool.dir },
+            log: LogSettings {
+                format,
+                level: raw.log.level,
+            },
+            shutdown: ShutdownSettings {
+                deadline: duration("shutdown.deadline", &raw.shutdown.deadline)?,
+            },
+        })
+    }
+
+    /// The effective configuration as TOML-like JSON, secrets redacted.
+    pub fn redacted_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+fn socket_addr(key: &str, v: &str) -> Result<SocketAddr, ConfigError> {
+    v.parse()
+        .map_err(|_| invalid(key, format!("`{v}` is not a socket address (IP:PORT, e.g. 0.0.0.0:8080)")))
+}
+
+fn duration(key: &str, v: &str) -> Result<Duration, ConfigError> {
+    let d = humantime::parse_duration(v)
+        .map_err(|e| invalid(key, format!("`{v}` is not a duration such as 250ms or 10s ({e})")))?;
+    if d.is_zero() {
+        return Err(invalid(key, "must be greater than zero"));
+    }
+    Ok(d)
+}
+
+fn nonzero(key: &str, v: u64) -> Result<NonZeroUsize, ConfigError> {
+    usize::try_from(v)
+        .ok()
+        .and_then(NonZeroUsize::new)
+        .ok_or_else(|| invalid(key, "must be a positive integer"))
+}
+
+fn topic_name(key: &str, t: &str) -> Result<(), ConfigError> {
+    let ok = (1..=249).contains(&t.len())
+        && t != "."
+        && t != ".."
+        && t.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(key, format!("`{t}` is not a valid Kafka topic name")))
+    }
+}
+
+/// Maps may arrive nested when their keys contain dots (`security.protocol`
+/// becomes `{security: {protocol: ..}}` through the environment); joins them back.
+fn flatten(key: &str, map: HashMap<String, raw::Nested>) -> Result<BTreeMap<String, String>, ConfigError> {
+    fn walk(prefix: &str, map: HashMap<String, raw::Nested>, out: &mut BTreeMap<String, String>) {
+        for (k, v) in map {
+            let full = if prefix.is_empty() { k } else { format!("{prefix}.{k}") };
+            match v {
+                raw::Nested::Leaf(s) => {
+                    out.insert(full, s);
+                }
+                raw::Nested::Int(i) => {
+                    out.insert(full, i.to_string());
+                }
+                raw::Nested::Bool(b) => {
+                    out.insert(full, b.to_string());
+                }
+                raw::Nested::Map(m) => walk(&full, m, out),
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk("", map, &mut out);
+    if let Some(empty) = out.keys().find(|k| k.is_empty()) {
+        return Err(invalid(key, format!("empty key `{empty}`")));
+    }
+    Ok(out)
+}
+
+fn redacted_properties<S: serde::Serializer>(p: &BTreeMap<String, String>, s: S) -> Result<S::Ok, S::Error> {
+    let secretish = |k: &str| ["password", "secret", "key", "token", "jaas"].iter().any(|w| k.contains(w));
+    let shown: BTreeMap<&str, &str> = p
+        .iter()
+        .map(|(k, v)| (k.as_str(), if secretish(k) { "<redacted>" } else { v.as_str() }))
+        .collect();
+    shown.serialize(s)
+}
+
+mod human {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+}
+
+/// The shapes serde reads before validation: every key has a default, unknown
+/// keys are errors.
+pub mod raw {
+    use std::collections::HashMap;
+    use std::path::PathBuf;
+
+    use serde::Deserialize;
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct Root {
+        pub http: Http,
+        pub admin: Admin,
+        pub kafka: Kafka,
+        pub auth: Auth,
+        pub spool: Spool,
+        pub log: Log,
+        pub shutdown: Shutdown,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct Http {
+        pub listen: String,
+        pub max_body_bytes: u64,
+        pub header_read_timeout: String,
+        pub body_read_timeout: String,
+        pub max_connections: u64,
+    }
+
+    impl Default for Http {
+        fn default() -> Self {
+            Self {
+                listen: "0.0.0.0:8080".into(),
+                max_body_bytes: 65_536,
+                header_read_timeout: "5s".into(),
+                body_read_timeout: "10s".into(),
+                max_connections: 1024,
+            }
+        }
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct Admin {
+        pub listen: String,
+    }
+
+    impl Default for Admin {
+        fn default() -> Self {
+            Self {
+                listen: "127.0.0.1:9090".into(),
+            }
+        }
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct Kafka {
+        pub brokers: StringOrList,
+        pub topic: String,
+        pub topic_by_instance: HashMap<String, Nested>,
+        pub properties: HashMap<String, Nested>,
+        pub delivery_timeout: String,
+        pub compression: String,
+        pub linger: String,
+    }
+
+    impl Default for Kafka {
+        fn default() -> Self {
+            Self {
+                brokers: StringOrList::default(),
+                topic: "whatsapp.presence.v1".into(),
+                topic_by_instance: HashMap::new(),
+                properties: HashMap::new(),
+                delivery_timeout: "10s".into(),
+                compression: "lz4".into(),
+                linger: "5ms".into(),
+            }
+        }
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct Auth {
+        pub tokens: StringOrList,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct Spool {
+        pub dir: PathBuf,
+    }
+
+    impl Default for Spool {
+        fn default() -> Self {
+            Self {
+                dir: PathBuf::from("data/spool"),
+            }
+        }
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct Log {
+        pub format: String,
+        pub level: String,
+    }
+
+    impl Default for Log {
+        fn default() -> Self {
+            Self {
+                format: "text".into(),
+                level: "info".into(),
+            }
+        }
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct Shutdown {
+        pub deadline: String,
+    }
+
+    impl Default for Shutdown {
+        fn default() -> Self {
+            Self {
+                deadline: "20s".into(),
+            }
+        }
+    }
+
+    /// A list, or one comma-separated string (handy in environment variables).
+    #[derive(Debug, Deserialize)]
+    #[serde(untagged)]
+    pub enum StringOrList {
+        List(Vec<String>),
+        One(String),
+    }
+
+    impl Default for StringOrList {
+        fn default() -> Self {
+            Self::List(Vec::new())
+        }
+    }
+
+    impl StringOrList {
+        pub fn into_vec(self) -> Vec<String> {
+            let items = match self {
+                Self::List(v) => v,
+                Self::One(s) => s.split(',').map(str::to_owned).collect(),
+            };
+            items
+                .into_iter()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        }
+    }
+
+    /// A map value: a string, or a nested map when the key had dots in it.
+    #[derive(Debug, Deserialize)]
+    #[serde(untagged)]
+    pub enum Nested {
+        Leaf(String),
+        Int(i64),
+        Bool(bool),
+        Map(HashMap<String, Nested>),
+    }
+}

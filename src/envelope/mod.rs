@@ -1,0 +1,69 @@
+//! The wire contract with every downstream team: a validated
+//! [`PresenceEvent`](crate::presence::PresenceEvent) wrapped in a CloudEvents 1.0
+//! envelope (structured JSON mode of the Kafka protocol binding), plus the
+//! Kafka key and headers that go with it.
+//!
+//! Each major version lives in its own frozen file (`v1.rs`) next to its JSON
+//! Schema in `deploy/schemas/`. Within a major version fields are only added,
+//! and only optional ones; a breaking change is a new `vN.rs`, a new `type`
+//! and a new topic.
+//!
+//! The output of this module is an [`OutboundRecord`]: everything the
+//! publisher (and, later, the spool) needs, already encoded. Nothing
+//! downstream re-encodes or re-assigns the id, so retries never change it.
+
+pub mod v1;
+
+use std::time::Instant;
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::presence::PresenceEvent;
+
+/// Kafka header names and the content type of structured-mode CloudEvents.
+pub const HEADER_CONTENT_TYPE: &str = "content-type";
+pub const HEADER_CE_ID: &str = "ce_id";
+pub const HEADER_CE_TYPE: &str = "ce_type";
+pub const CONTENT_TYPE: &str = "application/cloudevents+json; charset=UTF-8";
+
+/// A record ready for Kafka: topic, key, headers and encoded value.
+#[derive(Debug, Clone)]
+pub struct OutboundRecord {
+    /// The CloudEvents id (UUIDv7, assigned on arrival).
+    pub id: Uuid,
+    /// `type` of the envelope, also sent as the `ce_type` header.
+    pub ce_type: &'static str,
+    pub topic: String,
+    /// The normalized phone: all events of one phone go to one partition, in order.
+    pub key: String,
+    /// The encoded envelope (JSON).
+    pub value: Vec<u8>,
+    /// When the webhook arrived (monotonic), for arrival-to-ack latency.
+    pub arrived: Instant,
+}
+
+impl OutboundRecord {
+    /// Wraps `event` in the current envelope version. `id` and `time` are the
+    /// arrival's, decided once by the caller.
+    pub fn new(event: &PresenceEvent, topic: &str, id: Uuid, time: OffsetDateTime, arrived: Instant) -> Self {
+        Self {
+            id,
+            ce_type: v1::TYPE,
+            topic: topic.to_owned(),
+            key: event.phone.as_str().to_owned(),
+            value: v1::encode(event, id, time),
+            arrived,
+        }
+    }
+
+    /// The `ce_id` header value: the id in its hyphenated form.
+    pub fn id_header(&self) -> String {
+        self.id.hyphenated().to_string()
+    }
+}
+
+/// A new event id: UUIDv7, so ids sort by arrival time.
+pub fn new_event_id() -> Uuid {
+    Uuid::now_v7()
+}

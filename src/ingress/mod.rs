@@ -1,0 +1,202 @@
+//! The webhook ingress: routes, limits, authentication, and the handler that
+//! turns a request into an accepted event or a [`Rejection`].
+//!
+//! Order of checks (each answered by [`reply::respond`], the only place that
+//! decides statuses): path (404) → method (405) → path instance (400) →
+//! token (401) → Content-Type (415) → Content-Length against the limit before
+//! reading (413) → body read under a size limit (413) and a timeout (408) →
+//! validation (400) → path/body instance match (400) → the sink (200 or 503).
+//!
+//! Never logs a token, a query string, or a full phone number.
+
+pub mod auth;
+pub mod reply;
+pub mod routes;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{HeaderMap, Method, Request, Response};
+use percent_encoding::percent_decode_str;
+use time::OffsetDateTime;
+
+use crate::config::KafkaSettings;
+use crate::envelope::{new_event_id, OutboundRecord};
+use crate::metrics::Metrics;
+use crate::presence::{InstanceId, PresenceEvent};
+use crate::server::Handler;
+use crate::sink::{Sink, SinkError};
+use auth::Auth;
+use reply::{Outcome, Rejection};
+use routes::Route;
+
+/// Limits the handler enforces on each request.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub max_bytes: usize,
+    pub read_timeout: Duration,
+}
+
+/// The webhook handler, generic over where accepted events go.
+pub struct Webhook<S> {
+    sink: S,
+    auth: Auth,
+    limits: BodyLimits,
+    topics: KafkaSettings,
+    metrics: Metrics,
+}
+
+impl<S: Sink> Webhook<S> {
+    pub fn new(sink: S, auth: Auth, limits: BodyLimits, topics: KafkaSettings, metrics: Metrics) -> Self {
+        Self {
+            sink,
+            auth,
+            limits,
+            topics,
+            metrics,
+        }
+    }
+
+    async fn process(&self, route: &Route, req: Request<Incoming>, arrived: Instant) -> Outcome {
+        let path_instance = match route {
+            Route::Unknown => return Err(Rejection::NotFound),
+            Route::Presence => None,
+            Route::PresenceForInstance(raw) => Some(raw),
+        };
+        if req.method() != Method::POST {
+            return Err(Rejection::MethodNotAllowed);
+        }
+        let path_instance = path_instance
+            .map(|raw| {
+                let decoded = percent_decode_str(raw).decode_utf8().map_err(|_| Rejection::InvalidPathInstance)?;
+                InstanceId::parse(&decoded).map_err(|_| Rejection::InvalidPathInstance)
+            })
+            .transpose()?;
+        if !self.auth.allows(req.headers(), req.uri().query()) {
+            return Err(Rejection::Unauthorized);
+        }
+        if !is_json(req.headers()) {
+            return Err(Rejection::UnsupportedMediaType);
+        }
+        let limit = self.limits.max_bytes;
+        if declared_length(req.headers()).is_some_and(|len| len > limit as u64) {
+            return Err(Rejection::PayloadTooLarge { limit });
+        }
+        let body = self.read_body(req.into_body()).await?;
+        let event = PresenceEvent::from_json(&body)?;
+        if path_instance.is_some_and(|p| p != event.instance_id) {
+            return Err(Rejection::InstanceMismatch);
+        }
+
+        let id = new_event_id();
+        let topic = self.topics.topic_for(event.instance_id.as_str());
+        let record = OutboundRecord::new(&event, topic, id, OffsetDateTime::now_utc(), arrived);
+        self.sink.accept(record).await?;
+        self.metrics.event_accepted(event.status.label());
+        tracing::debug!(
+            event_id = %id,
+            phone = %event.phone.masked(),
+            status = event.status.as_str(),
+            "event accepted"
+        );
+        Ok(id)
+    }
+
+    async fn read_body(&self, body: Incoming) -> Result<Bytes, Rejection> {
+        let limit = self.limits.max_bytes;
+        let collected = tokio::time::timeout(self.limits.read_timeout, Limited::new(body, limit).collect())
+            .await
+            .map_err(|_| Rejection::BodyTimeout)?;
+        match collected {
+            Ok(c) => Ok(c.to_bytes()),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Rejection::PayloadTooLarge { limit }),
+            Err(e) => Err(Rejection::BodyUnreadable(e.to_string())),
+        }
+    }
+
+    fn log_rejection(&self, rejection: &Rejection) {
+        match rejection {
+            Rejection::Unavailable(SinkError::Permanent(detail)) => {
+                tracing::error!(reason = rejection.code(), detail = %detail, "event rejected permanently by Kafka");
+            }
+            Rejection::Unavailable(SinkError::Unavailable(detail)) => {
+                tracing::warn!(reason = rejection.code(), detail = %detail, "event not accepted: sink unavailable");
+            }
+            Rejection::NotFound | Rejection::MethodNotAllowed => {
+                tracing::debug!(reason = rejection.code(), "request rejected");
+            }
+            other => tracing::info!(reason = other.code(), message = %other, "request rejected"),
+        }
+    }
+}
+
+impl<S: Sink> Handler for Webhook<S> {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let arrived = Instant::now();
+        let route = Route::parse(req.uri().path());
+        let method = method_label(req.method());
+        let outcome = self.process(&route, req, arrived).await;
+        if let Err(rejection) = &outcome {
+            self.metrics.event_rejected(rejection.code());
+            self.log_rejection(rejection);
+        }
+        let response = reply::respond(&outcome);
+        self.metrics
+            .request_answered(route.label(), method, response.status().as_u16(), arrived.elapsed());
+        response
+    }
+}
+
+/// `application/json`, or any `application/*+json`, with optional parameters.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let media = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    media == "application/json" || (media.starts_with("application/") && media.ends_with("+json"))
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// Metric label for a method (closed set).
+pub fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::POST => "POST",
+        Method::GET => "GET",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::header::HeaderValue;
+
+    #[test]
+    fn json_media_types() {
+        for (ct, want) in [
+            ("application/json", true),
+            ("application/json; charset=utf-8", true),
+            ("Application/JSON", true),
+            ("application/cloudevents+json", true),
+            ("text/plain", false),
+            ("application/x-www-form-urlencoded", false),
+            ("", false),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
+            assert_eq!(is_json(&h), want, "{ct}");
+        }
+        assert!(!is_json(&HeaderMap::new()));
+    }
+}

@@ -1,0 +1,136 @@
+//! The one place where HTTP statuses are decided. The handler returns an
+//! [`Outcome`]; [`respond`] turns it into a response with a small JSON body.
+//!
+//! Client errors carry the precise reason (`code`, `field`, `message`); server
+//! errors are answered generically and logged with detail by the handler.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use hyper::{Response, StatusCode};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::presence::ParseError;
+use crate::sink::SinkError;
+
+/// Seconds a client should wait before retrying after a 503.
+pub const RETRY_AFTER_SECS: u64 = 5;
+
+/// Why a webhook request was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejection {
+    #[error("no such route")]
+    NotFound,
+    #[error("method not allowed; use POST")]
+    MethodNotAllowed,
+    #[error("missing or wrong webhook token")]
+    Unauthorized,
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
+    #[error("body larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("body not received within the read timeout")]
+    BodyTimeout,
+    #[error("body could not be read: {0}")]
+    BodyUnreadable(String),
+    #[error("{0}")]
+    Invalid(#[from] ParseError),
+    #[error("instance id in the path is not valid")]
+    InvalidPathInstance,
+    #[error("field `instanceId` does not match the instance in the path")]
+    InstanceMismatch,
+    #[error("event could not be accepted: {0}")]
+    Unavailable(#[from] SinkError),
+}
+
+impl Rejection {
+    /// Stable code: the error body's `error` and the metric's `reason` label.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Unauthorized => "unauthorized",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::BodyTimeout => "body_timeout",
+            Self::BodyUnreadable(_) => "body_unreadable",
+            Self::Invalid(e) => e.code(),
+            Self::InvalidPathInstance => "invalid_instance_id",
+            Self::InstanceMismatch => "instance_mismatch",
+            Self::Unavailable(_) => "unavailable",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::BodyUnreadable(_)
+            | Self::Invalid(_)
+            | Self::InvalidPathInstance
+            | Self::InstanceMismatch => StatusCode::BAD_REQUEST,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn field(&self) -> Option<&'static str> {
+        match self {
+            Self::Invalid(e) => e.field(),
+            Self::InvalidPathInstance | Self::InstanceMismatch => Some("instanceId"),
+            _ => None,
+        }
+    }
+
+    /// The message a client sees: precise for client errors, generic for ours.
+    fn public_message(&self) -> String {
+        match self {
+            Self::Unavailable(_) => "the event could not be accepted now; retry later".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// What became of a request.
+pub type Outcome = Result<Uuid, Rejection>;
+
+/// Decides the status, headers and body for an outcome.
+pub fn respond(outcome: &Outcome) -> Response<Full<Bytes>> {
+    match outcome {
+        Ok(id) => json_response(StatusCode::OK, json!({ "id": id.hyphenated().to_string() })),
+        Err(rejection) => {
+            let mut body = json!({ "error": rejection.code(), "message": rejection.public_message() });
+            if let Some(field) = rejection.field() {
+                body["field"] = field.into();
+            }
+            let mut resp = json_response(rejection.status(), body);
+            let headers = resp.headers_mut();
+            match rejection {
+                Rejection::MethodNotAllowed => {
+                    headers.insert(ALLOW, HeaderValue::from_static("POST"));
+                }
+                Rejection::Unauthorized => {
+                    headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                }
+                Rejection::Unavailable(_) => {
+                    headers.insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                }
+                _ => {}
+            }
+            resp
+        }
+    }
+}
+
+/// A JSON response; also used by the admin listener.
+pub fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}

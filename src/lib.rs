@@ -1,0 +1,37 @@
+//! presence-bridge: Z-API WhatsApp chat-presence webhooks in, versioned
+//! CloudEvents in Kafka out, keyed by phone so each phone's events stay in order.
+//!
+//! # Layout
+//! Data flows one way: bytes → [`presence::RawCallback`] → validated
+//! [`presence::PresenceEvent`] → [`envelope::OutboundRecord`] → [`sink::Sink`]
+//! (today the Kafka [`publisher`]) → Kafka.
+//!
+//! - [`cli`]: the command line (`serve`, `check-config`, `tail`), exit codes.
+//! - [`config`]: layered configuration into typed, validated [`config::Settings`].
+//! - [`app`]: wires the parts, owns shutdown and its deadline.
+//! - [`server`]: the accept loop shared by both listeners (limits, graceful drain).
+//! - [`ingress`]: the webhook routes, auth, handler, and the one place statuses are decided.
+//! - [`presence`]: pure validation and normalization of the provider's callback.
+//! - [`envelope`]: the wire contract, one frozen file per major version.
+//! - [`sink`]: the seam between ingress and whatever keeps accepted events.
+//! - [`publisher`]: the idempotent Kafka producer and error classification.
+//! - [`admin`], [`health`], [`metrics`]: `/metrics`, `/livez`, `/readyz`.
+//! - [`dev`]: the embedded development broker of `serve --dev`.
+//! - [`tail`]: the operator's topic reader.
+//! - [`logging`]: text or JSON logs; phones masked, tokens never logged.
+
+pub mod admin;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod dev;
+pub mod envelope;
+pub mod health;
+pub mod ingress;
+pub mod logging;
+pub mod metrics;
+pub mod presence;
+pub mod publisher;
+pub mod server;
+pub mod sink;
+pub mod tail;

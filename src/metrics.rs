@@ -1,0 +1,272 @@
+//! Prometheus metrics: one struct registered on a registry the app owns, with
+//! methods named for what happened.
+//!
+//! Every name starts with `presence_bridge_`. Label values come from closed sets
+//! (routes, methods, statuses, reason codes): never a phone number, an instance
+//! id or a token. The known label values are created at zero on start, so
+//! `rate()` and alerts see a series before the first event.
+
+use std::time::Duration;
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+const NS: &str = "presence_bridge";
+
+/// Routes as metric label values.
+pub const ROUTES: &[&str] = &["presence", "presence_instance", "other"];
+/// Rejection reasons as metric label values (see `ingress::reply::Rejection::code`).
+pub const REJECT_REASONS: &[&str] = &[
+    "not_found",
+    "method_not_allowed",
+    "unauthorized",
+    "unsupported_media_type",
+    "payload_too_large",
+    "body_timeout",
+    "body_unreadable",
+    "malformed_json",
+    "missing_field",
+    "wrong_type",
+    "unsupported_type",
+    "invalid_phone",
+    "invalid_status",
+    "invalid_last_seen",
+    "invalid_instance_id",
+    "instance_mismatch",
+    "unavailable",
+];
+/// Presence statuses as metric label values.
+pub const STATUSES: &[&str] = &["UNAVAILABLE", "AVAILABLE", "COMPOSING", "PAUSED", "RECORDING", "OTHER"];
+
+/// How one Kafka delivery ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryResult {
+    Delivered,
+    RetriableError,
+    PermanentError,
+}
+
+impl DeliveryResult {
+    pub const ALL: [Self; 3] = [Self::Delivered, Self::RetriableError, Self::PermanentError];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::RetriableError => "retriable_error",
+            Self::PermanentError => "permanent_error",
+        }
+    }
+}
+
+/// All metrics of the bridge.
+#[derive(Clone)]
+pub struct Metrics {
+    http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+    connections_open: IntGauge,
+    events_accepted: IntCounterVec,
+    events_rejected: IntCounterVec,
+    kafka_deliveries: IntCounterVec,
+    delivery_latency: Histogram,
+    broker_reachable: IntGauge,
+    ready: IntGauge,
+}
+
+impl Metrics {
+    /// Registers every metric (and the process collector) on `registry`.
+    pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let http_requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "HTTP requests answered on the webhook listener.").namespace(NS),
+            &["route", "method", "status"],
+        )?;
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new("http_request_duration_seconds", "Time from request head to response, by route.")
+                .namespace(NS)
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ]),
+            &["route"],
+        )?;
+        let connections_open = IntGauge::with_opts(
+            Opts::new("http_connections_open", "Open connections on the webhook listener.").namespace(NS),
+        )?;
+        let events_accepted = IntCounterVec::new(
+            Opts::new("events_accepted_total", "Presence events answered 200, by presence status.").namespace(NS),
+            &["status"],
+        )?;
+        let events_rejected = IntCounterVec::new(
+            Opts::new("events_rejected_total", "Webhook requests not accepted, by reason.").namespace(NS),
+            &["reason"],
+        )?;
+        let kafka_deliveries = IntCounterVec::new(
+            Opts::new("kafka_deliveries_total", "Kafka delivery attempts, by result.").namespace(NS),
+            &["result"],
+        )?;
+        let delivery_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "event_delivery_latency_seconds",
+                "Time from an event's arrival to the broker's acknowledgement.",
+            )
+            .namespace(NS)
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ]),
+        )?;
+        let broker_reachable = IntGauge::with_opts(
+            Opts::new("kafka_broker_reachable", "1 when the last metadata probe reached a broker, else 0.")
+                .namespace(NS),
+        )?;
+        let ready = IntGauge::with_opts(
+            Opts::new("ready", "1 while /readyz answers 200, else 0.").namespace(NS),
+        )?;
+        let build_info = IntGaugeVec::new(
+            Opts::new("build_info", "Always 1; labels carry the build's version.").namespace(NS),
+            &["version", "rdkafka_version"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), &rdkafka::util::get_rdkafka_version().1])
+            .set(1);
+
+        registry.register(Box::new(http_requests.clone()))?;
+        registry.register(Box::new(http_duration.clone()))?;
+        registry.register(Box::new(connections_open.clone()))?;
+        registry.register(Box::new(events_accepted.clone()))?;
+        registry.register(Box::new(events_rejected.clone()))?;
+        registry.register(Box::new(kafka_deliveries.clone()))?;
+        registry.register(Box::new(delivery_latency.clone()))?;
+        registry.register(Box::new(broker_reachable.clone()))?;
+        registry.register(Box::new(ready.clone()))?;
+        registry.register(Box::new(build_info))?;
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+
+        for route in ROUTES {
+            http_duration.with_label_values(&[route]);
+        }
+        for status in STATUSES {
+            events_accepted.with_label_values(&[status]);
+        }
+        for reason in REJECT_REASONS {
+            events_rejected.with_label_values(&[reason]);
+        }
+        for result in DeliveryResult::ALL {
+            kafka_deliveries.with_label_values(&[result.as_str()]);
+        }
+        Ok(Self {
+            http_requests,
+            http_duration,
+            connections_open,
+            events_accepted,
+            events_rejected,
+            kafka_deliveries,
+            delivery_latency,
+            broker_reachable,
+            ready,
+        })
+    }
+
+    /// A fresh registry with the bridge's metrics, for tests and tools.
+    pub fn standalone() -> (Registry, Self) {
+        let registry = Registry::new();
+        let metrics = Self::new(&registry).expect("metric names are static and unique");
+        (registry, metrics)
+    }
+
+    pub fn request_answered(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+        self.http_requests
+            .with_label_values(&[route, method, status_label(status)])
+            .inc();
+        self.http_duration
+            .with_label_values(&[route])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn connection_opened(&self) {
+        self.connections_open.inc();
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections_open.dec();
+    }
+
+    pub fn event_accepted(&self, status_label: &str) {
+        self.events_accepted.with_label_values(&[status_label]).inc();
+    }
+
+    pub fn event_rejected(&self, reason: &'static str) {
+        self.events_rejected.with_label_values(&[reason]).inc();
+    }
+
+    pub fn delivery_finished(&self, result: DeliveryResult, since_arrival: Option<Duration>) {
+        self.kafka_deliveries.with_label_values(&[result.as_str()]).inc();
+        if let (DeliveryResult::Delivered, Some(d)) = (result, since_arrival) {
+            self.delivery_latency.observe(d.as_secs_f64());
+        }
+    }
+
+    pub fn broker_reachability(&self, reachable: bool) {
+        self.broker_reachable.set(i64::from(reachable));
+    }
+
+    pub fn readiness(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
+    }
+}
+
+/// The statuses the bridge answers, as label values (a closed set).
+fn status_label(status: u16) -> &'static str {
+    match status {
+        200 => "200",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        408 => "408",
+        413 => "413",
+        415 => "415",
+        429 => "429",
+        500 => "500",
+        503 => "503",
+        _ => "other",
+    }
+}
+
+/// Renders the registry in the Prometheus text format.
+pub fn render(registry: &Registry) -> Vec<u8> {
+    use prometheus::Encoder;
+    let mut out = Vec::with_capacity(16 * 1024);
+    let encoder = prometheus::TextEncoder::new();
+    if let Err(e) = encoder.encode(&registry.gather(), &mut out) {
+        tracing::error!(error = %e, "encoding metrics failed");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unexpected_statuses_share_one_label() {
+        assert_eq!(status_label(503), "503");
+        assert_eq!(status_label(418), "other");
+    }
+
+    #[test]
+    fn every_name_has_the_prefix() {
+        let (registry, m) = Metrics::standalone();
+        m.request_answered("presence", "POST", 200, Duration::from_millis(3));
+        for family in registry.gather() {
+            let name = family.get_name();
+            assert!(
+                name.starts_with("presence_bridge_") || name.starts_with("process_"),
+                "{name}"
+            );
+        }
+        let text = String::from_utf8(render(&registry)).unwrap();
+        assert!(text.contains(r#"presence_bridge_http_requests_total{method="POST",route="presence",status="200"} 1"#));
+        assert!(text.contains(r#"presence_bridge_events_rejected_total{reason="invalid_phone"} 0"#));
+    }
+}

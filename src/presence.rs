@@ -1,0 +1,614 @@
+//! The presence domain: a raw Z-API `PresenceChatCallback` in, a validated
+//! [`PresenceEvent`] out.
+//!
+//! Pure code: no I/O, no clock, no logging. Serde reads the provider's JSON into
+//! [`RawCallback`] (every field optional and loosely typed, so that a missing or
+//! mistyped field gets a precise error instead of a generic serde message);
+//! [`PresenceEvent::try_from`] is the only way to build a validated event, and
+//! only a validated event can be put in an envelope.
+//!
+//! Normalization rules (documented in the README, pinned by golden tests):
+//! - `type` must be exactly `PresenceChatCallback`.
+//! - `phone`: `+`, spaces, dots, dashes and parentheses are stripped; a person's
+//!   number is 8 to 15 digits after that (a `@s.whatsapp.net` or `@c.us` suffix is
+//!   accepted and removed). Group ids (`<digits>-group`, `<digits>@g.us`, or the
+//!   legacy `<digits>-<digits>@g.us`) are normalized to `<id>-group`; `@broadcast`,
+//!   `@newsletter` and `@lid` identifiers are kept with their suffix. Anything else
+//!   is rejected.
+//! - `status`: the five documented values in any letter case, uppercased. An
+//!   unknown status made of letters and underscores (at most 32) is *accepted*
+//!   and forwarded uppercased as [`PresenceStatus::Other`]: the provider may add
+//!   values and Z-API does not retry, so rejecting them would lose data.
+//! - `lastSeen`: null, epoch seconds, epoch milliseconds (any value of 10^11 or
+//!   more is taken as milliseconds), or an RFC 3339 string; normalized to RFC 3339
+//!   UTC with milliseconds.
+//! - `instanceId`: required, 1 to 128 characters of `A-Z a-z 0-9 . _ -`.
+//!
+//! Never log a [`Phone`] with `Display`: use [`Phone::masked`].
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, UtcOffset};
+
+/// The only callback type this bridge accepts.
+pub const CALLBACK_TYPE: &str = "PresenceChatCallback";
+/// Longest accepted `instanceId`.
+pub const MAX_INSTANCE_ID_LEN: usize = 128;
+/// Longest accepted status string (for unknown future statuses).
+pub const MAX_STATUS_LEN: usize = 32;
+/// Epoch values at or above this are milliseconds, below are seconds.
+/// 10^11 seconds is the year 5138; 10^11 milliseconds is March 1973.
+const MILLIS_THRESHOLD: i64 = 100_000_000_000;
+/// Latest accepted instant, 9999-12-31T23:59:59.999Z, in milliseconds.
+const MAX_EPOCH_MILLIS: i64 = 253_402_300_799_999;
+
+/// The callback as the provider sends it. Unknown extra fields are tolerated.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawCallback {
+    #[serde(rename = "type", default)]
+    pub kind: Option<Value>,
+    #[serde(default)]
+    pub phone: Option<Value>,
+    #[serde(default)]
+    pub status: Option<Value>,
+    /// `None` when the field is absent, `Some(Value::Null)` when it is `null`.
+    #[serde(rename = "lastSeen", default, deserialize_with = "present")]
+    pub last_seen: Option<Value>,
+    #[serde(rename = "instanceId", default)]
+    pub instance_id: Option<Value>,
+}
+
+/// Keeps an explicit `null` apart from an absent field.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+/// Why a callback was rejected. Each variant has a stable [`code`](Self::code)
+/// used in HTTP error bodies and in the `reason` label of metrics.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PresenceError {
+    #[error("field `{field}` is required")]
+    Missing { field: &'static str },
+    #[error("field `{field}` must be {expected}")]
+    WrongType {
+        field: &'static str,
+        expected: &'static str,
+    },
+    #[error("field `type` must be `PresenceChatCallback`")]
+    UnsupportedType,
+    #[error("field `phone` is not a phone number (8 to 15 digits) nor a WhatsApp group or channel id")]
+    InvalidPhone,
+    #[error("field `status` must be one of UNAVAILABLE, AVAILABLE, COMPOSING, PAUSED, RECORDING (or up to 32 letters and underscores)")]
+    InvalidStatus,
+    #[error("field `lastSeen` must be null, epoch seconds, epoch milliseconds or an RFC 3339 timestamp")]
+    InvalidLastSeen,
+    #[error("field `instanceId` must be 1 to 128 characters of A-Z, a-z, 0-9, `.`, `_` or `-`")]
+    InvalidInstanceId,
+}
+
+impl PresenceError {
+    /// Stable machine-readable code; also a metric label value (closed set).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Missing { .. } => "missing_field",
+            Self::WrongType { .. } => "wrong_type",
+            Self::UnsupportedType => "unsupported_type",
+            Self::InvalidPhone => "invalid_phone",
+            Self::InvalidStatus => "invalid_status",
+            Self::InvalidLastSeen => "invalid_last_seen",
+            Self::InvalidInstanceId => "invalid_instance_id",
+        }
+    }
+
+    /// The JSON field the error is about.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::Missing { field } | Self::WrongType { field, .. } => field,
+            Self::UnsupportedType => "type",
+            Self::InvalidPhone => "phone",
+            Self::InvalidStatus => "status",
+            Self::InvalidLastSeen => "lastSeen",
+            Self::InvalidInstanceId => "instanceId",
+        }
+    }
+}
+
+/// What kind of WhatsApp identifier a [`Phone`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhoneKind {
+    /// A person's number, digits only.
+    Person,
+    /// A group, normalized to `<id>-group`.
+    Group,
+    /// A broadcast list, `<id>@broadcast`.
+    Broadcast,
+    /// A channel, `<id>@newsletter`.
+    Newsletter,
+    /// A privacy-preserving linked id, `<id>@lid`.
+    Lid,
+}
+
+impl PhoneKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Person => "person",
+            Self::Group => "group",
+            Self::Broadcast => "broadcast",
+            Self::Newsletter => "newsletter",
+            Self::Lid => "lid",
+        }
+    }
+}
+
+/// A normalized WhatsApp identifier. Personal data: its `Display` is the full
+/// value (for the Kafka key and payload only); logs must use [`Phone::masked`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Phone {
+    value: String,
+    kind: PhoneKind,
+}
+
+impl Phone {
+    pub fn parse(raw: &str) -> Result<Self, PresenceError> {
+        let raw = raw.trim();
+        let lower = raw.to_ascii_lowercase();
+        let suffixes: [(&str, PhoneKind); 7] = [
+            ("-group", PhoneKind::Group),
+            ("@g.us", PhoneKind::Group),
+            ("@broadcast", PhoneKind::Broadcast),
+            ("@newsletter", PhoneKind::Newsletter),
+            ("@lid", PhoneKind::Lid),
+            ("@s.whatsapp.net", PhoneKind::Person),
+            ("@c.us", PhoneKind::Person),
+        ];
+        let (body, kind) = suffixes
+            .iter()
+            .find_map(|(suffix, kind)| lower.strip_suffix(suffix).map(|b| (b, *kind)))
+            .unwrap_or((lower.as_str(), PhoneKind::Person));
+        let value = match kind {
+            PhoneKind::Person => {
+                let digits = strip_formatting(body).ok_or(PresenceError::InvalidPhone)?;
+                if !(8..=15).contains(&digits.len()) {
+                    return Err(PresenceError::InvalidPhone);
+                }
+                digits
+            }
+            PhoneKind::Group => {
+                // `<digits>` or the legacy `<creator digits>-<timestamp digits>`.
+                let mut parts = body.splitn(2, '-');
+                let head = parts.next().unwrap_or_default();
+                let tail = parts.next();
+                if !all_digits(head, 5, 30) || tail.is_some_and(|t| !all_digits(t, 5, 20)) {
+                    return Err(PresenceError::InvalidPhone);
+                }
+                format!("{body}-group")
+            }
+            PhoneKind::Broadcast | PhoneKind::Newsletter | PhoneKind::Lid => {
+                if !all_digits(body, 5, 30) {
+                    return Err(PresenceError::InvalidPhone);
+                }
+                let suffix = match kind {
+                    PhoneKind::Broadcast => "broadcast",
+                    PhoneKind::Newsletter => "newsletter",
+                    _ => "lid",
+                };
+                format!("{body}@{suffix}")
+            }
+        };
+        Ok(Self { value, kind })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.value
+    }
+
+    pub fn kind(&self) -> PhoneKind {
+        self.kind
+    }
+
+    pub fn is_group(&self) -> bool {
+        self.kind == PhoneKind::Group
+    }
+
+    /// Safe for logs: the first two and last two characters, the rest starred,
+    /// e.g. `55*********99`.
+    pub fn masked(&self) -> Masked<'_> {
+        Masked(&self.value)
+    }
+}
+
+impl fmt::Display for Phone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.value)
+    }
+}
+
+/// A phone number that is safe to log (see [`Phone::masked`]).
+pub struct Masked<'a>(&'a str);
+
+impl fmt::Display for Masked<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.chars().count();
+        for (i, c) in self.0.chars().enumerate() {
+            let shown = n > 6 && (i < 2 || i + 2 >= n);
+            if shown {
+                write!(f, "{c}")?;
+            } else {
+                f.write_str("*")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Removes `+`, spaces, dots, dashes and parentheses; `None` if anything but
+/// digits remains.
+fn strip_formatting(raw: &str) -> Option<String> {
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        match c {
+            '0'..='9' => out.push(c),
+            '+' | ' ' | '.' | '-' | '(' | ')' => {}
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+fn all_digits(s: &str, min: usize, max: usize) -> bool {
+    (min..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A chat presence status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PresenceStatus {
+    Unavailable,
+    Available,
+    Composing,
+    Paused,
+    Recording,
+    /// A status the provider's page does not list yet, uppercased.
+    Other(String),
+}
+
+impl PresenceStatus {
+    pub fn parse(raw: &str) -> Result<Self, PresenceError> {
+        let upper = raw.trim().to_ascii_uppercase();
+        Ok(match upper.as_str() {
+            "UNAVAILABLE" => Self::Unavailable,
+            "AVAILABLE" => Self::Available,
+            "COMPOSING" => Self::Composing,
+            "PAUSED" => Self::Paused,
+            "RECORDING" => Self::Recording,
+            s if (1..=MAX_STATUS_LEN).contains(&s.len())
+                && s.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') =>
+            {
+                Self::Other(upper)
+            }
+            _ => return Err(PresenceError::InvalidStatus),
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Unavailable => "UNAVAILABLE",
+            Self::Available => "AVAILABLE",
+            Self::Composing => "COMPOSING",
+            Self::Paused => "PAUSED",
+            Self::Recording => "RECORDING",
+            Self::Other(s) => s,
+        }
+    }
+
+    /// Metric label value: the known statuses, or `OTHER` (a closed set).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Unavailable => "UNAVAILABLE",
+            Self::Available => "AVAILABLE",
+            Self::Composing => "COMPOSING",
+            Self::Paused => "PAUSED",
+            Self::Recording => "RECORDING",
+            Self::Other(_) => "OTHER",
+        }
+    }
+
+    pub fn is_known(&self) -> bool {
+        !matches!(self, Self::Other(_))
+    }
+}
+
+/// A Z-API instance id, validated.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct InstanceId(String);
+
+impl InstanceId {
+    pub fn parse(raw: &str) -> Result<Self, PresenceError> {
+        let ok = (1..=MAX_INSTANCE_ID_LEN).contains(&raw.len())
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(PresenceError::InvalidInstanceId)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for InstanceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A validated, normalized presence change. Only [`TryFrom<RawCallback>`] builds one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceEvent {
+    pub instance_id: InstanceId,
+    pub phone: Phone,
+    pub status: PresenceStatus,
+    /// RFC 3339 UTC with milliseconds, e.g. `2024-01-02T03:04:05.678Z`.
+    pub last_seen: Option<String>,
+}
+
+impl TryFrom<RawCallback> for PresenceEvent {
+    type Error = PresenceError;
+
+    fn try_from(raw: RawCallback) -> Result<Self, PresenceError> {
+        // Checked in a fixed order so the first error is deterministic.
+        match required_str(raw.kind.as_ref(), "type")? {
+            CALLBACK_TYPE => {}
+            _ => return Err(PresenceError::UnsupportedType),
+        }
+        let instance_id = InstanceId::parse(required_str(raw.instance_id.as_ref(), "instanceId")?)?;
+        let phone = Phone::parse(required_str(raw.phone.as_ref(), "phone")?)?;
+        let status = PresenceStatus::parse(required_str(raw.status.as_ref(), "status")?)?;
+        let last_seen = normalize_last_seen(raw.last_seen.as_ref())?;
+        Ok(Self {
+            instance_id,
+            phone,
+            status,
+            last_seen,
+        })
+    }
+}
+
+impl PresenceEvent {
+    /// Parses and validates a JSON body.
+    pub fn from_json(body: &[u8]) -> Result<Self, ParseError> {
+        // Serde would read a JSON array positionally into the struct.
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ParseError::NotAnObject);
+        }
+        let raw: RawCallback = serde_json::from_slice(body).map_err(ParseError::Json)?;
+        Ok(Self::try_from(raw)?)
+    }
+}
+
+/// Why a body could not be turned into an event.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("body is not valid JSON: {0}")]
+    Json(serde_json::Error),
+    #[error("body must be a JSON object")]
+    NotAnObject,
+    #[error(transparent)]
+    Invalid(#[from] PresenceError),
+}
+
+impl ParseError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Json(_) | Self::NotAnObject => "malformed_json",
+            Self::Invalid(e) => e.code(),
+        }
+    }
+
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            Self::Json(_) | Self::NotAnObject => None,
+            Self::Invalid(e) => Some(e.field()),
+        }
+    }
+}
+
+fn required_str<'a>(value: Option<&'a Value>, field: &'static str) -> Result<&'a str, PresenceError> {
+    match value {
+        None | Some(Value::Null) => Err(PresenceError::Missing { field }),
+        Some(Value::String(s)) if s.trim().is_empty() => Err(PresenceError::Missing { field }),
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(PresenceError::WrongType {
+            field,
+            expected: "a string",
+        }),
+    }
+}
+
+fn normalize_last_seen(value: Option<&Value>) -> Result<Option<String>, PresenceError> {
+    let millis = match value {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => {
+            let v = n.as_i64().ok_or(PresenceError::InvalidLastSeen)?;
+            if v < 0 {
+                return Err(PresenceError::InvalidLastSeen);
+            }
+            if v >= MILLIS_THRESHOLD {
+                v
+            } else {
+                v * 1000
+            }
+        }
+        Some(Value::String(s)) => {
+            let t = OffsetDateTime::parse(s.trim(), &Rfc3339).map_err(|_| PresenceError::InvalidLastSeen)?;
+            i64::try_from(t.unix_timestamp_nanos() / 1_000_000).map_err(|_| PresenceError::InvalidLastSeen)?
+        }
+        Some(_) => return Err(PresenceError::InvalidLastSeen),
+    };
+    if !(0..=MAX_EPOCH_MILLIS).contains(&millis) {
+        return Err(PresenceError::InvalidLastSeen);
+    }
+    let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
+        .map_err(|_| PresenceError::InvalidLastSeen)?;
+    Ok(Some(format_millis(t)))
+}
+
+/// RFC 3339, UTC, exactly three fractional digits: `2024-01-02T03:04:05.678Z`.
+pub fn format_millis(t: OffsetDateTime) -> String {
+    let t = t.to_offset(UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(v: Value) -> Result<PresenceEvent, PresenceError> {
+        PresenceEvent::try_from(serde_json::from_value::<RawCallback>(v).unwrap())
+    }
+
+    fn base() -> Value {
+        json!({"type": "PresenceChatCallback", "phone": "5544999999999",
+               "status": "AVAILABLE", "lastSeen": null, "instanceId": "instance.id"})
+    }
+
+    fn with(field: &str, v: Value) -> Value {
+        let mut b = base();
+        b[field] = v;
+        b
+    }
+
+    #[test]
+    fn phones_normalize_by_table() {
+        let cases: &[(&str, Option<(&str, PhoneKind)>)] = &[
+            ("5544999999999", Some(("5544999999999", PhoneKind::Person))),
+            ("+55 (44) 99999-9999", Some(("5544999999999", PhoneKind::Person))),
+            ("+55.44.9999.9999", Some(("554499999999", PhoneKind::Person))),
+            ("12345678", Some(("12345678", PhoneKind::Person))),
+            ("123456789012345", Some(("123456789012345", PhoneKind::Person))),
+            ("5544999999999@s.whatsapp.net", Some(("5544999999999", PhoneKind::Person))),
+            ("5544999999999@c.us", Some(("5544999999999", PhoneKind::Person))),
+            ("120363019502650977-group", Some(("120363019502650977-group", PhoneKind::Group))),
+            ("120363019502650977@g.us", Some(("120363019502650977-group", PhoneKind::Group))),
+            ("5544999999999-1580000000@g.us", Some(("5544999999999-1580000000-group", PhoneKind::Group))),
+            ("120363019502650977-GROUP", Some(("120363019502650977-group", PhoneKind::Group))),
+            ("1234567890@broadcast", Some(("1234567890@broadcast", PhoneKind::Broadcast))),
+            ("120363123456789012@newsletter", Some(("120363123456789012@newsletter", PhoneKind::Newsletter))),
+            ("98765432101234@lid", Some(("98765432101234@lid", PhoneKind::Lid))),
+            ("1234567", None),
+            ("1234567890123456", None),
+            ("55449999x9999", None),
+            ("", None),
+            ("-group", None),
+            ("abc-group", None),
+            ("12@g.us", None),
+            ("5544999999999@example.com", None),
+            ("٥٥٤٤٩٩٩٩٩٩٩٩٩", None),
+        ];
+        for (raw, want) in cases {
+            let got = Phone::parse(raw).ok().map(|p| (p.value.clone(), p.kind));
+            let want = want.map(|(v, k)| (v.to_string(), k));
+            assert_eq!(got, want, "phone {raw:?}");
+        }
+    }
+
+    #[test]
+    fn masked_phone_hides_the_middle() {
+        let p = Phone::parse("5544999999999").unwrap();
+        assert_eq!(p.masked().to_string(), "55*********99");
+        let g = Phone::parse("120363019502650977-group").unwrap();
+        assert!(!g.masked().to_string().contains("0363019502650977"));
+    }
+
+    #[test]
+    fn statuses_any_case_uppercase_out() {
+        for (raw, want) in [
+            ("available", "AVAILABLE"),
+            ("Composing", "COMPOSING"),
+            ("PAUSED", "PAUSED"),
+            ("recording", "RECORDING"),
+            ("unavailable", "UNAVAILABLE"),
+        ] {
+            let s = PresenceStatus::parse(raw).unwrap();
+            assert_eq!(s.as_str(), want);
+            assert!(s.is_known());
+        }
+        let future = PresenceStatus::parse("online_now").unwrap();
+        assert_eq!(future, PresenceStatus::Other("ONLINE_NOW".into()));
+        assert_eq!(future.label(), "OTHER");
+        for bad in ["", "TYPING!", "ÜBER", "A B", &"X".repeat(33)] {
+            assert_eq!(PresenceStatus::parse(bad), Err(PresenceError::InvalidStatus), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn last_seen_forms() {
+        let cases: &[(Value, Option<&str>)] = &[
+            (json!(null), None),
+            (json!(1700000000), Some("2023-11-14T22:13:20.000Z")),
+            (json!(1700000000123_i64), Some("2023-11-14T22:13:20.123Z")),
+            (json!(0), Some("1970-01-01T00:00:00.000Z")),
+            (json!("2024-01-02T03:04:05Z"), Some("2024-01-02T03:04:05.000Z")),
+            (json!("2024-01-02T00:04:05.6789-03:00"), Some("2024-01-02T03:04:05.678Z")),
+        ];
+        for (raw, want) in cases {
+            let got = event(with("lastSeen", raw.clone())).unwrap().last_seen;
+            assert_eq!(got.as_deref(), *want, "lastSeen {raw}");
+        }
+        for bad in [json!(-1), json!(1.5), json!("yesterday"), json!(true), json!([]), json!("1700000000"), json!(i64::MAX)] {
+            assert_eq!(event(with("lastSeen", bad.clone())), Err(PresenceError::InvalidLastSeen), "{bad}");
+        }
+        let mut absent = base();
+        absent.as_object_mut().unwrap().remove("lastSeen");
+        assert_eq!(event(absent).unwrap().last_seen, None);
+    }
+
+    #[test]
+    fn field_errors_name_the_field() {
+        let cases: &[(Value, PresenceError)] = &[
+            (with("type", json!("MessageCallback")), PresenceError::UnsupportedType),
+            (with("type", json!(null)), PresenceError::Missing { field: "type" }),
+            (with("phone", json!(5544999999999_i64)), PresenceError::WrongType { field: "phone", expected: "a string" }),
+            (with("phone", json!("")), PresenceError::Missing { field: "phone" }),
+            (with("status", json!("???")), PresenceError::InvalidStatus),
+            (with("instanceId", json!("")), PresenceError::Missing { field: "instanceId" }),
+            (with("instanceId", json!("a/b")), PresenceError::InvalidInstanceId),
+            (with("instanceId", json!("a".repeat(129))), PresenceError::InvalidInstanceId),
+        ];
+        for (body, want) in cases {
+            let got = event(body.clone()).unwrap_err();
+            assert_eq!(&got, want, "{body}");
+            assert!(got.to_string().contains(&format!("`{}`", got.field())), "{got}");
+        }
+    }
+
+    #[test]
+    fn extra_fields_are_tolerated() {
+        let e = event(with("momment", json!(1))).unwrap();
+        assert_eq!(e.status, PresenceStatus::Available);
+    }
+
+    #[test]
+    fn malformed_json_has_its_own_code() {
+        let err = PresenceEvent::from_json(b"{not json").unwrap_err();
+        assert_eq!(err.code(), "malformed_json");
+        let err = PresenceEvent::from_json(b"[1,2]").unwrap_err();
+        assert_eq!(err.code(), "malformed_json");
+    }
+}

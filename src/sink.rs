@@ -1,0 +1,30 @@
+//! The seam between the ingress and whatever keeps accepted events.
+//!
+//! The webhook handler hands every validated, enveloped event to a [`Sink`]
+//! and answers 200 only when the sink returns `Ok`: from then on the sink owns
+//! the promise that the event is not lost. Today the sink is the Kafka
+//! publisher (Ok = the broker acknowledged); the durable spool slots in here
+//! without reshaping the handler. Tests use fakes.
+
+use std::future::Future;
+
+use crate::envelope::OutboundRecord;
+
+/// Why a sink could not take an event. Every variant is answered 503 with
+/// `Retry-After`; the variant decides the metric reason and the log level.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Temporarily unable (broker away, queue full, timed out).
+    #[error("temporarily unavailable: {0}")]
+    Unavailable(String),
+    /// This event can never be delivered as it is (too large, not authorized,
+    /// unknown topic): an operator must look.
+    #[error("rejected permanently: {0}")]
+    Permanent(String),
+}
+
+/// Where accepted events go.
+pub trait Sink: Send + Sync + 'static {
+    /// Takes `record`. `Ok` means the event will not be lost.
+    fn accept(&self, record: OutboundRecord) -> impl Future<Output = Result<(), SinkError>> + Send;
+}
