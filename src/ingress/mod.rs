@@ -128,7 +128,7 @@ impl<S: Sink> Webhook<S> {
             Rejection::NotFound | Rejection::MethodNotAllowed => {
                 tracing::debug!(reason = rejection.code(), "request rejected");
             }
-            other => tracing::info!(reason = other.code(), message = %other, "request rejected"),
+            other => tracing::info!(reason = other.code(), detail = %other, "request rejected"),
         }
     }
 }
