@@ -70,7 +70,11 @@ _e2e_finish() {
   fi
   tansu_stop
   if [[ $rc -ne 0 && ${#FAILURES[@]} -eq 0 ]]; then
-    FAILURES+=("aborted (exit status $rc)")
+    if (( SECONDS - STARTED >= E2E_TIMEOUT )); then
+      FAILURES+=("timed out: whole run exceeded E2E_TIMEOUT=${E2E_TIMEOUT}s")
+    else
+      FAILURES+=("aborted (exit status $rc)")
+    fi
   fi
   local took=$((SECONDS - STARTED))
   if [[ ${#FAILURES[@]} -gt 0 ]]; then

@@ -11,6 +11,7 @@
 #                                 also exports TANSU_BROKER_PORT PROXY_PID PROXY_PORT
 #   tansu_create_topic NAME N     topic with N partitions (ok if it exists with N)
 #   tansu_stop                    stop broker (and proxy); memory storage is lost
+#   tansu_restart                 restart the broker on the same ports (empty)
 #   proxy_down | proxy_blackhole | proxy_up    break / stall / restore the link
 #   tansu_on_exit 'CMD'           add CMD to the EXIT cleanup list (LIFO)
 #   tansu_free_port               print a free 127.0.0.1 TCP port
@@ -217,6 +218,17 @@ tansu_stop() {
     tansu_kill_pid "$TANSU_PID" 10
     TANSU_PID=""
   fi
+}
+
+# tansu_restart: kill the broker and start it again on the same ports (the
+# proxy, if any, stays up). Memory storage: topics and records are gone, so
+# re-create topics afterwards.
+tansu_restart() {
+  local adv="${PROXY_PORT:-$TANSU_BROKER_PORT}"
+  [[ -z "${PROXY_PID:-}" ]] && adv="$TANSU_BROKER_PORT"
+  tansu_kill_pid "${TANSU_PID:-}" 10
+  _tansu_launch "$TANSU_BROKER_PORT" "$adv" || return 1
+  _tansu_log "broker restarted: pid $TANSU_PID on 127.0.0.1:$TANSU_BROKER_PORT (empty)"
 }
 
 # ---------------------------------------------------------------- proxy

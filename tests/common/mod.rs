@@ -1,0 +1,235 @@
+//! Test harness: a bridge on port 0 in front of an in-process MockCluster, an
+//! HTTP client, and a Kafka reader. Each test gets its own topic.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use presence_bridge::app::{self, Running};
+use presence_bridge::config::{self, Settings};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde_json::Value;
+
+pub const TOKEN: &str = "test-token-0123456789";
+pub const PARTITIONS: i32 = 3;
+
+pub fn unique_topic() -> String {
+    format!("presence-test-{}", uuid::Uuid::now_v7().simple())
+}
+
+/// Settings for a test: loopback port 0 listeners, the given brokers and
+/// topic, plus `extra` environment overrides.
+pub fn settings(brokers: &str, topic: &str, extra: &[(&str, &str)]) -> Settings {
+    let mut env: Vec<(String, String)> = vec![
+        ("PRESENCE_BRIDGE__HTTP__LISTEN".into(), "127.0.0.1:0".into()),
+        ("PRESENCE_BRIDGE__ADMIN__LISTEN".into(), "127.0.0.1:0".into()),
+        ("PRESENCE_BRIDGE__KAFKA__BROKERS".into(), brokers.into()),
+        ("PRESENCE_BRIDGE__KAFKA__TOPIC".into(), topic.into()),
+        ("PRESENCE_BRIDGE__AUTH__TOKENS".into(), TOKEN.into()),
+        ("PRESENCE_BRIDGE__KAFKA__DELIVERY_TIMEOUT".into(), "5s".into()),
+    ];
+    for (k, v) in extra {
+        env.push(((*k).into(), (*v).into()));
+    }
+    config::load(None, env).expect("test settings are valid")
+}
+
+/// A bridge in front of its own mock cluster.
+pub struct Bridge {
+    pub cluster: MockCluster<'static, DefaultProducerContext>,
+    pub running: Running,
+    pub topic: String,
+    pub client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+}
+
+impl Bridge {
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    pub async fn start_with(extra: &[(&str, &str)]) -> Self {
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        let topic = unique_topic();
+        cluster.create_topic(&topic, PARTITIONS, 1).expect("topic");
+        let s = settings(&cluster.bootstrap_servers(), &topic, extra);
+        let running = app::start(s, cluster.bootstrap_servers(), None).await.expect("bridge starts");
+        let bridge = Self {
+            cluster,
+            running,
+            topic,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        };
+        bridge.wait_ready().await;
+        bridge
+    }
+
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("http://{}{}", self.running.webhook_addr, path_and_query)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.running.admin_addr, path)
+    }
+
+    /// Polls `/readyz` until 200 (bounded).
+    pub async fn wait_ready(&self) {
+        for _ in 0..100 {
+            if self.get(&self.admin_url("/readyz")).await.0 == StatusCode::OK {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("bridge did not become ready");
+    }
+
+    pub async fn get(&self, url: &str) -> (StatusCode, String) {
+        let req = Request::get(url).body(Full::new(Bytes::new())).unwrap();
+        let resp = self.client.request(req).await.expect("GET");
+        let status = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// POSTs `body` as JSON with the test token in the query string.
+    pub async fn post_json(&self, body: &str) -> Reply {
+        self.send(
+            Method::POST,
+            &format!("/webhooks/zapi/presence?token={TOKEN}"),
+            &[("content-type", "application/json")],
+            body,
+        )
+        .await
+    }
+
+    pub async fn send(&self, method: Method, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+        let mut req = Request::builder().method(method).uri(self.url(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::new(Bytes::from(body.to_owned()))).unwrap();
+        let resp = self.client.request(req).await.expect("request");
+        Reply::read(resp).await
+    }
+
+    pub fn metrics(&self) -> String {
+        String::from_utf8(presence_bridge::metrics::render(&self.running.registry)).unwrap()
+    }
+
+    /// The value of one sample, e.g. `presence_bridge_events_rejected_total{reason="invalid_phone"}`.
+    pub fn metric(&self, sample: &str) -> f64 {
+        metric_value(&self.metrics(), sample)
+    }
+
+    /// Reads `n` messages of the test topic from the beginning (bounded wait).
+    pub async fn read(&self, n: usize) -> Vec<Record> {
+        read_topic(&self.cluster.bootstrap_servers(), &self.topic, n).await
+    }
+}
+
+pub fn metric_value(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or_else(|| panic!("no sample {sample} in metrics"))
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: hyper::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub async fn read(resp: hyper::Response<hyper::body::Incoming>) -> Self {
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Self { status, headers, body }
+    }
+
+    pub fn id(&self) -> String {
+        self.body["id"].as_str().expect("an id").to_owned()
+    }
+}
+
+/// One Kafka record as read back.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: String,
+    pub headers: BTreeMap<String, String>,
+    pub value: Value,
+}
+
+pub async fn read_topic(brokers: &str, topic: &str, n: usize) -> Vec<Record> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("reader-{}", uuid::Uuid::now_v7()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    while out.len() < n {
+        let msg = tokio::time::timeout(Duration::from_secs(20), consumer.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {n} records arrived", out.len()))
+            .expect("recv");
+        let mut headers = BTreeMap::new();
+        if let Some(hs) = msg.headers() {
+            for h in hs.iter() {
+                headers.insert(h.key.to_owned(), String::from_utf8(h.value.unwrap().to_vec()).unwrap());
+            }
+        }
+        out.push(Record {
+            partition: msg.partition(),
+            offset: msg.offset(),
+            key: String::from_utf8(msg.key().unwrap().to_vec()).unwrap(),
+            headers,
+            value: serde_json::from_slice(msg.payload().unwrap()).unwrap(),
+        });
+    }
+    out
+}
+
+/// The envelope JSON Schema, compiled.
+pub fn envelope_schema() -> jsonschema::Validator {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/schemas/presence-envelope.v1.schema.json"
+    ))
+    .unwrap();
+    jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).expect("schema compiles")
+}
+
+pub fn assert_valid_envelope(schema: &jsonschema::Validator, value: &Value) {
+    let errors: Vec<String> = schema.iter_errors(value).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "envelope violates the schema: {errors:?}\n{value}");
+}
+
+pub fn callback(phone: &str, status: &str) -> String {
+    format!(
+        r#"{{"type":"PresenceChatCallback","phone":"{phone}","status":"{status}","lastSeen":null,"instanceId":"instance.id"}}"#
+    )
+}
+
+pub fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
