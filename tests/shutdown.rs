@@ -1,0 +1,86 @@
+//! Graceful shutdown: readiness goes 503, the listener stops accepting, the
+//! request in flight finishes and its event reaches Kafka; a stuck client never
+//! holds shutdown past the deadline.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use hyper::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Opens a connection and sends the head and the first half of a POST body.
+async fn half_sent_request(b: &Bridge, body: &str) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(b.running.webhook_addr).await.unwrap();
+    let head = format!(
+        "POST /webhooks/zapi/presence?token={TOKEN} HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    let (first, rest) = body.split_at(body.len() / 2);
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(first.as_bytes()).await.unwrap();
+    // The connection is being served once the gauge counts it.
+    for _ in 0..200 {
+        if b.metric("presence_bridge_http_connections_open") >= 1.0 {
+            return (s, rest.to_owned());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("connection never reached the server");
+}
+
+#[tokio::test]
+async fn in_flight_request_finishes_and_its_event_is_delivered() {
+    let b = Bridge::start().await;
+    let body = callback("5544999999999", "COMPOSING");
+    let (mut s, rest) = half_sent_request(&b, &body).await;
+
+    b.running.shutdown();
+    // Readiness turns 503 while the drain runs.
+    let (status, report) = b.get(&b.admin_url("/readyz")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{report}");
+    assert!(report.contains("shutting_down"), "{report}");
+    // The listener stops accepting.
+    let mut refused = false;
+    for _ in 0..200 {
+        if TcpStream::connect(b.running.webhook_addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(refused, "listener still accepting after shutdown started");
+
+    s.write_all(rest.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer))
+        .await
+        .expect("answer within 10s")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let id = answer.split("\"id\":\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+
+    let Bridge { cluster, running, topic, .. } = b;
+    let report = running.wait().await;
+    assert!(!report.connections_abandoned);
+    assert_eq!(report.unflushed_messages, 0);
+    let records = read_topic(&cluster.bootstrap_servers(), &topic, 1).await;
+    assert_eq!(records[0].value["id"], id.as_str());
+}
+
+#[tokio::test]
+async fn a_stuck_client_does_not_hold_shutdown_past_the_deadline() {
+    let b = Bridge::start_with(&[("PRESENCE_BRIDGE__SHUTDOWN__DEADLINE", "700ms")]).await;
+    let (_stuck, _never_sent) = half_sent_request(&b, &callback("5544999999999", "PAUSED")).await;
+    let started = Instant::now();
+    b.running.shutdown();
+    let Bridge { running, cluster, .. } = b;
+    let report = running.wait().await;
+    let took = started.elapsed();
+    assert!(report.connections_abandoned);
+    assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+    drop(cluster);
+}
