@@ -32,13 +32,19 @@ impl Admin {
 impl Handler for Admin {
     async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         if req.method() != Method::GET && req.method() != Method::HEAD {
-            let mut r = json_response(StatusCode::METHOD_NOT_ALLOWED, json!({"error": "method_not_allowed"}));
-            r.headers_mut().insert(hyper::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            let mut r = json_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                json!({"error": "method_not_allowed"}),
+            );
+            r.headers_mut()
+                .insert(hyper::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return r;
         }
         match req.uri().path() {
             "/metrics" => {
-                let mut r = Response::new(Full::new(Bytes::from(crate::metrics::render(&self.registry))));
+                let mut r = Response::new(Full::new(Bytes::from(crate::metrics::render(
+                    &self.registry,
+                ))));
                 r.headers_mut().insert(
                     CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

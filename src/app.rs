@@ -83,7 +83,11 @@ impl Running {
 
 /// Binds the listeners and starts the bridge. `brokers` is the bootstrap list
 /// (the configured one, or the embedded broker's in `--dev`).
-pub async fn start(settings: Settings, brokers: String, dev: Option<DevBroker>) -> Result<Running, AppError> {
+pub async fn start(
+    settings: Settings,
+    brokers: String,
+    dev: Option<DevBroker>,
+) -> Result<Running, AppError> {
     let registry = Registry::new();
     let metrics = Metrics::new(&registry)?;
     let health = Arc::new(Health::new(dev, metrics.clone()));
@@ -131,7 +135,12 @@ pub async fn start(settings: Settings, brokers: String, dev: Option<DevBroker>) 
         stop_admin.clone(),
         None,
     ));
-    tracker.spawn(probe_loop(publisher.clone(), settings.kafka.topic.clone(), health.clone(), shutdown.clone()));
+    tracker.spawn(probe_loop(
+        publisher.clone(),
+        settings.kafka.topic.clone(),
+        health.clone(),
+        shutdown.clone(),
+    ));
     tracker.close();
 
     tracing::info!(%webhook_addr, %admin_addr, topic = %settings.kafka.topic, "presence-bridge listening");
@@ -155,7 +164,10 @@ pub async fn start(settings: Settings, brokers: String, dev: Option<DevBroker>) 
             let left = end.saturating_duration_since(tokio::time::Instant::now());
             report.unflushed_messages = publisher.flush(left).await;
             if report.unflushed_messages != 0 {
-                tracing::warn!(messages = report.unflushed_messages, "producer not fully flushed at the deadline");
+                tracing::warn!(
+                    messages = report.unflushed_messages,
+                    "producer not fully flushed at the deadline"
+                );
             }
             let _ = tokio::time::timeout_at(end, tracker.wait()).await;
             stop_admin.cancel();
@@ -182,12 +194,22 @@ async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, AppErr
         .map_err(|source| AppError::Bind { key, addr, source })
 }
 
-fn local_addr(key: &'static str, l: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, AppError> {
-    l.local_addr().map_err(|source| AppError::Bind { key, addr, source })
+fn local_addr(
+    key: &'static str,
+    l: &TcpListener,
+    addr: SocketAddr,
+) -> Result<SocketAddr, AppError> {
+    l.local_addr()
+        .map_err(|source| AppError::Bind { key, addr, source })
 }
 
 /// Probes the broker now and every [`PROBE_INTERVAL`] until shutdown.
-async fn probe_loop(publisher: KafkaPublisher, topic: String, health: Arc<Health>, shutdown: CancellationToken) {
+async fn probe_loop(
+    publisher: KafkaPublisher,
+    topic: String,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+) {
     let mut last: Option<Option<bool>> = None;
     loop {
         let probed = publisher.probe(&topic, PROBE_TIMEOUT).await.ok();
@@ -195,7 +217,9 @@ async fn probe_loop(publisher: KafkaPublisher, topic: String, health: Arc<Health
         if last != Some(probed) {
             match probed {
                 Some(true) => tracing::info!(%topic, "kafka reachable, topic present"),
-                Some(false) => tracing::warn!(%topic, "kafka reachable but the topic does not exist (yet)"),
+                Some(false) => {
+                    tracing::warn!(%topic, "kafka reachable but the topic does not exist (yet)")
+                }
                 None => tracing::warn!("kafka unreachable: no broker answered the metadata probe"),
             }
             last = Some(probed);

@@ -15,7 +15,11 @@ use crate::health::{DevBroker, DEV_WARNING};
 use crate::tail::{self, TailOptions};
 
 #[derive(Debug, Parser)]
-#[command(name = "presence-bridge", version, about = "Z-API chat-presence webhooks in, CloudEvents in Kafka out")]
+#[command(
+    name = "presence-bridge",
+    version,
+    about = "Z-API chat-presence webhooks in, CloudEvents in Kafka out"
+)]
 pub struct Cli {
     /// TOML configuration file (defaults < file < PRESENCE_BRIDGE__* environment).
     #[arg(long, global = true, value_name = "PATH")]
@@ -74,8 +78,8 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 fn check_config(settings: &Settings) -> ExitCode {
-    if let Err(e) = crate::publisher::producer_config(&settings.kafka, "localhost:9092")
-        .create_native_config()
+    if let Err(e) =
+        crate::publisher::producer_config(&settings.kafka, "localhost:9092").create_native_config()
     {
         eprintln!("presence-bridge: configuration error: kafka.properties: {e}");
         return ExitCode::from(2);
@@ -83,13 +87,17 @@ fn check_config(settings: &Settings) -> ExitCode {
     let text = serde_json::to_string_pretty(&settings.redacted_json()).unwrap_or_default();
     println!("{text}");
     if settings.kafka.brokers.is_empty() {
-        eprintln!("note: kafka.brokers is empty: `serve` will refuse to start unless run with --dev");
+        eprintln!(
+            "note: kafka.brokers is empty: `serve` will refuse to start unless run with --dev"
+        );
     }
     ExitCode::SUCCESS
 }
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
 }
 
 fn serve(settings: Settings, args: ServeArgs) -> ExitCode {
@@ -98,7 +106,13 @@ fn serve(settings: Settings, args: ServeArgs) -> ExitCode {
     let mut embedded = None;
     let (brokers, dev) = if args.dev {
         let mut topics: Vec<&str> = vec![settings.kafka.topic.as_str()];
-        topics.extend(settings.kafka.topic_by_instance.values().map(String::as_str));
+        topics.extend(
+            settings
+                .kafka
+                .topic_by_instance
+                .values()
+                .map(String::as_str),
+        );
         match EmbeddedBroker::start(topics) {
             Ok(b) => {
                 let bootstrap = b.bootstrap_servers();
@@ -198,7 +212,10 @@ fn run_tail(settings: Settings, args: TailArgs) -> ExitCode {
 /// Resolves on SIGTERM or SIGINT, naming which.
 async fn shutdown_signal() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
-    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(t), Ok(i)) => (t, i),
         _ => {
             let _ = tokio::signal::ctrl_c().await;

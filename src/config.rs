@@ -167,7 +167,10 @@ pub fn load(
     let mut builder = config::Config::builder();
     if let Some(path) = file {
         if !path.is_file() {
-            return Err(invalid("--config", format!("{} is not a readable file", path.display())));
+            return Err(invalid(
+                "--config",
+                format!("{} is not a readable file", path.display()),
+            ));
         }
         builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
     }
@@ -185,7 +188,10 @@ impl Settings {
         let http = raw.http;
         let max_body_bytes = nonzero("http.max_body_bytes", http.max_body_bytes)?;
         if max_body_bytes.get() > 16 * 1024 * 1024 {
-            return Err(invalid("http.max_body_bytes", "must be at most 16777216 (16 MiB)"));
+            return Err(invalid(
+                "http.max_body_bytes",
+                "must be at most 16777216 (16 MiB)",
+            ));
         }
         let http = HttpSettings {
             listen: socket_addr("http.listen", &http.listen)?,
@@ -198,7 +204,10 @@ impl Settings {
             listen: socket_addr("admin.listen", &raw.admin.listen)?,
         };
         if admin.listen == http.listen && http.listen.port() != 0 {
-            return Err(invalid("admin.listen", "must differ from http.listen: /metrics never shares the webhook port"));
+            return Err(invalid(
+                "admin.listen",
+                "must differ from http.listen: /metrics never shares the webhook port",
+            ));
         }
 
         let k = raw.kafka;
@@ -231,7 +240,10 @@ impl Settings {
         }
         let compression = k.compression.to_ascii_lowercase();
         if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&compression.as_str()) {
-            return Err(invalid("kafka.compression", "must be one of none, gzip, snappy, lz4, zstd"));
+            return Err(invalid(
+                "kafka.compression",
+                "must be one of none, gzip, snappy, lz4, zstd",
+            ));
         }
         let kafka = KafkaSettings {
             brokers,
@@ -260,7 +272,12 @@ impl Settings {
         let format = match raw.log.format.to_ascii_lowercase().as_str() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
-            other => return Err(invalid("log.format", format!("`{other}` is not `text` or `json`"))),
+            other => {
+                return Err(invalid(
+                    "log.format",
+                    format!("`{other}` is not `text` or `json`"),
+                ))
+            }
         };
         if raw.spool.dir.as_os_str().is_empty() {
             return Err(invalid("spool.dir", "must not be empty"));
@@ -288,13 +305,21 @@ impl Settings {
 }
 
 fn socket_addr(key: &str, v: &str) -> Result<SocketAddr, ConfigError> {
-    v.parse()
-        .map_err(|_| invalid(key, format!("`{v}` is not a socket address (IP:PORT, e.g. 0.0.0.0:8080)")))
+    v.parse().map_err(|_| {
+        invalid(
+            key,
+            format!("`{v}` is not a socket address (IP:PORT, e.g. 0.0.0.0:8080)"),
+        )
+    })
 }
 
 fn duration(key: &str, v: &str) -> Result<Duration, ConfigError> {
-    let d = humantime::parse_duration(v)
-        .map_err(|e| invalid(key, format!("`{v}` is not a duration such as 250ms or 10s ({e})")))?;
+    let d = humantime::parse_duration(v).map_err(|e| {
+        invalid(
+            key,
+            format!("`{v}` is not a duration such as 250ms or 10s ({e})"),
+        )
+    })?;
     if d.is_zero() {
         return Err(invalid(key, "must be greater than zero"));
     }
@@ -312,20 +337,31 @@ fn topic_name(key: &str, t: &str) -> Result<(), ConfigError> {
     let ok = (1..=249).contains(&t.len())
         && t != "."
         && t != ".."
-        && t.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     if ok {
         Ok(())
     } else {
-        Err(invalid(key, format!("`{t}` is not a valid Kafka topic name")))
+        Err(invalid(
+            key,
+            format!("`{t}` is not a valid Kafka topic name"),
+        ))
     }
 }
 
 /// Maps may arrive nested when their keys contain dots (`security.protocol`
 /// becomes `{security: {protocol: ..}}` through the environment); joins them back.
-fn flatten(key: &str, map: HashMap<String, raw::Nested>) -> Result<BTreeMap<String, String>, ConfigError> {
+fn flatten(
+    key: &str,
+    map: HashMap<String, raw::Nested>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
     fn walk(prefix: &str, map: HashMap<String, raw::Nested>, out: &mut BTreeMap<String, String>) {
         for (k, v) in map {
-            let full = if prefix.is_empty() { k } else { format!("{prefix}.{k}") };
+            let full = if prefix.is_empty() {
+                k
+            } else {
+                format!("{prefix}.{k}")
+            };
             match v {
                 raw::Nested::Leaf(s) => {
                     out.insert(full, s);
@@ -348,11 +384,27 @@ fn flatten(key: &str, map: HashMap<String, raw::Nested>) -> Result<BTreeMap<Stri
     Ok(out)
 }
 
-fn redacted_properties<S: serde::Serializer>(p: &BTreeMap<String, String>, s: S) -> Result<S::Ok, S::Error> {
-    let secretish = |k: &str| ["password", "secret", "key", "token", "jaas"].iter().any(|w| k.contains(w));
+fn redacted_properties<S: serde::Serializer>(
+    p: &BTreeMap<String, String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    let secretish = |k: &str| {
+        ["password", "secret", "key", "token", "jaas"]
+            .iter()
+            .any(|w| k.contains(w))
+    };
     let shown: BTreeMap<&str, &str> = p
         .iter()
-        .map(|(k, v)| (k.as_str(), if secretish(k) { "<redacted>" } else { v.as_str() }))
+        .map(|(k, v)| {
+            (
+                k.as_str(),
+                if secretish(k) {
+                    "<redacted>"
+                } else {
+                    v.as_str()
+                },
+            )
+        })
         .collect();
     shown.serialize(s)
 }

@@ -17,7 +17,9 @@ pub struct EmbeddedBroker {
 
 impl EmbeddedBroker {
     /// Starts a one-broker mock cluster and creates `topics`.
-    pub fn start<'a>(topics: impl IntoIterator<Item = &'a str>) -> Result<Self, rdkafka::error::KafkaError> {
+    pub fn start<'a>(
+        topics: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, rdkafka::error::KafkaError> {
         let cluster = MockCluster::new(1)?;
         for topic in topics {
             cluster.create_topic(topic, DEV_PARTITIONS, 1)?;

@@ -54,8 +54,10 @@ impl Health {
     /// Records a metadata probe: `None` when no broker answered, else whether
     /// the topic exists.
     pub fn probed(&self, topic_present: Option<bool>) {
-        self.broker
-            .store(if topic_present.is_some() { YES } else { NO }, Ordering::SeqCst);
+        self.broker.store(
+            if topic_present.is_some() { YES } else { NO },
+            Ordering::SeqCst,
+        );
         if let Some(p) = topic_present {
             self.topic.store(if p { YES } else { NO }, Ordering::SeqCst);
         }

@@ -37,7 +37,14 @@ pub const REJECT_REASONS: &[&str] = &[
     "unavailable",
 ];
 /// Presence statuses as metric label values.
-pub const STATUSES: &[&str] = &["UNAVAILABLE", "AVAILABLE", "COMPOSING", "PAUSED", "RECORDING", "OTHER"];
+pub const STATUSES: &[&str] = &[
+    "UNAVAILABLE",
+    "AVAILABLE",
+    "COMPOSING",
+    "PAUSED",
+    "RECORDING",
+    "OTHER",
+];
 
 /// How one Kafka delivery ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,30 +84,54 @@ impl Metrics {
     /// Registers every metric (and the process collector) on `registry`.
     pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
         let http_requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests answered on the webhook listener.").namespace(NS),
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests answered on the webhook listener.",
+            )
+            .namespace(NS),
             &["route", "method", "status"],
         )?;
         let http_duration = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "Time from request head to response, by route.")
-                .namespace(NS)
-                .buckets(vec![
-                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                ]),
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "Time from request head to response, by route.",
+            )
+            .namespace(NS)
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ]),
             &["route"],
         )?;
         let connections_open = IntGauge::with_opts(
-            Opts::new("http_connections_open", "Open connections on the webhook listener.").namespace(NS),
+            Opts::new(
+                "http_connections_open",
+                "Open connections on the webhook listener.",
+            )
+            .namespace(NS),
         )?;
         let events_accepted = IntCounterVec::new(
-            Opts::new("events_accepted_total", "Presence events answered 200, by presence status.").namespace(NS),
+            Opts::new(
+                "events_accepted_total",
+                "Presence events answered 200, by presence status.",
+            )
+            .namespace(NS),
             &["status"],
         )?;
         let events_rejected = IntCounterVec::new(
-            Opts::new("events_rejected_total", "Webhook requests not accepted, by reason.").namespace(NS),
+            Opts::new(
+                "events_rejected_total",
+                "Webhook requests not accepted, by reason.",
+            )
+            .namespace(NS),
             &["reason"],
         )?;
         let kafka_deliveries = IntCounterVec::new(
-            Opts::new("kafka_deliveries_total", "Kafka delivery attempts, by result.").namespace(NS),
+            Opts::new(
+                "kafka_deliveries_total",
+                "Kafka delivery attempts, by result.",
+            )
+            .namespace(NS),
             &["result"],
         )?;
         let delivery_latency = Histogram::with_opts(
@@ -110,12 +141,16 @@ impl Metrics {
             )
             .namespace(NS)
             .buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                60.0, 300.0,
             ]),
         )?;
         let broker_reachable = IntGauge::with_opts(
-            Opts::new("kafka_broker_reachable", "1 when the last metadata probe reached a broker, else 0.")
-                .namespace(NS),
+            Opts::new(
+                "kafka_broker_reachable",
+                "1 when the last metadata probe reached a broker, else 0.",
+            )
+            .namespace(NS),
         )?;
         let ready = IntGauge::with_opts(
             Opts::new("ready", "1 while /readyz answers 200, else 0.").namespace(NS),
@@ -125,7 +160,10 @@ impl Metrics {
             &["version", "rdkafka_version"],
         )?;
         build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION"), &rdkafka::util::get_rdkafka_version().1])
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                &rdkafka::util::get_rdkafka_version().1,
+            ])
             .set(1);
 
         registry.register(Box::new(http_requests.clone()))?;
@@ -139,7 +177,9 @@ impl Metrics {
         registry.register(Box::new(ready.clone()))?;
         registry.register(Box::new(build_info))?;
         #[cfg(target_os = "linux")]
-        registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
 
         for route in ROUTES {
             http_duration.with_label_values(&[route]);
@@ -191,7 +231,9 @@ impl Metrics {
     }
 
     pub fn event_accepted(&self, status_label: &str) {
-        self.events_accepted.with_label_values(&[status_label]).inc();
+        self.events_accepted
+            .with_label_values(&[status_label])
+            .inc();
     }
 
     pub fn event_rejected(&self, reason: &'static str) {
@@ -199,7 +241,9 @@ impl Metrics {
     }
 
     pub fn delivery_finished(&self, result: DeliveryResult, since_arrival: Option<Duration>) {
-        self.kafka_deliveries.with_label_values(&[result.as_str()]).inc();
+        self.kafka_deliveries
+            .with_label_values(&[result.as_str()])
+            .inc();
         if let (DeliveryResult::Delivered, Some(d)) = (result, since_arrival) {
             self.delivery_latency.observe(d.as_secs_f64());
         }
@@ -259,14 +303,16 @@ mod tests {
         let (registry, m) = Metrics::standalone();
         m.request_answered("presence", "POST", 200, Duration::from_millis(3));
         for family in registry.gather() {
-            let name = family.get_name();
+            let name = family.name();
             assert!(
                 name.starts_with("presence_bridge_") || name.starts_with("process_"),
                 "{name}"
             );
         }
         let text = String::from_utf8(render(&registry)).unwrap();
-        assert!(text.contains(r#"presence_bridge_http_requests_total{method="POST",route="presence",status="200"} 1"#));
+        assert!(text.contains(
+            r#"presence_bridge_http_requests_total{method="POST",route="presence",status="200"} 1"#
+        ));
         assert!(text.contains(r#"presence_bridge_events_rejected_total{reason="invalid_phone"} 0"#));
     }
 }

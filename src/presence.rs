@@ -79,11 +79,15 @@ pub enum PresenceError {
     },
     #[error("field `type` must be `PresenceChatCallback`")]
     UnsupportedType,
-    #[error("field `phone` is not a phone number (8 to 15 digits) nor a WhatsApp group or channel id")]
+    #[error(
+        "field `phone` is not a phone number (8 to 15 digits) nor a WhatsApp group or channel id"
+    )]
     InvalidPhone,
     #[error("field `status` must be one of UNAVAILABLE, AVAILABLE, COMPOSING, PAUSED, RECORDING (or up to 32 letters and underscores)")]
     InvalidStatus,
-    #[error("field `lastSeen` must be null, epoch seconds, epoch milliseconds or an RFC 3339 timestamp")]
+    #[error(
+        "field `lastSeen` must be null, epoch seconds, epoch milliseconds or an RFC 3339 timestamp"
+    )]
     InvalidLastSeen,
     #[error("field `instanceId` must be 1 to 128 characters of A-Z, a-z, 0-9, `.`, `_` or `-`")]
     InvalidInstanceId,
@@ -419,7 +423,10 @@ impl ParseError {
     }
 }
 
-fn required_str<'a>(value: Option<&'a Value>, field: &'static str) -> Result<&'a str, PresenceError> {
+fn required_str<'a>(
+    value: Option<&'a Value>,
+    field: &'static str,
+) -> Result<&'a str, PresenceError> {
     match value {
         None | Some(Value::Null) => Err(PresenceError::Missing { field }),
         Some(Value::String(s)) if s.trim().is_empty() => Err(PresenceError::Missing { field }),
@@ -446,8 +453,10 @@ fn normalize_last_seen(value: Option<&Value>) -> Result<Option<String>, Presence
             }
         }
         Some(Value::String(s)) => {
-            let t = OffsetDateTime::parse(s.trim(), &Rfc3339).map_err(|_| PresenceError::InvalidLastSeen)?;
-            i64::try_from(t.unix_timestamp_nanos() / 1_000_000).map_err(|_| PresenceError::InvalidLastSeen)?
+            let t = OffsetDateTime::parse(s.trim(), &Rfc3339)
+                .map_err(|_| PresenceError::InvalidLastSeen)?;
+            i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
+                .map_err(|_| PresenceError::InvalidLastSeen)?
         }
         Some(_) => return Err(PresenceError::InvalidLastSeen),
     };
@@ -498,19 +507,55 @@ mod tests {
     fn phones_normalize_by_table() {
         let cases: &[(&str, Option<(&str, PhoneKind)>)] = &[
             ("5544999999999", Some(("5544999999999", PhoneKind::Person))),
-            ("+55 (44) 99999-9999", Some(("5544999999999", PhoneKind::Person))),
-            ("+55.44.9999.9999", Some(("554499999999", PhoneKind::Person))),
+            (
+                "+55 (44) 99999-9999",
+                Some(("5544999999999", PhoneKind::Person)),
+            ),
+            (
+                "+55.44.9999.9999",
+                Some(("554499999999", PhoneKind::Person)),
+            ),
             ("12345678", Some(("12345678", PhoneKind::Person))),
-            ("123456789012345", Some(("123456789012345", PhoneKind::Person))),
-            ("5544999999999@s.whatsapp.net", Some(("5544999999999", PhoneKind::Person))),
-            ("5544999999999@c.us", Some(("5544999999999", PhoneKind::Person))),
-            ("120363019502650977-group", Some(("120363019502650977-group", PhoneKind::Group))),
-            ("120363019502650977@g.us", Some(("120363019502650977-group", PhoneKind::Group))),
-            ("5544999999999-1580000000@g.us", Some(("5544999999999-1580000000-group", PhoneKind::Group))),
-            ("120363019502650977-GROUP", Some(("120363019502650977-group", PhoneKind::Group))),
-            ("1234567890@broadcast", Some(("1234567890@broadcast", PhoneKind::Broadcast))),
-            ("120363123456789012@newsletter", Some(("120363123456789012@newsletter", PhoneKind::Newsletter))),
-            ("98765432101234@lid", Some(("98765432101234@lid", PhoneKind::Lid))),
+            (
+                "123456789012345",
+                Some(("123456789012345", PhoneKind::Person)),
+            ),
+            (
+                "5544999999999@s.whatsapp.net",
+                Some(("5544999999999", PhoneKind::Person)),
+            ),
+            (
+                "5544999999999@c.us",
+                Some(("5544999999999", PhoneKind::Person)),
+            ),
+            (
+                "120363019502650977-group",
+                Some(("120363019502650977-group", PhoneKind::Group)),
+            ),
+            (
+                "120363019502650977@g.us",
+                Some(("120363019502650977-group", PhoneKind::Group)),
+            ),
+            (
+                "5544999999999-1580000000@g.us",
+                Some(("5544999999999-1580000000-group", PhoneKind::Group)),
+            ),
+            (
+                "120363019502650977-GROUP",
+                Some(("120363019502650977-group", PhoneKind::Group)),
+            ),
+            (
+                "1234567890@broadcast",
+                Some(("1234567890@broadcast", PhoneKind::Broadcast)),
+            ),
+            (
+                "120363123456789012@newsletter",
+                Some(("120363123456789012@newsletter", PhoneKind::Newsletter)),
+            ),
+            (
+                "98765432101234@lid",
+                Some(("98765432101234@lid", PhoneKind::Lid)),
+            ),
             ("1234567", None),
             ("1234567890123456", None),
             ("55449999x9999", None),
@@ -553,7 +598,11 @@ mod tests {
         assert_eq!(future, PresenceStatus::Other("ONLINE_NOW".into()));
         assert_eq!(future.label(), "OTHER");
         for bad in ["", "TYPING!", "ÜBER", "A B", &"X".repeat(33)] {
-            assert_eq!(PresenceStatus::parse(bad), Err(PresenceError::InvalidStatus), "{bad:?}");
+            assert_eq!(
+                PresenceStatus::parse(bad),
+                Err(PresenceError::InvalidStatus),
+                "{bad:?}"
+            );
         }
     }
 
@@ -564,15 +613,33 @@ mod tests {
             (json!(1700000000), Some("2023-11-14T22:13:20.000Z")),
             (json!(1700000000123_i64), Some("2023-11-14T22:13:20.123Z")),
             (json!(0), Some("1970-01-01T00:00:00.000Z")),
-            (json!("2024-01-02T03:04:05Z"), Some("2024-01-02T03:04:05.000Z")),
-            (json!("2024-01-02T00:04:05.6789-03:00"), Some("2024-01-02T03:04:05.678Z")),
+            (
+                json!("2024-01-02T03:04:05Z"),
+                Some("2024-01-02T03:04:05.000Z"),
+            ),
+            (
+                json!("2024-01-02T00:04:05.6789-03:00"),
+                Some("2024-01-02T03:04:05.678Z"),
+            ),
         ];
         for (raw, want) in cases {
             let got = event(with("lastSeen", raw.clone())).unwrap().last_seen;
             assert_eq!(got.as_deref(), *want, "lastSeen {raw}");
         }
-        for bad in [json!(-1), json!(1.5), json!("yesterday"), json!(true), json!([]), json!("1700000000"), json!(i64::MAX)] {
-            assert_eq!(event(with("lastSeen", bad.clone())), Err(PresenceError::InvalidLastSeen), "{bad}");
+        for bad in [
+            json!(-1),
+            json!(1.5),
+            json!("yesterday"),
+            json!(true),
+            json!([]),
+            json!("1700000000"),
+            json!(i64::MAX),
+        ] {
+            assert_eq!(
+                event(with("lastSeen", bad.clone())),
+                Err(PresenceError::InvalidLastSeen),
+                "{bad}"
+            );
         }
         let mut absent = base();
         absent.as_object_mut().unwrap().remove("lastSeen");
@@ -582,19 +649,48 @@ mod tests {
     #[test]
     fn field_errors_name_the_field() {
         let cases: &[(Value, PresenceError)] = &[
-            (with("type", json!("MessageCallback")), PresenceError::UnsupportedType),
-            (with("type", json!(null)), PresenceError::Missing { field: "type" }),
-            (with("phone", json!(5544999999999_i64)), PresenceError::WrongType { field: "phone", expected: "a string" }),
-            (with("phone", json!("")), PresenceError::Missing { field: "phone" }),
+            (
+                with("type", json!("MessageCallback")),
+                PresenceError::UnsupportedType,
+            ),
+            (
+                with("type", json!(null)),
+                PresenceError::Missing { field: "type" },
+            ),
+            (
+                with("phone", json!(5544999999999_i64)),
+                PresenceError::WrongType {
+                    field: "phone",
+                    expected: "a string",
+                },
+            ),
+            (
+                with("phone", json!("")),
+                PresenceError::Missing { field: "phone" },
+            ),
             (with("status", json!("???")), PresenceError::InvalidStatus),
-            (with("instanceId", json!("")), PresenceError::Missing { field: "instanceId" }),
-            (with("instanceId", json!("a/b")), PresenceError::InvalidInstanceId),
-            (with("instanceId", json!("a".repeat(129))), PresenceError::InvalidInstanceId),
+            (
+                with("instanceId", json!("")),
+                PresenceError::Missing {
+                    field: "instanceId",
+                },
+            ),
+            (
+                with("instanceId", json!("a/b")),
+                PresenceError::InvalidInstanceId,
+            ),
+            (
+                with("instanceId", json!("a".repeat(129))),
+                PresenceError::InvalidInstanceId,
+            ),
         ];
         for (body, want) in cases {
             let got = event(body.clone()).unwrap_err();
             assert_eq!(&got, want, "{body}");
-            assert!(got.to_string().contains(&format!("`{}`", got.field())), "{got}");
+            assert!(
+                got.to_string().contains(&format!("`{}`", got.field())),
+                "{got}"
+            );
         }
     }
 

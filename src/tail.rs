@@ -52,11 +52,18 @@ pub enum TailError {
 }
 
 /// Runs until `limit` messages were printed, the idle timeout passed, or `stop`.
-pub async fn run(settings: &Settings, opts: TailOptions, stop: CancellationToken) -> Result<u64, TailError> {
+pub async fn run(
+    settings: &Settings,
+    opts: TailOptions,
+    stop: CancellationToken,
+) -> Result<u64, TailError> {
     let (brokers, topic) = if settings.kafka.brokers.is_empty() {
         discover(settings.admin.listen).await?
     } else {
-        (settings.kafka.brokers.join(","), settings.kafka.topic.clone())
+        (
+            settings.kafka.brokers.join(","),
+            settings.kafka.topic.clone(),
+        )
     };
     let topic = opts.topic.clone().unwrap_or(topic);
     let mut cfg = ClientConfig::new();
@@ -64,7 +71,10 @@ pub async fn run(settings: &Settings, opts: TailOptions, stop: CancellationToken
         cfg.set(k, v);
     }
     cfg.set("bootstrap.servers", &brokers)
-        .set("group.id", format!("presence-bridge-tail-{}", uuid::Uuid::now_v7()))
+        .set(
+            "group.id",
+            format!("presence-bridge-tail-{}", uuid::Uuid::now_v7()),
+        )
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false");
 
@@ -160,9 +170,13 @@ async fn discover(admin: SocketAddr) -> Result<(String, String), TailError> {
     }
 }
 
-async fn get(addr: SocketAddr, path: &str) -> Result<Bytes, Box<dyn std::error::Error + Send + Sync>> {
+async fn get(
+    addr: SocketAddr,
+    path: &str,
+) -> Result<Bytes, Box<dyn std::error::Error + Send + Sync>> {
     let stream = tokio::net::TcpStream::connect(addr).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
     tokio::spawn(conn);
     let req = hyper::Request::get(path)
         .header(hyper::header::HOST, addr.to_string())

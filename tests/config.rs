@@ -7,7 +7,10 @@ use std::process::Command;
 use presence_bridge::config::{load, ConfigError, LogFormat};
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 fn file(contents: &str) -> PathBuf {
@@ -62,7 +65,10 @@ topic = "from-file"
         Some(&path),
         env(&[
             ("PRESENCE_BRIDGE__KAFKA__TOPIC", "from-env"),
-            ("PRESENCE_BRIDGE__AUTH__TOKENS", "token-one-0123456789,token-two-0123456789"),
+            (
+                "PRESENCE_BRIDGE__AUTH__TOKENS",
+                "token-one-0123456789,token-two-0123456789",
+            ),
             ("PRESENCE_BRIDGE__LOG__FORMAT", "json"),
             ("OTHER_APP__KAFKA__TOPIC", "ignored"),
         ]),
@@ -100,15 +106,39 @@ fn invalid_values_name_their_key() {
     let cases: &[(&str, &str, &str)] = &[
         ("PRESENCE_BRIDGE__HTTP__LISTEN", "localhost", "http.listen"),
         ("PRESENCE_BRIDGE__ADMIN__LISTEN", "nope", "admin.listen"),
-        ("PRESENCE_BRIDGE__HTTP__MAX_BODY_BYTES", "0", "http.max_body_bytes"),
-        ("PRESENCE_BRIDGE__HTTP__MAX_BODY_BYTES", "lots", "max_body_bytes"),
-        ("PRESENCE_BRIDGE__HTTP__BODY_READ_TIMEOUT", "soon", "http.body_read_timeout"),
+        (
+            "PRESENCE_BRIDGE__HTTP__MAX_BODY_BYTES",
+            "0",
+            "http.max_body_bytes",
+        ),
+        (
+            "PRESENCE_BRIDGE__HTTP__MAX_BODY_BYTES",
+            "lots",
+            "max_body_bytes",
+        ),
+        (
+            "PRESENCE_BRIDGE__HTTP__BODY_READ_TIMEOUT",
+            "soon",
+            "http.body_read_timeout",
+        ),
         ("PRESENCE_BRIDGE__KAFKA__TOPIC", "bad topic!", "kafka.topic"),
-        ("PRESENCE_BRIDGE__KAFKA__BROKERS", "no-port", "kafka.brokers"),
-        ("PRESENCE_BRIDGE__KAFKA__COMPRESSION", "brotli", "kafka.compression"),
+        (
+            "PRESENCE_BRIDGE__KAFKA__BROKERS",
+            "no-port",
+            "kafka.brokers",
+        ),
+        (
+            "PRESENCE_BRIDGE__KAFKA__COMPRESSION",
+            "brotli",
+            "kafka.compression",
+        ),
         ("PRESENCE_BRIDGE__AUTH__TOKENS", "short", "auth.tokens"),
         ("PRESENCE_BRIDGE__LOG__FORMAT", "xml", "log.format"),
-        ("PRESENCE_BRIDGE__SHUTDOWN__DEADLINE", "0s", "shutdown.deadline"),
+        (
+            "PRESENCE_BRIDGE__SHUTDOWN__DEADLINE",
+            "0s",
+            "shutdown.deadline",
+        ),
     ];
     for (key, value, named) in cases {
         let e = err(None, &[(key, value)]);
@@ -126,7 +156,10 @@ fn safety_settings_cannot_be_overridden() {
         ("bootstrap.servers", "elsewhere:9092"),
         ("message.timeout.ms", "1000"),
     ] {
-        let e = err(Some(&format!("[kafka.properties]\n\"{prop}\" = \"{value}\"\n")), &[]);
+        let e = err(
+            Some(&format!("[kafka.properties]\n\"{prop}\" = \"{value}\"\n")),
+            &[],
+        );
         assert!(e.contains(&format!("kafka.properties.{prop}")), "{e}");
     }
     // Restating our own value is not a conflict.
@@ -136,14 +169,19 @@ fn safety_settings_cannot_be_overridden() {
 
 #[test]
 fn a_missing_file_is_an_error() {
-    let e = load(Some(std::path::Path::new("/nonexistent/bridge.toml")), Vec::new()).unwrap_err();
+    let e = load(
+        Some(std::path::Path::new("/nonexistent/bridge.toml")),
+        Vec::new(),
+    )
+    .unwrap_err();
     assert!(matches!(e, ConfigError::Invalid { .. }));
     assert!(e.to_string().contains("/nonexistent/bridge.toml"));
 }
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_presence-bridge"));
-    c.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
     c
 }
 
@@ -155,7 +193,11 @@ fn check_config_prints_the_effective_config_with_secrets_redacted() {
         .env("PRESENCE_BRIDGE__KAFKA__BROKERS", "k1:9092")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["kafka"]["brokers"][0], "k1:9092");
@@ -176,7 +218,12 @@ fn check_config_fails_with_the_key_and_exit_code_2() {
 
     // librdkafka itself rejects unknown properties.
     let path = file("[kafka.properties]\n\"no.such.property\" = \"1\"\n");
-    let out = bin().arg("--config").arg(&path).arg("check-config").output().unwrap();
+    let out = bin()
+        .arg("--config")
+        .arg(&path)
+        .arg("check-config")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("no.such.property"), "{stderr}");
@@ -192,6 +239,9 @@ fn serve_without_brokers_refuses_and_says_how_to_configure_them() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(stderr.contains("PRESENCE_BRIDGE__KAFKA__BROKERS"), "{stderr}");
+    assert!(
+        stderr.contains("PRESENCE_BRIDGE__KAFKA__BROKERS"),
+        "{stderr}"
+    );
     assert!(stderr.contains("--dev"), "{stderr}");
 }

@@ -21,8 +21,14 @@ fn golden_cases() -> Vec<(String, String, Value)> {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         if let Some(stem) = name.strip_suffix(".input.json") {
             let input = std::fs::read_to_string(&path).unwrap();
-            let expected = std::fs::read_to_string(golden_dir().join(format!("{stem}.expected.json"))).unwrap();
-            cases.push((stem.to_owned(), input, serde_json::from_str(&expected).unwrap()));
+            let expected =
+                std::fs::read_to_string(golden_dir().join(format!("{stem}.expected.json")))
+                    .unwrap();
+            cases.push((
+                stem.to_owned(),
+                input,
+                serde_json::from_str(&expected).unwrap(),
+            ));
         }
     }
     cases.sort_by(|a, b| a.0.cmp(&b.0));
@@ -39,8 +45,17 @@ fn is_rfc3339_millis_utc(s: &str) -> bool {
 async fn provider_examples_match_their_golden_envelopes() {
     let cases = golden_cases();
     assert!(cases.len() >= 7, "golden files missing: {}", cases.len());
-    for status in ["unavailable", "available", "composing", "paused", "recording"] {
-        assert!(cases.iter().any(|c| c.0 == status), "no golden file for the provider's {status} example");
+    for status in [
+        "unavailable",
+        "available",
+        "composing",
+        "paused",
+        "recording",
+    ] {
+        assert!(
+            cases.iter().any(|c| c.0 == status),
+            "no golden file for the provider's {status} example"
+        );
     }
     let b = Bridge::start().await;
     let schema = envelope_schema();
@@ -54,12 +69,15 @@ async fn provider_examples_match_their_golden_envelopes() {
     for rec in records {
         assert_valid_envelope(&schema, &rec.value);
         let id = rec.value["id"].as_str().unwrap().to_owned();
-        let name = ids.remove(&id).expect("every record is one we posted, once");
+        let name = ids
+            .remove(&id)
+            .expect("every record is one we posted, once");
         let time = rec.value["time"].as_str().unwrap();
         assert!(is_rfc3339_millis_utc(time), "{name}: time {time}");
         assert_eq!(rec.headers["ce_id"], id, "{name}");
 
-        let mut got = serde_json::json!({ "key": rec.key, "headers": rec.headers, "value": rec.value });
+        let mut got =
+            serde_json::json!({ "key": rec.key, "headers": rec.headers, "value": rec.value });
         got["headers"]["ce_id"] = "<id>".into();
         got["value"]["id"] = "<id>".into();
         got["value"]["time"] = "<arrival>".into();
@@ -72,8 +90,20 @@ async fn provider_examples_match_their_golden_envelopes() {
 #[tokio::test]
 async fn each_phone_keeps_its_order_in_one_partition() {
     let b = Bridge::start().await;
-    let phones = ["5511900000001", "5511900000002", "5511900000003", "5511900000004", "5511900000005"];
-    let statuses = ["AVAILABLE", "COMPOSING", "PAUSED", "RECORDING", "UNAVAILABLE"];
+    let phones = [
+        "5511900000001",
+        "5511900000002",
+        "5511900000003",
+        "5511900000004",
+        "5511900000005",
+    ];
+    let statuses = [
+        "AVAILABLE",
+        "COMPOSING",
+        "PAUSED",
+        "RECORDING",
+        "UNAVAILABLE",
+    ];
     let mut posted: HashMap<&str, Vec<String>> = HashMap::new();
     // Concurrent posters, one per phone, each in sequence.
     let mut tasks = Vec::new();
@@ -105,9 +135,11 @@ async fn each_phone_keeps_its_order_in_one_partition() {
     for r in records {
         assert_valid_envelope(&schema, &r.value);
         assert_eq!(r.key, r.value["data"]["phone"]);
-        seen.entry(r.key.clone())
-            .or_default()
-            .push((r.partition, r.offset, r.value["id"].as_str().unwrap().to_owned()));
+        seen.entry(r.key.clone()).or_default().push((
+            r.partition,
+            r.offset,
+            r.value["id"].as_str().unwrap().to_owned(),
+        ));
     }
     for (phone, ids) in posted {
         let mut got = seen.remove(phone).unwrap();
@@ -121,8 +153,14 @@ async fn each_phone_keeps_its_order_in_one_partition() {
 
 #[tokio::test]
 async fn topic_by_instance_routes_tenants() {
-    let b = Bridge::start_with(&[("PRESENCE_BRIDGE__KAFKA__TOPIC_BY_INSTANCE__TENANT-A", "tenant-a-presence")]).await;
-    b.cluster.create_topic("tenant-a-presence", PARTITIONS, 1).unwrap();
+    let b = Bridge::start_with(&[(
+        "PRESENCE_BRIDGE__KAFKA__TOPIC_BY_INSTANCE__TENANT-A",
+        "tenant-a-presence",
+    )])
+    .await;
+    b.cluster
+        .create_topic("tenant-a-presence", PARTITIONS, 1)
+        .unwrap();
     let body = r#"{"type":"PresenceChatCallback","phone":"5544999999999","status":"PAUSED","lastSeen":null,"instanceId":"tenant-a"}"#;
     let routed = b.post_json(body).await;
     assert_eq!(routed.status, StatusCode::OK, "{:?}", routed.body);

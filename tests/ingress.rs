@@ -18,25 +18,60 @@ async fn accepted_event_answers_200_with_its_id_and_counts() {
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     let id = uuid::Uuid::parse_str(&r.id()).unwrap();
     assert_eq!(id.get_version_num(), 7);
-    assert_eq!(b.metric(r#"presence_bridge_events_accepted_total{status="COMPOSING"}"#), 1.0);
     assert_eq!(
-        b.metric(r#"presence_bridge_http_requests_total{method="POST",route="presence",status="200"}"#),
+        b.metric(r#"presence_bridge_events_accepted_total{status="COMPOSING"}"#),
         1.0
     );
-    assert_eq!(b.metric(r#"presence_bridge_kafka_deliveries_total{result="delivered"}"#), 1.0);
-    assert_eq!(b.metric("presence_bridge_event_delivery_latency_seconds_count"), 1.0);
+    assert_eq!(
+        b.metric(
+            r#"presence_bridge_http_requests_total{method="POST",route="presence",status="200"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        b.metric(r#"presence_bridge_kafka_deliveries_total{result="delivered"}"#),
+        1.0
+    );
+    assert_eq!(
+        b.metric("presence_bridge_event_delivery_latency_seconds_count"),
+        1.0
+    );
 }
 
 #[tokio::test]
 async fn bad_payloads_answer_400_naming_the_field() {
     let b = Bridge::start().await;
     let cases = [
-        (r#"{"type":"Other","phone":"5544999999999","status":"AVAILABLE","instanceId":"i"}"#, "unsupported_type", Some("type")),
-        (r#"{"type":"PresenceChatCallback","phone":"12","status":"AVAILABLE","instanceId":"i"}"#, "invalid_phone", Some("phone")),
-        (r#"{"type":"PresenceChatCallback","phone":"5544999999999","status":"AVAILABLE"}"#, "missing_field", Some("instanceId")),
-        (r#"{"type":"PresenceChatCallback","phone":"5544999999999","status":"typing!","instanceId":"i"}"#, "invalid_status", Some("status")),
-        (r#"{"type":"PresenceChatCallback","phone":"5544999999999","status":"PAUSED","lastSeen":"soon","instanceId":"i"}"#, "invalid_last_seen", Some("lastSeen")),
-        (r#"{"type":"PresenceChatCallback","phone":5544999999999,"status":"PAUSED","instanceId":"i"}"#, "wrong_type", Some("phone")),
+        (
+            r#"{"type":"Other","phone":"5544999999999","status":"AVAILABLE","instanceId":"i"}"#,
+            "unsupported_type",
+            Some("type"),
+        ),
+        (
+            r#"{"type":"PresenceChatCallback","phone":"12","status":"AVAILABLE","instanceId":"i"}"#,
+            "invalid_phone",
+            Some("phone"),
+        ),
+        (
+            r#"{"type":"PresenceChatCallback","phone":"5544999999999","status":"AVAILABLE"}"#,
+            "missing_field",
+            Some("instanceId"),
+        ),
+        (
+            r#"{"type":"PresenceChatCallback","phone":"5544999999999","status":"typing!","instanceId":"i"}"#,
+            "invalid_status",
+            Some("status"),
+        ),
+        (
+            r#"{"type":"PresenceChatCallback","phone":"5544999999999","status":"PAUSED","lastSeen":"soon","instanceId":"i"}"#,
+            "invalid_last_seen",
+            Some("lastSeen"),
+        ),
+        (
+            r#"{"type":"PresenceChatCallback","phone":5544999999999,"status":"PAUSED","instanceId":"i"}"#,
+            "wrong_type",
+            Some("phone"),
+        ),
         (r#"{"type": "PresenceChatCallback""#, "malformed_json", None),
         ("[]", "malformed_json", None),
     ];
@@ -60,13 +95,21 @@ async fn tokens_are_required_and_accepted_from_every_carrier() {
     assert_eq!(missing.status, StatusCode::UNAUTHORIZED);
     assert_eq!(missing.headers["www-authenticate"], "Bearer");
     let wrong = b
-        .send(Method::POST, &format!("{PRESENCE}?token=wrong-token-0123456789"), &[json], &body)
+        .send(
+            Method::POST,
+            &format!("{PRESENCE}?token=wrong-token-0123456789"),
+            &[json],
+            &body,
+        )
         .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     assert_eq!(b.metric(&rejected("unauthorized")), 2.0);
 
     let bearer = format!("Bearer {TOKEN}");
-    for headers in [vec![json, ("authorization", bearer.as_str())], vec![json, ("x-webhook-token", TOKEN)]] {
+    for headers in [
+        vec![json, ("authorization", bearer.as_str())],
+        vec![json, ("x-webhook-token", TOKEN)],
+    ] {
         let r = b.send(Method::POST, PRESENCE, &headers, &body).await;
         assert_eq!(r.status, StatusCode::OK, "{headers:?}");
     }
@@ -85,7 +128,10 @@ async fn unknown_paths_404_and_wrong_methods_405_with_allow() {
         assert_eq!(r.headers["allow"], "POST");
     }
     // The webhook port never serves metrics.
-    assert_eq!(b.send(Method::GET, "/metrics", &[], "").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        b.send(Method::GET, "/metrics", &[], "").await.status,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(b.metric(&rejected("method_not_allowed")), 3.0);
 }
 
@@ -99,7 +145,12 @@ async fn non_json_content_types_answer_415() {
         assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{headers:?}");
     }
     let ok = b
-        .send(Method::POST, &path, &[("content-type", "application/json; charset=utf-8")], &body)
+        .send(
+            Method::POST,
+            &path,
+            &[("content-type", "application/json; charset=utf-8")],
+            &body,
+        )
         .await;
     assert_eq!(ok.status, StatusCode::OK);
     assert_eq!(b.metric(&rejected("unsupported_media_type")), 2.0);
@@ -116,7 +167,9 @@ async fn bodies_over_the_limit_answer_413_before_and_while_reading() {
 
     // Chunked (no Content-Length): rejected while reading.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(b.running.webhook_addr).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(b.running.webhook_addr)
+        .await
+        .unwrap();
     let chunk = "y".repeat(1500);
     let head = format!(
         "POST {PRESENCE}?token={TOKEN} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
@@ -124,7 +177,11 @@ async fn bodies_over_the_limit_answer_413_before_and_while_reading() {
     );
     s.write_all(head.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut answer)).await;
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        s.read_to_end(&mut answer),
+    )
+    .await;
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert_eq!(b.metric(&rejected("payload_too_large")), 2.0);
@@ -136,17 +193,32 @@ async fn instance_in_the_path_must_match_the_body() {
     let json = [("content-type", "application/json")];
     let body = callback("5544999999999", "AVAILABLE");
     let ok = b
-        .send(Method::POST, &format!("/webhooks/zapi/instances/instance.id/presence?token={TOKEN}"), &json, &body)
+        .send(
+            Method::POST,
+            &format!("/webhooks/zapi/instances/instance.id/presence?token={TOKEN}"),
+            &json,
+            &body,
+        )
         .await;
     assert_eq!(ok.status, StatusCode::OK);
     let r = b
-        .send(Method::POST, &format!("/webhooks/zapi/instances/other/presence?token={TOKEN}"), &json, &body)
+        .send(
+            Method::POST,
+            &format!("/webhooks/zapi/instances/other/presence?token={TOKEN}"),
+            &json,
+            &body,
+        )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.body["error"], "instance_mismatch");
     assert_eq!(r.body["field"], "instanceId");
     let r = b
-        .send(Method::POST, &format!("/webhooks/zapi/instances/bad%20id/presence?token={TOKEN}"), &json, &body)
+        .send(
+            Method::POST,
+            &format!("/webhooks/zapi/instances/bad%20id/presence?token={TOKEN}"),
+            &json,
+            &body,
+        )
         .await;
     assert_eq!(r.body["error"], "invalid_instance_id");
     assert_eq!(
@@ -165,7 +237,10 @@ async fn broker_down_answers_503_with_retry_after_and_is_not_ready() {
     assert_eq!(r.body["error"], "unavailable");
     // Server errors are answered generically: no broker detail leaks out.
     assert!(!r.body["message"].as_str().unwrap().contains("Broker"));
-    assert_eq!(b.metric(r#"presence_bridge_kafka_deliveries_total{result="retriable_error"}"#), 1.0);
+    assert_eq!(
+        b.metric(r#"presence_bridge_kafka_deliveries_total{result="retriable_error"}"#),
+        1.0
+    );
     assert_eq!(b.metric(&rejected("unavailable")), 1.0);
 
     b.cluster.broker_up(1).unwrap();
@@ -181,7 +256,10 @@ async fn h2c_prior_knowledge_is_served() {
         .build_http();
     let req = hyper::Request::post(b.url(&format!("{PRESENCE}?token={TOKEN}")))
         .header("content-type", "application/json")
-        .body(http_body_util::Full::new(bytes::Bytes::from(callback("5544999999999", "RECORDING"))))
+        .body(http_body_util::Full::new(bytes::Bytes::from(callback(
+            "5544999999999",
+            "RECORDING",
+        ))))
         .unwrap();
     let resp = client.request(req).await.unwrap();
     assert_eq!(resp.version(), hyper::Version::HTTP_2);
@@ -203,9 +281,15 @@ async fn admin_endpoints_report_health_and_metrics() {
     assert_eq!(status, StatusCode::OK);
     assert!(text.contains("presence_bridge_build_info{"));
     assert!(text.contains("process_resident_memory_bytes"));
-    assert_eq!(metric_value(&text, "presence_bridge_kafka_broker_reachable"), 1.0);
+    assert_eq!(
+        metric_value(&text, "presence_bridge_kafka_broker_reachable"),
+        1.0
+    );
     assert_eq!(metric_value(&text, "presence_bridge_ready"), 1.0);
-    assert_eq!(b.get(&b.admin_url("/dev/kafka")).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        b.get(&b.admin_url("/dev/kafka")).await.0,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]

@@ -12,15 +12,24 @@ use serde_json::{json, Value};
 fn phone() -> impl Strategy<Value = String> {
     prop_oneof![
         // A person's number with random formatting.
-        (proptest::collection::vec(0u8..10, 6..18), any::<bool>(), any::<bool>()).prop_map(|(d, plus, spaced)| {
-            let digits: String = d.iter().map(|x| char::from(b'0' + x)).collect();
-            let body = if spaced && digits.len() > 4 {
-                format!("({}) {}-{}", &digits[..2], &digits[2..4], &digits[4..])
-            } else {
-                digits
-            };
-            if plus { format!("+{body}") } else { body }
-        }),
+        (
+            proptest::collection::vec(0u8..10, 6..18),
+            any::<bool>(),
+            any::<bool>()
+        )
+            .prop_map(|(d, plus, spaced)| {
+                let digits: String = d.iter().map(|x| char::from(b'0' + x)).collect();
+                let body = if spaced && digits.len() > 4 {
+                    format!("({}) {}-{}", &digits[..2], &digits[2..4], &digits[4..])
+                } else {
+                    digits
+                };
+                if plus {
+                    format!("+{body}")
+                } else {
+                    body
+                }
+            }),
         "[0-9]{5,30}(-[0-9]{5,20})?(-group|@g\\.us|-GROUP)",
         "[0-9]{3,32}@(broadcast|newsletter|lid|s\\.whatsapp\\.net|c\\.us)",
         ".{0,40}",
@@ -43,17 +52,22 @@ fn last_seen() -> impl Strategy<Value = Value> {
         (-1_000_000i64..0).prop_map(Value::from),
         (0i64..253_402_300_799).prop_map(|s| {
             let t = time::OffsetDateTime::from_unix_timestamp(s).unwrap();
-            Value::from(t.format(&time::format_description::well_known::Rfc3339).unwrap())
+            Value::from(
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .unwrap(),
+            )
         }),
         ".{0,30}".prop_map(Value::from),
     ]
 }
 
 fn callback() -> impl Strategy<Value = Value> {
-    (phone(), status(), last_seen(), "[A-Za-z0-9._-]{0,130}").prop_map(|(phone, status, last_seen, instance)| {
-        json!({"type": "PresenceChatCallback", "phone": phone, "status": status,
+    (phone(), status(), last_seen(), "[A-Za-z0-9._-]{0,130}").prop_map(
+        |(phone, status, last_seen, instance)| {
+            json!({"type": "PresenceChatCallback", "phone": phone, "status": status,
                "lastSeen": last_seen, "instanceId": instance})
-    })
+        },
+    )
 }
 
 /// The raw callback a normalized event would be if sent again.
@@ -100,4 +114,5 @@ proptest! {
     }
 }
 
-static SCHEMA: std::sync::LazyLock<jsonschema::Validator> = std::sync::LazyLock::new(common::envelope_schema);
+static SCHEMA: std::sync::LazyLock<jsonschema::Validator> =
+    std::sync::LazyLock::new(common::envelope_schema);

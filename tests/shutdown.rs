@@ -61,9 +61,21 @@ async fn in_flight_request_finishes_and_its_event_is_delivered() {
         .unwrap();
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    let id = answer.split("\"id\":\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let id = answer
+        .split("\"id\":\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
 
-    let Bridge { cluster, running, topic, .. } = b;
+    let Bridge {
+        cluster,
+        running,
+        topic,
+        ..
+    } = b;
     let report = running.wait().await;
     assert!(!report.connections_abandoned);
     assert_eq!(report.unflushed_messages, 0);
@@ -77,7 +89,9 @@ async fn a_stuck_client_does_not_hold_shutdown_past_the_deadline() {
     let (_stuck, _never_sent) = half_sent_request(&b, &callback("5544999999999", "PAUSED")).await;
     let started = Instant::now();
     b.running.shutdown();
-    let Bridge { running, cluster, .. } = b;
+    let Bridge {
+        running, cluster, ..
+    } = b;
     let report = running.wait().await;
     let took = started.elapsed();
     assert!(report.connections_abandoned);

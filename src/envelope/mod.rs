@@ -46,7 +46,13 @@ pub struct OutboundRecord {
 impl OutboundRecord {
     /// Wraps `event` in the current envelope version. `id` and `time` are the
     /// arrival's, decided once by the caller.
-    pub fn new(event: &PresenceEvent, topic: &str, id: Uuid, time: OffsetDateTime, arrived: Instant) -> Self {
+    pub fn new(
+        event: &PresenceEvent,
+        topic: &str,
+        id: Uuid,
+        time: OffsetDateTime,
+        arrived: Instant,
+    ) -> Self {
         Self {
             id,
             ce_type: v1::TYPE,

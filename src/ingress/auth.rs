@@ -41,10 +41,9 @@ impl Auth {
 
     fn matches(&self, candidate: &[u8]) -> bool {
         // No early exit: every configured token is compared.
-        self.tokens
-            .iter()
-            .fold(0u8, |acc, t| acc | t.expose().as_bytes().ct_eq(candidate).unwrap_u8())
-            == 1
+        self.tokens.iter().fold(0u8, |acc, t| {
+            acc | t.expose().as_bytes().ct_eq(candidate).unwrap_u8()
+        }) == 1
     }
 }
 
@@ -53,7 +52,9 @@ impl Auth {
 fn presented(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
     if let Some(v) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let (scheme, token) = v.trim().split_once(' ')?;
-        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned());
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_owned());
     }
     if let Some(v) = headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()) {
         return Some(v.trim().to_owned());
@@ -95,9 +96,18 @@ mod tests {
     #[test]
     fn every_carrier_and_both_rotation_tokens() {
         let a = auth();
-        assert!(a.allows(&headers(&[("authorization", "Bearer old-token-0123456789")]), None));
-        assert!(a.allows(&headers(&[("authorization", "bearer new-token-0123456789")]), None));
-        assert!(a.allows(&headers(&[("x-webhook-token", "new-token-0123456789")]), None));
+        assert!(a.allows(
+            &headers(&[("authorization", "Bearer old-token-0123456789")]),
+            None
+        ));
+        assert!(a.allows(
+            &headers(&[("authorization", "bearer new-token-0123456789")]),
+            None
+        ));
+        assert!(a.allows(
+            &headers(&[("x-webhook-token", "new-token-0123456789")]),
+            None
+        ));
         assert!(a.allows(&HeaderMap::new(), Some("a=1&token=old-token-0123456789")));
         assert!(a.allows(&HeaderMap::new(), Some("token=new%2Dtoken-0123456789")));
     }
@@ -108,7 +118,10 @@ mod tests {
         assert!(!a.allows(&HeaderMap::new(), None));
         assert!(!a.allows(&HeaderMap::new(), Some("token=")));
         assert!(!a.allows(&HeaderMap::new(), Some("token=old-token-012345678")));
-        assert!(!a.allows(&headers(&[("authorization", "Basic old-token-0123456789")]), None));
+        assert!(!a.allows(
+            &headers(&[("authorization", "Basic old-token-0123456789")]),
+            None
+        ));
         // A wrong header is not rescued by a right query parameter.
         assert!(!a.allows(
             &headers(&[("authorization", "Bearer nope-nope-nope-nope")]),

@@ -50,7 +50,13 @@ pub struct Webhook<S> {
 }
 
 impl<S: Sink> Webhook<S> {
-    pub fn new(sink: S, auth: Auth, limits: BodyLimits, topics: KafkaSettings, metrics: Metrics) -> Self {
+    pub fn new(
+        sink: S,
+        auth: Auth,
+        limits: BodyLimits,
+        topics: KafkaSettings,
+        metrics: Metrics,
+    ) -> Self {
         Self {
             sink,
             auth,
@@ -71,7 +77,9 @@ impl<S: Sink> Webhook<S> {
         }
         let path_instance = path_instance
             .map(|raw| {
-                let decoded = percent_decode_str(raw).decode_utf8().map_err(|_| Rejection::InvalidPathInstance)?;
+                let decoded = percent_decode_str(raw)
+                    .decode_utf8()
+                    .map_err(|_| Rejection::InvalidPathInstance)?;
                 InstanceId::parse(&decoded).map_err(|_| Rejection::InvalidPathInstance)
             })
             .transpose()?;
@@ -107,12 +115,17 @@ impl<S: Sink> Webhook<S> {
 
     async fn read_body(&self, body: Incoming) -> Result<Bytes, Rejection> {
         let limit = self.limits.max_bytes;
-        let collected = tokio::time::timeout(self.limits.read_timeout, Limited::new(body, limit).collect())
-            .await
-            .map_err(|_| Rejection::BodyTimeout)?;
+        let collected = tokio::time::timeout(
+            self.limits.read_timeout,
+            Limited::new(body, limit).collect(),
+        )
+        .await
+        .map_err(|_| Rejection::BodyTimeout)?;
         match collected {
             Ok(c) => Ok(c.to_bytes()),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Rejection::PayloadTooLarge { limit }),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                Err(Rejection::PayloadTooLarge { limit })
+            }
             Err(e) => Err(Rejection::BodyUnreadable(e.to_string())),
         }
     }
@@ -144,8 +157,12 @@ impl<S: Sink> Handler for Webhook<S> {
             self.log_rejection(rejection);
         }
         let response = reply::respond(&outcome);
-        self.metrics
-            .request_answered(route.label(), method, response.status().as_u16(), arrived.elapsed());
+        self.metrics.request_answered(
+            route.label(),
+            method,
+            response.status().as_u16(),
+            arrived.elapsed(),
+        );
         response
     }
 }
@@ -155,12 +172,23 @@ fn is_json(headers: &HeaderMap) -> bool {
     let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let media = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let media = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     media == "application/json" || (media.starts_with("application/") && media.ends_with("+json"))
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+    headers
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Metric label for a method (closed set).

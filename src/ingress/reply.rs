@@ -103,7 +103,8 @@ pub fn respond(outcome: &Outcome) -> Response<Full<Bytes>> {
     match outcome {
         Ok(id) => json_response(StatusCode::OK, json!({ "id": id.hyphenated().to_string() })),
         Err(rejection) => {
-            let mut body = json!({ "error": rejection.code(), "message": rejection.public_message() });
+            let mut body =
+                json!({ "error": rejection.code(), "message": rejection.public_message() });
             if let Some(field) = rejection.field() {
                 body["field"] = field.into();
             }

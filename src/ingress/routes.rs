@@ -45,7 +45,10 @@ mod tests {
     fn routes_by_table() {
         let cases = [
             ("/webhooks/zapi/presence", Route::Presence),
-            ("/webhooks/zapi/instances/ABC123/presence", Route::PresenceForInstance("ABC123".into())),
+            (
+                "/webhooks/zapi/instances/ABC123/presence",
+                Route::PresenceForInstance("ABC123".into()),
+            ),
             ("/webhooks/zapi/instances//presence", Route::Unknown),
             ("/webhooks/zapi/instances/a/b/presence", Route::Unknown),
             ("/webhooks/zapi/presence/", Route::Unknown),

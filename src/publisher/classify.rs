@@ -106,7 +106,10 @@ mod tests {
             C::Fatal,
         ] {
             assert_eq!(classify_code(code), ErrorClass::Permanent, "{code:?}");
-            assert_eq!(classify(&KafkaError::MessageProduction(code)), ErrorClass::Permanent);
+            assert_eq!(
+                classify(&KafkaError::MessageProduction(code)),
+                ErrorClass::Permanent
+            );
         }
         assert_eq!(classify(&KafkaError::Canceled), ErrorClass::Retriable);
     }

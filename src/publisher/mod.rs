@@ -19,7 +19,9 @@ use rdkafka::util::Timeout;
 use rdkafka::ClientContext;
 
 use crate::config::KafkaSettings;
-use crate::envelope::{OutboundRecord, CONTENT_TYPE, HEADER_CE_ID, HEADER_CE_TYPE, HEADER_CONTENT_TYPE};
+use crate::envelope::{
+    OutboundRecord, CONTENT_TYPE, HEADER_CE_ID, HEADER_CE_TYPE, HEADER_CONTENT_TYPE,
+};
 use crate::metrics::{DeliveryResult, Metrics};
 use crate::sink::{Sink, SinkError};
 use classify::{classify, ErrorClass};
@@ -35,12 +37,18 @@ pub fn producer_config(settings: &KafkaSettings, brokers: &str) -> ClientConfig 
         cfg.set(k, v);
     }
     cfg.set("bootstrap.servers", brokers)
-        .set("client.id", concat!("presence-bridge/", env!("CARGO_PKG_VERSION")))
+        .set(
+            "client.id",
+            concat!("presence-bridge/", env!("CARGO_PKG_VERSION")),
+        )
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("compression.type", &settings.compression)
         .set("linger.ms", settings.linger.as_millis().to_string())
-        .set("message.timeout.ms", settings.delivery_timeout.as_millis().to_string());
+        .set(
+            "message.timeout.ms",
+            settings.delivery_timeout.as_millis().to_string(),
+        );
     cfg
 }
 
@@ -51,7 +59,10 @@ pub struct BridgeContext {
 
 impl ClientContext for BridgeContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        if matches!(error.rdkafka_error_code(), Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown)) {
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown)
+        ) {
             self.metrics.broker_reachability(false);
         }
         tracing::warn!(error = %error, reason, "kafka client error");
@@ -101,7 +112,11 @@ impl KafkaPublisher {
             .payload(rec.value.as_slice())
             .headers(headers);
         let bound = self.delivery_timeout + ENQUEUE_TIMEOUT + Duration::from_secs(1);
-        let outcome = match tokio::time::timeout(bound, self.producer.send(record, Timeout::After(ENQUEUE_TIMEOUT))).await
+        let outcome = match tokio::time::timeout(
+            bound,
+            self.producer.send(record, Timeout::After(ENQUEUE_TIMEOUT)),
+        )
+        .await
         {
             Ok(Ok(_delivery)) => Ok(()),
             Ok(Err((err, _message))) => Err((classify(&err), err)),
@@ -116,7 +131,8 @@ impl KafkaPublisher {
             Err((ErrorClass::Retriable, _)) => DeliveryResult::RetriableError,
             Err((ErrorClass::Permanent, _)) => DeliveryResult::PermanentError,
         };
-        self.metrics.delivery_finished(result, Some(rec.arrived.elapsed()));
+        self.metrics
+            .delivery_finished(result, Some(rec.arrived.elapsed()));
         if outcome.is_ok() {
             self.metrics.broker_reachability(true);
         }
@@ -129,7 +145,9 @@ impl KafkaPublisher {
         let producer = self.producer.clone();
         let topic = topic.to_owned();
         let result = tokio::task::spawn_blocking(move || {
-            let md = producer.client().fetch_metadata(Some(&topic), Timeout::After(timeout))?;
+            let md = producer
+                .client()
+                .fetch_metadata(Some(&topic), Timeout::After(timeout))?;
             Ok(md
                 .topics()
                 .iter()
@@ -156,9 +174,11 @@ impl KafkaPublisher {
 
 impl Sink for KafkaPublisher {
     async fn accept(&self, record: OutboundRecord) -> Result<(), SinkError> {
-        self.publish(&record).await.map_err(|(class, err)| match class {
-            ErrorClass::Retriable => SinkError::Unavailable(err.to_string()),
-            ErrorClass::Permanent => SinkError::Permanent(err.to_string()),
-        })
+        self.publish(&record)
+            .await
+            .map_err(|(class, err)| match class {
+                ErrorClass::Retriable => SinkError::Unavailable(err.to_string()),
+                ErrorClass::Permanent => SinkError::Permanent(err.to_string()),
+            })
     }
 }

@@ -32,11 +32,17 @@ pub fn unique_topic() -> String {
 pub fn settings(brokers: &str, topic: &str, extra: &[(&str, &str)]) -> Settings {
     let mut env: Vec<(String, String)> = vec![
         ("PRESENCE_BRIDGE__HTTP__LISTEN".into(), "127.0.0.1:0".into()),
-        ("PRESENCE_BRIDGE__ADMIN__LISTEN".into(), "127.0.0.1:0".into()),
+        (
+            "PRESENCE_BRIDGE__ADMIN__LISTEN".into(),
+            "127.0.0.1:0".into(),
+        ),
         ("PRESENCE_BRIDGE__KAFKA__BROKERS".into(), brokers.into()),
         ("PRESENCE_BRIDGE__KAFKA__TOPIC".into(), topic.into()),
         ("PRESENCE_BRIDGE__AUTH__TOKENS".into(), TOKEN.into()),
-        ("PRESENCE_BRIDGE__KAFKA__DELIVERY_TIMEOUT".into(), "5s".into()),
+        (
+            "PRESENCE_BRIDGE__KAFKA__DELIVERY_TIMEOUT".into(),
+            "5s".into(),
+        ),
     ];
     for (k, v) in extra {
         env.push(((*k).into(), (*v).into()));
@@ -62,7 +68,9 @@ impl Bridge {
         let topic = unique_topic();
         cluster.create_topic(&topic, PARTITIONS, 1).expect("topic");
         let s = settings(&cluster.bootstrap_servers(), &topic, extra);
-        let running = app::start(s, cluster.bootstrap_servers(), None).await.expect("bridge starts");
+        let running = app::start(s, cluster.bootstrap_servers(), None)
+            .await
+            .expect("bridge starts");
         let bridge = Self {
             cluster,
             running,
@@ -111,7 +119,13 @@ impl Bridge {
         .await
     }
 
-    pub async fn send(&self, method: Method, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Reply {
         let mut req = Request::builder().method(method).uri(self.url(path));
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -138,7 +152,10 @@ impl Bridge {
 
 pub fn metric_value(text: &str, sample: &str) -> f64 {
     text.lines()
-        .find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')))
+        .find_map(|l| {
+            l.strip_prefix(sample)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
         .map(|v| v.trim().parse().unwrap())
         .unwrap_or_else(|| panic!("no sample {sample} in metrics"))
 }
@@ -156,7 +173,11 @@ impl Reply {
         let headers = resp.headers().clone();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Self { status, headers, body }
+        Self {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub fn id(&self) -> String {
@@ -183,7 +204,8 @@ pub async fn read_topic(brokers: &str, topic: &str, n: usize) -> Vec<Record> {
         .expect("consumer");
     let mut tpl = TopicPartitionList::new();
     for p in 0..PARTITIONS {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
     }
     consumer.assign(&tpl).unwrap();
     let mut out = Vec::new();
@@ -195,7 +217,10 @@ pub async fn read_topic(brokers: &str, topic: &str, n: usize) -> Vec<Record> {
         let mut headers = BTreeMap::new();
         if let Some(hs) = msg.headers() {
             for h in hs.iter() {
-                headers.insert(h.key.to_owned(), String::from_utf8(h.value.unwrap().to_vec()).unwrap());
+                headers.insert(
+                    h.key.to_owned(),
+                    String::from_utf8(h.value.unwrap().to_vec()).unwrap(),
+                );
             }
         }
         out.push(Record {
@@ -221,7 +246,10 @@ pub fn envelope_schema() -> jsonschema::Validator {
 
 pub fn assert_valid_envelope(schema: &jsonschema::Validator, value: &Value) {
     let errors: Vec<String> = schema.iter_errors(value).map(|e| e.to_string()).collect();
-    assert!(errors.is_empty(), "envelope violates the schema: {errors:?}\n{value}");
+    assert!(
+        errors.is_empty(),
+        "envelope violates the schema: {errors:?}\n{value}"
+    );
 }
 
 pub fn callback(phone: &str, status: &str) -> String {
@@ -231,5 +259,8 @@ pub fn callback(phone: &str, status: &str) -> String {
 }
 
 pub fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
