@@ -26,8 +26,7 @@ use crate::metrics::Metrics;
 use crate::publisher::KafkaPublisher;
 use crate::server::{self, Limits};
 
-/// How often the broker is probed, and how long one probe may take.
-const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+/// Longest a metadata probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +137,7 @@ pub async fn start(
     tracker.spawn(probe_loop(
         publisher.clone(),
         settings.kafka.topic.clone(),
+        settings.kafka.probe_interval,
         health.clone(),
         shutdown.clone(),
     ));
@@ -203,16 +203,20 @@ fn local_addr(
         .map_err(|source| AppError::Bind { key, addr, source })
 }
 
-/// Probes the broker now and every [`PROBE_INTERVAL`] until shutdown.
+/// Probes the broker now and every `interval` until shutdown.
 async fn probe_loop(
     publisher: KafkaPublisher,
     topic: String,
+    interval: Duration,
     health: Arc<Health>,
     shutdown: CancellationToken,
 ) {
     let mut last: Option<Option<bool>> = None;
     loop {
-        let probed = publisher.probe(&topic, PROBE_TIMEOUT).await.ok();
+        let probed = publisher
+            .probe(&topic, PROBE_TIMEOUT.min(interval))
+            .await
+            .ok();
         health.probed(probed);
         if last != Some(probed) {
             match probed {
@@ -226,7 +230,7 @@ async fn probe_loop(
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(PROBE_INTERVAL) => {}
+            _ = tokio::time::sleep(interval) => {}
         }
     }
 }

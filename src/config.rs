@@ -113,6 +113,10 @@ pub struct KafkaSettings {
     pub compression: String,
     #[serde(with = "human")]
     pub linger: Duration,
+    /// How often a metadata request checks that a broker answers (readiness,
+    /// `presence_bridge_kafka_broker_reachable`).
+    #[serde(with = "human")]
+    pub probe_interval: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -253,6 +257,7 @@ impl Settings {
             delivery_timeout: duration("kafka.delivery_timeout", &k.delivery_timeout)?,
             compression,
             linger: duration("kafka.linger", &k.linger)?,
+            probe_interval: duration("kafka.probe_interval", &k.probe_interval)?,
         };
         if kafka.delivery_timeout < Duration::from_millis(100) {
             return Err(invalid("kafka.delivery_timeout", "must be at least 100ms"));
@@ -483,6 +488,7 @@ pub mod raw {
         pub delivery_timeout: String,
         pub compression: String,
         pub linger: String,
+        pub probe_interval: String,
     }
 
     impl Default for Kafka {
@@ -495,6 +501,7 @@ pub mod raw {
                 delivery_timeout: "10s".into(),
                 compression: "lz4".into(),
                 linger: "5ms".into(),
+                probe_interval: "5s".into(),
             }
         }
     }

@@ -229,7 +229,11 @@ async fn instance_in_the_path_must_match_the_body() {
 
 #[tokio::test]
 async fn broker_down_answers_503_with_retry_after_and_is_not_ready() {
-    let b = Bridge::start_with(&[("PRESENCE_BRIDGE__KAFKA__DELIVERY_TIMEOUT", "600ms")]).await;
+    let b = Bridge::start_with(&[
+        ("PRESENCE_BRIDGE__KAFKA__DELIVERY_TIMEOUT", "600ms"),
+        ("PRESENCE_BRIDGE__KAFKA__PROBE_INTERVAL", "200ms"),
+    ])
+    .await;
     b.cluster.broker_down(1).unwrap();
     let r = b.post_json(&callback("5544999999999", "AVAILABLE")).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.body);
@@ -243,9 +247,34 @@ async fn broker_down_answers_503_with_retry_after_and_is_not_ready() {
     );
     assert_eq!(b.metric(&rejected("unavailable")), 1.0);
 
+    // The probe notices: not ready while no broker answers.
+    let mut not_ready = false;
+    for _ in 0..100 {
+        if b.get(&b.admin_url("/readyz")).await.0 == StatusCode::SERVICE_UNAVAILABLE {
+            not_ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(not_ready, "/readyz stayed 200 during the outage");
+    assert_eq!(b.metric("presence_bridge_kafka_broker_reachable"), 0.0);
+
+    // Back up: ready again, and events are accepted again.
     b.cluster.broker_up(1).unwrap();
-    let r = b.post_json(&callback("5544999999999", "AVAILABLE")).await;
-    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    b.wait_ready().await;
+    let mut last = None;
+    for _ in 0..20 {
+        let r = b.post_json(&callback("5544999999999", "AVAILABLE")).await;
+        if r.status == StatusCode::OK {
+            last = None;
+            break;
+        }
+        last = Some(r.body);
+    }
+    assert_eq!(
+        last, None,
+        "never accepted again after the broker came back"
+    );
 }
 
 #[tokio::test]
