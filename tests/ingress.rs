@@ -331,3 +331,87 @@ async fn no_phone_or_token_ever_appears_in_metrics() {
     assert!(!text.contains(TOKEN));
     assert!(!text.contains("instance.id"));
 }
+
+async fn read_all(s: &mut tokio::net::TcpStream, within: std::time::Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    match tokio::time::timeout(within, s.read_to_end(&mut buf)).await {
+        Ok(_) => Some(String::from_utf8_lossy(&buf).into_owned()),
+        Err(_) => None,
+    }
+}
+
+fn head(len: usize) -> String {
+    format!(
+        "POST {PRESENCE}?token={TOKEN} HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n"
+    )
+}
+
+#[tokio::test]
+async fn slow_bodies_get_408_and_slow_heads_are_dropped() {
+    use tokio::io::AsyncWriteExt;
+    let b = Bridge::start_with(&[
+        ("PRESENCE_BRIDGE__HTTP__BODY_READ_TIMEOUT", "300ms"),
+        ("PRESENCE_BRIDGE__HTTP__HEADER_READ_TIMEOUT", "300ms"),
+    ])
+    .await;
+    let body = callback("5544999999999", "PAUSED");
+    let mut s = tokio::net::TcpStream::connect(b.running.webhook_addr)
+        .await
+        .unwrap();
+    s.write_all(head(body.len()).as_bytes()).await.unwrap();
+    s.write_all(&body.as_bytes()[..10]).await.unwrap();
+    let answer = read_all(&mut s, std::time::Duration::from_secs(10))
+        .await
+        .expect("answered");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert_eq!(b.metric(&rejected("body_timeout")), 1.0);
+
+    let mut s = tokio::net::TcpStream::connect(b.running.webhook_addr)
+        .await
+        .unwrap();
+    s.write_all(b"POST /webhooks/zapi/presence HTTP/1.1\r\nhost: t\r\n")
+        .await
+        .unwrap();
+    let answer = read_all(&mut s, std::time::Duration::from_secs(10)).await;
+    assert!(
+        answer.is_some(),
+        "a client that never finishes its head keeps the connection"
+    );
+}
+
+#[tokio::test]
+async fn the_connection_limit_queues_further_clients() {
+    use tokio::io::AsyncWriteExt;
+    let b = Bridge::start_with(&[("PRESENCE_BRIDGE__HTTP__MAX_CONNECTIONS", "1")]).await;
+    let body = callback("5544999999999", "PAUSED");
+    // A holds the only connection slot with a half-sent request.
+    let mut a = tokio::net::TcpStream::connect(b.running.webhook_addr)
+        .await
+        .unwrap();
+    a.write_all(head(body.len()).as_bytes()).await.unwrap();
+    a.write_all(&body.as_bytes()[..10]).await.unwrap();
+    // B's complete request waits in the backlog.
+    let mut c = tokio::net::TcpStream::connect(b.running.webhook_addr)
+        .await
+        .unwrap();
+    c.write_all(head(body.len()).as_bytes()).await.unwrap();
+    c.write_all(body.as_bytes()).await.unwrap();
+    assert!(
+        read_all(&mut c, std::time::Duration::from_millis(500))
+            .await
+            .is_none(),
+        "served past the limit"
+    );
+    assert_eq!(b.metric("presence_bridge_http_connections_open"), 1.0);
+    // A finishes; B is then served.
+    a.write_all(&body.as_bytes()[10..]).await.unwrap();
+    let a_answer = read_all(&mut a, std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(a_answer.starts_with("HTTP/1.1 200"), "{a_answer}");
+    let c_answer = read_all(&mut c, std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(c_answer.starts_with("HTTP/1.1 200"), "{c_answer}");
+}
