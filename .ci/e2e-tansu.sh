@@ -16,6 +16,7 @@
 #   E2E_TAIL_TIMEOUT (60), E2E_STOP_TIMEOUT (30), E2E_KEEP (keep work dir),
 #   E2E_SEQ_PER_PHONE (10 events for each of 5 phones), RUST_LOG (bridge log
 #   level, default info), plus those of .ci/tansu.sh.
+# shellcheck disable=SC2317  # functions run from the EXIT trap
 set -euo pipefail
 
 E2E_TIMEOUT="${E2E_TIMEOUT:-600}"
@@ -105,10 +106,16 @@ tansu_on_exit _e2e_finish
 die() { fail "$*"; exit 1; }
 
 # Watchdog: the whole run is bounded even if a step hangs.
+# It polls once a second and quits if this shell is gone (so a SIGKILLed run
+# leaves no watchdog behind to signal a reused pid).
 (
-  trap 'kill "$s" 2>/dev/null; exit 0' TERM
-  sleep "$E2E_TIMEOUT" & s=$!
-  wait "$s" && { echo "[e2e] watchdog: ${E2E_TIMEOUT}s elapsed, aborting" >&2; kill -TERM $$; }
+  me=$BASHPID   # (inside $(...) BASHPID would be the substitution's own pid)
+  for ((i = 0; i < E2E_TIMEOUT; i++)); do
+    sleep 1
+    [[ "$(ps -o ppid= -p "$me" 2>/dev/null | tr -d ' ')" == "$$" ]] || exit 0
+  done
+  echo "[e2e] watchdog: ${E2E_TIMEOUT}s elapsed, aborting" >&2
+  kill -TERM $$
 ) &
 WATCHDOG_PID=$!
 
@@ -137,7 +144,7 @@ HTTP="http://127.0.0.1:$HTTP_PORT"
 ADMIN="http://127.0.0.1:$ADMIN_PORT"
 
 say "starting $BINARY serve (http $HTTP, admin $ADMIN)"
-"$BINARY" serve >"$BRIDGE_LOG" 2>&1 </dev/null &
+"${TANSU_ORPHAN_GUARD[@]}" "$BINARY" serve >"$BRIDGE_LOG" 2>&1 </dev/null &
 BRIDGE_PID=$!
 
 ready=""

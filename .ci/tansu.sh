@@ -11,7 +11,7 @@
 #                                 also exports TANSU_BROKER_PORT PROXY_PID PROXY_PORT
 #   tansu_create_topic NAME N     topic with N partitions (ok if it exists with N)
 #   tansu_stop                    stop broker (and proxy); memory storage is lost
-#   tansu_restart                 restart the broker on the same ports (empty)
+#   tansu_restart [graceful]      crash (SIGKILL) + restart on the same ports (empty)
 #   proxy_down | proxy_blackhole | proxy_up    break / stall / restore the link
 #   tansu_on_exit 'CMD'           add CMD to the EXIT cleanup list (LIFO)
 #   tansu_free_port               print a free 127.0.0.1 TCP port
@@ -26,6 +26,7 @@
 #   TANSU_START_TIMEOUT (s, default 30), TANSU_PYTHON (python3).
 # Only 127.0.0.1 is ever used.
 
+# shellcheck disable=SC2016,SC2119,SC2120  # deferred cleanup strings; optional args
 set -euo pipefail
 
 TANSU_CI_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -62,6 +63,13 @@ tansu_on_exit() {
   fi
   _TANSU_CLEANUPS+=("$1")
 }
+
+# Prefix for background servers: they get SIGKILL if this shell dies without
+# running its EXIT trap (e.g. SIGKILLed by a CI timeout). util-linux setpriv.
+TANSU_ORPHAN_GUARD=()
+if setpriv --pdeathsig KILL -- true 2>/dev/null; then
+  TANSU_ORPHAN_GUARD=(setpriv --pdeathsig KILL --)
+fi
 
 # Stop a process we started: TERM, wait up to $2 s (default 10), then KILL.
 tansu_kill_pid() {
@@ -179,7 +187,7 @@ _tansu_launch() {
   # SCHEMA_REGISTRY, OTEL_EXPORTER_OTLP_ENDPOINT...): keep stray ones out.
   env -u SCHEMA_REGISTRY -u OTEL_EXPORTER_OTLP_ENDPOINT -u CLUSTER_ID \
       RUST_LOG="${TANSU_RUST_LOG:-warn}" \
-    "$TANSU_BIN" broker \
+    "${TANSU_ORPHAN_GUARD[@]}" "$TANSU_BIN" broker \
       --listener-url "tcp://127.0.0.1:$listen" \
       --advertised-listener-url "tcp://127.0.0.1:$adv" \
       --storage-engine memory://tansu/ \
@@ -220,13 +228,20 @@ tansu_stop() {
   fi
 }
 
-# tansu_restart: kill the broker and start it again on the same ports (the
-# proxy, if any, stays up). Memory storage: topics and records are gone, so
-# re-create topics afterwards.
+# tansu_restart [graceful]: kill the broker (SIGKILL, a crash; "graceful":
+# SIGTERM, which Tansu 0.6.0 takes ~5 s to obey while clients are connected,
+# serving them meanwhile) and start it again on the same ports (the proxy, if
+# any, stays up). Memory storage: topics and records are gone, so re-create
+# topics afterwards.
 tansu_restart() {
   local adv="${PROXY_PORT:-$TANSU_BROKER_PORT}"
   [[ -z "${PROXY_PID:-}" ]] && adv="$TANSU_BROKER_PORT"
-  tansu_kill_pid "${TANSU_PID:-}" 10
+  if [[ "${1:-}" == graceful ]]; then
+    tansu_kill_pid "${TANSU_PID:-}" 10
+  elif [[ -n "${TANSU_PID:-}" ]]; then
+    kill -KILL "$TANSU_PID" 2>/dev/null || true
+    wait "$TANSU_PID" 2>/dev/null || true
+  fi
   _tansu_launch "$TANSU_BROKER_PORT" "$adv" || return 1
   _tansu_log "broker restarted: pid $TANSU_PID on 127.0.0.1:$TANSU_BROKER_PORT (empty)"
 }
@@ -239,7 +254,7 @@ proxy_start() {
   PROXY_STATE_FILE="$TANSU_WORKDIR/proxy.$listen.state"
   PROXY_LOG="$TANSU_WORKDIR/proxy.$listen.log"
   rm -f "$PROXY_STATE_FILE"
-  "$TANSU_PYTHON" "$TANSU_CI_DIR/tcp_proxy.py" --listen "127.0.0.1:$listen" \
+  "${TANSU_ORPHAN_GUARD[@]}" "$TANSU_PYTHON" "$TANSU_CI_DIR/tcp_proxy.py" --listen "127.0.0.1:$listen" \
     --target "127.0.0.1:$target" --state-file "$PROXY_STATE_FILE" \
     >>"$PROXY_LOG" 2>&1 </dev/null &
   PROXY_PID=$!

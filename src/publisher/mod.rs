@@ -29,10 +29,13 @@ use classify::{classify, ErrorClass};
 /// How long `send` may wait for room in librdkafka's local queue.
 const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Builds the librdkafka producer configuration: the user's properties first,
-/// then ours, which win.
+/// Builds the librdkafka producer configuration: our defaults, then the
+/// user's properties, then our safety settings, which win.
 pub fn producer_config(settings: &KafkaSettings, brokers: &str) -> ClientConfig {
     let mut cfg = ClientConfig::new();
+    // Topics are created by operators; a metadata probe or a produce to a
+    // missing topic must not create one with broker defaults.
+    cfg.set("allow.auto.create.topics", "false");
     for (k, v) in &settings.properties {
         cfg.set(k, v);
     }

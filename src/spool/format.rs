@@ -1,0 +1,186 @@
+//! The bytes of a spool segment. See the module docs of [`crate::spool`] for
+//! the layout; this file is the only code that knows it.
+
+use uuid::Uuid;
+
+/// First bytes of every segment file.
+pub const MAGIC: &[u8; 8] = b"PBSPOOL1";
+/// Frame header: body length (u32 LE) and CRC-32 of the body (u32 LE).
+pub const FRAME_HEADER: usize = 8;
+/// Fixed part of a body: seq, arrival, id, topic length, key length.
+const BODY_FIXED: usize = 8 + 8 + 16 + 2 + 2;
+/// Largest body accepted when reading; anything larger is corruption.
+pub const MAX_BODY: usize = 20 * 1024 * 1024;
+
+/// One spooled event, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub seq: u64,
+    /// Arrival time, Unix milliseconds.
+    pub arrival_ms: i64,
+    pub id: Uuid,
+    pub topic: String,
+    pub key: String,
+    pub value: Vec<u8>,
+}
+
+impl StoredRecord {
+    /// Bytes this record takes in a segment, frame included.
+    pub fn framed_len(&self) -> usize {
+        FRAME_HEADER + BODY_FIXED + self.topic.len() + self.key.len() + self.value.len()
+    }
+}
+
+/// Appends the framed record to `out`.
+pub fn encode(r: &StoredRecord, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; FRAME_HEADER]);
+    out.extend_from_slice(&r.seq.to_le_bytes());
+    out.extend_from_slice(&r.arrival_ms.to_le_bytes());
+    out.extend_from_slice(r.id.as_bytes());
+    // Topic names are at most 249 bytes and keys are short WhatsApp ids.
+    out.extend_from_slice(&(r.topic.len().min(u16::MAX as usize) as u16).to_le_bytes());
+    out.extend_from_slice(&r.topic.as_bytes()[..r.topic.len().min(u16::MAX as usize)]);
+    out.extend_from_slice(&(r.key.len().min(u16::MAX as usize) as u16).to_le_bytes());
+    out.extend_from_slice(&r.key.as_bytes()[..r.key.len().min(u16::MAX as usize)]);
+    out.extend_from_slice(&r.value);
+    let body = &out[start + FRAME_HEADER..];
+    let len = body.len() as u32;
+    let crc = crc32fast::hash(body);
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Why bytes at some offset are not a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameError {
+    /// Fewer bytes than the frame says: a torn write, or the end of the data.
+    Incomplete,
+    /// The length is impossible or the checksum does not match.
+    Corrupt,
+}
+
+/// Reads the frame at the start of `buf`: the body length if `buf` holds a
+/// whole frame whose checksum matches.
+pub fn check_frame(buf: &[u8]) -> Result<usize, FrameError> {
+    if buf.len() < FRAME_HEADER {
+        return Err(FrameError::Incomplete);
+    }
+    let len = u32::from_le_bytes(buf[0..4].try_into().unwrap_or_default()) as usize;
+    let crc = u32::from_le_bytes(buf[4..8].try_into().unwrap_or_default());
+    if !(BODY_FIXED..=MAX_BODY).contains(&len) {
+        return Err(FrameError::Corrupt);
+    }
+    let Some(body) = buf.get(FRAME_HEADER..FRAME_HEADER + len) else {
+        return Err(FrameError::Incomplete);
+    };
+    if crc32fast::hash(body) != crc {
+        return Err(FrameError::Corrupt);
+    }
+    Ok(len)
+}
+
+/// Decodes a body whose checksum was already verified.
+pub fn decode_body(body: &[u8]) -> Result<StoredRecord, FrameError> {
+    let take = |at: usize, n: usize| body.get(at..at + n).ok_or(FrameError::Corrupt);
+    let seq = u64::from_le_bytes(take(0, 8)?.try_into().map_err(|_| FrameError::Corrupt)?);
+    let arrival_ms = i64::from_le_bytes(take(8, 8)?.try_into().map_err(|_| FrameError::Corrupt)?);
+    let id = Uuid::from_slice(take(16, 16)?).map_err(|_| FrameError::Corrupt)?;
+    let topic_len = u16::from_le_bytes(take(32, 2)?.try_into().map_err(|_| FrameError::Corrupt)?) as usize;
+    let topic = std::str::from_utf8(take(34, topic_len)?).map_err(|_| FrameError::Corrupt)?;
+    let key_at = 34 + topic_len;
+    let key_len = u16::from_le_bytes(take(key_at, 2)?.try_into().map_err(|_| FrameError::Corrupt)?) as usize;
+    let key = std::str::from_utf8(take(key_at + 2, key_len)?).map_err(|_| FrameError::Corrupt)?;
+    let value = body.get(key_at + 2 + key_len..).ok_or(FrameError::Corrupt)?;
+    Ok(StoredRecord {
+        seq,
+        arrival_ms,
+        id,
+        topic: topic.to_owned(),
+        key: key.to_owned(),
+        value: value.to_vec(),
+    })
+}
+
+/// The file name of the segment whose first record has sequence `first_seq`.
+pub fn segment_name(first_seq: u64) -> String {
+    format!("{first_seq:020}.seg")
+}
+
+/// The first sequence number of a segment file name, if it is one.
+pub fn parse_segment_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".seg")?;
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+/// The checkpoint file: magic, the ack watermark (u64 LE), CRC-32 of the watermark.
+pub const CHECKPOINT_MAGIC: &[u8; 8] = b"PBACKED1";
+
+pub fn encode_checkpoint(watermark: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(20);
+    out.extend_from_slice(CHECKPOINT_MAGIC);
+    out.extend_from_slice(&watermark.to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&watermark.to_le_bytes()).to_le_bytes());
+    out
+}
+
+pub fn decode_checkpoint(buf: &[u8]) -> Option<u64> {
+    if buf.len() != 20 || &buf[..8] != CHECKPOINT_MAGIC {
+        return None;
+    }
+    let w: [u8; 8] = buf[8..16].try_into().ok()?;
+    let crc = u32::from_le_bytes(buf[16..20].try_into().ok()?);
+    (crc32fast::hash(&w) == crc).then(|| u64::from_le_bytes(w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(seq: u64) -> StoredRecord {
+        StoredRecord {
+            seq,
+            arrival_ms: 1_700_000_000_123,
+            id: Uuid::now_v7(),
+            topic: "whatsapp.presence.v1".into(),
+            key: "5544999999999".into(),
+            value: br#"{"specversion":"1.0"}"#.to_vec(),
+        }
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let r = rec(42);
+        let mut buf = Vec::new();
+        encode(&r, &mut buf);
+        assert_eq!(buf.len(), r.framed_len());
+        let len = check_frame(&buf).unwrap();
+        assert_eq!(decode_body(&buf[FRAME_HEADER..FRAME_HEADER + len]).unwrap(), r);
+    }
+
+    #[test]
+    fn damage_is_detected() {
+        let mut buf = Vec::new();
+        encode(&rec(1), &mut buf);
+        assert_eq!(check_frame(&buf[..buf.len() - 1]), Err(FrameError::Incomplete));
+        assert_eq!(check_frame(&buf[..5]), Err(FrameError::Incomplete));
+        for i in 0..buf.len() {
+            let mut bad = buf.clone();
+            bad[i] ^= 0x40;
+            assert!(check_frame(&bad).is_err(), "flip at {i} not detected");
+        }
+    }
+
+    #[test]
+    fn names_and_checkpoints() {
+        assert_eq!(segment_name(7), "00000000000000000007.seg");
+        assert_eq!(parse_segment_name(&segment_name(7)), Some(7));
+        assert_eq!(parse_segment_name("7.seg"), None);
+        assert_eq!(decode_checkpoint(&encode_checkpoint(99)), Some(99));
+        let mut bad = encode_checkpoint(99);
+        bad[9] ^= 1;
+        assert_eq!(decode_checkpoint(&bad), None);
+    }
+}
