@@ -1,11 +1,13 @@
-//! Wires the parts together and owns their lifetimes: binds both listeners,
-//! builds the publisher and the handler, runs the broker probe, and on
-//! shutdown drains in order under one deadline.
+//! Wires the parts together and owns their lifetimes: opens (and recovers)
+//! the spool, binds both listeners, starts the spool writer, the forwarder and
+//! the broker probe, and on shutdown drains in order under one deadline.
 //!
-//! Shutdown order: `/readyz` turns 503 → the webhook listener stops accepting
-//! and in-flight requests finish → the producer flushes → the admin listener
-//! stops. Each step gets what is left of `shutdown.deadline`; what did not
-//! finish is reported, never waited for past the deadline.
+//! Data path: webhook handler → [`Spool`] (200 once committed) → forwarder →
+//! Kafka. Shutdown order: `/readyz` turns 503 → the webhook listener stops
+//! accepting and in-flight requests finish → the spool is synced → the
+//! forwarder flushes what it can and checkpoints → the admin listener stops.
+//! Each step gets what is left of `shutdown.deadline`; undelivered events stay
+//! in the spool for the next start.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use prometheus::Registry;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -23,8 +26,12 @@ use crate::health::{DevBroker, Health};
 use crate::ingress::auth::Auth;
 use crate::ingress::{BodyLimits, Webhook};
 use crate::metrics::Metrics;
+use crate::publisher::dead_letter::DeadLetter;
+use crate::publisher::forward::{Forwarder, StopSignal};
 use crate::publisher::KafkaPublisher;
 use crate::server::{self, Limits};
+use crate::spool::store::{Store, StoreOptions};
+use crate::spool::{FsyncPolicy, Spool, SpoolError};
 
 /// Longest a metadata probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -41,6 +48,8 @@ pub enum AppError {
     Producer(#[from] rdkafka::error::KafkaError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("spool.dir: {0}")]
+    Spool(#[from] SpoolError),
 }
 
 /// What the shutdown left undone, if anything.
@@ -48,8 +57,8 @@ pub enum AppError {
 pub struct ShutdownReport {
     /// The webhook listener still had connections open at the deadline.
     pub connections_abandoned: bool,
-    /// Messages still in the producer's queue at the deadline.
-    pub unflushed_messages: i32,
+    /// Events not yet delivered, kept in the spool for the next start.
+    pub events_left_in_spool: u64,
     pub took: Duration,
 }
 
@@ -89,16 +98,24 @@ pub async fn start(
 ) -> Result<Running, AppError> {
     let registry = Registry::new();
     let metrics = Metrics::new(&registry)?;
-    let health = Arc::new(Health::new(dev, metrics.clone()));
+
+    let store = open_spool(&settings, &metrics).await?;
+    let stats = store.stats();
+    let headroom = settings.http.max_body_bytes.get() as u64 * 4 + 64 * 1024;
+    let health = Arc::new(Health::new(dev, metrics.clone(), settings.spool.max_bytes, headroom));
+    health.spool_levels(stats.pending, stats.bytes);
 
     let webhook_listener = bind("http.listen", settings.http.listen).await?;
     let admin_listener = bind("admin.listen", settings.admin.listen).await?;
     let webhook_addr = local_addr("http.listen", &webhook_listener, settings.http.listen)?;
     let admin_addr = local_addr("admin.listen", &admin_listener, settings.admin.listen)?;
 
+    // One producer for the probe and dead-letter copies; the forwarder builds its own.
     let publisher = KafkaPublisher::new(&settings.kafka, &brokers, metrics.clone())?;
+    let (committed_tx, committed_rx) = watch::channel(stats.committed);
+    let spool = Spool::start(store.clone(), settings.spool.append_timeout, metrics.clone(), committed_tx)?;
     let webhook = Arc::new(Webhook::new(
-        publisher.clone(),
+        spool,
         Auth::new(settings.auth.tokens.clone()),
         BodyLimits {
             max_bytes: settings.http.max_body_bytes.get(),
@@ -108,6 +125,24 @@ pub async fn start(
         metrics.clone(),
     ));
     let admin = Arc::new(Admin::new(registry.clone(), health.clone()));
+
+    let forwarder = Forwarder {
+        store: store.clone(),
+        make_publisher: {
+            let (kafka, brokers, metrics) = (settings.kafka.clone(), brokers.clone(), metrics.clone());
+            Box::new(move || KafkaPublisher::new(&kafka, &brokers, metrics.clone()))
+        },
+        committed: committed_rx,
+        metrics: metrics.clone(),
+        dead_letter: DeadLetter::new(
+            &settings.spool.dir,
+            settings.spool.dead_letter_topic.clone().map(|t| (t, publisher.clone())),
+        ),
+        health: health.clone(),
+        replay_until: stats.committed,
+    };
+    let forwarder_stop = StopSignal::default();
+    let forwarder_task = tokio::spawn(forwarder.run(forwarder_stop.clone()));
 
     let shutdown = CancellationToken::new();
     let stop_webhook = CancellationToken::new();
@@ -141,6 +176,9 @@ pub async fn start(
         health.clone(),
         shutdown.clone(),
     ));
+    if settings.spool.fsync == FsyncPolicy::Interval {
+        tracker.spawn(sync_loop(store.clone(), settings.spool.fsync_interval, metrics.clone(), shutdown.clone()));
+    }
     tracker.close();
 
     tracing::info!(%webhook_addr, %admin_addr, topic = %settings.kafka.topic, "presence-bridge listening");
@@ -161,14 +199,18 @@ pub async fn start(
                 report.connections_abandoned = true;
                 tracing::warn!("requests still in flight at the shutdown deadline were abandoned");
             }
-            let left = end.saturating_duration_since(tokio::time::Instant::now());
-            report.unflushed_messages = publisher.flush(left).await;
-            if report.unflushed_messages != 0 {
-                tracing::warn!(
-                    messages = report.unflushed_messages,
-                    "producer not fully flushed at the deadline"
-                );
+            let synced = {
+                let store = store.clone();
+                tokio::task::spawn_blocking(move || store.sync()).await
+            };
+            if !matches!(synced, Ok(Ok(_))) {
+                tracing::error!("final spool sync failed");
             }
+            forwarder_stop.stop(end);
+            if tokio::time::timeout_at(end + Duration::from_secs(1), forwarder_task).await.is_err() {
+                tracing::warn!("the forwarder did not stop by the deadline");
+            }
+            report.events_left_in_spool = store.stats().pending;
             let _ = tokio::time::timeout_at(end, tracker.wait()).await;
             stop_admin.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(1), admin_task).await;
@@ -231,6 +273,56 @@ async fn probe_loop(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// Opens and recovers the spool off the async threads; reports what recovery found.
+async fn open_spool(settings: &Settings, metrics: &Metrics) -> Result<Arc<Store>, AppError> {
+    let opts = StoreOptions {
+        dir: settings.spool.dir.clone(),
+        max_bytes: settings.spool.max_bytes,
+        segment_bytes: settings.spool.segment_bytes,
+        fsync: settings.spool.fsync,
+    };
+    let (store, report) = tokio::task::spawn_blocking(move || Store::open(opts))
+        .await
+        .map_err(|e| SpoolError::io("recovering the spool", std::io::Error::other(e.to_string())))??;
+    metrics.spool_capacity(settings.spool.max_bytes);
+    if report.torn_bytes > 0 {
+        metrics.spool_dropped("torn_write", 1);
+        tracing::warn!(bytes = report.torn_bytes, "cut a torn write off the spool's tail (from a crash mid-write; never answered 200)");
+    }
+    if report.corrupt_regions > 0 {
+        metrics.spool_dropped("corrupt_record", report.corrupt_regions);
+        tracing::error!(regions = report.corrupt_regions, "skipped damaged records in the spool; run `presence-bridge spool verify`");
+    }
+    if report.checkpoint_lost {
+        tracing::warn!("the spool checkpoint was unreadable: every stored event will be sent again");
+    }
+    tracing::info!(
+        dir = %settings.spool.dir.display(),
+        pending = report.pending,
+        segments = report.segments,
+        fsync = ?settings.spool.fsync,
+        "spool open"
+    );
+    Ok(Arc::new(store))
+}
+
+/// `spool.fsync = "interval"`: makes appended events durable every `interval`.
+async fn sync_loop(store: Arc<Store>, interval: Duration, metrics: Metrics, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || store.sync()).await {
+            Ok(Ok(Some(took))) => metrics.spool_synced(took),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "periodic spool sync failed"),
+            Err(_) => return,
         }
     }
 }

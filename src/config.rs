@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use crate::spool::FsyncPolicy;
+
 /// Environment variable prefix; sections and keys are separated by `__`.
 pub const ENV_PREFIX: &str = "PRESENCE_BRIDGE";
 
@@ -108,8 +110,6 @@ pub struct KafkaSettings {
     /// when serialized.
     #[serde(serialize_with = "redacted_properties")]
     pub properties: BTreeMap<String, String>,
-    #[serde(with = "human")]
-    pub delivery_timeout: Duration,
     pub compression: String,
     #[serde(with = "human")]
     pub linger: Duration,
@@ -127,6 +127,19 @@ pub struct AuthSettings {
 #[derive(Debug, Clone, Serialize)]
 pub struct SpoolSettings {
     pub dir: PathBuf,
+    /// Bytes of segments on disk at most; appends beyond answer 503.
+    pub max_bytes: u64,
+    /// A segment is closed and a new one started past this size.
+    pub segment_bytes: u64,
+    pub fsync: FsyncPolicy,
+    /// With `fsync = "interval"`: how often.
+    #[serde(with = "human")]
+    pub fsync_interval: Duration,
+    /// Longest a request waits for the spool before a 503.
+    #[serde(with = "human")]
+    pub append_timeout: Duration,
+    /// Also copy dead letters to this Kafka topic.
+    pub dead_letter_topic: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -231,7 +244,7 @@ impl Settings {
             if let Some((_, allowed)) = SAFETY_PROPERTIES.iter().find(|(k, _)| k == key) {
                 let hint = match key.as_str() {
                     "bootstrap.servers" | "metadata.broker.list" => "; use kafka.brokers",
-                    "message.timeout.ms" | "delivery.timeout.ms" => "; use kafka.delivery_timeout",
+                    "message.timeout.ms" | "delivery.timeout.ms" => "; the spool retries until delivered",
                     _ => "",
                 };
                 if allowed.is_none_or(|a| a != value) {
@@ -254,14 +267,10 @@ impl Settings {
             topic: k.topic,
             topic_by_instance,
             properties,
-            delivery_timeout: duration("kafka.delivery_timeout", &k.delivery_timeout)?,
             compression,
             linger: duration("kafka.linger", &k.linger)?,
             probe_interval: duration("kafka.probe_interval", &k.probe_interval)?,
         };
-        if kafka.delivery_timeout < Duration::from_millis(100) {
-            return Err(invalid("kafka.delivery_timeout", "must be at least 100ms"));
-        }
 
         let mut tokens = Vec::new();
         for t in raw.auth.tokens.into_vec() {
@@ -284,15 +293,44 @@ impl Settings {
                 ))
             }
         };
-        if raw.spool.dir.as_os_str().is_empty() {
+        let sp = raw.spool;
+        if sp.dir.as_os_str().is_empty() {
             return Err(invalid("spool.dir", "must not be empty"));
         }
+        let max_bytes = byte_size("spool.max_bytes", &sp.max_bytes)?;
+        if max_bytes < 1024 * 1024 {
+            return Err(invalid("spool.max_bytes", "must be at least 1MiB"));
+        }
+        let segment_bytes = byte_size("spool.segment_bytes", &sp.segment_bytes)?.min(max_bytes / 8).max(64 * 1024);
+        let fsync = match sp.fsync.to_ascii_lowercase().as_str() {
+            "always" => FsyncPolicy::Always,
+            "interval" => FsyncPolicy::Interval,
+            "never" => FsyncPolicy::Never,
+            other => {
+                return Err(invalid(
+                    "spool.fsync",
+                    format!("`{other}` is not `always`, `interval` or `never`"),
+                ))
+            }
+        };
+        if let Some(t) = &sp.dead_letter_topic {
+            topic_name("spool.dead_letter_topic", t)?;
+        }
+        let spool = SpoolSettings {
+            dir: sp.dir,
+            max_bytes,
+            segment_bytes,
+            fsync,
+            fsync_interval: duration("spool.fsync_interval", &sp.fsync_interval)?,
+            append_timeout: duration("spool.append_timeout", &sp.append_timeout)?,
+            dead_letter_topic: sp.dead_letter_topic,
+        };
         Ok(Self {
             http,
             admin,
             kafka,
             auth: AuthSettings { tokens },
-            spool: SpoolSettings { dir: raw.spool.dir },
+            spool,
             log: LogSettings {
                 format,
                 level: raw.log.level,
@@ -329,6 +367,29 @@ fn duration(key: &str, v: &str) -> Result<Duration, ConfigError> {
         return Err(invalid(key, "must be greater than zero"));
     }
     Ok(d)
+}
+
+/// `1048576`, `512KiB`, `64MiB`, `1GiB` (also KB/MB/GB as powers of 1000).
+fn byte_size(key: &str, v: &str) -> Result<u64, ConfigError> {
+    let v = v.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => return Err(invalid(key, format!("`{v}` is not a size such as 1073741824, 512MiB or 1GiB"))),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| invalid(key, format!("`{v}` is not a size such as 1073741824, 512MiB or 1GiB")))
 }
 
 fn nonzero(key: &str, v: u64) -> Result<NonZeroUsize, ConfigError> {
@@ -485,7 +546,6 @@ pub mod raw {
         pub topic: String,
         pub topic_by_instance: HashMap<String, Nested>,
         pub properties: HashMap<String, Nested>,
-        pub delivery_timeout: String,
         pub compression: String,
         pub linger: String,
         pub probe_interval: String,
@@ -498,7 +558,6 @@ pub mod raw {
                 topic: "whatsapp.presence.v1".into(),
                 topic_by_instance: HashMap::new(),
                 properties: HashMap::new(),
-                delivery_timeout: "10s".into(),
                 compression: "lz4".into(),
                 linger: "5ms".into(),
                 probe_interval: "5s".into(),
@@ -516,12 +575,24 @@ pub mod raw {
     #[serde(deny_unknown_fields, default)]
     pub struct Spool {
         pub dir: PathBuf,
+        pub max_bytes: String,
+        pub segment_bytes: String,
+        pub fsync: String,
+        pub fsync_interval: String,
+        pub append_timeout: String,
+        pub dead_letter_topic: Option<String>,
     }
 
     impl Default for Spool {
         fn default() -> Self {
             Self {
                 dir: PathBuf::from("data/spool"),
+                max_bytes: "1GiB".into(),
+                segment_bytes: "64MiB".into(),
+                fsync: "always".into(),
+                fsync_interval: "100ms".into(),
+                append_timeout: "5s".into(),
+                dead_letter_topic: None,
             }
         }
     }

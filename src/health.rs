@@ -1,11 +1,12 @@
 //! Liveness and readiness state, shared by the app (which updates it) and the
 //! admin listener (which reports it).
 //!
-//! Ready means "a webhook posted now can be accepted": not shutting down and a
-//! broker reachable (until the durable spool lands, 200 means the broker
-//! acknowledged). The JSON body names each component's state.
+//! Ready means "a webhook posted now can be accepted": not shutting down and
+//! the spool has room. A broker outage does NOT make the bridge unready: the
+//! spool absorbs it, and an outage must not make Kubernetes pull every pod at
+//! once. The JSON body names each component's state.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 use serde_json::{json, Value};
 
@@ -26,20 +27,44 @@ pub struct Health {
     shutting_down: AtomicBool,
     broker: AtomicU8,
     topic: AtomicU8,
+    spool_events: AtomicU64,
+    spool_bytes: AtomicU64,
+    /// Not ready once less than `headroom` bytes of `capacity` are free.
+    spool_capacity: u64,
+    spool_headroom: u64,
     dev: Option<DevBroker>,
     metrics: Metrics,
 }
 
 impl Health {
-    pub fn new(dev: Option<DevBroker>, metrics: Metrics) -> Self {
-        metrics.readiness(false);
-        Self {
+    pub fn new(dev: Option<DevBroker>, metrics: Metrics, spool_capacity: u64, spool_headroom: u64) -> Self {
+        let h = Self {
             shutting_down: AtomicBool::new(false),
             broker: AtomicU8::new(UNKNOWN),
             topic: AtomicU8::new(UNKNOWN),
+            spool_events: AtomicU64::new(0),
+            spool_bytes: AtomicU64::new(0),
+            spool_capacity,
+            spool_headroom,
             dev,
             metrics,
-        }
+        };
+        h.metrics.readiness(h.is_ready());
+        h
+    }
+
+    pub fn spool_levels(&self, events: u64, bytes: u64) {
+        self.spool_events.store(events, Ordering::Relaxed);
+        self.spool_bytes.store(bytes, Ordering::Relaxed);
+        self.metrics.readiness(self.is_ready());
+    }
+
+    fn spool_full(&self) -> bool {
+        self.spool_bytes.load(Ordering::Relaxed) + self.spool_headroom > self.spool_capacity
+    }
+
+    pub fn broker_reachable(&self) -> bool {
+        self.broker.load(Ordering::SeqCst) == YES
     }
 
     pub fn dev(&self) -> Option<&DevBroker> {
@@ -65,7 +90,7 @@ impl Health {
     }
 
     pub fn is_ready(&self) -> bool {
-        !self.shutting_down.load(Ordering::SeqCst) && self.broker.load(Ordering::SeqCst) == YES
+        !self.shutting_down.load(Ordering::SeqCst) && !self.spool_full()
     }
 
     /// The `/readyz` body.
@@ -83,6 +108,12 @@ impl Health {
                 "kafka": {
                     "broker": word(self.broker.load(Ordering::SeqCst), "reachable", "unreachable"),
                     "topic": word(self.topic.load(Ordering::SeqCst), "present", "missing"),
+                },
+                "spool": {
+                    "state": if self.spool_full() { "full" } else { "accepting" },
+                    "events": self.spool_events.load(Ordering::Relaxed),
+                    "bytes": self.spool_bytes.load(Ordering::Relaxed),
+                    "capacity_bytes": self.spool_capacity,
                 },
             },
         });

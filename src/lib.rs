@@ -33,5 +33,6 @@ pub mod metrics;
 pub mod presence;
 pub mod publisher;
 pub mod server;
+pub mod spool;
 pub mod sink;
 pub mod tail;

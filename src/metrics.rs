@@ -34,8 +34,13 @@ pub const REJECT_REASONS: &[&str] = &[
     "invalid_last_seen",
     "invalid_instance_id",
     "instance_mismatch",
+    "spool_full",
     "unavailable",
 ];
+/// Why Kafka refused an event for good (dead-letter reasons).
+pub const DEAD_LETTER_REASONS: &[&str] = &["too_large", "not_authorized", "unknown_topic", "rejected"];
+/// Why the spool dropped stored data at recovery.
+pub const DROP_REASONS: &[&str] = &["corrupt_record", "torn_write"];
 /// Presence statuses as metric label values.
 pub const STATUSES: &[&str] = &[
     "UNAVAILABLE",
@@ -78,6 +83,15 @@ pub struct Metrics {
     delivery_latency: Histogram,
     broker_reachable: IntGauge,
     ready: IntGauge,
+    spool_events: IntGauge,
+    spool_bytes: IntGauge,
+    spool_capacity: IntGauge,
+    spool_oldest_age: prometheus::Gauge,
+    spool_append: Histogram,
+    spool_fsync: Histogram,
+    spool_replayed: prometheus::IntCounter,
+    spool_dropped: IntCounterVec,
+    dead_lettered: IntCounterVec,
 }
 
 impl Metrics {
@@ -155,6 +169,62 @@ impl Metrics {
         let ready = IntGauge::with_opts(
             Opts::new("ready", "1 while /readyz answers 200, else 0.").namespace(NS),
         )?;
+        let spool_events = IntGauge::with_opts(
+            Opts::new("spool_events", "Events in the spool not yet acknowledged by Kafka.").namespace(NS),
+        )?;
+        let spool_bytes = IntGauge::with_opts(
+            Opts::new("spool_bytes", "Bytes of spool segments on disk (counted against spool.max_bytes).")
+                .namespace(NS),
+        )?;
+        let spool_capacity = IntGauge::with_opts(
+            Opts::new("spool_capacity_bytes", "spool.max_bytes: appends beyond it answer 503.").namespace(NS),
+        )?;
+        let spool_oldest_age = prometheus::Gauge::with_opts(
+            Opts::new(
+                "spool_oldest_event_age_seconds",
+                "Age of the oldest event not yet acknowledged by Kafka; 0 when the spool is drained.",
+            )
+            .namespace(NS),
+        )?;
+        let latency_buckets = vec![
+            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        ];
+        let spool_append = Histogram::with_opts(
+            HistogramOpts::new(
+                "spool_append_duration_seconds",
+                "Time from handing an event to the spool until it is committed (group commit included).",
+            )
+            .namespace(NS)
+            .buckets(latency_buckets.clone()),
+        )?;
+        let spool_fsync = Histogram::with_opts(
+            HistogramOpts::new("spool_fsync_duration_seconds", "Duration of one spool fsync.")
+                .namespace(NS)
+                .buckets(latency_buckets),
+        )?;
+        let spool_replayed = prometheus::IntCounter::with_opts(
+            Opts::new(
+                "spool_replayed_events_total",
+                "Events found undelivered in the spool at start and sent again.",
+            )
+            .namespace(NS),
+        )?;
+        let spool_dropped = IntCounterVec::new(
+            Opts::new(
+                "spool_dropped_events_total",
+                "Damaged spool records dropped at recovery (regions for corrupt_record, writes for torn_write).",
+            )
+            .namespace(NS),
+            &["reason"],
+        )?;
+        let dead_lettered = IntCounterVec::new(
+            Opts::new(
+                "events_dead_lettered_total",
+                "Events Kafka refused permanently, moved to the dead-letter file (and topic).",
+            )
+            .namespace(NS),
+            &["reason"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("build_info", "Always 1; labels carry the build's version.").namespace(NS),
             &["version", "rdkafka_version"],
@@ -176,6 +246,21 @@ impl Metrics {
         registry.register(Box::new(broker_reachable.clone()))?;
         registry.register(Box::new(ready.clone()))?;
         registry.register(Box::new(build_info))?;
+        registry.register(Box::new(spool_events.clone()))?;
+        registry.register(Box::new(spool_bytes.clone()))?;
+        registry.register(Box::new(spool_capacity.clone()))?;
+        registry.register(Box::new(spool_oldest_age.clone()))?;
+        registry.register(Box::new(spool_append.clone()))?;
+        registry.register(Box::new(spool_fsync.clone()))?;
+        registry.register(Box::new(spool_replayed.clone()))?;
+        registry.register(Box::new(spool_dropped.clone()))?;
+        registry.register(Box::new(dead_lettered.clone()))?;
+        for reason in DEAD_LETTER_REASONS {
+            dead_lettered.with_label_values(&[reason]);
+        }
+        for reason in DROP_REASONS {
+            spool_dropped.with_label_values(&[reason]);
+        }
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -203,6 +288,15 @@ impl Metrics {
             delivery_latency,
             broker_reachable,
             ready,
+            spool_events,
+            spool_bytes,
+            spool_capacity,
+            spool_oldest_age,
+            spool_append,
+            spool_fsync,
+            spool_replayed,
+            spool_dropped,
+            dead_lettered,
         })
     }
 
@@ -255,6 +349,38 @@ impl Metrics {
 
     pub fn readiness(&self, ready: bool) {
         self.ready.set(i64::from(ready));
+    }
+
+    pub fn spool_appended(&self, took: Duration) {
+        self.spool_append.observe(took.as_secs_f64());
+    }
+
+    pub fn spool_synced(&self, took: Duration) {
+        self.spool_fsync.observe(took.as_secs_f64());
+    }
+
+    pub fn spool_levels(&self, events: u64, bytes: u64, oldest_age: Duration) {
+        self.spool_events.set(events as i64);
+        self.spool_bytes.set(bytes as i64);
+        self.spool_oldest_age.set(oldest_age.as_secs_f64());
+    }
+
+    pub fn spool_capacity(&self, bytes: u64) {
+        self.spool_capacity.set(bytes as i64);
+    }
+
+    pub fn spool_replayed(&self, events: u64) {
+        self.spool_replayed.inc_by(events);
+    }
+
+    /// `reason` is one of [`DROP_REASONS`].
+    pub fn spool_dropped(&self, reason: &'static str, count: u64) {
+        self.spool_dropped.with_label_values(&[reason]).inc_by(count);
+    }
+
+    /// `reason` is one of [`DEAD_LETTER_REASONS`].
+    pub fn dead_lettered(&self, reason: &'static str) {
+        self.dead_lettered.with_label_values(&[reason]).inc();
     }
 }
 

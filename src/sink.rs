@@ -2,9 +2,8 @@
 //!
 //! The webhook handler hands every validated, enveloped event to a [`Sink`]
 //! and answers 200 only when the sink returns `Ok`: from then on the sink owns
-//! the promise that the event is not lost. Today the sink is the Kafka
-//! publisher (Ok = the broker acknowledged); the durable spool slots in here
-//! without reshaping the handler. Tests use fakes.
+//! the promise that the event is not lost. The sink is the durable spool
+//! ([`crate::spool::Spool`]); tests use fakes.
 
 use std::future::Future;
 
@@ -14,7 +13,10 @@ use crate::envelope::OutboundRecord;
 /// `Retry-After`; the variant decides the metric reason and the log level.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    /// Temporarily unable (broker away, queue full, timed out).
+    /// The buffer is full: nothing is dropped to make room.
+    #[error("the spool is full")]
+    Full,
+    /// Temporarily unable (disk error, timed out, stopping).
     #[error("temporarily unavailable: {0}")]
     Unavailable(String),
     /// This event can never be delivered as it is (too large, not authorized,

@@ -78,7 +78,7 @@ async fn in_flight_request_finishes_and_its_event_is_delivered() {
     } = b;
     let report = running.wait().await;
     assert!(!report.connections_abandoned);
-    assert_eq!(report.unflushed_messages, 0);
+    assert_eq!(report.events_left_in_spool, 0);
     let records = read_topic(&cluster.bootstrap_servers(), &topic, 1).await;
     assert_eq!(records[0].value["id"], id.as_str());
 }

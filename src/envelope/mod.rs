@@ -39,8 +39,10 @@ pub struct OutboundRecord {
     pub key: String,
     /// The encoded envelope (JSON).
     pub value: Vec<u8>,
-    /// When the webhook arrived (monotonic), for arrival-to-ack latency.
+    /// When the webhook arrived (monotonic), for request timing.
     pub arrived: Instant,
+    /// When the webhook arrived, Unix milliseconds (the envelope's `time`).
+    pub arrival_ms: i64,
 }
 
 impl OutboundRecord {
@@ -60,6 +62,7 @@ impl OutboundRecord {
             key: event.phone.as_str().to_owned(),
             value: v1::encode(event, id, time),
             arrived,
+            arrival_ms: (time.unix_timestamp_nanos() / 1_000_000) as i64,
         }
     }
 

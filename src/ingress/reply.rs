@@ -58,6 +58,7 @@ impl Rejection {
             Self::Invalid(e) => e.code(),
             Self::InvalidPathInstance => "invalid_instance_id",
             Self::InstanceMismatch => "instance_mismatch",
+            Self::Unavailable(SinkError::Full) => "spool_full",
             Self::Unavailable(_) => "unavailable",
         }
     }

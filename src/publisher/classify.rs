@@ -3,7 +3,8 @@
 //! Retriable: the broker or the network is away or busy; the same record may
 //! succeed later unchanged (keep it, retry with backoff). Permanent: the record
 //! or our credentials are wrong for this cluster; retrying the same bytes will
-//! never succeed (count it, dead-letter it, tell an operator).
+//! never succeed (count it, dead-letter it, tell an operator). Fatal: the
+//! producer's idempotence state is broken; replace the producer and resend.
 //!
 //! The permanent list is explicit; every other code is retriable, because
 //! wrongly retrying costs a delay while wrongly giving up loses an event.
@@ -12,8 +13,13 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode as C};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {
+    /// Keep the record and retry it unchanged.
     Retriable,
+    /// The record can never be written as it is: dead-letter it.
     Permanent,
+    /// The producer itself is broken (idempotence state lost): replace it and
+    /// send the record again.
+    Fatal,
 }
 
 /// Classifies an error returned for one produced message.
@@ -59,12 +65,9 @@ pub fn classify_code(code: C) -> ErrorClass {
         | C::NotImplemented
         | C::UnsupportedFeature
         | C::UnsupportedVersion
-        | C::SecurityDisabled
-        // The idempotent producer hit a fatal state; librdkafka will not recover it.
-        | C::Fatal
-        | C::ProducerFenced
-        | C::InvalidProducerEpoch
-        | C::OutOfOrderSequenceNumber => ErrorClass::Permanent,
+        | C::SecurityDisabled => ErrorClass::Permanent,
+        // The idempotent producer hit a state librdkafka will not recover from.
+        C::Fatal | C::ProducerFenced | C::InvalidProducerEpoch | C::OutOfOrderSequenceNumber => ErrorClass::Fatal,
         // Everything else: transport failures, timeouts, leader changes,
         // NotEnoughReplicas, QueueFull, AllBrokersDown, purges on shutdown...
         _ => ErrorClass::Retriable,
@@ -103,7 +106,6 @@ mod tests {
             C::SaslAuthenticationFailed,
             C::UnknownTopic,
             C::InvalidRecord,
-            C::Fatal,
         ] {
             assert_eq!(classify_code(code), ErrorClass::Permanent, "{code:?}");
             assert_eq!(
@@ -112,5 +114,12 @@ mod tests {
             );
         }
         assert_eq!(classify(&KafkaError::Canceled), ErrorClass::Retriable);
+    }
+
+    #[test]
+    fn a_broken_producer_is_fatal_not_the_record() {
+        for code in [C::Fatal, C::ProducerFenced, C::OutOfOrderSequenceNumber] {
+            assert_eq!(classify_code(code), ErrorClass::Fatal, "{code:?}");
+        }
     }
 }

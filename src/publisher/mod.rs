@@ -1,33 +1,29 @@
-//! Kafka output: an idempotent rdkafka producer, error classification, a broker
+//! Kafka output: the idempotent rdkafka producer, error classification, the
+//! forwarder that drains the spool, the dead-letter place, a broker
 //! reachability probe, and a bounded flush on shutdown.
 //!
 //! Safety settings (`enable.idempotence=true`, hence `acks=all` and ordered
-//! retries per partition) are set last so nothing in `kafka.properties` can
-//! override them; `config` rejects conflicting values before we get here.
-//! Every wait is bounded: `message.timeout.ms` is `kafka.delivery_timeout`, and
-//! blocking librdkafka calls (metadata, flush) run on the blocking pool.
+//! retries per partition; `message.timeout.ms=0`, so librdkafka never drops a
+//! retriable message: the spool holds it) are set last so nothing in
+//! `kafka.properties` can override them; `config` rejects conflicting values
+//! before we get here. Blocking librdkafka calls (metadata, flush) run on the
+//! blocking pool.
 
 pub mod classify;
+pub mod dead_letter;
+pub mod forward;
 
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::ClientContext;
 
 use crate::config::KafkaSettings;
-use crate::envelope::{
-    OutboundRecord, CONTENT_TYPE, HEADER_CE_ID, HEADER_CE_TYPE, HEADER_CONTENT_TYPE,
-};
-use crate::metrics::{DeliveryResult, Metrics};
-use crate::sink::{Sink, SinkError};
-use classify::{classify, ErrorClass};
+use crate::metrics::Metrics;
 
-/// How long `send` may wait for room in librdkafka's local queue.
-const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Builds the librdkafka producer configuration: our defaults, then the
 /// user's properties, then our safety settings, which win.
@@ -35,7 +31,13 @@ pub fn producer_config(settings: &KafkaSettings, brokers: &str) -> ClientConfig 
     let mut cfg = ClientConfig::new();
     // Topics are created by operators; a metadata probe or a produce to a
     // missing topic must not create one with broker defaults.
-    cfg.set("allow.auto.create.topics", "false");
+    cfg.set("allow.auto.create.topics", "false")
+        // Capped exponential backoff (librdkafka adds jitter) between
+        // reconnects and between retries while the broker is away.
+        .set("reconnect.backoff.ms", "100")
+        .set("reconnect.backoff.max.ms", "10000")
+        .set("retry.backoff.ms", "100")
+        .set("retry.backoff.max.ms", "5000");
     for (k, v) in &settings.properties {
         cfg.set(k, v);
     }
@@ -48,10 +50,9 @@ pub fn producer_config(settings: &KafkaSettings, brokers: &str) -> ClientConfig 
         .set("acks", "all")
         .set("compression.type", &settings.compression)
         .set("linger.ms", settings.linger.as_millis().to_string())
-        .set(
-            "message.timeout.ms",
-            settings.delivery_timeout.as_millis().to_string(),
-        );
+        // Never give up on a retriable error: the spool keeps the event and
+        // idempotence keeps the order.
+        .set("message.timeout.ms", "0");
     cfg
 }
 
@@ -72,12 +73,11 @@ impl ClientContext for BridgeContext {
     }
 }
 
-/// The Kafka publisher. Cheap to clone.
+/// The Kafka producer and its helpers. Cheap to clone.
 #[derive(Clone)]
 pub struct KafkaPublisher {
     producer: FutureProducer<BridgeContext>,
     metrics: Metrics,
-    delivery_timeout: Duration,
 }
 
 impl KafkaPublisher {
@@ -86,60 +86,18 @@ impl KafkaPublisher {
         let producer = producer_config(settings, brokers).create_with_context(BridgeContext {
             metrics: metrics.clone(),
         })?;
-        Ok(Self {
-            producer,
-            metrics,
-            delivery_timeout: settings.delivery_timeout,
-        })
+        Ok(Self { producer, metrics })
     }
 
-    /// Sends one record and waits for the broker's acknowledgement, at most
-    /// `kafka.delivery_timeout` plus a small margin.
-    pub async fn publish(&self, rec: &OutboundRecord) -> Result<(), (ErrorClass, KafkaError)> {
-        let id = rec.id_header();
-        let headers = OwnedHeaders::new_with_capacity(3)
-            .insert(Header {
-                key: HEADER_CONTENT_TYPE,
-                value: Some(CONTENT_TYPE),
-            })
-            .insert(Header {
-                key: HEADER_CE_ID,
-                value: Some(id.as_str()),
-            })
-            .insert(Header {
-                key: HEADER_CE_TYPE,
-                value: Some(rec.ce_type),
-            });
-        let record = FutureRecord::to(&rec.topic)
-            .key(rec.key.as_str())
-            .payload(rec.value.as_slice())
-            .headers(headers);
-        let bound = self.delivery_timeout + ENQUEUE_TIMEOUT + Duration::from_secs(1);
-        let outcome = match tokio::time::timeout(
-            bound,
-            self.producer.send(record, Timeout::After(ENQUEUE_TIMEOUT)),
-        )
-        .await
-        {
-            Ok(Ok(_delivery)) => Ok(()),
-            Ok(Err((err, _message))) => Err((classify(&err), err)),
-            // librdkafka bounds delivery itself; this is a guard against a lost callback.
-            Err(_) => Err((
-                ErrorClass::Retriable,
-                KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::MessageTimedOut),
-            )),
-        };
-        let result = match &outcome {
-            Ok(()) => DeliveryResult::Delivered,
-            Err((ErrorClass::Retriable, _)) => DeliveryResult::RetriableError,
-            Err((ErrorClass::Permanent, _)) => DeliveryResult::PermanentError,
-        };
-        self.metrics
-            .delivery_finished(result, Some(rec.arrived.elapsed()));
-        if outcome.is_ok() {
-            self.metrics.broker_reachability(true);
-        }
-        outcome
+    pub fn producer(&self) -> &FutureProducer<BridgeContext> {
+        &self.producer
+    }
+
+    /// Fails every queued and in-flight message at once (their delivery
+    /// futures resolve with a purge error); used before a producer is replaced.
+    pub fn purge(&self) {
+        self.producer
+            .purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
     }
 
     /// Asks a broker for the topic's metadata, off the async threads. `Ok(true)`
@@ -172,16 +130,5 @@ impl KafkaPublisher {
         })
         .await
         .unwrap_or(-1)
-    }
-}
-
-impl Sink for KafkaPublisher {
-    async fn accept(&self, record: OutboundRecord) -> Result<(), SinkError> {
-        self.publish(&record)
-            .await
-            .map_err(|(class, err)| match class {
-                ErrorClass::Retriable => SinkError::Unavailable(err.to_string()),
-                ErrorClass::Permanent => SinkError::Permanent(err.to_string()),
-            })
     }
 }

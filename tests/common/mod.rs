@@ -29,7 +29,7 @@ pub fn unique_topic() -> String {
 
 /// Settings for a test: loopback port 0 listeners, the given brokers and
 /// topic, plus `extra` environment overrides.
-pub fn settings(brokers: &str, topic: &str, extra: &[(&str, &str)]) -> Settings {
+pub fn settings(brokers: &str, topic: &str, spool: &std::path::Path, extra: &[(&str, &str)]) -> Settings {
     let mut env: Vec<(String, String)> = vec![
         ("PRESENCE_BRIDGE__HTTP__LISTEN".into(), "127.0.0.1:0".into()),
         (
@@ -39,10 +39,7 @@ pub fn settings(brokers: &str, topic: &str, extra: &[(&str, &str)]) -> Settings 
         ("PRESENCE_BRIDGE__KAFKA__BROKERS".into(), brokers.into()),
         ("PRESENCE_BRIDGE__KAFKA__TOPIC".into(), topic.into()),
         ("PRESENCE_BRIDGE__AUTH__TOKENS".into(), TOKEN.into()),
-        (
-            "PRESENCE_BRIDGE__KAFKA__DELIVERY_TIMEOUT".into(),
-            "5s".into(),
-        ),
+        ("PRESENCE_BRIDGE__SPOOL__DIR".into(), spool.display().to_string()),
     ];
     for (k, v) in extra {
         env.push(((*k).into(), (*v).into()));
@@ -52,6 +49,7 @@ pub fn settings(brokers: &str, topic: &str, extra: &[(&str, &str)]) -> Settings 
 
 /// A bridge in front of its own mock cluster.
 pub struct Bridge {
+    pub spool: tempfile::TempDir,
     pub cluster: MockCluster<'static, DefaultProducerContext>,
     pub running: Running,
     pub topic: String,
@@ -67,11 +65,13 @@ impl Bridge {
         let cluster = MockCluster::new(1).expect("mock cluster");
         let topic = unique_topic();
         cluster.create_topic(&topic, PARTITIONS, 1).expect("topic");
-        let s = settings(&cluster.bootstrap_servers(), &topic, extra);
+        let spool = tempfile::tempdir().expect("temp dir");
+        let s = settings(&cluster.bootstrap_servers(), &topic, spool.path(), extra);
         let running = app::start(s, cluster.bootstrap_servers(), None)
             .await
             .expect("bridge starts");
         let bridge = Self {
+            spool,
             cluster,
             running,
             topic,
@@ -142,6 +142,17 @@ impl Bridge {
     /// The value of one sample, e.g. `presence_bridge_events_rejected_total{reason="invalid_phone"}`.
     pub fn metric(&self, sample: &str) -> f64 {
         metric_value(&self.metrics(), sample)
+    }
+
+    /// Waits (bounded) until a sample reaches `want`.
+    pub async fn wait_for(&self, sample: &str, want: f64) {
+        for _ in 0..400 {
+            if self.metric(sample) >= want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("{sample} never reached {want}: {}", self.metric(sample));
     }
 
     /// Reads `n` messages of the test topic from the beginning (bounded wait).

@@ -1,0 +1,423 @@
+//! The forwarder: reads the spool in sequence order, publishes through the
+//! idempotent producer, and acknowledges each event to the spool only after
+//! the broker acknowledged it.
+//!
+//! Order. Records are handed to librdkafka in spool order and acknowledged in
+//! the same order (the window is a FIFO; a later delivery waits for earlier
+//! ones). The producer runs with `message.timeout.ms = 0`: librdkafka never
+//! gives up on a retriable error, it retries in order under idempotence, with
+//! capped exponential backoff and jitter between reconnects and retries
+//! (`reconnect.backoff.ms`/`.max.ms`, `retry.backoff.ms`/`.max.ms`). So during
+//! an outage the window fills, the forwarder stops reading, the spool grows,
+//! and when the broker returns the window drains first, then the backlog, then
+//! new traffic: nothing newer overtakes anything older, per phone or otherwise.
+//!
+//! When the producer itself is broken (a fatal idempotence error, or no
+//! progress for `STALL` while a broker answers metadata requests) the forwarder
+//! purges it, waits a capped exponential backoff with jitter, builds a new
+//! producer and rewinds to the oldest unacknowledged event. Events the old
+//! producer had already delivered are then sent again: duplicates are bounded
+//! by the window, keep their CloudEvents id, and consumers can drop them by id.
+//!
+//! Permanent refusals (too large, not authorized, unknown topic) go to the
+//! dead-letter file (and topic, if configured) with the reason, and are then
+//! acknowledged: one bad event never blocks the ones behind it.
+
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{DeliveryFuture, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode as C;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::classify::{classify, ErrorClass};
+use super::dead_letter::DeadLetter;
+use super::KafkaPublisher;
+use crate::envelope::{v1, CONTENT_TYPE, HEADER_CE_ID, HEADER_CE_TYPE, HEADER_CONTENT_TYPE};
+use crate::health::Health;
+use crate::metrics::{DeliveryResult, Metrics};
+use crate::spool::format::StoredRecord;
+use crate::spool::store::{Reader, Store};
+
+/// Events handed to librdkafka and not yet acknowledged, at most.
+pub const WINDOW: usize = 8192;
+/// Records read from disk at a time.
+const READ_BATCH: usize = 1024;
+/// No delivery for this long while a broker answers: the producer is stuck.
+const STALL: Duration = Duration::from_secs(60);
+/// Backoff before rebuilding a producer: doubles from the first to the cap.
+const BACKOFF_FIRST: Duration = Duration::from_millis(250);
+const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// Checkpoints and gauges are refreshed this often.
+const TICK: Duration = Duration::from_millis(200);
+
+struct InFlight {
+    seq: u64,
+    arrival_ms: i64,
+    delivery: DeliveryFuture,
+}
+
+/// Asks a running forwarder to stop, flushing until `deadline`.
+#[derive(Clone, Default)]
+pub struct StopSignal {
+    token: CancellationToken,
+    deadline: Arc<Mutex<Option<tokio::time::Instant>>>,
+}
+
+impl StopSignal {
+    pub fn stop(&self, deadline: tokio::time::Instant) {
+        *self.deadline.lock().unwrap_or_else(|p| p.into_inner()) = Some(deadline);
+        self.token.cancel();
+    }
+
+    fn deadline(&self) -> tokio::time::Instant {
+        self.deadline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(tokio::time::Instant::now)
+    }
+}
+
+pub struct Forwarder {
+    pub store: Arc<Store>,
+    /// Builds a fresh producer (used at start and after a fatal error).
+    pub make_publisher: Box<dyn Fn() -> Result<KafkaPublisher, KafkaError> + Send + Sync>,
+    pub committed: watch::Receiver<u64>,
+    pub metrics: Metrics,
+    pub dead_letter: DeadLetter,
+    pub health: Arc<Health>,
+    /// Events with a sequence at or below this were in the spool at start.
+    pub replay_until: u64,
+}
+
+impl Forwarder {
+    /// Runs until `stop`, then flushes until the stop deadline and checkpoints.
+    pub async fn run(self, stop: StopSignal) {
+        let mut publisher = match (self.make_publisher)() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot create the Kafka producer; events stay in the spool");
+                return;
+            }
+        };
+        let mut reader = self.store.reader();
+        let mut carry: VecDeque<StoredRecord> = VecDeque::new();
+        let mut window: VecDeque<InFlight> = VecDeque::new();
+        let mut last_progress = Instant::now();
+        let mut backoff = BACKOFF_FIRST;
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+        loop {
+            // Fill the window: first what QueueFull left over, then the spool.
+            while window.len() < WINDOW {
+                if carry.is_empty() {
+                    let want = READ_BATCH.min(WINDOW - window.len());
+                    let store = self.store.clone();
+                    let read = tokio::task::spawn_blocking(move || {
+                        let r = reader.read(&store, want);
+                        (reader, r)
+                    })
+                    .await;
+                    let Ok((r, result)) = read else { return };
+                    reader = r;
+                    match result {
+                        Ok((records, skipped)) => {
+                            if skipped > 0 {
+                                self.metrics.spool_dropped("corrupt_record", skipped);
+                                tracing::error!(regions = skipped, "damaged spool records skipped while reading");
+                            }
+                            carry.extend(records);
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "reading the spool failed; retrying");
+                            break;
+                        }
+                    }
+                    if carry.is_empty() {
+                        break;
+                    }
+                }
+                let Some(rec) = carry.pop_front() else { break };
+                match send(&publisher, &rec) {
+                    Ok(delivery) => window.push_back(InFlight {
+                        seq: rec.seq,
+                        arrival_ms: rec.arrival_ms,
+                        delivery,
+                    }),
+                    Err(e) if e.rdkafka_error_code() == Some(C::QueueFull) => {
+                        carry.push_front(rec);
+                        break;
+                    }
+                    Err(e) => match classify(&e) {
+                        ErrorClass::Permanent => {
+                            // Refused before it was queued; still in order: everything
+                            // before it must be acknowledged first.
+                            self.settle_window(&mut window).await;
+                            self.dead_letter_stored(&rec, &e).await;
+                            self.ack(rec.seq, rec.arrival_ms, true);
+                        }
+                        _ => {
+                            carry.push_front(rec);
+                            break;
+                        }
+                    },
+                }
+            }
+
+            let room = window.len() < WINDOW && carry.is_empty();
+            let mut front = window.pop_front();
+            let has_front = front.is_some();
+            let mut committed = self.committed.clone();
+            let done = tokio::select! {
+                biased;
+                _ = stop.token.cancelled() => {
+                    if let Some(f) = front.take() {
+                        window.push_front(f);
+                    }
+                    break;
+                }
+                done = async { front.as_mut().map(|f| &mut f.delivery).expect("guarded").await }, if has_front => Some(done),
+                _ = committed.changed(), if room => None,
+                _ = tick.tick() => {
+                    self.refresh(&window, &carry).await;
+                    None
+                }
+            };
+            let Some(done) = done else {
+                if let Some(f) = front.take() {
+                    window.push_front(f);
+                }
+                let stalled = !window.is_empty() && last_progress.elapsed() > STALL && self.health.broker_reachable();
+                if stalled {
+                    tracing::warn!(waited = ?last_progress.elapsed(), "no delivery progress while the broker answers; rebuilding the producer");
+                    last_progress = Instant::now();
+                    if !self.rewind(&mut publisher, &mut window, &mut carry, &mut reader, &mut backoff, &stop).await {
+                        break;
+                    }
+                }
+                continue;
+            };
+            let Some(entry) = front.take() else { continue };
+            last_progress = Instant::now();
+            match done {
+                Ok(Ok(_)) => {
+                    self.delivered(entry.seq, entry.arrival_ms);
+                    backoff = BACKOFF_FIRST;
+                }
+                Ok(Err((e, msg))) if classify(&e) == ErrorClass::Permanent => {
+                    self.dead_letter_message(entry.seq, &msg, &e).await;
+                    self.ack(entry.seq, entry.arrival_ms, true);
+                }
+                other => {
+                    match other {
+                        Ok(Err((e, _))) => tracing::warn!(error = %e, "delivery failed; rebuilding the producer and rewinding"),
+                        _ => tracing::warn!("delivery result lost; rebuilding the producer and rewinding"),
+                    }
+                    self.metrics.delivery_finished(DeliveryResult::RetriableError, None);
+                    if !self.rewind(&mut publisher, &mut window, &mut carry, &mut reader, &mut backoff, &stop).await {
+                        break;
+                    }
+                }
+            }
+        }
+
+        // Stopping: give queued deliveries until the deadline, then keep the
+        // acknowledged prefix. The rest stays in the spool for the next start.
+        let left = stop.deadline().saturating_duration_since(tokio::time::Instant::now());
+        let unflushed = publisher.flush(left).await;
+        while let Some(mut entry) = window.pop_front() {
+            match tokio::time::timeout(Duration::from_millis(5), &mut entry.delivery).await {
+                Ok(Ok(Ok(_))) => self.delivered(entry.seq, entry.arrival_ms),
+                _ => break,
+            }
+        }
+        let store = self.store.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.checkpoint()).await {
+            tracing::error!(error = %e, "final checkpoint failed; delivered events will be sent again");
+        }
+        let pending = self.store.stats().pending;
+        if pending > 0 || unflushed > 0 {
+            tracing::info!(pending, "events left in the spool for the next start");
+        }
+    }
+
+    fn delivered(&self, seq: u64, arrival_ms: i64) {
+        self.metrics
+            .delivery_finished(DeliveryResult::Delivered, Some(since(arrival_ms)));
+        self.ack(seq, arrival_ms, false);
+    }
+
+    fn ack(&self, seq: u64, _arrival_ms: i64, dead_lettered: bool) {
+        if dead_lettered {
+            self.metrics.delivery_finished(DeliveryResult::PermanentError, None);
+        }
+        if seq <= self.replay_until {
+            self.metrics.spool_replayed(1);
+        }
+        self.store.ack(seq, 1);
+    }
+
+    /// Waits for every in-flight delivery, acknowledging in order (used before
+    /// a permanent refusal is acknowledged, so acknowledgements stay ordered).
+    async fn settle_window(&self, window: &mut VecDeque<InFlight>) {
+        while let Some(mut entry) = window.pop_front() {
+            match (&mut entry.delivery).await {
+                Ok(Ok(_)) => self.delivered(entry.seq, entry.arrival_ms),
+                Ok(Err((e, msg))) if classify(&e) == ErrorClass::Permanent => {
+                    self.dead_letter_message(entry.seq, &msg, &e).await;
+                    self.ack(entry.seq, entry.arrival_ms, true);
+                }
+                _ => {
+                    window.push_front(entry);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Throws the producer away and starts again from the oldest
+    /// unacknowledged event after a backoff. False if stopped meanwhile.
+    #[allow(clippy::too_many_arguments)]
+    async fn rewind(
+        &self,
+        publisher: &mut KafkaPublisher,
+        window: &mut VecDeque<InFlight>,
+        carry: &mut VecDeque<StoredRecord>,
+        reader: &mut Reader,
+        backoff: &mut Duration,
+        stop: &StopSignal,
+    ) -> bool {
+        publisher.purge();
+        window.clear();
+        carry.clear();
+        let wait = jitter(*backoff);
+        *backoff = (*backoff * 2).min(BACKOFF_CAP);
+        tokio::select! {
+            _ = stop.token.cancelled() => return false,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        match (self.make_publisher)() {
+            Ok(p) => *publisher = p,
+            Err(e) => tracing::error!(error = %e, "cannot rebuild the Kafka producer; retrying with the old one"),
+        }
+        reader.seek(self.store.stats().watermark + 1);
+        true
+    }
+
+    /// Updates the spool gauges and writes a checkpoint if the watermark moved.
+    async fn refresh(&self, window: &VecDeque<InFlight>, carry: &VecDeque<StoredRecord>) {
+        let stats = self.store.stats();
+        let oldest = window
+            .front()
+            .map(|f| f.arrival_ms)
+            .or_else(|| carry.front().map(|c| c.arrival_ms));
+        let age = match oldest {
+            Some(ms) if stats.pending > 0 => since(ms),
+            _ => Duration::ZERO,
+        };
+        self.metrics.spool_levels(stats.pending, stats.bytes, age);
+        self.health.spool_levels(stats.pending, stats.bytes);
+        let store = self.store.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.checkpoint()).await {
+            tracing::error!(error = %e, "spool checkpoint failed; will retry");
+        }
+    }
+
+    async fn dead_letter_message(&self, seq: u64, msg: &OwnedMessage, e: &KafkaError) {
+        use rdkafka::Message;
+        let reason = dead_letter_reason(e);
+        self.metrics.dead_lettered(reason);
+        self.dead_letter
+            .write(seq, msg.topic(), msg.key(), msg.payload(), reason, &e.to_string())
+            .await;
+    }
+
+    async fn dead_letter_stored(&self, rec: &StoredRecord, e: &KafkaError) {
+        let reason = dead_letter_reason(e);
+        self.metrics.dead_lettered(reason);
+        self.dead_letter
+            .write(rec.seq, &rec.topic, Some(rec.key.as_bytes()), Some(&rec.value), reason, &e.to_string())
+            .await;
+    }
+}
+
+fn send(publisher: &KafkaPublisher, rec: &StoredRecord) -> Result<DeliveryFuture, KafkaError> {
+    let id = rec.id.hyphenated().to_string();
+    let headers = OwnedHeaders::new_with_capacity(3)
+        .insert(Header {
+            key: HEADER_CONTENT_TYPE,
+            value: Some(CONTENT_TYPE),
+        })
+        .insert(Header {
+            key: HEADER_CE_ID,
+            value: Some(id.as_str()),
+        })
+        .insert(Header {
+            key: HEADER_CE_TYPE,
+            value: Some(v1::TYPE),
+        });
+    let record = FutureRecord::to(&rec.topic)
+        .key(rec.key.as_str())
+        .payload(rec.value.as_slice())
+        .headers(headers);
+    publisher.producer().send_result(record).map_err(|(e, _)| e)
+}
+
+/// Closed set of dead-letter reasons (metric label values).
+fn dead_letter_reason(e: &KafkaError) -> &'static str {
+    match e.rdkafka_error_code() {
+        Some(C::MessageSizeTooLarge | C::InvalidMessageSize | C::MessageBatchTooLarge) => "too_large",
+        Some(
+            C::TopicAuthorizationFailed
+            | C::ClusterAuthorizationFailed
+            | C::SaslAuthenticationFailed
+            | C::Authentication
+            | C::TransactionalIdAuthorizationFailed,
+        ) => "not_authorized",
+        Some(C::UnknownTopic | C::UnknownPartition | C::UnknownTopicOrPartition | C::InvalidTopic) => "unknown_topic",
+        _ => "rejected",
+    }
+}
+
+fn since(arrival_ms: i64) -> Duration {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(arrival_ms);
+    Duration::from_millis(now.saturating_sub(arrival_ms).max(0) as u64)
+}
+
+/// A random duration between half of `d` and `d`.
+fn jitter(d: Duration) -> Duration {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(d.as_nanos() as u64);
+    let r = (h.finish() % 1000) as u32;
+    d / 2 + d / 2 * r / 1000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_between_half_and_whole() {
+        for _ in 0..100 {
+            let j = jitter(Duration::from_secs(2));
+            assert!(j >= Duration::from_secs(1) && j <= Duration::from_secs(2), "{j:?}");
+        }
+    }
+
+    #[test]
+    fn dead_letter_reasons_are_a_closed_set() {
+        for code in [C::MessageSizeTooLarge, C::TopicAuthorizationFailed, C::UnknownTopic, C::InvalidRecord] {
+            let r = dead_letter_reason(&KafkaError::MessageProduction(code));
+            assert!(crate::metrics::DEAD_LETTER_REASONS.contains(&r), "{r}");
+        }
+    }
+}

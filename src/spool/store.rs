@@ -1,0 +1,727 @@
+//! The synchronous storage core of the spool: recovery, append, sequential
+//! reads, acknowledgement, checkpoints and segment deletion.
+//!
+//! Blocking I/O only; the async layer ([`super::Spool`]) calls it from a
+//! dedicated writer thread and from `spawn_blocking`. One writer appends (the
+//! writer lock), any number of readers read with their own file handles, and
+//! the shared bookkeeping sits behind a mutex held for microseconds.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::format::{
+    self, check_frame, decode_body, decode_checkpoint, encode_checkpoint, segment_name, FrameError,
+    StoredRecord, FRAME_HEADER, MAGIC,
+};
+use super::io::{sync_dir, DiskIo, SegmentFile, SpoolIo};
+use super::{FsyncPolicy, SpoolError};
+
+const CHECKPOINT: &str = "acked";
+const CHECKPOINT_TMP: &str = "acked.tmp";
+const LOCK: &str = "LOCK";
+/// Bytes read from a segment at a time.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// How the store is set up.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub dir: PathBuf,
+    pub max_bytes: u64,
+    pub segment_bytes: u64,
+    pub fsync: FsyncPolicy,
+}
+
+/// What recovery found, for logs and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub segments: usize,
+    /// Undelivered events found, to be replayed.
+    pub pending: u64,
+    /// Bytes cut off the end of segments (torn writes).
+    pub torn_bytes: u64,
+    /// Damaged regions skipped in the middle of segments.
+    pub corrupt_regions: u64,
+    /// The checkpoint was missing or unreadable (everything on disk is replayed).
+    pub checkpoint_lost: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct SegMeta {
+    bytes: u64,
+    last_seq: Option<u64>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    segments: BTreeMap<u64, SegMeta>,
+    active_first: u64,
+    /// Highest sequence readers may see (written, and synced per policy).
+    committed: u64,
+    /// Every record with a sequence at or below this is acknowledged.
+    watermark: u64,
+    checkpointed: u64,
+    /// Records above the watermark and at or below `committed`.
+    pending: u64,
+    bytes: u64,
+}
+
+struct Active {
+    file: Box<dyn SegmentFile>,
+    first_seq: u64,
+    len: u64,
+    next_seq: u64,
+    unsynced: bool,
+    /// A failed write or sync left the file in an unknown state: start a new
+    /// segment before the next append.
+    poisoned: bool,
+}
+
+/// A record to append; the store assigns its sequence number.
+#[derive(Debug, Clone)]
+pub struct NewRecord {
+    pub arrival_ms: i64,
+    pub id: uuid::Uuid,
+    pub topic: String,
+    pub key: String,
+    pub value: Vec<u8>,
+}
+
+/// The result of one append.
+#[derive(Debug, Clone, Copy)]
+pub struct Appended {
+    pub last_seq: u64,
+    /// How long the fsync took, when there was one.
+    pub sync_time: Option<std::time::Duration>,
+}
+
+/// Point-in-time numbers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub pending: u64,
+    pub bytes: u64,
+    pub committed: u64,
+    pub watermark: u64,
+}
+
+pub struct Store {
+    opts: StoreOptions,
+    io: Arc<dyn SpoolIo>,
+    shared: Mutex<Shared>,
+    active: Mutex<Active>,
+    _lock: File,
+}
+
+impl Store {
+    /// Opens (creating if needed) and recovers the spool in `opts.dir`.
+    pub fn open(opts: StoreOptions) -> Result<(Self, RecoveryReport), SpoolError> {
+        Self::open_with_io(opts, Arc::new(DiskIo))
+    }
+
+    pub fn open_with_io(opts: StoreOptions, io: Arc<dyn SpoolIo>) -> Result<(Self, RecoveryReport), SpoolError> {
+        fs::create_dir_all(&opts.dir).map_err(|e| SpoolError::io("creating the spool directory", e))?;
+        let lock = lock_dir(&opts.dir)?;
+        let _ = fs::remove_file(opts.dir.join(CHECKPOINT_TMP));
+        let (watermark, checkpoint_lost) = read_checkpoint(&opts.dir)?;
+        let mut report = RecoveryReport {
+            checkpoint_lost,
+            ..Default::default()
+        };
+
+        let mut segments = BTreeMap::new();
+        let mut last_seq = watermark;
+        let mut bytes = 0;
+        for (first, path) in list_segments(&opts.dir)? {
+            let scan = scan_segment(&path, watermark)?;
+            report.torn_bytes += scan.torn_bytes;
+            report.corrupt_regions += scan.corrupt_regions;
+            if scan.torn_bytes > 0 {
+                truncate(&path, scan.valid_end)?;
+            }
+            let done = scan.last_seq.is_none_or(|l| l <= watermark);
+            if done {
+                fs::remove_file(&path).map_err(|e| SpoolError::io("removing a delivered segment", e))?;
+                continue;
+            }
+            report.pending += scan.pending;
+            last_seq = last_seq.max(scan.last_seq.unwrap_or(0));
+            bytes += scan.valid_end;
+            segments.insert(
+                first,
+                SegMeta {
+                    bytes: scan.valid_end,
+                    last_seq: scan.last_seq,
+                },
+            );
+        }
+        report.segments = segments.len();
+        // Appends always go to a fresh segment after a restart: never after a cut tail.
+        let next_seq = last_seq + 1;
+        let file = new_segment(io.as_ref(), &opts, next_seq)?;
+        let header = MAGIC.len() as u64;
+        segments.insert(next_seq, SegMeta { bytes: header, last_seq: None });
+        bytes += header;
+        let store = Self {
+            io,
+            shared: Mutex::new(Shared {
+                segments,
+                active_first: next_seq,
+                committed: last_seq,
+                watermark,
+                checkpointed: watermark,
+                pending: report.pending,
+                bytes,
+            }),
+            active: Mutex::new(Active {
+                file,
+                first_seq: next_seq,
+                len: header,
+                next_seq,
+                unsynced: false,
+                poisoned: false,
+            }),
+            opts,
+            _lock: lock,
+        };
+        Ok((store, report))
+    }
+
+    pub fn options(&self) -> &StoreOptions {
+        &self.opts
+    }
+
+    fn shared(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn stats(&self) -> Stats {
+        let s = self.shared();
+        Stats {
+            pending: s.pending,
+            bytes: s.bytes,
+            committed: s.committed,
+            watermark: s.watermark,
+        }
+    }
+
+    /// True when an append of `bytes` more would not fit.
+    pub fn is_full(&self, bytes: u64) -> bool {
+        self.shared().bytes + bytes > self.opts.max_bytes
+    }
+
+    /// Appends a batch as one write, synced per policy (`sync` forces a sync).
+    /// Returns the sequence of the last record. All or nothing: on error no
+    /// record of the batch is visible and the file is cut back.
+    pub fn append(&self, batch: &[NewRecord], sync: bool) -> Result<Appended, SpoolError> {
+        let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        let size: u64 = batch
+            .iter()
+            .map(|r| (FRAME_HEADER + 36 + r.topic.len() + r.key.len() + r.value.len()) as u64)
+            .sum();
+        if self.is_full(size) {
+            return Err(SpoolError::Full);
+        }
+        if active.poisoned || (active.len + size > self.opts.segment_bytes && active.next_seq > active.first_seq) {
+            self.roll(&mut active)?;
+        }
+        let mut buf = Vec::with_capacity(size as usize);
+        let first = active.next_seq;
+        for (i, r) in batch.iter().enumerate() {
+            let stored = StoredRecord {
+                seq: first + i as u64,
+                arrival_ms: r.arrival_ms,
+                id: r.id,
+                topic: r.topic.clone(),
+                key: r.key.clone(),
+                value: r.value.clone(),
+            };
+            format::encode(&stored, &mut buf);
+        }
+        let mut sync_time = None;
+        let written = active.file.write_all(&buf).and_then(|()| {
+            if sync || self.opts.fsync == FsyncPolicy::Always {
+                let started = std::time::Instant::now();
+                let r = active.file.sync();
+                sync_time = Some(started.elapsed());
+                r
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = written {
+            let len = active.len;
+            if active.file.truncate(len).is_err() {
+                active.poisoned = true;
+            }
+            return Err(SpoolError::io("appending to the spool", e));
+        }
+        active.unsynced = self.opts.fsync != FsyncPolicy::Always && !sync;
+        active.len += buf.len() as u64;
+        let last = first + batch.len() as u64 - 1;
+        active.next_seq = last + 1;
+        let mut s = self.shared();
+        let first_seq = active.first_seq;
+        if let Some(m) = s.segments.get_mut(&first_seq) {
+            m.bytes += buf.len() as u64;
+            m.last_seq = Some(last);
+        }
+        s.bytes += buf.len() as u64;
+        s.committed = last;
+        s.pending += batch.len() as u64;
+        Ok(Appended {
+            last_seq: last,
+            sync_time,
+        })
+    }
+
+    /// Syncs the active segment if anything was written since the last sync;
+    /// returns how long the sync took.
+    pub fn sync(&self) -> Result<Option<std::time::Duration>, SpoolError> {
+        let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        if !active.unsynced {
+            return Ok(None);
+        }
+        let started = std::time::Instant::now();
+        active.file.sync().map_err(|e| SpoolError::io("syncing the spool", e))?;
+        active.unsynced = false;
+        Ok(Some(started.elapsed()))
+    }
+
+    fn roll(&self, active: &mut Active) -> Result<(), SpoolError> {
+        if !active.poisoned {
+            active.file.sync().map_err(|e| SpoolError::io("syncing a full segment", e))?;
+        }
+        let next = active.next_seq;
+        let file = new_segment(self.io.as_ref(), &self.opts, next)?;
+        let header = MAGIC.len() as u64;
+        *active = Active {
+            file,
+            first_seq: next,
+            len: header,
+            next_seq: next,
+            unsynced: false,
+            poisoned: false,
+        };
+        let mut s = self.shared();
+        s.segments.insert(next, SegMeta { bytes: header, last_seq: None });
+        s.active_first = next;
+        s.bytes += header;
+        drop(s);
+        self.delete_delivered();
+        Ok(())
+    }
+
+    /// Acknowledges every record up to `seq`; `count` of them were pending.
+    pub fn ack(&self, seq: u64, count: u64) {
+        let mut s = self.shared();
+        if seq > s.watermark {
+            s.watermark = seq.min(s.committed);
+            s.pending = s.pending.saturating_sub(count);
+        }
+    }
+
+    /// Persists the watermark (if it moved) and deletes delivered segments.
+    pub fn checkpoint(&self) -> Result<(), SpoolError> {
+        let watermark = {
+            let s = self.shared();
+            if s.watermark == s.checkpointed {
+                return Ok(());
+            }
+            s.watermark
+        };
+        let dir = &self.opts.dir;
+        let tmp = dir.join(CHECKPOINT_TMP);
+        let durable = self.opts.fsync != FsyncPolicy::Never;
+        let write = || -> io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            io::Write::write_all(&mut f, &encode_checkpoint(watermark))?;
+            if durable {
+                f.sync_all()?;
+            }
+            fs::rename(&tmp, dir.join(CHECKPOINT))?;
+            if durable {
+                sync_dir(dir)?;
+            }
+            Ok(())
+        };
+        write().map_err(|e| SpoolError::io("writing the checkpoint", e))?;
+        self.shared().checkpointed = watermark;
+        self.delete_delivered();
+        Ok(())
+    }
+
+    /// Removes sealed segments whose every record is acknowledged and checkpointed.
+    fn delete_delivered(&self) {
+        let doomed: Vec<u64> = {
+            let s = self.shared();
+            s.segments
+                .iter()
+                .filter(|(first, m)| **first != s.active_first && m.last_seq.is_none_or(|l| l <= s.checkpointed))
+                .map(|(first, _)| *first)
+                .collect()
+        };
+        for first in doomed {
+            let path = self.opts.dir.join(segment_name(first));
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, segment = %path.display(), "cannot remove a delivered segment");
+                    continue;
+                }
+            }
+            let mut s = self.shared();
+            if let Some(m) = s.segments.remove(&first) {
+                s.bytes = s.bytes.saturating_sub(m.bytes);
+            }
+        }
+    }
+
+    /// A reader positioned at the first record after the watermark.
+    pub fn reader(&self) -> Reader {
+        Reader {
+            next_seq: self.shared().watermark + 1,
+            cursor: None,
+        }
+    }
+}
+
+/// Reads committed records in sequence order.
+pub struct Reader {
+    next_seq: u64,
+    cursor: Option<(u64, Cursor)>,
+}
+
+impl Reader {
+    /// Moves the reader back (or forward) to `seq`.
+    pub fn seek(&mut self, seq: u64) {
+        if seq < self.next_seq {
+            self.cursor = None;
+        }
+        self.next_seq = seq;
+    }
+
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Up to `max` committed records from the reader's position. Damaged
+    /// records met on the way are skipped and counted in the second value.
+    pub fn read(&mut self, store: &Store, max: usize) -> Result<(Vec<StoredRecord>, u64), SpoolError> {
+        let mut out = Vec::new();
+        let mut skipped = 0;
+        while out.len() < max {
+            let (committed, active_first, segment) = {
+                let s = store.shared();
+                if self.next_seq > s.committed {
+                    break;
+                }
+                let seg = s.segments.range(..=self.next_seq).next_back().map(|(f, m)| (*f, *m));
+                (s.committed, s.active_first, seg)
+            };
+            let Some((first, meta)) = segment else { break };
+            if meta.last_seq.is_none_or(|l| l < self.next_seq) {
+                // Nothing left here (a skipped gap): go to the next segment.
+                let next = store.shared().segments.range(self.next_seq..).next().map(|(f, _)| *f);
+                match next {
+                    Some(n) if n <= committed => {
+                        self.next_seq = n;
+                        continue;
+                    }
+                    _ => break,
+                }
+            }
+            if self.cursor.as_ref().is_none_or(|(f, _)| *f != first) {
+                let path = store.opts.dir.join(segment_name(first));
+                self.cursor = Some((first, Cursor::open(&path)?));
+            }
+            let Some((_, cursor)) = self.cursor.as_mut() else { break };
+            match cursor.next(meta.bytes)? {
+                Next::Record(r) if r.seq < self.next_seq => {}
+                Next::Record(r) => {
+                    if r.seq > committed {
+                        break;
+                    }
+                    self.next_seq = r.seq + 1;
+                    out.push(r);
+                }
+                Next::Corrupt => {
+                    skipped += 1;
+                    if !cursor.resync(meta.bytes)? {
+                        self.next_seq = meta.last_seq.unwrap_or(self.next_seq) + 1;
+                    }
+                }
+                Next::End { .. } if first == active_first => {
+                    // Caught up with the writer: keep the position for the next read.
+                    cursor.eof = false;
+                    break;
+                }
+                Next::End { .. } => {
+                    self.next_seq = meta.last_seq.map_or(self.next_seq, |l| l + 1).max(self.next_seq);
+                    self.cursor = None;
+                }
+            }
+        }
+        Ok((out, skipped))
+    }
+}
+
+enum Next {
+    Record(StoredRecord),
+    Corrupt,
+    /// No whole frame left; `torn` bytes of a partial one follow.
+    End { torn: u64 },
+}
+
+/// Sequential frame reader over one segment file.
+struct Cursor {
+    file: File,
+    buf: Vec<u8>,
+    /// File offset of `buf[0]`.
+    base: u64,
+    pos: usize,
+    eof: bool,
+}
+
+impl Cursor {
+    fn open(path: &Path) -> Result<Self, SpoolError> {
+        let mut file = File::open(path).map_err(|e| SpoolError::io("opening a segment", e))?;
+        let mut magic = [0u8; 8];
+        let header_ok = file.read_exact(&mut magic).is_ok() && &magic == MAGIC;
+        if !header_ok {
+            file.seek(SeekFrom::Start(0)).map_err(|e| SpoolError::io("reading a segment", e))?;
+        }
+        Ok(Self {
+            file,
+            buf: Vec::new(),
+            base: if header_ok { MAGIC.len() as u64 } else { 0 },
+            pos: 0,
+            eof: false,
+        })
+    }
+
+    fn offset(&self) -> u64 {
+        self.base + self.pos as u64
+    }
+
+    /// Makes at least `n` bytes available from `pos` unless the file (up to
+    /// `limit`) ends first.
+    fn fill(&mut self, n: usize, limit: u64) -> Result<(), SpoolError> {
+        while self.buf.len() - self.pos < n && !self.eof {
+            if self.pos > 0 {
+                self.buf.drain(..self.pos);
+                self.base += self.pos as u64;
+                self.pos = 0;
+            }
+            let end = self.base + self.buf.len() as u64;
+            let want = (limit.saturating_sub(end) as usize).min(READ_CHUNK.max(n));
+            if want == 0 {
+                self.eof = true;
+                break;
+            }
+            let old = self.buf.len();
+            self.buf.resize(old + want, 0);
+            let got = self
+                .file
+                .read(&mut self.buf[old..])
+                .map_err(|e| SpoolError::io("reading a segment", e))?;
+            self.buf.truncate(old + got);
+            if got == 0 {
+                self.eof = true;
+            }
+        }
+        Ok(())
+    }
+
+    fn next(&mut self, limit: u64) -> Result<Next, SpoolError> {
+        self.fill(FRAME_HEADER, limit)?;
+        let mut avail = &self.buf[self.pos..];
+        let need = match check_frame(avail) {
+            Err(FrameError::Incomplete) if avail.len() >= FRAME_HEADER => {
+                FRAME_HEADER + u32::from_le_bytes(avail[0..4].try_into().unwrap_or_default()) as usize
+            }
+            _ => FRAME_HEADER,
+        };
+        if need > avail.len() {
+            self.fill(need, limit)?;
+            avail = &self.buf[self.pos..];
+        }
+        match check_frame(avail) {
+            Ok(len) => {
+                let body = &avail[FRAME_HEADER..FRAME_HEADER + len];
+                match decode_body(body) {
+                    Ok(r) => {
+                        self.pos += FRAME_HEADER + len;
+                        Ok(Next::Record(r))
+                    }
+                    Err(_) => Ok(Next::Corrupt),
+                }
+            }
+            Err(FrameError::Incomplete) => Ok(Next::End {
+                torn: avail.len() as u64,
+            }),
+            Err(FrameError::Corrupt) => Ok(Next::Corrupt),
+        }
+    }
+
+    /// Skips forward from a damaged frame to the next whole, valid frame.
+    /// False when none follows (the damage runs to the end: a torn tail).
+    fn resync(&mut self, limit: u64) -> Result<bool, SpoolError> {
+        // Rare path: look at the rest of the segment at once.
+        self.fill(usize::MAX / 2, limit)?;
+        let rest = &self.buf[self.pos..];
+        for skip in 1..rest.len() {
+            if let Ok(len) = check_frame(&rest[skip..]) {
+                if decode_body(&rest[skip + FRAME_HEADER..skip + FRAME_HEADER + len]).is_ok() {
+                    self.pos += skip;
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+}
+
+struct Scan {
+    last_seq: Option<u64>,
+    pending: u64,
+    valid_end: u64,
+    torn_bytes: u64,
+    corrupt_regions: u64,
+}
+
+fn scan_segment(path: &Path, watermark: u64) -> Result<Scan, SpoolError> {
+    let len = fs::metadata(path).map_err(|e| SpoolError::io("reading a segment", e))?.len();
+    let mut c = Cursor::open(path)?;
+    let mut scan = Scan {
+        last_seq: None,
+        pending: 0,
+        valid_end: c.offset(),
+        torn_bytes: 0,
+        corrupt_regions: 0,
+    };
+    loop {
+        match c.next(len)? {
+            Next::Record(r) => {
+                if r.seq > watermark {
+                    scan.pending += 1;
+                }
+                scan.last_seq = Some(scan.last_seq.map_or(r.seq, |l| l.max(r.seq)));
+                scan.valid_end = c.offset();
+            }
+            Next::Corrupt => {
+                let at = c.offset();
+                if c.resync(len)? {
+                    scan.corrupt_regions += 1;
+                } else {
+                    scan.torn_bytes = len - at;
+                    break;
+                }
+            }
+            Next::End { torn } => {
+                scan.torn_bytes = torn;
+                break;
+            }
+        }
+    }
+    Ok(scan)
+}
+
+fn truncate(path: &Path, len: u64) -> Result<(), SpoolError> {
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| SpoolError::io("opening a segment to cut a torn tail", e))?;
+    f.set_len(len)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| SpoolError::io("cutting a torn tail", e))
+}
+
+fn new_segment(io: &dyn SpoolIo, opts: &StoreOptions, first_seq: u64) -> Result<Box<dyn SegmentFile>, SpoolError> {
+    let path = opts.dir.join(segment_name(first_seq));
+    let mut f = io.create(&path).map_err(|e| SpoolError::io("creating a segment", e))?;
+    f.write_all(MAGIC)
+        .and_then(|()| f.sync())
+        .map_err(|e| SpoolError::io("writing a segment header", e))?;
+    if opts.fsync != FsyncPolicy::Never {
+        sync_dir(&opts.dir).map_err(|e| SpoolError::io("syncing the spool directory", e))?;
+    }
+    Ok(f)
+}
+
+/// Segment files in sequence order.
+pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, SpoolError> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| SpoolError::io("listing the spool directory", e))? {
+        let entry = entry.map_err(|e| SpoolError::io("listing the spool directory", e))?;
+        if let Some(first) = entry.file_name().to_str().and_then(format::parse_segment_name) {
+            out.push((first, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The watermark, and whether a checkpoint file existed but was unreadable.
+pub fn read_checkpoint(dir: &Path) -> Result<(u64, bool), SpoolError> {
+    match fs::read(dir.join(CHECKPOINT)) {
+        Ok(buf) => Ok(decode_checkpoint(&buf).map_or((0, true), |w| (w, false))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok((0, false)),
+        Err(e) => Err(SpoolError::io("reading the checkpoint", e)),
+    }
+}
+
+fn lock_dir(dir: &Path) -> Result<File, SpoolError> {
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(LOCK))
+        .map_err(|e| SpoolError::io("opening the spool lock", e))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(fs::TryLockError::WouldBlock) => Err(SpoolError::Locked(dir.to_path_buf())),
+        Err(fs::TryLockError::Error(e)) => Err(SpoolError::io("locking the spool directory", e)),
+    }
+}
+
+/// Per-segment health, for `spool inspect` and `spool verify`. Read-only.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SegmentReport {
+    pub file: String,
+    pub first_seq: u64,
+    pub last_seq: Option<u64>,
+    pub bytes: u64,
+    pub pending: u64,
+    pub torn_bytes: u64,
+    pub corrupt_regions: u64,
+}
+
+/// Scans every segment without changing anything.
+pub fn inspect(dir: &Path) -> Result<(u64, bool, Vec<SegmentReport>), SpoolError> {
+    let (watermark, checkpoint_lost) = read_checkpoint(dir)?;
+    let mut out = Vec::new();
+    for (first, path) in list_segments(dir)? {
+        let scan = scan_segment(&path, watermark)?;
+        out.push(SegmentReport {
+            file: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            first_seq: first,
+            last_seq: scan.last_seq,
+            bytes: fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+            pending: scan.pending,
+            torn_bytes: scan.torn_bytes,
+            corrupt_regions: scan.corrupt_regions,
+        });
+    }
+    Ok((watermark, checkpoint_lost, out))
+}
+
+/// Whether the spool is locked by a running bridge.
+pub fn is_locked(dir: &Path) -> bool {
+    match fs::OpenOptions::new().write(true).open(dir.join(LOCK)) {
+        Ok(f) => matches!(f.try_lock(), Err(fs::TryLockError::WouldBlock)),
+        Err(_) => false,
+    }
+}
