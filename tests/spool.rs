@@ -1,0 +1,313 @@
+//! The spool's storage core: a model test against an in-memory queue under
+//! random append / acknowledge / checkpoint / restart / torn write, plus
+//! targeted tests for a corrupt tail, a corrupt middle record, a full spool
+//! and a full disk (an injected writer).
+
+use std::collections::VecDeque;
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use presence_bridge::spool::io::{SegmentFile, SpoolIo};
+use presence_bridge::spool::store::{list_segments, NewRecord, Store, StoreOptions};
+use presence_bridge::spool::{FsyncPolicy, SpoolError};
+use proptest::prelude::*;
+
+fn opts(dir: &Path, segment_bytes: u64) -> StoreOptions {
+    StoreOptions {
+        dir: dir.to_path_buf(),
+        max_bytes: 64 * 1024 * 1024,
+        segment_bytes,
+        fsync: FsyncPolicy::Never,
+    }
+}
+
+fn record(n: u64, size: usize) -> NewRecord {
+    NewRecord {
+        arrival_ms: 1_700_000_000_000 + n as i64,
+        id: uuid::Uuid::from_u128(n as u128),
+        topic: "whatsapp.presence.v1".into(),
+        key: format!("55449{n:08}"),
+        value: vec![b'a' + (n % 26) as u8; size],
+    }
+}
+
+/// Every pending record, in order, as (id, value).
+fn pending(store: &Store) -> Vec<(uuid::Uuid, Vec<u8>)> {
+    let mut reader = store.reader();
+    let mut out = Vec::new();
+    loop {
+        let (batch, skipped) = reader.read(store, 100).unwrap();
+        assert_eq!(skipped, 0, "no damage expected here");
+        if batch.is_empty() {
+            return out;
+        }
+        out.extend(batch.into_iter().map(|r| (r.id, r.value)));
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Append(Vec<usize>),
+    Ack(usize),
+    Checkpoint,
+    Restart,
+    TornWrite(Vec<u8>),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => proptest::collection::vec(0usize..600, 1..12).prop_map(Op::Append),
+        3 => (0usize..15).prop_map(Op::Ack),
+        2 => Just(Op::Checkpoint),
+        1 => Just(Op::Restart),
+        1 => proptest::collection::vec(any::<u8>(), 1..40).prop_map(Op::TornWrite),
+    ]
+}
+
+/// The model: records in append order with their sequence; the in-memory and
+/// the checkpointed watermark (a restart falls back to the checkpointed one).
+struct Model {
+    records: VecDeque<(u64, uuid::Uuid, Vec<u8>)>,
+    watermark: u64,
+    checkpointed: u64,
+}
+
+impl Model {
+    fn pending(&self) -> Vec<(uuid::Uuid, Vec<u8>)> {
+        self.records
+            .iter()
+            .filter(|(seq, ..)| *seq > self.watermark)
+            .map(|(_, id, v)| (*id, v.clone()))
+            .collect()
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn the_spool_agrees_with_a_queue(ops in proptest::collection::vec(op(), 1..40)) {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = Store::open(opts(dir.path(), 2048)).unwrap();
+        let mut model = Model { records: VecDeque::new(), watermark: 0, checkpointed: 0 };
+        let mut n = 0u64;
+        for op in ops {
+            match op {
+                Op::Append(sizes) => {
+                    let batch: Vec<NewRecord> = sizes.iter().map(|s| { n += 1; record(n, *s) }).collect();
+                    let last = store.append(&batch, false).unwrap().last_seq;
+                    let first = last + 1 - batch.len() as u64;
+                    for (i, r) in batch.into_iter().enumerate() {
+                        model.records.push_back((first + i as u64, r.id, r.value));
+                    }
+                }
+                Op::Ack(k) => {
+                    let mut reader = store.reader();
+                    let (batch, _) = reader.read(&store, k).unwrap();
+                    if let Some(last) = batch.last() {
+                        store.ack(last.seq, batch.len() as u64);
+                        model.watermark = last.seq;
+                    }
+                }
+                Op::Checkpoint => {
+                    store.checkpoint().unwrap();
+                    model.checkpointed = model.watermark;
+                }
+                Op::Restart => {
+                    drop(store);
+                    store = Store::open(opts(dir.path(), 2048)).unwrap().0;
+                    model.watermark = model.checkpointed;
+                }
+                Op::TornWrite(garbage) => {
+                    // A crash in the middle of a write: bytes that are not a whole record.
+                    let (_, newest) = list_segments(dir.path()).unwrap().pop().unwrap();
+                    drop(store);
+                    let mut f = std::fs::OpenOptions::new().append(true).open(&newest).unwrap();
+                    std::io::Write::write_all(&mut f, &garbage).unwrap();
+                    drop(f);
+                    let (s, report) = Store::open(opts(dir.path(), 2048)).unwrap();
+                    prop_assert_eq!(report.torn_bytes, garbage.len() as u64);
+                    prop_assert_eq!(report.corrupt_regions, 0);
+                    store = s;
+                    model.watermark = model.checkpointed;
+                }
+            }
+            model.records.retain(|(seq, ..)| *seq > model.checkpointed.min(model.watermark));
+            prop_assert_eq!(pending(&store), model.pending());
+            prop_assert_eq!(store.stats().pending, model.pending().len() as u64);
+        }
+    }
+}
+
+#[test]
+fn a_torn_tail_is_cut_and_everything_before_it_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(opts(dir.path(), 1 << 20)).unwrap();
+    let batch: Vec<NewRecord> = (1..=10).map(|n| record(n, 100)).collect();
+    store.append(&batch, true).unwrap();
+    drop(store);
+    // Cut the last record in half, as a crash mid-write would.
+    let (_, seg) = list_segments(dir.path()).unwrap().into_iter().last().unwrap();
+    let len = std::fs::metadata(&seg).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&seg).unwrap().set_len(len - 60).unwrap();
+
+    let (store, report) = Store::open(opts(dir.path(), 1 << 20)).unwrap();
+    assert!(report.torn_bytes > 0);
+    assert_eq!(report.corrupt_regions, 0);
+    assert_eq!(report.pending, 9);
+    let got = pending(&store);
+    assert_eq!(got.len(), 9);
+    assert_eq!(got[8].0, uuid::Uuid::from_u128(9));
+    // Appends go on after the cut, and survive another restart.
+    store.append(&[record(11, 10)], true).unwrap();
+    drop(store);
+    let (store, report) = Store::open(opts(dir.path(), 1 << 20)).unwrap();
+    assert_eq!(report.torn_bytes, 0);
+    assert_eq!(pending(&store).len(), 10);
+}
+
+#[test]
+fn a_corrupt_record_in_the_middle_is_skipped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(opts(dir.path(), 1 << 20)).unwrap();
+    let batch: Vec<NewRecord> = (1..=10).map(|n| record(n, 100)).collect();
+    store.append(&batch, true).unwrap();
+    drop(store);
+    let (_, seg) = list_segments(dir.path()).unwrap().into_iter().next().unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let frame = bytes.len() / 10; // records are the same size; flip a byte inside the 5th
+    let at = 8 + 4 * frame + 40;
+    bytes[at] ^= 0xFF;
+    std::fs::write(&seg, &bytes).unwrap();
+
+    let (store, report) = Store::open(opts(dir.path(), 1 << 20)).unwrap();
+    assert_eq!(report.corrupt_regions, 1);
+    assert_eq!(report.torn_bytes, 0);
+    let mut reader = store.reader();
+    let (got, skipped) = reader.read(&store, 100).unwrap();
+    assert_eq!(skipped, 1);
+    let ids: Vec<u128> = got.iter().map(|r| r.id.as_u128()).collect();
+    assert_eq!(ids, vec![1, 2, 3, 4, 6, 7, 8, 9, 10]);
+}
+
+#[test]
+fn garbage_in_the_spool_directory_never_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("00000000000000000001.seg"), b"not a segment at all").unwrap();
+    std::fs::write(dir.path().join("acked"), b"garbage").unwrap();
+    std::fs::write(dir.path().join("README.txt"), b"ignored").unwrap();
+    let (store, report) = Store::open(opts(dir.path(), 1 << 20)).unwrap();
+    assert!(report.checkpoint_lost);
+    assert_eq!(report.pending, 0);
+    store.append(&[record(1, 10)], true).unwrap();
+    assert_eq!(pending(&store).len(), 1);
+}
+
+#[test]
+fn a_full_spool_refuses_and_recovers_once_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = StoreOptions {
+        max_bytes: 64 * 1024,
+        ..opts(dir.path(), 8 * 1024)
+    };
+    let (store, _) = Store::open(o).unwrap();
+    let mut appended = 0;
+    let err = loop {
+        match store.append(&[record(appended + 1, 500)], false) {
+            Ok(_) => appended += 1,
+            Err(e) => break e,
+        }
+        assert!(appended < 1000, "never filled up");
+    };
+    assert!(matches!(err, SpoolError::Full), "{err}");
+    assert!(store.stats().bytes <= 64 * 1024);
+    // Deliver everything: whole segments are deleted and appends work again.
+    let mut reader = store.reader();
+    let (all, _) = reader.read(&store, 10_000).unwrap();
+    assert_eq!(all.len() as u64, appended);
+    store.ack(all.last().unwrap().seq, appended);
+    store.checkpoint().unwrap();
+    store.append(&[record(5000, 500)], false).unwrap();
+    store.checkpoint().unwrap();
+    assert!(store.stats().bytes < 16 * 1024, "{:?}", store.stats());
+}
+
+/// A disk that fills up on demand, mid-write.
+struct FillingDisk {
+    full: Arc<AtomicBool>,
+}
+
+struct FillingFile {
+    inner: std::fs::File,
+    full: Arc<AtomicBool>,
+}
+
+impl SegmentFile for FillingFile {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        if self.full.load(Ordering::SeqCst) {
+            // Half the bytes land, then ENOSPC: the worst case.
+            io::Write::write_all(&mut self.inner, &buf[..buf.len() / 2])?;
+            return Err(io::Error::from_raw_os_error(28));
+        }
+        io::Write::write_all(&mut self.inner, buf)
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        self.inner.sync_data()
+    }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)?;
+        io::Seek::seek(&mut self.inner, io::SeekFrom::Start(len)).map(|_| ())
+    }
+}
+
+impl SpoolIo for FillingDisk {
+    fn create(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>> {
+        let inner = std::fs::OpenOptions::new().create_new(true).write(true).open(path)?;
+        Ok(Box::new(FillingFile {
+            inner,
+            full: self.full.clone(),
+        }))
+    }
+}
+
+#[test]
+fn a_full_disk_refuses_corrupts_nothing_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = Arc::new(AtomicBool::new(false));
+    let io = Arc::new(FillingDisk { full: full.clone() });
+    let (store, _) = Store::open_with_io(opts(dir.path(), 1 << 20), io.clone()).unwrap();
+    store.append(&[record(1, 100), record(2, 100)], true).unwrap();
+
+    full.store(true, Ordering::SeqCst);
+    let err = store.append(&[record(3, 100), record(4, 100)], true).unwrap_err();
+    assert!(matches!(err, SpoolError::Io { .. }), "{err}");
+    assert!(err.to_string().contains("No space left"), "{err}");
+    assert_eq!(store.stats().pending, 2);
+
+    full.store(false, Ordering::SeqCst);
+    store.append(&[record(5, 100)], true).unwrap();
+    let ids: Vec<u128> = pending(&store).iter().map(|r| r.0.as_u128()).collect();
+    assert_eq!(ids, vec![1, 2, 5]);
+    drop(store);
+
+    let (store, report) = Store::open_with_io(opts(dir.path(), 1 << 20), io).unwrap();
+    assert_eq!(report.torn_bytes, 0, "the failed write left no torn bytes");
+    assert_eq!(report.corrupt_regions, 0);
+    let ids: Vec<u128> = pending(&store).iter().map(|r| r.0.as_u128()).collect();
+    assert_eq!(ids, vec![1, 2, 5]);
+}
+
+#[test]
+fn one_bridge_per_spool_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, _) = Store::open(opts(dir.path(), 1 << 20)).unwrap();
+    match Store::open(opts(dir.path(), 1 << 20)) {
+        Err(SpoolError::Locked(_)) => {}
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a second store opened the same directory"),
+    }
+}
