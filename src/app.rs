@@ -102,7 +102,12 @@ pub async fn start(
     let store = open_spool(&settings, &metrics).await?;
     let stats = store.stats();
     let headroom = settings.http.max_body_bytes.get() as u64 * 4 + 64 * 1024;
-    let health = Arc::new(Health::new(dev, metrics.clone(), settings.spool.max_bytes, headroom));
+    let health = Arc::new(Health::new(
+        dev,
+        metrics.clone(),
+        settings.spool.max_bytes,
+        headroom,
+    ));
     health.spool_levels(stats.pending, stats.bytes);
 
     let webhook_listener = bind("http.listen", settings.http.listen).await?;
@@ -113,7 +118,12 @@ pub async fn start(
     // One producer for the probe and dead-letter copies; the forwarder builds its own.
     let publisher = KafkaPublisher::new(&settings.kafka, &brokers, metrics.clone())?;
     let (committed_tx, committed_rx) = watch::channel(stats.committed);
-    let spool = Spool::start(store.clone(), settings.spool.append_timeout, metrics.clone(), committed_tx)?;
+    let spool = Spool::start(
+        store.clone(),
+        settings.spool.append_timeout,
+        metrics.clone(),
+        committed_tx,
+    )?;
     let webhook = Arc::new(Webhook::new(
         spool,
         Auth::new(settings.auth.tokens.clone()),
@@ -129,14 +139,19 @@ pub async fn start(
     let forwarder = Forwarder {
         store: store.clone(),
         make_publisher: {
-            let (kafka, brokers, metrics) = (settings.kafka.clone(), brokers.clone(), metrics.clone());
+            let (kafka, brokers, metrics) =
+                (settings.kafka.clone(), brokers.clone(), metrics.clone());
             Box::new(move || KafkaPublisher::new(&kafka, &brokers, metrics.clone()))
         },
         committed: committed_rx,
         metrics: metrics.clone(),
         dead_letter: DeadLetter::new(
             &settings.spool.dir,
-            settings.spool.dead_letter_topic.clone().map(|t| (t, publisher.clone())),
+            settings
+                .spool
+                .dead_letter_topic
+                .clone()
+                .map(|t| (t, publisher.clone())),
         ),
         health: health.clone(),
         replay_until: stats.committed,
@@ -177,7 +192,12 @@ pub async fn start(
         shutdown.clone(),
     ));
     if settings.spool.fsync == FsyncPolicy::Interval {
-        tracker.spawn(sync_loop(store.clone(), settings.spool.fsync_interval, metrics.clone(), shutdown.clone()));
+        tracker.spawn(sync_loop(
+            store.clone(),
+            settings.spool.fsync_interval,
+            metrics.clone(),
+            shutdown.clone(),
+        ));
     }
     tracker.close();
 
@@ -207,7 +227,10 @@ pub async fn start(
                 tracing::error!("final spool sync failed");
             }
             forwarder_stop.stop(end);
-            if tokio::time::timeout_at(end + Duration::from_secs(1), forwarder_task).await.is_err() {
+            if tokio::time::timeout_at(end + Duration::from_secs(1), forwarder_task)
+                .await
+                .is_err()
+            {
                 tracing::warn!("the forwarder did not stop by the deadline");
             }
             report.events_left_in_spool = store.stats().pending;
@@ -287,18 +310,28 @@ async fn open_spool(settings: &Settings, metrics: &Metrics) -> Result<Arc<Store>
     };
     let (store, report) = tokio::task::spawn_blocking(move || Store::open(opts))
         .await
-        .map_err(|e| SpoolError::io("recovering the spool", std::io::Error::other(e.to_string())))??;
+        .map_err(|e| {
+            SpoolError::io("recovering the spool", std::io::Error::other(e.to_string()))
+        })??;
     metrics.spool_capacity(settings.spool.max_bytes);
     if report.torn_bytes > 0 {
         metrics.spool_dropped("torn_write", 1);
-        tracing::warn!(bytes = report.torn_bytes, "cut a torn write off the spool's tail (from a crash mid-write; never answered 200)");
+        tracing::warn!(
+            bytes = report.torn_bytes,
+            "cut a torn write off the spool's tail (from a crash mid-write; never answered 200)"
+        );
     }
     if report.corrupt_regions > 0 {
         metrics.spool_dropped("corrupt_record", report.corrupt_regions);
-        tracing::error!(regions = report.corrupt_regions, "skipped damaged records in the spool; run `presence-bridge spool verify`");
+        tracing::error!(
+            regions = report.corrupt_regions,
+            "skipped damaged records in the spool; run `presence-bridge spool verify`"
+        );
     }
     if report.checkpoint_lost {
-        tracing::warn!("the spool checkpoint was unreadable: every stored event will be sent again");
+        tracing::warn!(
+            "the spool checkpoint was unreadable: every stored event will be sent again"
+        );
     }
     tracing::info!(
         dir = %settings.spool.dir.display(),
@@ -311,7 +344,12 @@ async fn open_spool(settings: &Settings, metrics: &Metrics) -> Result<Arc<Store>
 }
 
 /// `spool.fsync = "interval"`: makes appended events durable every `interval`.
-async fn sync_loop(store: Arc<Store>, interval: Duration, metrics: Metrics, shutdown: CancellationToken) {
+async fn sync_loop(
+    store: Arc<Store>,
+    interval: Duration,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,

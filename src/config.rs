@@ -244,7 +244,9 @@ impl Settings {
             if let Some((_, allowed)) = SAFETY_PROPERTIES.iter().find(|(k, _)| k == key) {
                 let hint = match key.as_str() {
                     "bootstrap.servers" | "metadata.broker.list" => "; use kafka.brokers",
-                    "message.timeout.ms" | "delivery.timeout.ms" => "; the spool retries until delivered",
+                    "message.timeout.ms" | "delivery.timeout.ms" => {
+                        "; the spool retries until delivered"
+                    }
                     _ => "",
                 };
                 if allowed.is_none_or(|a| a != value) {
@@ -301,7 +303,9 @@ impl Settings {
         if max_bytes < 1024 * 1024 {
             return Err(invalid("spool.max_bytes", "must be at least 1MiB"));
         }
-        let segment_bytes = byte_size("spool.segment_bytes", &sp.segment_bytes)?.min(max_bytes / 8).max(64 * 1024);
+        let segment_bytes = byte_size("spool.segment_bytes", &sp.segment_bytes)?
+            .min(max_bytes / 8)
+            .max(64 * 1024);
         let fsync = match sp.fsync.to_ascii_lowercase().as_str() {
             "always" => FsyncPolicy::Always,
             "interval" => FsyncPolicy::Interval,
@@ -383,13 +387,23 @@ fn byte_size(key: &str, v: &str) -> Result<u64, ConfigError> {
         "kb" => 1_000,
         "mb" => 1_000_000,
         "gb" => 1_000_000_000,
-        _ => return Err(invalid(key, format!("`{v}` is not a size such as 1073741824, 512MiB or 1GiB"))),
+        _ => {
+            return Err(invalid(
+                key,
+                format!("`{v}` is not a size such as 1073741824, 512MiB or 1GiB"),
+            ))
+        }
     };
     num.parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(mult))
         .filter(|n| *n > 0)
-        .ok_or_else(|| invalid(key, format!("`{v}` is not a size such as 1073741824, 512MiB or 1GiB")))
+        .ok_or_else(|| {
+            invalid(
+                key,
+                format!("`{v}` is not a size such as 1073741824, 512MiB or 1GiB"),
+            )
+        })
 }
 
 fn nonzero(key: &str, v: u64) -> Result<NonZeroUsize, ConfigError> {

@@ -37,7 +37,12 @@ pub struct Health {
 }
 
 impl Health {
-    pub fn new(dev: Option<DevBroker>, metrics: Metrics, spool_capacity: u64, spool_headroom: u64) -> Self {
+    pub fn new(
+        dev: Option<DevBroker>,
+        metrics: Metrics,
+        spool_capacity: u64,
+        spool_headroom: u64,
+    ) -> Self {
         let h = Self {
             shutting_down: AtomicBool::new(false),
             broker: AtomicU8::new(UNKNOWN),

@@ -33,6 +33,6 @@ pub mod metrics;
 pub mod presence;
 pub mod publisher;
 pub mod server;
-pub mod spool;
 pub mod sink;
+pub mod spool;
 pub mod tail;

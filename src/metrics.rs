@@ -38,7 +38,8 @@ pub const REJECT_REASONS: &[&str] = &[
     "unavailable",
 ];
 /// Why Kafka refused an event for good (dead-letter reasons).
-pub const DEAD_LETTER_REASONS: &[&str] = &["too_large", "not_authorized", "unknown_topic", "rejected"];
+pub const DEAD_LETTER_REASONS: &[&str] =
+    &["too_large", "not_authorized", "unknown_topic", "rejected"];
 /// Why the spool dropped stored data at recovery.
 pub const DROP_REASONS: &[&str] = &["corrupt_record", "torn_write"];
 /// Presence statuses as metric label values.
@@ -170,14 +171,25 @@ impl Metrics {
             Opts::new("ready", "1 while /readyz answers 200, else 0.").namespace(NS),
         )?;
         let spool_events = IntGauge::with_opts(
-            Opts::new("spool_events", "Events in the spool not yet acknowledged by Kafka.").namespace(NS),
+            Opts::new(
+                "spool_events",
+                "Events in the spool not yet acknowledged by Kafka.",
+            )
+            .namespace(NS),
         )?;
         let spool_bytes = IntGauge::with_opts(
-            Opts::new("spool_bytes", "Bytes of spool segments on disk (counted against spool.max_bytes).")
-                .namespace(NS),
+            Opts::new(
+                "spool_bytes",
+                "Bytes of spool segments on disk (counted against spool.max_bytes).",
+            )
+            .namespace(NS),
         )?;
         let spool_capacity = IntGauge::with_opts(
-            Opts::new("spool_capacity_bytes", "spool.max_bytes: appends beyond it answer 503.").namespace(NS),
+            Opts::new(
+                "spool_capacity_bytes",
+                "spool.max_bytes: appends beyond it answer 503.",
+            )
+            .namespace(NS),
         )?;
         let spool_oldest_age = prometheus::Gauge::with_opts(
             Opts::new(
@@ -187,7 +199,8 @@ impl Metrics {
             .namespace(NS),
         )?;
         let latency_buckets = vec![
-            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            2.5,
         ];
         let spool_append = Histogram::with_opts(
             HistogramOpts::new(
@@ -198,9 +211,12 @@ impl Metrics {
             .buckets(latency_buckets.clone()),
         )?;
         let spool_fsync = Histogram::with_opts(
-            HistogramOpts::new("spool_fsync_duration_seconds", "Duration of one spool fsync.")
-                .namespace(NS)
-                .buckets(latency_buckets),
+            HistogramOpts::new(
+                "spool_fsync_duration_seconds",
+                "Duration of one spool fsync.",
+            )
+            .namespace(NS)
+            .buckets(latency_buckets),
         )?;
         let spool_replayed = prometheus::IntCounter::with_opts(
             Opts::new(
@@ -375,7 +391,9 @@ impl Metrics {
 
     /// `reason` is one of [`DROP_REASONS`].
     pub fn spool_dropped(&self, reason: &'static str, count: u64) {
-        self.spool_dropped.with_label_values(&[reason]).inc_by(count);
+        self.spool_dropped
+            .with_label_values(&[reason])
+            .inc_by(count);
     }
 
     /// `reason` is one of [`DEAD_LETTER_REASONS`].

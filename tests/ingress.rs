@@ -243,7 +243,13 @@ impl presence_bridge::sink::Sink for Refusing {
     }
 }
 
-async fn serve_with(sink: Refusing) -> (std::net::SocketAddr, presence_bridge::metrics::Metrics, prometheus::Registry) {
+async fn serve_with(
+    sink: Refusing,
+) -> (
+    std::net::SocketAddr,
+    presence_bridge::metrics::Metrics,
+    prometheus::Registry,
+) {
     use presence_bridge::ingress::{auth::Auth, BodyLimits, Webhook};
     let (registry, metrics) = presence_bridge::metrics::Metrics::standalone();
     let settings = presence_bridge::config::load(None, Vec::new()).unwrap();
@@ -275,16 +281,25 @@ async fn serve_with(sink: Refusing) -> (std::net::SocketAddr, presence_bridge::m
 #[tokio::test]
 async fn a_sink_that_cannot_take_the_event_answers_503_with_retry_after() {
     use presence_bridge::sink::SinkError;
-    let cases: [(fn() -> SinkError, &str); 2] = [
+    type MakeError = fn() -> SinkError;
+    let cases: [(MakeError, &str); 2] = [
         (|| SinkError::Full, "spool_full"),
-        (|| SinkError::Unavailable("disk on fire at /dev/sda".into()), "unavailable"),
+        (
+            || SinkError::Unavailable("disk on fire at /dev/sda".into()),
+            "unavailable",
+        ),
     ];
     for (make, code) in cases {
         let (addr, _metrics, registry) = serve_with(Refusing(make)).await;
-        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
         let req = hyper::Request::post(format!("http://{addr}{PRESENCE}"))
             .header("content-type", "application/json")
-            .body(http_body_util::Full::new(bytes::Bytes::from(callback("5544999999999", "AVAILABLE"))))
+            .body(http_body_util::Full::new(bytes::Bytes::from(callback(
+                "5544999999999",
+                "AVAILABLE",
+            ))))
             .unwrap();
         let r = Reply::read(client.request(req).await.unwrap()).await;
         assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{code}");
@@ -294,7 +309,13 @@ async fn a_sink_that_cannot_take_the_event_answers_503_with_retry_after() {
         assert!(!r.body["message"].as_str().unwrap().contains("disk"));
         let text = String::from_utf8(presence_bridge::metrics::render(&registry)).unwrap();
         assert_eq!(metric_value(&text, &rejected(code)), 1.0);
-        assert_eq!(metric_value(&text, r#"presence_bridge_events_accepted_total{status="AVAILABLE"}"#), 0.0);
+        assert_eq!(
+            metric_value(
+                &text,
+                r#"presence_bridge_events_accepted_total{status="AVAILABLE"}"#
+            ),
+            0.0
+        );
     }
 }
 
@@ -321,7 +342,8 @@ async fn admin_endpoints_report_health_and_metrics() {
     let b = Bridge::start().await;
     let (status, body) = b.get(&b.admin_url("/livez")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    b.wait_for("presence_bridge_kafka_broker_reachable", 1.0).await;
+    b.wait_for("presence_bridge_kafka_broker_reachable", 1.0)
+        .await;
     let (status, body) = b.get(&b.admin_url("/readyz")).await;
     assert_eq!(status, StatusCode::OK);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();

@@ -70,13 +70,9 @@ async fn in_flight_request_finishes_and_its_event_is_delivered() {
         .unwrap()
         .to_owned();
 
-    let Bridge {
-        cluster,
-        running,
-        topic,
-        ..
-    } = b;
-    let report = running.wait().await;
+    let Bridge { cluster, api, .. } = b;
+    let topic = api.topic.clone();
+    let report = api.into_running().wait().await;
     assert!(!report.connections_abandoned);
     assert_eq!(report.events_left_in_spool, 0);
     let records = read_topic(&cluster.bootstrap_servers(), &topic, 1).await;
@@ -89,10 +85,8 @@ async fn a_stuck_client_does_not_hold_shutdown_past_the_deadline() {
     let (_stuck, _never_sent) = half_sent_request(&b, &callback("5544999999999", "PAUSED")).await;
     let started = Instant::now();
     b.running.shutdown();
-    let Bridge {
-        running, cluster, ..
-    } = b;
-    let report = running.wait().await;
+    let Bridge { api, cluster, .. } = b;
+    let report = api.into_running().wait().await;
     let took = started.elapsed();
     assert!(report.connections_abandoned);
     assert!(took < Duration::from_secs(5), "shutdown took {took:?}");

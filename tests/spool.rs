@@ -149,9 +149,18 @@ fn a_torn_tail_is_cut_and_everything_before_it_kept() {
     store.append(&batch, true).unwrap();
     drop(store);
     // Cut the last record in half, as a crash mid-write would.
-    let (_, seg) = list_segments(dir.path()).unwrap().into_iter().last().unwrap();
+    let (_, seg) = list_segments(dir.path())
+        .unwrap()
+        .into_iter()
+        .last()
+        .unwrap();
     let len = std::fs::metadata(&seg).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(&seg).unwrap().set_len(len - 60).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(len - 60)
+        .unwrap();
 
     let (store, report) = Store::open(opts(dir.path(), 1 << 20)).unwrap();
     assert!(report.torn_bytes > 0);
@@ -175,7 +184,11 @@ fn a_corrupt_record_in_the_middle_is_skipped_and_counted() {
     let batch: Vec<NewRecord> = (1..=10).map(|n| record(n, 100)).collect();
     store.append(&batch, true).unwrap();
     drop(store);
-    let (_, seg) = list_segments(dir.path()).unwrap().into_iter().next().unwrap();
+    let (_, seg) = list_segments(dir.path())
+        .unwrap()
+        .into_iter()
+        .next()
+        .unwrap();
     let mut bytes = std::fs::read(&seg).unwrap();
     let frame = bytes.len() / 10; // records are the same size; flip a byte inside the 5th
     let at = 8 + 4 * frame + 40;
@@ -195,7 +208,11 @@ fn a_corrupt_record_in_the_middle_is_skipped_and_counted() {
 #[test]
 fn garbage_in_the_spool_directory_never_panics() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("00000000000000000001.seg"), b"not a segment at all").unwrap();
+    std::fs::write(
+        dir.path().join("00000000000000000001.seg"),
+        b"not a segment at all",
+    )
+    .unwrap();
     std::fs::write(dir.path().join("acked"), b"garbage").unwrap();
     std::fs::write(dir.path().join("README.txt"), b"ignored").unwrap();
     let (store, report) = Store::open(opts(dir.path(), 1 << 20)).unwrap();
@@ -266,7 +283,10 @@ impl SegmentFile for FillingFile {
 
 impl SpoolIo for FillingDisk {
     fn create(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>> {
-        let inner = std::fs::OpenOptions::new().create_new(true).write(true).open(path)?;
+        let inner = std::fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .open(path)?;
         Ok(Box::new(FillingFile {
             inner,
             full: self.full.clone(),
@@ -280,10 +300,14 @@ fn a_full_disk_refuses_corrupts_nothing_and_recovers() {
     let full = Arc::new(AtomicBool::new(false));
     let io = Arc::new(FillingDisk { full: full.clone() });
     let (store, _) = Store::open_with_io(opts(dir.path(), 1 << 20), io.clone()).unwrap();
-    store.append(&[record(1, 100), record(2, 100)], true).unwrap();
+    store
+        .append(&[record(1, 100), record(2, 100)], true)
+        .unwrap();
 
     full.store(true, Ordering::SeqCst);
-    let err = store.append(&[record(3, 100), record(4, 100)], true).unwrap_err();
+    let err = store
+        .append(&[record(3, 100), record(4, 100)], true)
+        .unwrap_err();
     assert!(matches!(err, SpoolError::Io { .. }), "{err}");
     assert!(err.to_string().contains("No space left"), "{err}");
     assert_eq!(store.stats().pending, 2);

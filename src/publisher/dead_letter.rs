@@ -43,7 +43,10 @@ impl DeadLetter {
         reason: &'static str,
         error: &str,
     ) {
-        let parsed = value.map(|v| serde_json::from_slice::<Value>(v).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(v).into_owned())));
+        let parsed = value.map(|v| {
+            serde_json::from_slice::<Value>(v)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(v).into_owned()))
+        });
         let line = json!({
             "seq": seq,
             "topic": topic,
@@ -63,8 +66,15 @@ impl DeadLetter {
         })
         .await;
         match written {
-            Ok(Ok(())) => tracing::error!(seq, reason, topic, "event refused permanently by Kafka; dead-lettered"),
-            Ok(Err(e)) => tracing::error!(seq, reason, error = %e, "event refused permanently and the dead-letter file could not be written"),
+            Ok(Ok(())) => tracing::error!(
+                seq,
+                reason,
+                topic,
+                "event refused permanently by Kafka; dead-lettered"
+            ),
+            Ok(Err(e)) => {
+                tracing::error!(seq, reason, error = %e, "event refused permanently and the dead-letter file could not be written")
+            }
             Err(e) => tracing::error!(seq, reason, error = %e, "dead-letter write did not run"),
         }
         if let (Some((dl_topic, publisher)), Some(v)) = (&self.topic, value) {

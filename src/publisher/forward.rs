@@ -110,6 +110,8 @@ impl Forwarder {
         let mut window: VecDeque<InFlight> = VecDeque::new();
         let mut last_progress = Instant::now();
         let mut backoff = BACKOFF_FIRST;
+        let mut committed = self.committed.clone();
+        committed.borrow_and_update();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -130,7 +132,10 @@ impl Forwarder {
                         Ok((records, skipped)) => {
                             if skipped > 0 {
                                 self.metrics.spool_dropped("corrupt_record", skipped);
-                                tracing::error!(regions = skipped, "damaged spool records skipped while reading");
+                                tracing::error!(
+                                    regions = skipped,
+                                    "damaged spool records skipped while reading"
+                                );
                             }
                             carry.extend(records);
                         }
@@ -173,7 +178,6 @@ impl Forwarder {
             let room = window.len() < WINDOW && carry.is_empty();
             let mut front = window.pop_front();
             let has_front = front.is_some();
-            let mut committed = self.committed.clone();
             let done = tokio::select! {
                 biased;
                 _ = stop.token.cancelled() => {
@@ -193,11 +197,23 @@ impl Forwarder {
                 if let Some(f) = front.take() {
                     window.push_front(f);
                 }
-                let stalled = !window.is_empty() && last_progress.elapsed() > STALL && self.health.broker_reachable();
+                let stalled = !window.is_empty()
+                    && last_progress.elapsed() > STALL
+                    && self.health.broker_reachable();
                 if stalled {
                     tracing::warn!(waited = ?last_progress.elapsed(), "no delivery progress while the broker answers; rebuilding the producer");
                     last_progress = Instant::now();
-                    if !self.rewind(&mut publisher, &mut window, &mut carry, &mut reader, &mut backoff, &stop).await {
+                    if !self
+                        .rewind(
+                            &mut publisher,
+                            &mut window,
+                            &mut carry,
+                            &mut reader,
+                            &mut backoff,
+                            &stop,
+                        )
+                        .await
+                    {
                         break;
                     }
                 }
@@ -216,11 +232,26 @@ impl Forwarder {
                 }
                 other => {
                     match other {
-                        Ok(Err((e, _))) => tracing::warn!(error = %e, "delivery failed; rebuilding the producer and rewinding"),
-                        _ => tracing::warn!("delivery result lost; rebuilding the producer and rewinding"),
+                        Ok(Err((e, _))) => {
+                            tracing::warn!(error = %e, "delivery failed; rebuilding the producer and rewinding")
+                        }
+                        _ => tracing::warn!(
+                            "delivery result lost; rebuilding the producer and rewinding"
+                        ),
                     }
-                    self.metrics.delivery_finished(DeliveryResult::RetriableError, None);
-                    if !self.rewind(&mut publisher, &mut window, &mut carry, &mut reader, &mut backoff, &stop).await {
+                    self.metrics
+                        .delivery_finished(DeliveryResult::RetriableError, None);
+                    if !self
+                        .rewind(
+                            &mut publisher,
+                            &mut window,
+                            &mut carry,
+                            &mut reader,
+                            &mut backoff,
+                            &stop,
+                        )
+                        .await
+                    {
                         break;
                     }
                 }
@@ -229,7 +260,9 @@ impl Forwarder {
 
         // Stopping: give queued deliveries until the deadline, then keep the
         // acknowledged prefix. The rest stays in the spool for the next start.
-        let left = stop.deadline().saturating_duration_since(tokio::time::Instant::now());
+        let left = stop
+            .deadline()
+            .saturating_duration_since(tokio::time::Instant::now());
         let unflushed = publisher.flush(left).await;
         while let Some(mut entry) = window.pop_front() {
             match tokio::time::timeout(Duration::from_millis(5), &mut entry.delivery).await {
@@ -255,7 +288,8 @@ impl Forwarder {
 
     fn ack(&self, seq: u64, _arrival_ms: i64, dead_lettered: bool) {
         if dead_lettered {
-            self.metrics.delivery_finished(DeliveryResult::PermanentError, None);
+            self.metrics
+                .delivery_finished(DeliveryResult::PermanentError, None);
         }
         if seq <= self.replay_until {
             self.metrics.spool_replayed(1);
@@ -304,7 +338,9 @@ impl Forwarder {
         }
         match (self.make_publisher)() {
             Ok(p) => *publisher = p,
-            Err(e) => tracing::error!(error = %e, "cannot rebuild the Kafka producer; retrying with the old one"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot rebuild the Kafka producer; retrying with the old one")
+            }
         }
         reader.seek(self.store.stats().watermark + 1);
         true
@@ -334,7 +370,14 @@ impl Forwarder {
         let reason = dead_letter_reason(e);
         self.metrics.dead_lettered(reason);
         self.dead_letter
-            .write(seq, msg.topic(), msg.key(), msg.payload(), reason, &e.to_string())
+            .write(
+                seq,
+                msg.topic(),
+                msg.key(),
+                msg.payload(),
+                reason,
+                &e.to_string(),
+            )
             .await;
     }
 
@@ -342,7 +385,14 @@ impl Forwarder {
         let reason = dead_letter_reason(e);
         self.metrics.dead_lettered(reason);
         self.dead_letter
-            .write(rec.seq, &rec.topic, Some(rec.key.as_bytes()), Some(&rec.value), reason, &e.to_string())
+            .write(
+                rec.seq,
+                &rec.topic,
+                Some(rec.key.as_bytes()),
+                Some(&rec.value),
+                reason,
+                &e.to_string(),
+            )
             .await;
     }
 }
@@ -372,7 +422,9 @@ fn send(publisher: &KafkaPublisher, rec: &StoredRecord) -> Result<DeliveryFuture
 /// Closed set of dead-letter reasons (metric label values).
 fn dead_letter_reason(e: &KafkaError) -> &'static str {
     match e.rdkafka_error_code() {
-        Some(C::MessageSizeTooLarge | C::InvalidMessageSize | C::MessageBatchTooLarge) => "too_large",
+        Some(C::MessageSizeTooLarge | C::InvalidMessageSize | C::MessageBatchTooLarge) => {
+            "too_large"
+        }
         Some(
             C::TopicAuthorizationFailed
             | C::ClusterAuthorizationFailed
@@ -380,7 +432,9 @@ fn dead_letter_reason(e: &KafkaError) -> &'static str {
             | C::Authentication
             | C::TransactionalIdAuthorizationFailed,
         ) => "not_authorized",
-        Some(C::UnknownTopic | C::UnknownPartition | C::UnknownTopicOrPartition | C::InvalidTopic) => "unknown_topic",
+        Some(
+            C::UnknownTopic | C::UnknownPartition | C::UnknownTopicOrPartition | C::InvalidTopic,
+        ) => "unknown_topic",
         _ => "rejected",
     }
 }
@@ -409,13 +463,21 @@ mod tests {
     fn jitter_stays_between_half_and_whole() {
         for _ in 0..100 {
             let j = jitter(Duration::from_secs(2));
-            assert!(j >= Duration::from_secs(1) && j <= Duration::from_secs(2), "{j:?}");
+            assert!(
+                j >= Duration::from_secs(1) && j <= Duration::from_secs(2),
+                "{j:?}"
+            );
         }
     }
 
     #[test]
     fn dead_letter_reasons_are_a_closed_set() {
-        for code in [C::MessageSizeTooLarge, C::TopicAuthorizationFailed, C::UnknownTopic, C::InvalidRecord] {
+        for code in [
+            C::MessageSizeTooLarge,
+            C::TopicAuthorizationFailed,
+            C::UnknownTopic,
+            C::InvalidRecord,
+        ] {
             let r = dead_letter_reason(&KafkaError::MessageProduction(code));
             assert!(crate::metrics::DEAD_LETTER_REASONS.contains(&r), "{r}");
         }

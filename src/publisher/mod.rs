@@ -24,7 +24,6 @@ use rdkafka::ClientContext;
 use crate::config::KafkaSettings;
 use crate::metrics::Metrics;
 
-
 /// Builds the librdkafka producer configuration: our defaults, then the
 /// user's properties, then our safety settings, which win.
 pub fn producer_config(settings: &KafkaSettings, brokers: &str) -> ClientConfig {
@@ -56,19 +55,12 @@ pub fn producer_config(settings: &KafkaSettings, brokers: &str) -> ClientConfig 
     cfg
 }
 
-/// Forwards librdkafka's client-level errors to the log and the reachability gauge.
-pub struct BridgeContext {
-    metrics: Metrics,
-}
+/// Forwards librdkafka's client-level errors to the log. Reachability is
+/// decided by the metadata probe alone, so the gauge and `/readyz` agree.
+pub struct BridgeContext;
 
 impl ClientContext for BridgeContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        if matches!(
-            error.rdkafka_error_code(),
-            Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown)
-        ) {
-            self.metrics.broker_reachability(false);
-        }
         tracing::warn!(error = %error, reason, "kafka client error");
     }
 }
@@ -83,9 +75,7 @@ pub struct KafkaPublisher {
 impl KafkaPublisher {
     /// Creates the producer (no network I/O happens here).
     pub fn new(settings: &KafkaSettings, brokers: &str, metrics: Metrics) -> KafkaResult<Self> {
-        let producer = producer_config(settings, brokers).create_with_context(BridgeContext {
-            metrics: metrics.clone(),
-        })?;
+        let producer = producer_config(settings, brokers).create_with_context(BridgeContext)?;
         Ok(Self { producer, metrics })
     }
 

@@ -86,12 +86,19 @@ pub fn decode_body(body: &[u8]) -> Result<StoredRecord, FrameError> {
     let seq = u64::from_le_bytes(take(0, 8)?.try_into().map_err(|_| FrameError::Corrupt)?);
     let arrival_ms = i64::from_le_bytes(take(8, 8)?.try_into().map_err(|_| FrameError::Corrupt)?);
     let id = Uuid::from_slice(take(16, 16)?).map_err(|_| FrameError::Corrupt)?;
-    let topic_len = u16::from_le_bytes(take(32, 2)?.try_into().map_err(|_| FrameError::Corrupt)?) as usize;
+    let topic_len =
+        u16::from_le_bytes(take(32, 2)?.try_into().map_err(|_| FrameError::Corrupt)?) as usize;
     let topic = std::str::from_utf8(take(34, topic_len)?).map_err(|_| FrameError::Corrupt)?;
     let key_at = 34 + topic_len;
-    let key_len = u16::from_le_bytes(take(key_at, 2)?.try_into().map_err(|_| FrameError::Corrupt)?) as usize;
+    let key_len = u16::from_le_bytes(
+        take(key_at, 2)?
+            .try_into()
+            .map_err(|_| FrameError::Corrupt)?,
+    ) as usize;
     let key = std::str::from_utf8(take(key_at + 2, key_len)?).map_err(|_| FrameError::Corrupt)?;
-    let value = body.get(key_at + 2 + key_len..).ok_or(FrameError::Corrupt)?;
+    let value = body
+        .get(key_at + 2 + key_len..)
+        .ok_or(FrameError::Corrupt)?;
     Ok(StoredRecord {
         seq,
         arrival_ms,
@@ -157,14 +164,20 @@ mod tests {
         encode(&r, &mut buf);
         assert_eq!(buf.len(), r.framed_len());
         let len = check_frame(&buf).unwrap();
-        assert_eq!(decode_body(&buf[FRAME_HEADER..FRAME_HEADER + len]).unwrap(), r);
+        assert_eq!(
+            decode_body(&buf[FRAME_HEADER..FRAME_HEADER + len]).unwrap(),
+            r
+        );
     }
 
     #[test]
     fn damage_is_detected() {
         let mut buf = Vec::new();
         encode(&rec(1), &mut buf);
-        assert_eq!(check_frame(&buf[..buf.len() - 1]), Err(FrameError::Incomplete));
+        assert_eq!(
+            check_frame(&buf[..buf.len() - 1]),
+            Err(FrameError::Incomplete)
+        );
         assert_eq!(check_frame(&buf[..5]), Err(FrameError::Incomplete));
         for i in 0..buf.len() {
             let mut bad = buf.clone();

@@ -15,6 +15,7 @@
 //! - **queue-file** (one circular file): simple, but one fsync per element, a
 //!   single file that cannot shrink below its high-water mark, and little
 //!   maintenance.
+//!
 //! A segmented append-only log does exactly what we need in a few hundred
 //! lines: one `write` + one `fdatasync` per batch of concurrent requests
 //! (group commit), sequential reads, deletion by removing whole files, no
@@ -191,7 +192,12 @@ impl Sink for Spool {
 
 /// The writer thread: takes every queued request, writes them as one batch
 /// with one fsync (group commit), answers each.
-fn write_loop(store: Arc<Store>, mut rx: mpsc::Receiver<Request>, metrics: Metrics, committed: watch::Sender<u64>) {
+fn write_loop(
+    store: Arc<Store>,
+    mut rx: mpsc::Receiver<Request>,
+    metrics: Metrics,
+    committed: watch::Sender<u64>,
+) {
     let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
     let mut records: Vec<NewRecord> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
@@ -224,7 +230,10 @@ fn write_loop(store: Arc<Store>, mut rx: mpsc::Receiver<Request>, metrics: Metri
                 for req in batch.drain(..) {
                     let err = match e {
                         SpoolError::Full => SpoolError::Full,
-                        SpoolError::Io { what, source } => SpoolError::io(what, std::io::Error::new(source.kind(), source.to_string())),
+                        SpoolError::Io { what, source } => SpoolError::io(
+                            what,
+                            std::io::Error::new(source.kind(), source.to_string()),
+                        ),
                         SpoolError::Locked(p) => SpoolError::Locked(p.clone()),
                         SpoolError::Stopped => SpoolError::Stopped,
                         SpoolError::Timeout => SpoolError::Timeout,

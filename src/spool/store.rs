@@ -120,8 +120,12 @@ impl Store {
         Self::open_with_io(opts, Arc::new(DiskIo))
     }
 
-    pub fn open_with_io(opts: StoreOptions, io: Arc<dyn SpoolIo>) -> Result<(Self, RecoveryReport), SpoolError> {
-        fs::create_dir_all(&opts.dir).map_err(|e| SpoolError::io("creating the spool directory", e))?;
+    pub fn open_with_io(
+        opts: StoreOptions,
+        io: Arc<dyn SpoolIo>,
+    ) -> Result<(Self, RecoveryReport), SpoolError> {
+        fs::create_dir_all(&opts.dir)
+            .map_err(|e| SpoolError::io("creating the spool directory", e))?;
         let lock = lock_dir(&opts.dir)?;
         let _ = fs::remove_file(opts.dir.join(CHECKPOINT_TMP));
         let (watermark, checkpoint_lost) = read_checkpoint(&opts.dir)?;
@@ -142,7 +146,8 @@ impl Store {
             }
             let done = scan.last_seq.is_none_or(|l| l <= watermark);
             if done {
-                fs::remove_file(&path).map_err(|e| SpoolError::io("removing a delivered segment", e))?;
+                fs::remove_file(&path)
+                    .map_err(|e| SpoolError::io("removing a delivered segment", e))?;
                 continue;
             }
             report.pending += scan.pending;
@@ -161,7 +166,13 @@ impl Store {
         let next_seq = last_seq + 1;
         let file = new_segment(io.as_ref(), &opts, next_seq)?;
         let header = MAGIC.len() as u64;
-        segments.insert(next_seq, SegMeta { bytes: header, last_seq: None });
+        segments.insert(
+            next_seq,
+            SegMeta {
+                bytes: header,
+                last_seq: None,
+            },
+        );
         bytes += header;
         let store = Self {
             io,
@@ -223,7 +234,9 @@ impl Store {
         if self.is_full(size) {
             return Err(SpoolError::Full);
         }
-        if active.poisoned || (active.len + size > self.opts.segment_bytes && active.next_seq > active.first_seq) {
+        if active.poisoned
+            || (active.len + size > self.opts.segment_bytes && active.next_seq > active.first_seq)
+        {
             self.roll(&mut active)?;
         }
         let mut buf = Vec::with_capacity(size as usize);
@@ -284,14 +297,20 @@ impl Store {
             return Ok(None);
         }
         let started = std::time::Instant::now();
-        active.file.sync().map_err(|e| SpoolError::io("syncing the spool", e))?;
+        active
+            .file
+            .sync()
+            .map_err(|e| SpoolError::io("syncing the spool", e))?;
         active.unsynced = false;
         Ok(Some(started.elapsed()))
     }
 
     fn roll(&self, active: &mut Active) -> Result<(), SpoolError> {
         if !active.poisoned {
-            active.file.sync().map_err(|e| SpoolError::io("syncing a full segment", e))?;
+            active
+                .file
+                .sync()
+                .map_err(|e| SpoolError::io("syncing a full segment", e))?;
         }
         let next = active.next_seq;
         let file = new_segment(self.io.as_ref(), &self.opts, next)?;
@@ -305,7 +324,13 @@ impl Store {
             poisoned: false,
         };
         let mut s = self.shared();
-        s.segments.insert(next, SegMeta { bytes: header, last_seq: None });
+        s.segments.insert(
+            next,
+            SegMeta {
+                bytes: header,
+                last_seq: None,
+            },
+        );
         s.active_first = next;
         s.bytes += header;
         drop(s);
@@ -358,7 +383,9 @@ impl Store {
             let s = self.shared();
             s.segments
                 .iter()
-                .filter(|(first, m)| **first != s.active_first && m.last_seq.is_none_or(|l| l <= s.checkpointed))
+                .filter(|(first, m)| {
+                    **first != s.active_first && m.last_seq.is_none_or(|l| l <= s.checkpointed)
+                })
                 .map(|(first, _)| *first)
                 .collect()
         };
@@ -409,7 +436,11 @@ impl Reader {
 
     /// Up to `max` committed records from the reader's position. Damaged
     /// records met on the way are skipped and counted in the second value.
-    pub fn read(&mut self, store: &Store, max: usize) -> Result<(Vec<StoredRecord>, u64), SpoolError> {
+    pub fn read(
+        &mut self,
+        store: &Store,
+        max: usize,
+    ) -> Result<(Vec<StoredRecord>, u64), SpoolError> {
         let mut out = Vec::new();
         let mut skipped = 0;
         while out.len() < max {
@@ -418,13 +449,22 @@ impl Reader {
                 if self.next_seq > s.committed {
                     break;
                 }
-                let seg = s.segments.range(..=self.next_seq).next_back().map(|(f, m)| (*f, *m));
+                let seg = s
+                    .segments
+                    .range(..=self.next_seq)
+                    .next_back()
+                    .map(|(f, m)| (*f, *m));
                 (s.committed, s.active_first, seg)
             };
             let Some((first, meta)) = segment else { break };
             if meta.last_seq.is_none_or(|l| l < self.next_seq) {
                 // Nothing left here (a skipped gap): go to the next segment.
-                let next = store.shared().segments.range(self.next_seq..).next().map(|(f, _)| *f);
+                let next = store
+                    .shared()
+                    .segments
+                    .range(self.next_seq..)
+                    .next()
+                    .map(|(f, _)| *f);
                 match next {
                     Some(n) if n <= committed => {
                         self.next_seq = n;
@@ -437,7 +477,9 @@ impl Reader {
                 let path = store.opts.dir.join(segment_name(first));
                 self.cursor = Some((first, Cursor::open(&path)?));
             }
-            let Some((_, cursor)) = self.cursor.as_mut() else { break };
+            let Some((_, cursor)) = self.cursor.as_mut() else {
+                break;
+            };
             match cursor.next(meta.bytes)? {
                 Next::Record(r) if r.seq < self.next_seq => {}
                 Next::Record(r) => {
@@ -459,7 +501,10 @@ impl Reader {
                     break;
                 }
                 Next::End { .. } => {
-                    self.next_seq = meta.last_seq.map_or(self.next_seq, |l| l + 1).max(self.next_seq);
+                    self.next_seq = meta
+                        .last_seq
+                        .map_or(self.next_seq, |l| l + 1)
+                        .max(self.next_seq);
                     self.cursor = None;
                 }
             }
@@ -472,7 +517,9 @@ enum Next {
     Record(StoredRecord),
     Corrupt,
     /// No whole frame left; `torn` bytes of a partial one follow.
-    End { torn: u64 },
+    End {
+        torn: u64,
+    },
 }
 
 /// Sequential frame reader over one segment file.
@@ -491,7 +538,8 @@ impl Cursor {
         let mut magic = [0u8; 8];
         let header_ok = file.read_exact(&mut magic).is_ok() && &magic == MAGIC;
         if !header_ok {
-            file.seek(SeekFrom::Start(0)).map_err(|e| SpoolError::io("reading a segment", e))?;
+            file.seek(SeekFrom::Start(0))
+                .map_err(|e| SpoolError::io("reading a segment", e))?;
         }
         Ok(Self {
             file,
@@ -540,7 +588,8 @@ impl Cursor {
         let mut avail = &self.buf[self.pos..];
         let need = match check_frame(avail) {
             Err(FrameError::Incomplete) if avail.len() >= FRAME_HEADER => {
-                FRAME_HEADER + u32::from_le_bytes(avail[0..4].try_into().unwrap_or_default()) as usize
+                FRAME_HEADER
+                    + u32::from_le_bytes(avail[0..4].try_into().unwrap_or_default()) as usize
             }
             _ => FRAME_HEADER,
         };
@@ -593,7 +642,9 @@ struct Scan {
 }
 
 fn scan_segment(path: &Path, watermark: u64) -> Result<Scan, SpoolError> {
-    let len = fs::metadata(path).map_err(|e| SpoolError::io("reading a segment", e))?.len();
+    let len = fs::metadata(path)
+        .map_err(|e| SpoolError::io("reading a segment", e))?
+        .len();
     let mut c = Cursor::open(path)?;
     let mut scan = Scan {
         last_seq: None,
@@ -639,9 +690,15 @@ fn truncate(path: &Path, len: u64) -> Result<(), SpoolError> {
         .map_err(|e| SpoolError::io("cutting a torn tail", e))
 }
 
-fn new_segment(io: &dyn SpoolIo, opts: &StoreOptions, first_seq: u64) -> Result<Box<dyn SegmentFile>, SpoolError> {
+fn new_segment(
+    io: &dyn SpoolIo,
+    opts: &StoreOptions,
+    first_seq: u64,
+) -> Result<Box<dyn SegmentFile>, SpoolError> {
     let path = opts.dir.join(segment_name(first_seq));
-    let mut f = io.create(&path).map_err(|e| SpoolError::io("creating a segment", e))?;
+    let mut f = io
+        .create(&path)
+        .map_err(|e| SpoolError::io("creating a segment", e))?;
     f.write_all(MAGIC)
         .and_then(|()| f.sync())
         .map_err(|e| SpoolError::io("writing a segment header", e))?;
@@ -656,7 +713,11 @@ pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, SpoolError> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir).map_err(|e| SpoolError::io("listing the spool directory", e))? {
         let entry = entry.map_err(|e| SpoolError::io("listing the spool directory", e))?;
-        if let Some(first) = entry.file_name().to_str().and_then(format::parse_segment_name) {
+        if let Some(first) = entry
+            .file_name()
+            .to_str()
+            .and_then(format::parse_segment_name)
+        {
             out.push((first, entry.path()));
         }
     }
@@ -706,7 +767,10 @@ pub fn inspect(dir: &Path) -> Result<(u64, bool, Vec<SegmentReport>), SpoolError
     for (first, path) in list_segments(dir)? {
         let scan = scan_segment(&path, watermark)?;
         out.push(SegmentReport {
-            file: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            file: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             first_seq: first,
             last_seq: scan.last_seq,
             bytes: fs::metadata(&path).map(|m| m.len()).unwrap_or(0),

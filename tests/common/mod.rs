@@ -29,7 +29,12 @@ pub fn unique_topic() -> String {
 
 /// Settings for a test: loopback port 0 listeners, the given brokers and
 /// topic, plus `extra` environment overrides.
-pub fn settings(brokers: &str, topic: &str, spool: &std::path::Path, extra: &[(&str, &str)]) -> Settings {
+pub fn settings(
+    brokers: &str,
+    topic: &str,
+    spool: &std::path::Path,
+    extra: &[(&str, &str)],
+) -> Settings {
     let mut env: Vec<(String, String)> = vec![
         ("PRESENCE_BRIDGE__HTTP__LISTEN".into(), "127.0.0.1:0".into()),
         (
@@ -39,7 +44,10 @@ pub fn settings(brokers: &str, topic: &str, spool: &std::path::Path, extra: &[(&
         ("PRESENCE_BRIDGE__KAFKA__BROKERS".into(), brokers.into()),
         ("PRESENCE_BRIDGE__KAFKA__TOPIC".into(), topic.into()),
         ("PRESENCE_BRIDGE__AUTH__TOKENS".into(), TOKEN.into()),
-        ("PRESENCE_BRIDGE__SPOOL__DIR".into(), spool.display().to_string()),
+        (
+            "PRESENCE_BRIDGE__SPOOL__DIR".into(),
+            spool.display().to_string(),
+        ),
     ];
     for (k, v) in extra {
         env.push(((*k).into(), (*v).into()));
@@ -47,10 +55,22 @@ pub fn settings(brokers: &str, topic: &str, spool: &std::path::Path, extra: &[(&
     config::load(None, env).expect("test settings are valid")
 }
 
-/// A bridge in front of its own mock cluster.
+/// A bridge in front of its own mock cluster, with its own spool directory.
 pub struct Bridge {
     pub spool: tempfile::TempDir,
     pub cluster: MockCluster<'static, DefaultProducerContext>,
+    pub api: Api,
+}
+
+impl std::ops::Deref for Bridge {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+/// A running bridge seen from outside: HTTP, admin and metrics.
+pub struct Api {
     pub running: Running,
     pub topic: String,
     pub client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
@@ -70,15 +90,33 @@ impl Bridge {
         let running = app::start(s, cluster.bootstrap_servers(), None)
             .await
             .expect("bridge starts");
-        let bridge = Self {
+        let api = Self::attach(running, &topic);
+        api.wait_ready().await;
+        Self {
             spool,
             cluster,
+            api,
+        }
+    }
+
+    /// Reads `n` messages of the test topic from the beginning (bounded wait).
+    pub async fn read(&self, n: usize) -> Vec<Record> {
+        read_topic(&self.cluster.bootstrap_servers(), &self.api.topic, n).await
+    }
+
+    /// Wraps an already running bridge (the caller owns the broker and spool).
+    pub fn attach(running: Running, topic: &str) -> Api {
+        Api {
             running,
-            topic,
+            topic: topic.to_owned(),
             client: Client::builder(TokioExecutor::new()).build_http(),
-        };
-        bridge.wait_ready().await;
-        bridge
+        }
+    }
+}
+
+impl Api {
+    pub fn into_running(self) -> Running {
+        self.running
     }
 
     pub fn url(&self, path_and_query: &str) -> String {
@@ -144,6 +182,17 @@ impl Bridge {
         metric_value(&self.metrics(), sample)
     }
 
+    /// Waits (bounded) until a sample equals `want`.
+    pub async fn wait_for_value(&self, sample: &str, want: f64) {
+        for _ in 0..400 {
+            if self.metric(sample) == want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("{sample} never became {want}: {}", self.metric(sample));
+    }
+
     /// Waits (bounded) until a sample reaches `want`.
     pub async fn wait_for(&self, sample: &str, want: f64) {
         for _ in 0..400 {
@@ -153,11 +202,6 @@ impl Bridge {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         panic!("{sample} never reached {want}: {}", self.metric(sample));
-    }
-
-    /// Reads `n` messages of the test topic from the beginning (bounded wait).
-    pub async fn read(&self, n: usize) -> Vec<Record> {
-        read_topic(&self.cluster.bootstrap_servers(), &self.topic, n).await
     }
 }
 

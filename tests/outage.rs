@@ -1,0 +1,198 @@
+//! Broker outages with the durable spool: events keep being accepted (200)
+//! while the broker is down, readiness stays 200, and when it comes back every
+//! event arrives, per phone in the order it was accepted. Undelivered events
+//! survive a restart and go out before newer ones. A full spool answers 503.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::*;
+use hyper::StatusCode;
+
+const PHONES: [&str; 4] = [
+    "5511900000001",
+    "5511900000002",
+    "5511900000003",
+    "5511900000004",
+];
+const STATUSES: [&str; 5] = [
+    "AVAILABLE",
+    "COMPOSING",
+    "PAUSED",
+    "RECORDING",
+    "UNAVAILABLE",
+];
+
+/// Posts `per_phone` events for every phone, phones concurrently; returns
+/// the accepted ids per phone in posting order.
+async fn post_round(b: &Api, per_phone: usize, posted: &mut HashMap<String, Vec<String>>) {
+    let mut tasks = Vec::new();
+    for phone in PHONES {
+        let client = b.client.clone();
+        let url = b.url(&format!("/webhooks/zapi/presence?token={TOKEN}"));
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..per_phone {
+                let req = hyper::Request::post(&url)
+                    .header("content-type", "application/json")
+                    .body(http_body_util::Full::new(bytes::Bytes::from(callback(
+                        phone,
+                        STATUSES[i % 5],
+                    ))))
+                    .unwrap();
+                let r = Reply::read(client.request(req).await.unwrap()).await;
+                assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+                ids.push(r.id());
+            }
+            (phone, ids)
+        }));
+    }
+    for t in tasks {
+        let (phone, ids) = t.await.unwrap();
+        posted.entry(phone.to_owned()).or_default().extend(ids);
+    }
+}
+
+/// Checks every posted id arrived, per phone in posting order; returns the
+/// number of duplicate deliveries.
+fn check_delivery(records: &[Record], posted: &HashMap<String, Vec<String>>) -> usize {
+    let mut seen: HashMap<String, Vec<(i64, String)>> = HashMap::new();
+    let mut ids = std::collections::HashSet::new();
+    let mut duplicates = 0;
+    for r in records {
+        let id = r.value["id"].as_str().unwrap().to_owned();
+        if !ids.insert(id.clone()) {
+            duplicates += 1;
+            continue;
+        }
+        seen.entry(r.key.clone()).or_default().push((r.offset, id));
+    }
+    for (phone, want) in posted {
+        let mut got = seen.remove(phone).unwrap_or_default();
+        got.sort();
+        let got: Vec<String> = got.into_iter().map(|g| g.1).collect();
+        assert_eq!(&got, want, "order or completeness of {phone}");
+    }
+    duplicates
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_down_under_load_then_up_loses_nothing_and_keeps_order() {
+    let b = Bridge::start_with(&[("PRESENCE_BRIDGE__KAFKA__PROBE_INTERVAL", "200ms")]).await;
+    let mut posted = HashMap::new();
+    post_round(&b.api, 25, &mut posted).await;
+
+    b.cluster.broker_down(1).unwrap();
+    b.wait_for_value("presence_bridge_kafka_broker_reachable", 0.0)
+        .await;
+    post_round(&b.api, 50, &mut posted).await;
+    // Accepted into the spool, not delivered, and still ready.
+    b.wait_for("presence_bridge_spool_events", 1.0).await;
+    let (status, body) = b.get(&b.admin_url("/readyz")).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "an outage must not make the bridge unready: {body}"
+    );
+    assert!(body.contains("unreachable"), "{body}");
+    b.wait_for("presence_bridge_spool_oldest_event_age_seconds", 0.001)
+        .await;
+
+    b.cluster.broker_up(1).unwrap();
+    post_round(&b.api, 25, &mut posted).await;
+    let total = PHONES.len() * 100;
+    let records = b.read(total).await;
+    let duplicates = check_delivery(&records, &posted);
+    assert_eq!(
+        duplicates, 0,
+        "a plain outage must not duplicate (idempotent producer)"
+    );
+    b.wait_for_value("presence_bridge_spool_events", 0.0).await;
+    b.wait_for_value("presence_bridge_spool_oldest_event_age_seconds", 0.0)
+        .await;
+    assert_eq!(
+        b.metric("presence_bridge_events_dead_lettered_total{reason=\"rejected\"}"),
+        0.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undelivered_events_survive_a_restart_and_go_out_first() {
+    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+    let topic = unique_topic();
+    cluster.create_topic(&topic, PARTITIONS, 1).unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let env = [("PRESENCE_BRIDGE__SHUTDOWN__DEADLINE", "1s")];
+
+    // First life: the broker is down the whole time.
+    cluster.broker_down(1).unwrap();
+    let s = settings(&cluster.bootstrap_servers(), &topic, spool.path(), &env);
+    let running = presence_bridge::app::start(s, cluster.bootstrap_servers(), None)
+        .await
+        .unwrap();
+    let b = Bridge::attach(running, &topic);
+    let mut posted = HashMap::new();
+    post_round(&b, 20, &mut posted).await;
+    b.running.shutdown();
+    let report = b.into_running().wait().await;
+    assert_eq!(report.events_left_in_spool, 80);
+
+    // Second life: the broker is back; old events go out before new ones.
+    cluster.broker_up(1).unwrap();
+    let s = settings(&cluster.bootstrap_servers(), &topic, spool.path(), &[]);
+    let running = presence_bridge::app::start(s, cluster.bootstrap_servers(), None)
+        .await
+        .unwrap();
+    let b = Bridge::attach(running, &topic);
+    post_round(&b, 10, &mut posted).await;
+    let records = read_topic(&cluster.bootstrap_servers(), &topic, 120).await;
+    assert_eq!(check_delivery(&records, &posted), 0);
+    b.wait_for("presence_bridge_spool_replayed_events_total", 80.0)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_spool_answers_503_and_readiness_follows() {
+    let b = Bridge::start_with(&[
+        ("PRESENCE_BRIDGE__SPOOL__MAX_BYTES", "1MiB"),
+        ("PRESENCE_BRIDGE__HTTP__MAX_BODY_BYTES", "4096"),
+    ])
+    .await;
+    b.cluster.broker_down(1).unwrap();
+    let pad = "x".repeat(3000);
+    let body = format!(
+        r#"{{"type":"PresenceChatCallback","phone":"5544999999999","status":"PAUSED","lastSeen":null,"instanceId":"instance.id","pad":"{pad}"}}"#
+    );
+    let mut accepted = 0;
+    let refused = loop {
+        let r = b.post_json(&body).await;
+        if r.status != StatusCode::OK {
+            break r;
+        }
+        accepted += 1;
+        assert!(accepted < 10_000, "the spool never filled");
+    };
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.body["error"], "spool_full");
+    assert!(refused.headers.contains_key("retry-after"));
+    assert!(b.metric("presence_bridge_events_rejected_total{reason=\"spool_full\"}") >= 1.0);
+    // Readiness turns 503 (a gauge tick later).
+    let mut unready = false;
+    for _ in 0..100 {
+        if b.get(&b.admin_url("/readyz")).await.0 == StatusCode::SERVICE_UNAVAILABLE {
+            unready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(unready, "/readyz stayed 200 with a full spool");
+
+    // The broker returns: the backlog drains, room returns, 200 again.
+    b.cluster.broker_up(1).unwrap();
+    b.wait_ready().await;
+    assert_eq!(b.post_json(&body).await.status, StatusCode::OK);
+    let records = b.read(accepted + 1).await;
+    assert_eq!(records.len(), accepted + 1);
+}
