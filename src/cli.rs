@@ -93,12 +93,18 @@ fn spool_tool(settings: &Settings, cmd: SpoolCommand) -> ExitCode {
     use crate::spool::store;
     let dir = &settings.spool.dir;
     if !dir.is_dir() {
-        eprintln!("presence-bridge spool: {} is not a directory (spool.dir)", dir.display());
+        eprintln!(
+            "presence-bridge spool: {} is not a directory (spool.dir)",
+            dir.display()
+        );
         return ExitCode::FAILURE;
     }
     let running = store::is_locked(dir);
     if running {
-        eprintln!("warning: a running bridge holds {}/LOCK: figures may change while they are read", dir.display());
+        eprintln!(
+            "warning: a running bridge holds {}/LOCK: figures may change while they are read",
+            dir.display()
+        );
     }
     let (watermark, checkpoint_lost, segments) = match store::inspect(dir) {
         Ok(r) => r,
@@ -133,12 +139,19 @@ fn spool_tool(settings: &Settings, cmd: SpoolCommand) -> ExitCode {
                 "dead_letters": dead_letters,
                 "segments": segments,
             });
-            println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            );
             ExitCode::SUCCESS
         }
         SpoolCommand::Verify => {
             for s in &segments {
-                let state = if s.torn_bytes > 0 || s.corrupt_regions > 0 { "DAMAGED" } else { "ok" };
+                let state = if s.torn_bytes > 0 || s.corrupt_regions > 0 {
+                    "DAMAGED"
+                } else {
+                    "ok"
+                };
                 println!(
                     "{state:8} {} records {}..{} bytes {} torn_bytes {} corrupt_regions {}",
                     s.file,
@@ -150,10 +163,15 @@ fn spool_tool(settings: &Settings, cmd: SpoolCommand) -> ExitCode {
                 );
             }
             if checkpoint_lost {
-                println!("DAMAGED  acked (checkpoint unreadable: every stored event will be sent again)");
+                println!(
+                    "DAMAGED  acked (checkpoint unreadable: every stored event will be sent again)"
+                );
             }
             if damaged.is_empty() && !checkpoint_lost {
-                println!("spool verify: {} segment(s), {pending} pending event(s), all checksums ok", segments.len());
+                println!(
+                    "spool verify: {} segment(s), {pending} pending event(s), all checksums ok",
+                    segments.len()
+                );
                 ExitCode::SUCCESS
             } else {
                 println!(

@@ -20,7 +20,13 @@ impl Drop for Proc {
     }
 }
 
-fn bridge(spool: &std::path::Path, brokers: &str, topic: &str, http: std::net::SocketAddr, admin: std::net::SocketAddr) -> Command {
+fn bridge(
+    spool: &std::path::Path,
+    brokers: &str,
+    topic: &str,
+    http: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_presence-bridge"));
     c.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -56,14 +62,19 @@ async fn wait_ready(admin: std::net::SocketAddr) {
     loop {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         if let Ok(mut s) = tokio::net::TcpStream::connect(admin).await {
-            let _ = s.write_all(b"GET /readyz HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n").await;
+            let _ = s
+                .write_all(b"GET /readyz HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n")
+                .await;
             let mut out = String::new();
             let _ = s.read_to_string(&mut out).await;
             if out.starts_with("HTTP/1.1 200") {
                 return;
             }
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "bridge never ready");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "bridge never ready"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -78,7 +89,17 @@ async fn sigkill_under_load_loses_no_answered_event() {
 
     // First life, broker down so nothing leaves the spool: every 200 must survive on disk.
     cluster.broker_down(1).unwrap();
-    let mut first = Proc(bridge(spool.path(), &cluster.bootstrap_servers(), &topic, http, admin).spawn().unwrap());
+    let mut first = Proc(
+        bridge(
+            spool.path(),
+            &cluster.bootstrap_servers(),
+            &topic,
+            http,
+            admin,
+        )
+        .spawn()
+        .unwrap(),
+    );
     wait_ready(admin).await;
     let accepted: Arc<Mutex<HashMap<String, Vec<String>>>> = Arc::default();
     let mut posters = Vec::new();
@@ -89,7 +110,12 @@ async fn sigkill_under_load_loses_no_answered_event() {
             for i in 0..10_000 {
                 let body = callback(&phone, ["AVAILABLE", "COMPOSING", "PAUSED"][i % 3]);
                 match raw_post(http, &body).await {
-                    Some(id) => accepted.lock().unwrap().entry(phone.clone()).or_default().push(id),
+                    Some(id) => accepted
+                        .lock()
+                        .unwrap()
+                        .entry(phone.clone())
+                        .or_default()
+                        .push(id),
                     None => return,
                 }
             }
@@ -97,8 +123,18 @@ async fn sigkill_under_load_loses_no_answered_event() {
     }
     // Kill mid-stream, once a good number of events were answered.
     let started = Instant::now();
-    while accepted.lock().unwrap().values().map(Vec::len).sum::<usize>() < 400 {
-        assert!(started.elapsed() < Duration::from_secs(60), "load never got going");
+    while accepted
+        .lock()
+        .unwrap()
+        .values()
+        .map(Vec::len)
+        .sum::<usize>()
+        < 400
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "load never got going"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     first.0.kill().unwrap(); // SIGKILL
@@ -111,16 +147,25 @@ async fn sigkill_under_load_loses_no_answered_event() {
 
     // The operator tools read what was left.
     let tool = |sub: &str| {
-        bridge(spool.path(), &cluster.bootstrap_servers(), &topic, http, admin)
-            .args(["spool", sub])
-            .stdout(Stdio::piped())
-            .output()
-            .unwrap()
+        bridge(
+            spool.path(),
+            &cluster.bootstrap_servers(),
+            &topic,
+            http,
+            admin,
+        )
+        .args(["spool", sub])
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap()
     };
     let inspect = tool("inspect");
     assert!(inspect.status.success());
     let report: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
-    assert!(report["pending_events"].as_u64().unwrap() >= total as u64, "{report}");
+    assert!(
+        report["pending_events"].as_u64().unwrap() >= total as u64,
+        "{report}"
+    );
     assert_eq!(report["bridge_running"], false);
     let verify = tool("verify");
     let text = String::from_utf8_lossy(&verify.stdout);
@@ -128,7 +173,17 @@ async fn sigkill_under_load_loses_no_answered_event() {
 
     // Second life: broker back, same spool. Everything answered 200 arrives, in order.
     cluster.broker_up(1).unwrap();
-    let mut second = Proc(bridge(spool.path(), &cluster.bootstrap_servers(), &topic, http, admin).spawn().unwrap());
+    let mut second = Proc(
+        bridge(
+            spool.path(),
+            &cluster.bootstrap_servers(),
+            &topic,
+            http,
+            admin,
+        )
+        .spawn()
+        .unwrap(),
+    );
     wait_ready(admin).await;
     // Everything on disk goes out: the answered events and any written just before the kill.
     let on_disk = report["pending_events"].as_u64().unwrap() as usize;
@@ -147,10 +202,17 @@ async fn sigkill_under_load_loses_no_answered_event() {
         // answered ones must appear as an ordered subsequence.
         let mut it = g.iter();
         for id in ids {
-            assert!(it.any(|x| *x == id), "{phone}: answered event {id} missing or out of order");
+            assert!(
+                it.any(|x| *x == id),
+                "{phone}: answered event {id} missing or out of order"
+            );
         }
     }
-    assert!(Command::new("kill").args(["-TERM", &second.0.id().to_string()]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &second.0.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(status) = second.0.try_wait().unwrap() {

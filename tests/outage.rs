@@ -196,3 +196,30 @@ async fn a_full_spool_answers_503_and_readiness_follows() {
     let records = b.read(accepted + 1).await;
     assert_eq!(records.len(), accepted + 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanently_refused_event_is_dead_lettered_and_the_rest_flow() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let b = Bridge::start().await;
+    b.cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE],
+    );
+    let refused = b.post_json(&callback("5544999999991", "COMPOSING")).await;
+    assert_eq!(refused.status, StatusCode::OK, "accepted into the spool");
+    b.wait_for(
+        "presence_bridge_events_dead_lettered_total{reason=\"too_large\"}",
+        1.0,
+    )
+    .await;
+    let ok = b.post_json(&callback("5544999999992", "PAUSED")).await;
+    let records = b.read(1).await;
+    assert_eq!(records[0].value["id"], ok.id().as_str());
+
+    let file = std::fs::read_to_string(b.spool.path().join("dead-letter.jsonl")).unwrap();
+    let line: serde_json::Value = serde_json::from_str(file.lines().next().unwrap()).unwrap();
+    assert_eq!(line["reason"], "too_large");
+    assert_eq!(line["value"]["id"], refused.id().as_str());
+    assert_eq!(line["key"], "5544999999991");
+    b.wait_for_value("presence_bridge_spool_events", 0.0).await;
+}

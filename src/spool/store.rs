@@ -793,7 +793,9 @@ pub fn is_locked(dir: &Path) -> bool {
 /// Arrival time (Unix ms) of the oldest record above `watermark`, if any.
 pub fn oldest_pending(dir: &Path, watermark: u64) -> Result<Option<i64>, SpoolError> {
     for (_, path) in list_segments(dir)? {
-        let len = fs::metadata(&path).map_err(|e| SpoolError::io("reading a segment", e))?.len();
+        let len = fs::metadata(&path)
+            .map_err(|e| SpoolError::io("reading a segment", e))?
+            .len();
         let mut c = Cursor::open(&path)?;
         loop {
             match c.next(len)? {

@@ -1,0 +1,231 @@
+//! Spool benchmark (not a test: it prints measured numbers, asserts nothing).
+//!
+//!   cargo bench --bench spool             # full run
+//!   cargo bench --bench spool -- --quick  # a few seconds, for CI smoke runs
+//!
+//! 1. Append throughput with group commit (`spool.fsync = always`, the
+//!    default) at 1, 8 and 64 concurrent clients: events/s, events per fsync,
+//!    p50/p99 append latency.
+//! 2. Drain after an outage: 100,000 events pre-spooled, then a bridge starts
+//!    against an in-process mock broker; measures the drain rate while new
+//!    webhooks keep arriving, and their latency meanwhile.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use presence_bridge::metrics::Metrics;
+use presence_bridge::spool::store::{NewRecord, Store, StoreOptions};
+use presence_bridge::spool::{FsyncPolicy, Spool};
+
+fn record(i: u64) -> NewRecord {
+    let phone = format!("55119{:08}", i % 5000);
+    let value = format!(
+        r#"{{"specversion":"1.0","id":"{}","source":"/zapi/instances/instance.id","type":"io.presence-bridge.zapi.chat-presence.v1","time":"2026-11-24T12:00:00.000Z","datacontenttype":"application/json","dataschema":"urn:presence-bridge:schema:presence-envelope:v1","partitionkey":"{phone}","data":{{"instanceId":"instance.id","phone":"{phone}","status":"COMPOSING","lastSeen":null,"isGroup":false,"phoneKind":"person","statusKnown":true}}}}"#,
+        uuid::Uuid::now_v7()
+    );
+    NewRecord {
+        arrival_ms: 1_795_000_000_000 + i as i64,
+        id: uuid::Uuid::now_v7(),
+        topic: "whatsapp.presence.v1".into(),
+        key: phone,
+        value: value.into_bytes(),
+    }
+}
+
+fn bench_dir(name: &str) -> std::path::PathBuf {
+    // On the project's disk (not a tmpfs), so fsync costs what it costs.
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+async fn append_throughput(clients: usize, duration: Duration) {
+    let dir = bench_dir(&format!("append-{clients}"));
+    let (store, _) = Store::open(StoreOptions {
+        dir: dir.clone(),
+        max_bytes: 8 << 30,
+        segment_bytes: 64 << 20,
+        fsync: FsyncPolicy::Always,
+    })
+    .unwrap();
+    let (registry, metrics) = Metrics::standalone();
+    let (tx, _rx) = tokio::sync::watch::channel(0);
+    let spool = Spool::start(Arc::new(store), Duration::from_secs(10), metrics, tx).unwrap();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let spool = spool.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut i = c as u64 * 1_000_000_000;
+            while started.elapsed() < duration {
+                let t = Instant::now();
+                spool.append(record(i)).await.unwrap();
+                lat.push(t.elapsed());
+                i += 1;
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    let secs = started.elapsed().as_secs_f64();
+    lat.sort();
+    let fsyncs = registry
+        .gather()
+        .iter()
+        .find(|f| f.name() == "presence_bridge_spool_fsync_duration_seconds")
+        .map(|f| f.get_metric()[0].get_histogram().get_sample_count())
+        .unwrap_or(0);
+    println!(
+        "append  clients={clients:>3}  {:>9.0} events/s  {:>6.1} events/fsync  p50={:>8.3?}  p99={:>8.3?}",
+        lat.len() as f64 / secs,
+        lat.len() as f64 / fsyncs.max(1) as f64,
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.99),
+    );
+    drop(spool);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn drain_after_outage(events: u64) {
+    let dir = bench_dir("drain");
+    {
+        let (store, _) = Store::open(StoreOptions {
+            dir: dir.clone(),
+            max_bytes: 8 << 30,
+            segment_bytes: 64 << 20,
+            fsync: FsyncPolicy::Never,
+        })
+        .unwrap();
+        let batch: Vec<NewRecord> = (0..1000).map(record).collect();
+        for _ in 0..events / 1000 {
+            store.append(&batch, false).unwrap();
+        }
+        store.sync().unwrap();
+    }
+    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+    cluster.create_topic("whatsapp.presence.v1", 3, 1).unwrap();
+    let env = vec![
+        (
+            "PRESENCE_BRIDGE__HTTP__LISTEN".to_owned(),
+            "127.0.0.1:0".to_owned(),
+        ),
+        (
+            "PRESENCE_BRIDGE__ADMIN__LISTEN".to_owned(),
+            "127.0.0.1:0".to_owned(),
+        ),
+        (
+            "PRESENCE_BRIDGE__KAFKA__BROKERS".to_owned(),
+            cluster.bootstrap_servers(),
+        ),
+        (
+            "PRESENCE_BRIDGE__SPOOL__DIR".to_owned(),
+            dir.display().to_string(),
+        ),
+        ("PRESENCE_BRIDGE__LOG__LEVEL".to_owned(), "warn".to_owned()),
+    ];
+    let settings = presence_bridge::config::load(None, env).unwrap();
+    let started = Instant::now();
+    let running = presence_bridge::app::start(settings, cluster.bootstrap_servers(), None)
+        .await
+        .unwrap();
+    let addr = running.webhook_addr;
+    // New traffic during the drain: one client, sequential posts.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let poster = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut lat = Vec::new();
+            let body = r#"{"type":"PresenceChatCallback","phone":"5544999999999","status":"COMPOSING","lastSeen":null,"instanceId":"instance.id"}"#;
+            while !stop.is_cancelled() {
+                let t = Instant::now();
+                let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+                let req = format!("POST /webhooks/zapi/presence HTTP/1.1\r\nhost: b\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+                s.write_all(req.as_bytes()).await.unwrap();
+                let mut out = Vec::new();
+                s.read_to_end(&mut out).await.unwrap();
+                assert!(
+                    out.starts_with(b"HTTP/1.1 200"),
+                    "new traffic refused during the drain"
+                );
+                lat.push(t.elapsed());
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            lat
+        })
+    };
+    let spooled = |reg: &prometheus::Registry| {
+        reg.gather()
+            .iter()
+            .find(|f| f.name() == "presence_bridge_spool_events")
+            .map(|f| f.get_metric()[0].get_gauge().value())
+            .unwrap_or(f64::MAX)
+    };
+    // Wait until the backlog is gone (the gauge refreshes every 200 ms).
+    let mut seen_backlog = false;
+    loop {
+        let left = spooled(&running.registry);
+        seen_backlog |= left > 0.0;
+        if seen_backlog && left == 0.0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "drain did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = started.elapsed().as_secs_f64();
+    stop.cancel();
+    let mut lat = poster.await.unwrap();
+    lat.sort();
+    println!(
+        "drain   backlog={events}  {:>9.0} events/s  ({took:.2} s incl. start-up)  new webhooks meanwhile: {} answered 200, p50={:.3?} p99={:.3?}",
+        events as f64 / took,
+        lat.len(),
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.99),
+    );
+    running.shutdown();
+    running.wait().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let per_case = if quick {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(5)
+    };
+    let backlog = if quick { 10_000 } else { 100_000 };
+    println!(
+        "# cargo bench --bench spool{}  ({} cores, spool on {})",
+        if quick { " -- --quick" } else { "" },
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        env!("CARGO_TARGET_TMPDIR")
+    );
+    rt.block_on(async {
+        for clients in [1, 8, 64] {
+            append_throughput(clients, per_case).await;
+        }
+        drain_after_outage(backlog).await;
+    });
+}
