@@ -200,7 +200,14 @@ async fn a_full_spool_answers_503_and_readiness_follows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_permanently_refused_event_is_dead_lettered_and_the_rest_flow() {
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-    let b = Bridge::start().await;
+    let b = Bridge::start_with(&[(
+        "PRESENCE_BRIDGE__SPOOL__DEAD_LETTER_TOPIC",
+        "presence-dead-letters",
+    )])
+    .await;
+    b.cluster
+        .create_topic("presence-dead-letters", PARTITIONS, 1)
+        .unwrap();
     b.cluster.request_errors(
         RDKafkaApiKey::Produce,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE],
@@ -222,4 +229,8 @@ async fn a_permanently_refused_event_is_dead_lettered_and_the_rest_flow() {
     assert_eq!(line["value"]["id"], refused.id().as_str());
     assert_eq!(line["key"], "5544999999991");
     b.wait_for_value("presence_bridge_spool_events", 0.0).await;
+    // A copy went to the dead-letter topic too.
+    let copies = read_topic(&b.cluster.bootstrap_servers(), "presence-dead-letters", 1).await;
+    assert_eq!(copies[0].value["id"], refused.id().as_str());
+    assert_eq!(copies[0].headers["dead_letter_reason"], "too_large");
 }
