@@ -119,6 +119,9 @@ impl Forwarder {
             // Fill the window: first what QueueFull left over, then the spool.
             while window.len() < WINDOW {
                 if carry.is_empty() {
+                    if *committed.borrow() < reader.next_seq() {
+                        break; // nothing new on disk
+                    }
                     let want = READ_BATCH.min(WINDOW - window.len());
                     let store = self.store.clone();
                     let read = tokio::task::spawn_blocking(move || {
@@ -165,7 +168,7 @@ impl Forwarder {
                             // before it must be acknowledged first.
                             self.settle_window(&mut window).await;
                             self.dead_letter_stored(&rec, &e).await;
-                            self.ack(rec.seq, rec.arrival_ms, true);
+                            self.ack(rec.seq, true);
                         }
                         _ => {
                             carry.push_front(rec);
@@ -228,7 +231,7 @@ impl Forwarder {
                 }
                 Ok(Err((e, msg))) if classify(&e) == ErrorClass::Permanent => {
                     self.dead_letter_message(entry.seq, &msg, &e).await;
-                    self.ack(entry.seq, entry.arrival_ms, true);
+                    self.ack(entry.seq, true);
                 }
                 other => {
                     match other {
@@ -283,10 +286,10 @@ impl Forwarder {
     fn delivered(&self, seq: u64, arrival_ms: i64) {
         self.metrics
             .delivery_finished(DeliveryResult::Delivered, Some(since(arrival_ms)));
-        self.ack(seq, arrival_ms, false);
+        self.ack(seq, false);
     }
 
-    fn ack(&self, seq: u64, _arrival_ms: i64, dead_lettered: bool) {
+    fn ack(&self, seq: u64, dead_lettered: bool) {
         if dead_lettered {
             self.metrics
                 .delivery_finished(DeliveryResult::PermanentError, None);
@@ -305,7 +308,7 @@ impl Forwarder {
                 Ok(Ok(_)) => self.delivered(entry.seq, entry.arrival_ms),
                 Ok(Err((e, msg))) if classify(&e) == ErrorClass::Permanent => {
                     self.dead_letter_message(entry.seq, &msg, &e).await;
-                    self.ack(entry.seq, entry.arrival_ms, true);
+                    self.ack(entry.seq, true);
                 }
                 _ => {
                     window.push_front(entry);

@@ -33,17 +33,32 @@ impl StoredRecord {
 
 /// Appends the framed record to `out`.
 pub fn encode(r: &StoredRecord, out: &mut Vec<u8>) {
+    encode_parts(r.seq, r.arrival_ms, &r.id, &r.topic, &r.key, &r.value, out);
+}
+
+/// Appends a framed record built from its parts (no intermediate copy).
+pub fn encode_parts(
+    seq: u64,
+    arrival_ms: i64,
+    id: &Uuid,
+    topic: &str,
+    key: &str,
+    value: &[u8],
+    out: &mut Vec<u8>,
+) {
+    // Topic names are at most 249 bytes and keys are short WhatsApp ids.
+    let topic = &topic.as_bytes()[..topic.len().min(u16::MAX as usize)];
+    let key = &key.as_bytes()[..key.len().min(u16::MAX as usize)];
     let start = out.len();
     out.extend_from_slice(&[0; FRAME_HEADER]);
-    out.extend_from_slice(&r.seq.to_le_bytes());
-    out.extend_from_slice(&r.arrival_ms.to_le_bytes());
-    out.extend_from_slice(r.id.as_bytes());
-    // Topic names are at most 249 bytes and keys are short WhatsApp ids.
-    out.extend_from_slice(&(r.topic.len().min(u16::MAX as usize) as u16).to_le_bytes());
-    out.extend_from_slice(&r.topic.as_bytes()[..r.topic.len().min(u16::MAX as usize)]);
-    out.extend_from_slice(&(r.key.len().min(u16::MAX as usize) as u16).to_le_bytes());
-    out.extend_from_slice(&r.key.as_bytes()[..r.key.len().min(u16::MAX as usize)]);
-    out.extend_from_slice(&r.value);
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&arrival_ms.to_le_bytes());
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(&(topic.len() as u16).to_le_bytes());
+    out.extend_from_slice(topic);
+    out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+    out.extend_from_slice(key);
+    out.extend_from_slice(value);
     let body = &out[start + FRAME_HEADER..];
     let len = body.len() as u32;
     let crc = crc32fast::hash(body);

@@ -111,6 +111,19 @@ impl SpoolError {
     pub fn io(what: &'static str, source: std::io::Error) -> Self {
         Self::Io { what, source }
     }
+
+    /// The same error for another waiter (`io::Error` is not `Clone`).
+    fn duplicate(&self) -> Self {
+        match self {
+            Self::Full => Self::Full,
+            Self::Io { what, source } => {
+                Self::io(what, std::io::Error::new(source.kind(), source.to_string()))
+            }
+            Self::Locked(p) => Self::Locked(p.clone()),
+            Self::Stopped => Self::Stopped,
+            Self::Timeout => Self::Timeout,
+        }
+    }
 }
 
 struct Request {
@@ -198,47 +211,38 @@ fn write_loop(
     metrics: Metrics,
     committed: watch::Sender<u64>,
 ) {
-    let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
+    let mut replies: Vec<(Instant, oneshot::Sender<Result<u64, SpoolError>>)> =
+        Vec::with_capacity(MAX_BATCH);
     let mut records: Vec<NewRecord> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
+        let mut next = Some(first);
+        while let Some(req) = next.take() {
+            replies.push((req.queued, req.reply));
+            records.push(req.record);
+            if records.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
             }
         }
-        records.clear();
-        records.extend(batch.iter().map(|r| r.record.clone()));
         let result = store.append(&records, false);
-        match &result {
+        records.clear();
+        match result {
             Ok(a) => {
                 if let Some(t) = a.sync_time {
                     metrics.spool_synced(t);
                 }
                 committed.send_replace(a.last_seq);
-                let first_seq = a.last_seq + 1 - batch.len() as u64;
-                for (i, req) in batch.drain(..).enumerate() {
-                    metrics.spool_appended(req.queued.elapsed());
-                    let _ = req.reply.send(Ok(first_seq + i as u64));
+                let first_seq = a.last_seq + 1 - replies.len() as u64;
+                for (i, (queued, reply)) in replies.drain(..).enumerate() {
+                    metrics.spool_appended(queued.elapsed());
+                    let _ = reply.send(Ok(first_seq + i as u64));
                 }
             }
             Err(e) => {
                 if !matches!(e, SpoolError::Full) {
-                    tracing::error!(error = %e, events = batch.len(), "spool append failed; answering 503");
+                    tracing::error!(error = %e, events = replies.len(), "spool append failed; answering 503");
                 }
-                for req in batch.drain(..) {
-                    let err = match e {
-                        SpoolError::Full => SpoolError::Full,
-                        SpoolError::Io { what, source } => SpoolError::io(
-                            what,
-                            std::io::Error::new(source.kind(), source.to_string()),
-                        ),
-                        SpoolError::Locked(p) => SpoolError::Locked(p.clone()),
-                        SpoolError::Stopped => SpoolError::Stopped,
-                        SpoolError::Timeout => SpoolError::Timeout,
-                    };
-                    let _ = req.reply.send(Err(err));
+                for (_, reply) in replies.drain(..) {
+                    let _ = reply.send(Err(e.duplicate()));
                 }
             }
         }

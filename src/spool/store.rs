@@ -242,15 +242,15 @@ impl Store {
         let mut buf = Vec::with_capacity(size as usize);
         let first = active.next_seq;
         for (i, r) in batch.iter().enumerate() {
-            let stored = StoredRecord {
-                seq: first + i as u64,
-                arrival_ms: r.arrival_ms,
-                id: r.id,
-                topic: r.topic.clone(),
-                key: r.key.clone(),
-                value: r.value.clone(),
-            };
-            format::encode(&stored, &mut buf);
+            format::encode_parts(
+                first + i as u64,
+                r.arrival_ms,
+                &r.id,
+                &r.topic,
+                &r.key,
+                &r.value,
+                &mut buf,
+            );
         }
         let mut sync_time = None;
         let written = active.file.write_all(&buf).and_then(|()| {
