@@ -87,7 +87,7 @@ impl KafkaPublisher {
     /// futures resolve with a purge error); used before a producer is replaced.
     pub fn purge(&self) {
         self.producer
-            .purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
+            .purge(rdkafka::producer::PurgeConfig::default().queue().inflight().non_blocking());
     }
 
     /// Asks a broker for the topic's metadata, off the async threads. `Ok(true)`
