@@ -278,16 +278,22 @@ pub async fn read_topic(brokers: &str, topic: &str, n: usize) -> Vec<Record> {
                 );
             }
         }
+        let value: Value = serde_json::from_slice(msg.payload().unwrap()).unwrap();
+        // Every message any test reads must satisfy the published schema;
+        // dead letters copied to their topic are the same envelopes.
+        assert_valid_envelope(&SCHEMA, &value);
         out.push(Record {
             partition: msg.partition(),
             offset: msg.offset(),
             key: String::from_utf8(msg.key().unwrap().to_vec()).unwrap(),
             headers,
-            value: serde_json::from_slice(msg.payload().unwrap()).unwrap(),
+            value,
         });
     }
     out
 }
+
+static SCHEMA: std::sync::LazyLock<jsonschema::Validator> = std::sync::LazyLock::new(envelope_schema);
 
 /// The envelope JSON Schema, compiled.
 pub fn envelope_schema() -> jsonschema::Validator {
