@@ -279,7 +279,10 @@ async fn probe_loop(
     let mut last: Option<Option<bool>> = None;
     loop {
         let probed = publisher
-            .probe(&topic, PROBE_TIMEOUT.min(interval))
+            .probe(
+                &topic,
+                PROBE_TIMEOUT.min(interval.max(Duration::from_secs(1))),
+            )
             .await
             .ok();
         health.probed(probed);

@@ -86,8 +86,12 @@ impl KafkaPublisher {
     /// Fails every queued and in-flight message at once (their delivery
     /// futures resolve with a purge error); used before a producer is replaced.
     pub fn purge(&self) {
-        self.producer
-            .purge(rdkafka::producer::PurgeConfig::default().queue().inflight().non_blocking());
+        self.producer.purge(
+            rdkafka::producer::PurgeConfig::default()
+                .queue()
+                .inflight()
+                .non_blocking(),
+        );
     }
 
     /// Asks a broker for the topic's metadata, off the async threads. `Ok(true)`

@@ -293,7 +293,8 @@ pub async fn read_topic(brokers: &str, topic: &str, n: usize) -> Vec<Record> {
     out
 }
 
-static SCHEMA: std::sync::LazyLock<jsonschema::Validator> = std::sync::LazyLock::new(envelope_schema);
+static SCHEMA: std::sync::LazyLock<jsonschema::Validator> =
+    std::sync::LazyLock::new(envelope_schema);
 
 /// The envelope JSON Schema, compiled.
 pub fn envelope_schema() -> jsonschema::Validator {
