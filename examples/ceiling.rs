@@ -16,7 +16,9 @@ use hyper_util::server::conn::auto::Builder;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:18080".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:18080".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     eprintln!("ceiling listening on {}", listener.local_addr()?);
     loop {
@@ -24,7 +26,12 @@ async fn main() -> std::io::Result<()> {
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
             let svc = service_fn(|req: Request<hyper::body::Incoming>| async move {
-                let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                let body = req
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
                 let _ = body.len();
                 Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
                     br#"{"id":"00000000-0000-7000-8000-000000000000"}"#,
