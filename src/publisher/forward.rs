@@ -13,7 +13,8 @@
 //! new traffic: nothing newer overtakes anything older, per phone or otherwise.
 //!
 //! When the producer itself is broken (a fatal idempotence error, or no
-//! progress for `STALL` while a broker answers metadata requests) the forwarder
+//! progress for `STALL` while a broker has answered metadata requests for all
+//! of that time, not just since it came back from an outage) the forwarder
 //! purges it, waits a capped exponential backoff with jitter, builds a new
 //! producer and rewinds to the oldest unacknowledged event. Events the old
 //! producer had already delivered are then sent again: duplicates are bounded
@@ -109,6 +110,7 @@ impl Forwarder {
         let mut carry: VecDeque<StoredRecord> = VecDeque::new();
         let mut window: VecDeque<InFlight> = VecDeque::new();
         let mut last_progress = Instant::now();
+        let mut reachable_since: Option<Instant> = None;
         let mut backoff = BACKOFF_FIRST;
         let mut committed = self.committed.clone();
         committed.borrow_and_update();
@@ -200,9 +202,17 @@ impl Forwarder {
                 if let Some(f) = front.take() {
                     window.push_front(f);
                 }
+                // Stalled only if a broker has answered for the whole STALL: right
+                // after an outage the old producer's retries are still landing, and
+                // replacing it then would duplicate them.
+                if !self.health.broker_reachable() {
+                    reachable_since = None;
+                } else if reachable_since.is_none() {
+                    reachable_since = Some(Instant::now());
+                }
                 let stalled = !window.is_empty()
                     && last_progress.elapsed() > STALL
-                    && self.health.broker_reachable();
+                    && reachable_since.is_some_and(|t| t.elapsed() > STALL);
                 if stalled {
                     tracing::warn!(waited = ?last_progress.elapsed(), "no delivery progress while the broker answers; rebuilding the producer");
                     last_progress = Instant::now();

@@ -61,7 +61,15 @@ pub struct BridgeContext;
 
 impl ClientContext for BridgeContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(error = %error, reason, "kafka client error");
+        use rdkafka::types::RDKafkaErrorCode as C;
+        match error.rdkafka_error_code() {
+            // Repeated many times a second during an outage; the probe logs the
+            // transition once and the reachability gauge shows it.
+            Some(C::AllBrokersDown | C::BrokerTransportFailure | C::Resolve) => {
+                tracing::debug!(error = %error, reason, "kafka connection error");
+            }
+            _ => tracing::warn!(error = %error, reason, "kafka client error"),
+        }
     }
 }
 
