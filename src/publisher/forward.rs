@@ -25,8 +25,11 @@
 //! acknowledged: one bad event never blocks the ones behind it.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::error::KafkaError;
@@ -61,6 +64,19 @@ struct InFlight {
     seq: u64,
     arrival_ms: i64,
     delivery: DeliveryFuture,
+    /// The delivery's result, when it was taken early by [`poll_now`].
+    finished: Option<<DeliveryFuture as Future>::Output>,
+}
+
+/// The delivery's result if it is already there, without waiting.
+fn poll_now(entry: &mut InFlight) -> bool {
+    if entry.finished.is_none() {
+        let mut cx = Context::from_waker(Waker::noop());
+        if let Poll::Ready(r) = Pin::new(&mut entry.delivery).poll(&mut cx) {
+            entry.finished = Some(r);
+        }
+    }
+    entry.finished.is_some()
 }
 
 /// Asks a running forwarder to stop, flushing until `deadline`.
@@ -159,6 +175,7 @@ impl Forwarder {
                         seq: rec.seq,
                         arrival_ms: rec.arrival_ms,
                         delivery,
+                        finished: None,
                     }),
                     Err(e) if e.rdkafka_error_code() == Some(C::QueueFull) => {
                         carry.push_front(rec);
@@ -191,7 +208,13 @@ impl Forwarder {
                     }
                     break;
                 }
-                done = async { front.as_mut().map(|f| &mut f.delivery).expect("guarded").await }, if has_front => Some(done),
+                done = async {
+                    let f = front.as_mut().expect("guarded");
+                    match f.finished.take() {
+                        Some(r) => r,
+                        None => (&mut f.delivery).await,
+                    }
+                }, if has_front => Some(done),
                 _ = committed.changed(), if room => None,
                 _ = tick.tick() => {
                     self.refresh(&window, &carry).await;
@@ -238,6 +261,16 @@ impl Forwarder {
                 Ok(Ok(_)) => {
                     self.delivered(entry.seq, entry.arrival_ms);
                     backoff = BACKOFF_FIRST;
+                    // Deliveries finish in bursts: take every successful one that is
+                    // already done without another trip through select.
+                    while let Some(next) = window.front_mut() {
+                        if !poll_now(next) || !matches!(next.finished, Some(Ok(Ok(_)))) {
+                            break;
+                        }
+                        if let Some(e) = window.pop_front() {
+                            self.delivered(e.seq, e.arrival_ms);
+                        }
+                    }
                 }
                 Ok(Err((e, msg))) if classify(&e) == ErrorClass::Permanent => {
                     self.dead_letter_message(entry.seq, &msg, &e).await;
@@ -278,7 +311,11 @@ impl Forwarder {
             .saturating_duration_since(tokio::time::Instant::now());
         let unflushed = publisher.flush(left).await;
         while let Some(mut entry) = window.pop_front() {
-            match tokio::time::timeout(Duration::from_millis(5), &mut entry.delivery).await {
+            let done = match entry.finished.take() {
+                Some(r) => Ok(r),
+                None => tokio::time::timeout(Duration::from_millis(5), &mut entry.delivery).await,
+            };
+            match done {
                 Ok(Ok(Ok(_))) => self.delivered(entry.seq, entry.arrival_ms),
                 _ => break,
             }
@@ -314,7 +351,11 @@ impl Forwarder {
     /// a permanent refusal is acknowledged, so acknowledgements stay ordered).
     async fn settle_window(&self, window: &mut VecDeque<InFlight>) {
         while let Some(mut entry) = window.pop_front() {
-            match (&mut entry.delivery).await {
+            let done = match entry.finished.take() {
+                Some(r) => r,
+                None => (&mut entry.delivery).await,
+            };
+            match done {
                 Ok(Ok(_)) => self.delivered(entry.seq, entry.arrival_ms),
                 Ok(Err((e, msg))) if classify(&e) == ErrorClass::Permanent => {
                     self.dead_letter_message(entry.seq, &msg, &e).await;
