@@ -26,10 +26,10 @@
 //!
 //! Never log a [`Phone`] with `Display`: use [`Phone::masked`].
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::Deserialize;
-use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
@@ -45,25 +45,91 @@ const MILLIS_THRESHOLD: i64 = 100_000_000_000;
 /// Latest accepted instant, 9999-12-31T23:59:59.999Z, in milliseconds.
 const MAX_EPOCH_MILLIS: i64 = 253_402_300_799_999;
 
-/// The callback as the provider sends it. Unknown extra fields are tolerated.
+/// The callback as the provider sends it, borrowing from the request body.
+/// Every field is optional and loosely typed, so that a missing or mistyped
+/// field gets a precise error. Unknown extra fields are tolerated.
 #[derive(Debug, Default, Deserialize)]
-pub struct RawCallback {
-    #[serde(rename = "type", default)]
-    pub kind: Option<Value>,
-    #[serde(default)]
-    pub phone: Option<Value>,
-    #[serde(default)]
-    pub status: Option<Value>,
-    /// `None` when the field is absent, `Some(Value::Null)` when it is `null`.
-    #[serde(rename = "lastSeen", default, deserialize_with = "present")]
-    pub last_seen: Option<Value>,
-    #[serde(rename = "instanceId", default)]
-    pub instance_id: Option<Value>,
+pub struct RawCallback<'a> {
+    #[serde(rename = "type", default, borrow)]
+    pub kind: Option<Field<'a>>,
+    #[serde(default, borrow)]
+    pub phone: Option<Field<'a>>,
+    #[serde(default, borrow)]
+    pub status: Option<Field<'a>>,
+    /// Absent and `null` are the same: no last-seen time.
+    #[serde(rename = "lastSeen", default, borrow)]
+    pub last_seen: Option<Field<'a>>,
+    #[serde(rename = "instanceId", default, borrow)]
+    pub instance_id: Option<Field<'a>>,
 }
 
-/// Keeps an explicit `null` apart from an absent field.
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(d).map(Some)
+/// One JSON value of a callback field, strings borrowed when unescaped.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Field<'a> {
+    Str(Cow<'a, str>),
+    Int(i64),
+    /// A number that is not an integer of `i64` range.
+    OtherNumber,
+    Null,
+    /// A boolean, an array or an object.
+    Other,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Field<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Field::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Field::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Field::Str(Cow::Owned(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Field::Int(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(i64::try_from(v).map_or(Field::OtherNumber, Field::Int))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Field::OtherNumber)
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Field::Null)
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(Field::Null)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Field::Other)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Self::Value, A::Error> {
+                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Field::Other)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Self::Value, A::Error> {
+                while a
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(Field::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Why a callback was rejected. Each variant has a stable [`code`](Self::code)
@@ -158,7 +224,6 @@ pub struct Phone {
 impl Phone {
     pub fn parse(raw: &str) -> Result<Self, PresenceError> {
         let raw = raw.trim();
-        let lower = raw.to_ascii_lowercase();
         let suffixes: [(&str, PhoneKind); 7] = [
             ("-group", PhoneKind::Group),
             ("@g.us", PhoneKind::Group),
@@ -170,8 +235,8 @@ impl Phone {
         ];
         let (body, kind) = suffixes
             .iter()
-            .find_map(|(suffix, kind)| lower.strip_suffix(suffix).map(|b| (b, *kind)))
-            .unwrap_or((lower.as_str(), PhoneKind::Person));
+            .find_map(|(suffix, kind)| strip_suffix_ignore_case(raw, suffix).map(|b| (b, *kind)))
+            .unwrap_or((raw, PhoneKind::Person));
         let value = match kind {
             PhoneKind::Person => {
                 let digits = strip_formatting(body).ok_or(PresenceError::InvalidPhone)?;
@@ -248,6 +313,11 @@ impl fmt::Display for Masked<'_> {
     }
 }
 
+fn strip_suffix_ignore_case<'a>(s: &'a str, suffix: &str) -> Option<&'a str> {
+    let cut = s.len().checked_sub(suffix.len())?;
+    (s.is_char_boundary(cut) && s[cut..].eq_ignore_ascii_case(suffix)).then(|| &s[..cut])
+}
+
 /// Removes `+`, spaces, dots, dashes and parentheses; `None` if anything but
 /// digits remains.
 fn strip_formatting(raw: &str) -> Option<String> {
@@ -280,20 +350,27 @@ pub enum PresenceStatus {
 
 impl PresenceStatus {
     pub fn parse(raw: &str) -> Result<Self, PresenceError> {
-        let upper = raw.trim().to_ascii_uppercase();
-        Ok(match upper.as_str() {
-            "UNAVAILABLE" => Self::Unavailable,
-            "AVAILABLE" => Self::Available,
-            "COMPOSING" => Self::Composing,
-            "PAUSED" => Self::Paused,
-            "RECORDING" => Self::Recording,
-            s if (1..=MAX_STATUS_LEN).contains(&s.len())
-                && s.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') =>
-            {
-                Self::Other(upper)
-            }
-            _ => return Err(PresenceError::InvalidStatus),
-        })
+        let raw = raw.trim();
+        const KNOWN: [(&str, PresenceStatus); 5] = [
+            ("UNAVAILABLE", PresenceStatus::Unavailable),
+            ("AVAILABLE", PresenceStatus::Available),
+            ("COMPOSING", PresenceStatus::Composing),
+            ("PAUSED", PresenceStatus::Paused),
+            ("RECORDING", PresenceStatus::Recording),
+        ];
+        if let Some((_, known)) = KNOWN
+            .iter()
+            .find(|(name, _)| raw.eq_ignore_ascii_case(name))
+        {
+            return Ok(known.clone());
+        }
+        let ok = (1..=MAX_STATUS_LEN).contains(&raw.len())
+            && raw.bytes().all(|b| b.is_ascii_alphabetic() || b == b'_');
+        if ok {
+            Ok(Self::Other(raw.to_ascii_uppercase()))
+        } else {
+            Err(PresenceError::InvalidStatus)
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -358,14 +435,14 @@ pub struct PresenceEvent {
     pub instance_id: InstanceId,
     pub phone: Phone,
     pub status: PresenceStatus,
-    /// RFC 3339 UTC with milliseconds, e.g. `2024-01-02T03:04:05.678Z`.
-    pub last_seen: Option<String>,
+    /// The contact's last-seen time, Unix milliseconds.
+    pub last_seen_ms: Option<i64>,
 }
 
-impl TryFrom<RawCallback> for PresenceEvent {
+impl TryFrom<RawCallback<'_>> for PresenceEvent {
     type Error = PresenceError;
 
-    fn try_from(raw: RawCallback) -> Result<Self, PresenceError> {
+    fn try_from(raw: RawCallback<'_>) -> Result<Self, PresenceError> {
         // Checked in a fixed order so the first error is deterministic.
         match required_str(raw.kind.as_ref(), "type")? {
             CALLBACK_TYPE => {}
@@ -374,17 +451,22 @@ impl TryFrom<RawCallback> for PresenceEvent {
         let instance_id = InstanceId::parse(required_str(raw.instance_id.as_ref(), "instanceId")?)?;
         let phone = Phone::parse(required_str(raw.phone.as_ref(), "phone")?)?;
         let status = PresenceStatus::parse(required_str(raw.status.as_ref(), "status")?)?;
-        let last_seen = normalize_last_seen(raw.last_seen.as_ref())?;
+        let last_seen_ms = normalize_last_seen(raw.last_seen.as_ref())?;
         Ok(Self {
             instance_id,
             phone,
             status,
-            last_seen,
+            last_seen_ms,
         })
     }
 }
 
 impl PresenceEvent {
+    /// `lastSeen` as RFC 3339 UTC with milliseconds, e.g. `2024-01-02T03:04:05.678Z`.
+    pub fn last_seen(&self) -> Option<String> {
+        self.last_seen_ms.map(|ms| Millis(ms).to_string())
+    }
+
     /// Parses and validates a JSON body.
     pub fn from_json(body: &[u8]) -> Result<Self, ParseError> {
         // Serde would read a JSON array positionally into the struct.
@@ -424,13 +506,13 @@ impl ParseError {
 }
 
 fn required_str<'a>(
-    value: Option<&'a Value>,
+    value: Option<&'a Field<'_>>,
     field: &'static str,
 ) -> Result<&'a str, PresenceError> {
     match value {
-        None | Some(Value::Null) => Err(PresenceError::Missing { field }),
-        Some(Value::String(s)) if s.trim().is_empty() => Err(PresenceError::Missing { field }),
-        Some(Value::String(s)) => Ok(s),
+        None | Some(Field::Null) => Err(PresenceError::Missing { field }),
+        Some(Field::Str(s)) if s.trim().is_empty() => Err(PresenceError::Missing { field }),
+        Some(Field::Str(s)) => Ok(s),
         Some(_) => Err(PresenceError::WrongType {
             field,
             expected: "a string",
@@ -438,24 +520,16 @@ fn required_str<'a>(
     }
 }
 
-fn normalize_last_seen(value: Option<&Value>) -> Result<Option<String>, PresenceError> {
+fn normalize_last_seen(value: Option<&Field<'_>>) -> Result<Option<i64>, PresenceError> {
     let millis = match value {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::Number(n)) => {
-            let v = n.as_i64().ok_or(PresenceError::InvalidLastSeen)?;
-            if v < 0 {
-                return Err(PresenceError::InvalidLastSeen);
-            }
-            if v >= MILLIS_THRESHOLD {
-                v
-            } else {
-                v * 1000
-            }
-        }
-        Some(Value::String(s)) => {
+        None | Some(Field::Null) => return Ok(None),
+        Some(Field::Int(v)) if *v < 0 => return Err(PresenceError::InvalidLastSeen),
+        Some(Field::Int(v)) if *v >= MILLIS_THRESHOLD => *v,
+        Some(Field::Int(v)) => v * 1000,
+        Some(Field::Str(s)) => {
             let t = OffsetDateTime::parse(s.trim(), &Rfc3339)
                 .map_err(|_| PresenceError::InvalidLastSeen)?;
-            i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
+            i64::try_from(t.unix_timestamp_nanos().div_euclid(1_000_000))
                 .map_err(|_| PresenceError::InvalidLastSeen)?
         }
         Some(_) => return Err(PresenceError::InvalidLastSeen),
@@ -463,15 +537,27 @@ fn normalize_last_seen(value: Option<&Value>) -> Result<Option<String>, Presence
     if !(0..=MAX_EPOCH_MILLIS).contains(&millis) {
         return Err(PresenceError::InvalidLastSeen);
     }
-    let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
-        .map_err(|_| PresenceError::InvalidLastSeen)?;
-    Ok(Some(format_millis(t)))
+    Ok(Some(millis))
 }
 
-/// RFC 3339, UTC, exactly three fractional digits: `2024-01-02T03:04:05.678Z`.
-pub fn format_millis(t: OffsetDateTime) -> String {
+/// Unix milliseconds displayed as RFC 3339 UTC with exactly three fractional
+/// digits (`2024-01-02T03:04:05.678Z`), written without an intermediate string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Millis(pub i64);
+
+impl fmt::Display for Millis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000) {
+            Ok(t) => write_millis(t, f),
+            Err(_) => f.write_str("invalid"),
+        }
+    }
+}
+
+fn write_millis(t: OffsetDateTime, f: &mut impl fmt::Write) -> fmt::Result {
     let t = t.to_offset(UtcOffset::UTC);
-    format!(
+    write!(
+        f,
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
         t.year(),
         u8::from(t.month()),
@@ -483,13 +569,21 @@ pub fn format_millis(t: OffsetDateTime) -> String {
     )
 }
 
+/// RFC 3339, UTC, exactly three fractional digits: `2024-01-02T03:04:05.678Z`.
+pub fn format_millis(t: OffsetDateTime) -> String {
+    let mut out = String::with_capacity(24);
+    let _ = write_millis(t, &mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn event(v: Value) -> Result<PresenceEvent, PresenceError> {
-        PresenceEvent::try_from(serde_json::from_value::<RawCallback>(v).unwrap())
+        let text = v.to_string();
+        PresenceEvent::try_from(serde_json::from_str::<RawCallback>(&text).unwrap())
     }
 
     fn base() -> Value {
@@ -623,7 +717,7 @@ mod tests {
             ),
         ];
         for (raw, want) in cases {
-            let got = event(with("lastSeen", raw.clone())).unwrap().last_seen;
+            let got = event(with("lastSeen", raw.clone())).unwrap().last_seen();
             assert_eq!(got.as_deref(), *want, "lastSeen {raw}");
         }
         for bad in [
@@ -643,7 +737,7 @@ mod tests {
         }
         let mut absent = base();
         absent.as_object_mut().unwrap().remove("lastSeen");
-        assert_eq!(event(absent).unwrap().last_seen, None);
+        assert_eq!(event(absent).unwrap().last_seen_ms, None);
     }
 
     #[test]

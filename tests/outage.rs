@@ -90,13 +90,21 @@ async fn broker_down_under_load_then_up_loses_nothing_and_keeps_order() {
     post_round(&b.api, 50, &mut posted).await;
     // Accepted into the spool, not delivered, and still ready.
     b.wait_for("presence_bridge_spool_events", 1.0).await;
-    let (status, body) = b.get(&b.admin_url("/readyz")).await;
-    assert_eq!(
-        status,
-        StatusCode::OK,
-        "an outage must not make the bridge unready: {body}"
-    );
-    assert!(body.contains("unreachable"), "{body}");
+    let mut reported = false;
+    for _ in 0..100 {
+        let (status, body) = b.get(&b.admin_url("/readyz")).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "an outage must not make the bridge unready: {body}"
+        );
+        if body.contains("unreachable") {
+            reported = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(reported, "/readyz never reported the broker unreachable");
     b.wait_for("presence_bridge_spool_oldest_event_age_seconds", 0.001)
         .await;
 

@@ -73,7 +73,7 @@ fn callback() -> impl Strategy<Value = Value> {
 /// The raw callback a normalized event would be if sent again.
 fn as_callback(e: &PresenceEvent) -> Value {
     json!({"type": "PresenceChatCallback", "phone": e.phone.as_str(), "status": e.status.as_str(),
-           "lastSeen": e.last_seen, "instanceId": e.instance_id.as_str()})
+           "lastSeen": e.last_seen(), "instanceId": e.instance_id.as_str()})
 }
 
 proptest! {

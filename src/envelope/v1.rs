@@ -22,7 +22,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::presence::{format_millis, PresenceEvent};
+use crate::presence::{Millis, PresenceEvent};
 
 /// The CloudEvents `type` of version 1 (also the `ce_type` Kafka header).
 pub const TYPE: &str = "io.presence-bridge.zapi.chat-presence.v1";
@@ -35,10 +35,12 @@ pub const DATACONTENTTYPE: &str = "application/json";
 struct Envelope<'a> {
     specversion: &'static str,
     id: uuid::fmt::Hyphenated,
-    source: String,
+    #[serde(serialize_with = "display")]
+    source: Source<'a>,
     #[serde(rename = "type")]
     kind: &'static str,
-    time: String,
+    #[serde(serialize_with = "display")]
+    time: Millis,
     datacontenttype: &'static str,
     dataschema: &'static str,
     /// CloudEvents Kafka binding extension: the value used as the record key.
@@ -52,7 +54,8 @@ struct Data<'a> {
     instance_id: &'a str,
     phone: &'a str,
     status: &'a str,
-    last_seen: Option<&'a str>,
+    #[serde(serialize_with = "display_opt")]
+    last_seen: Option<Millis>,
     is_group: bool,
     phone_kind: &'static str,
     status_known: bool,
@@ -63,9 +66,9 @@ pub fn encode(event: &PresenceEvent, id: Uuid, time: OffsetDateTime) -> Vec<u8> 
     let envelope = Envelope {
         specversion: SPECVERSION,
         id: id.hyphenated(),
-        source: format!("/zapi/instances/{}", event.instance_id),
+        source: Source(event.instance_id.as_str()),
         kind: TYPE,
-        time: format_millis(time),
+        time: Millis(i64::try_from(time.unix_timestamp_nanos().div_euclid(1_000_000)).unwrap_or(0)),
         datacontenttype: DATACONTENTTYPE,
         dataschema: DATASCHEMA,
         partitionkey: event.phone.as_str(),
@@ -73,12 +76,37 @@ pub fn encode(event: &PresenceEvent, id: Uuid, time: OffsetDateTime) -> Vec<u8> 
             instance_id: event.instance_id.as_str(),
             phone: event.phone.as_str(),
             status: event.status.as_str(),
-            last_seen: event.last_seen.as_deref(),
+            last_seen: event.last_seen_ms.map(Millis),
             is_group: event.phone.is_group(),
             phone_kind: event.phone.kind().as_str(),
             status_known: event.status.is_known(),
         },
     };
-    // Serializing these plain fields cannot fail.
-    serde_json::to_vec(&envelope).unwrap_or_default()
+    let mut out = Vec::with_capacity(512);
+    // Serializing these plain fields into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut out, &envelope);
+    out
+}
+
+/// `/zapi/instances/<instanceId>`, written straight into the output.
+struct Source<'a>(&'a str);
+
+impl std::fmt::Display for Source<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "/zapi/instances/{}", self.0)
+    }
+}
+
+fn display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+fn display_opt<T: std::fmt::Display, S: serde::Serializer>(
+    v: &Option<T>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
+    }
 }
