@@ -60,6 +60,17 @@ const BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// Checkpoints and gauges are refreshed this often.
 const TICK: Duration = Duration::from_millis(200);
 
+/// What the forwarder loop carries from one turn to the next.
+struct State {
+    publisher: KafkaPublisher,
+    reader: Reader,
+    /// Read from the spool but not yet handed to librdkafka (after QueueFull).
+    carry: VecDeque<StoredRecord>,
+    /// Handed to librdkafka, not yet acknowledged, oldest first.
+    window: VecDeque<InFlight>,
+    backoff: Duration,
+}
+
 struct InFlight {
     seq: u64,
     arrival_ms: i64,
@@ -115,19 +126,22 @@ pub struct Forwarder {
 impl Forwarder {
     /// Runs until `stop`, then flushes until the stop deadline and checkpoints.
     pub async fn run(self, stop: StopSignal) {
-        let mut publisher = match (self.make_publisher)() {
+        let publisher = match (self.make_publisher)() {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(error = %e, "cannot create the Kafka producer; events stay in the spool");
                 return;
             }
         };
-        let mut reader = self.store.reader();
-        let mut carry: VecDeque<StoredRecord> = VecDeque::new();
-        let mut window: VecDeque<InFlight> = VecDeque::new();
+        let mut st = State {
+            publisher,
+            reader: self.store.reader(),
+            carry: VecDeque::new(),
+            window: VecDeque::new(),
+            backoff: BACKOFF_FIRST,
+        };
         let mut last_progress = Instant::now();
         let mut reachable_since: Option<Instant> = None;
-        let mut backoff = BACKOFF_FIRST;
         let mut committed = self.committed.clone();
         committed.borrow_and_update();
         let mut tick = tokio::time::interval(TICK);
@@ -135,20 +149,21 @@ impl Forwarder {
 
         loop {
             // Fill the window: first what QueueFull left over, then the spool.
-            while window.len() < WINDOW {
-                if carry.is_empty() {
-                    if *committed.borrow() < reader.next_seq() {
+            while st.window.len() < WINDOW {
+                if st.carry.is_empty() {
+                    if *committed.borrow() < st.reader.next_seq() {
                         break; // nothing new on disk
                     }
-                    let want = READ_BATCH.min(WINDOW - window.len());
+                    let want = READ_BATCH.min(WINDOW - st.window.len());
                     let store = self.store.clone();
+                    let mut reader = std::mem::replace(&mut st.reader, self.store.reader());
                     let read = tokio::task::spawn_blocking(move || {
                         let r = reader.read(&store, want);
                         (reader, r)
                     })
                     .await;
                     let Ok((r, result)) = read else { return };
-                    reader = r;
+                    st.reader = r;
                     match result {
                         Ok((records, skipped)) => {
                             if skipped > 0 {
@@ -158,53 +173,55 @@ impl Forwarder {
                                     "damaged spool records skipped while reading"
                                 );
                             }
-                            carry.extend(records);
+                            st.carry.extend(records);
                         }
                         Err(e) => {
                             tracing::error!(error = %e, "reading the spool failed; retrying");
                             break;
                         }
                     }
-                    if carry.is_empty() {
+                    if st.carry.is_empty() {
                         break;
                     }
                 }
-                let Some(rec) = carry.pop_front() else { break };
-                match send(&publisher, &rec) {
-                    Ok(delivery) => window.push_back(InFlight {
+                let Some(rec) = st.carry.pop_front() else {
+                    break;
+                };
+                match send(&st.publisher, &rec) {
+                    Ok(delivery) => st.window.push_back(InFlight {
                         seq: rec.seq,
                         arrival_ms: rec.arrival_ms,
                         delivery,
                         finished: None,
                     }),
                     Err(e) if e.rdkafka_error_code() == Some(C::QueueFull) => {
-                        carry.push_front(rec);
+                        st.carry.push_front(rec);
                         break;
                     }
                     Err(e) => match classify(&e) {
                         ErrorClass::Permanent => {
                             // Refused before it was queued; still in order: everything
                             // before it must be acknowledged first.
-                            self.settle_window(&mut window).await;
+                            self.settle_window(&mut st.window).await;
                             self.dead_letter_stored(&rec, &e).await;
                             self.ack(rec.seq, true);
                         }
                         _ => {
-                            carry.push_front(rec);
+                            st.carry.push_front(rec);
                             break;
                         }
                     },
                 }
             }
 
-            let room = window.len() < WINDOW && carry.is_empty();
-            let mut front = window.pop_front();
+            let room = st.window.len() < WINDOW && st.carry.is_empty();
+            let mut front = st.window.pop_front();
             let has_front = front.is_some();
             let done = tokio::select! {
                 biased;
                 _ = stop.token.cancelled() => {
                     if let Some(f) = front.take() {
-                        window.push_front(f);
+                        st.window.push_front(f);
                     }
                     break;
                 }
@@ -217,13 +234,13 @@ impl Forwarder {
                 }, if has_front => Some(done),
                 _ = committed.changed(), if room => None,
                 _ = tick.tick() => {
-                    self.refresh(&window, &carry).await;
+                    self.refresh(&st.window, &st.carry).await;
                     None
                 }
             };
             let Some(done) = done else {
                 if let Some(f) = front.take() {
-                    window.push_front(f);
+                    st.window.push_front(f);
                 }
                 // Stalled only if a broker has answered for the whole STALL: right
                 // after an outage the old producer's retries are still landing, and
@@ -233,23 +250,13 @@ impl Forwarder {
                 } else if reachable_since.is_none() {
                     reachable_since = Some(Instant::now());
                 }
-                let stalled = !window.is_empty()
+                let stalled = !st.window.is_empty()
                     && last_progress.elapsed() > STALL
                     && reachable_since.is_some_and(|t| t.elapsed() > STALL);
                 if stalled {
                     tracing::warn!(waited = ?last_progress.elapsed(), "no delivery progress while the broker answers; rebuilding the producer");
                     last_progress = Instant::now();
-                    if !self
-                        .rewind(
-                            &mut publisher,
-                            &mut window,
-                            &mut carry,
-                            &mut reader,
-                            &mut backoff,
-                            &stop,
-                        )
-                        .await
-                    {
+                    if !self.rewind(&mut st, &stop).await {
                         break;
                     }
                 }
@@ -260,14 +267,14 @@ impl Forwarder {
             match done {
                 Ok(Ok(_)) => {
                     self.delivered(entry.seq, entry.arrival_ms);
-                    backoff = BACKOFF_FIRST;
+                    st.backoff = BACKOFF_FIRST;
                     // Deliveries finish in bursts: take every successful one that is
                     // already done without another trip through select.
-                    while let Some(next) = window.front_mut() {
+                    while let Some(next) = st.window.front_mut() {
                         if !poll_now(next) || !matches!(next.finished, Some(Ok(Ok(_)))) {
                             break;
                         }
-                        if let Some(e) = window.pop_front() {
+                        if let Some(e) = st.window.pop_front() {
                             self.delivered(e.seq, e.arrival_ms);
                         }
                     }
@@ -287,17 +294,7 @@ impl Forwarder {
                     }
                     self.metrics
                         .delivery_finished(DeliveryResult::RetriableError, None);
-                    if !self
-                        .rewind(
-                            &mut publisher,
-                            &mut window,
-                            &mut carry,
-                            &mut reader,
-                            &mut backoff,
-                            &stop,
-                        )
-                        .await
-                    {
+                    if !self.rewind(&mut st, &stop).await {
                         break;
                     }
                 }
@@ -309,8 +306,8 @@ impl Forwarder {
         let left = stop
             .deadline()
             .saturating_duration_since(tokio::time::Instant::now());
-        let unflushed = publisher.flush(left).await;
-        while let Some(mut entry) = window.pop_front() {
+        let unflushed = st.publisher.flush(left).await;
+        while let Some(mut entry) = st.window.pop_front() {
             let done = match entry.finished.take() {
                 Some(r) => Ok(r),
                 None => tokio::time::timeout(Duration::from_millis(5), &mut entry.delivery).await,
@@ -371,32 +368,23 @@ impl Forwarder {
 
     /// Throws the producer away and starts again from the oldest
     /// unacknowledged event after a backoff. False if stopped meanwhile.
-    #[allow(clippy::too_many_arguments)]
-    async fn rewind(
-        &self,
-        publisher: &mut KafkaPublisher,
-        window: &mut VecDeque<InFlight>,
-        carry: &mut VecDeque<StoredRecord>,
-        reader: &mut Reader,
-        backoff: &mut Duration,
-        stop: &StopSignal,
-    ) -> bool {
-        publisher.purge();
-        window.clear();
-        carry.clear();
-        let wait = jitter(*backoff);
-        *backoff = (*backoff * 2).min(BACKOFF_CAP);
+    async fn rewind(&self, st: &mut State, stop: &StopSignal) -> bool {
+        st.publisher.purge();
+        st.window.clear();
+        st.carry.clear();
+        let wait = jitter(st.backoff);
+        st.backoff = (st.backoff * 2).min(BACKOFF_CAP);
         tokio::select! {
             _ = stop.token.cancelled() => return false,
             _ = tokio::time::sleep(wait) => {}
         }
         match (self.make_publisher)() {
-            Ok(p) => *publisher = p,
+            Ok(p) => st.publisher = p,
             Err(e) => {
                 tracing::error!(error = %e, "cannot rebuild the Kafka producer; retrying with the old one")
             }
         }
-        reader.seek(self.store.stats().watermark + 1);
+        st.reader.seek(self.store.stats().watermark + 1);
         true
     }
 
