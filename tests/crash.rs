@@ -87,9 +87,7 @@ async fn sigkill_under_load_loses_no_answered_event() {
     let spool = tempfile::tempdir().unwrap();
     let (http, admin) = (free_addr(), free_addr());
 
-    // First life, broker down so nothing leaves the spool: every 200 must survive on disk.
-    cluster.broker_down(1).unwrap();
-    let mut first = Proc(
+    let cmd = || {
         bridge(
             spool.path(),
             &cluster.bootstrap_servers(),
@@ -97,9 +95,12 @@ async fn sigkill_under_load_loses_no_answered_event() {
             http,
             admin,
         )
-        .spawn()
-        .unwrap(),
-    );
+    };
+    let start = || Proc(cmd().spawn().unwrap());
+
+    // First life, broker down so nothing leaves the spool: every 200 must survive on disk.
+    cluster.broker_down(1).unwrap();
+    let mut first = start();
     wait_ready(admin).await;
     let accepted: Arc<Mutex<HashMap<String, Vec<String>>>> = Arc::default();
     let mut posters = Vec::new();
@@ -147,17 +148,11 @@ async fn sigkill_under_load_loses_no_answered_event() {
 
     // The operator tools read what was left.
     let tool = |sub: &str| {
-        bridge(
-            spool.path(),
-            &cluster.bootstrap_servers(),
-            &topic,
-            http,
-            admin,
-        )
-        .args(["spool", sub])
-        .stdout(Stdio::piped())
-        .output()
-        .unwrap()
+        cmd()
+            .args(["spool", sub])
+            .stdout(Stdio::piped())
+            .output()
+            .unwrap()
     };
     let inspect = tool("inspect");
     assert!(inspect.status.success());
@@ -173,17 +168,7 @@ async fn sigkill_under_load_loses_no_answered_event() {
 
     // Second life: broker back, same spool. Everything answered 200 arrives, in order.
     cluster.broker_up(1).unwrap();
-    let mut second = Proc(
-        bridge(
-            spool.path(),
-            &cluster.bootstrap_servers(),
-            &topic,
-            http,
-            admin,
-        )
-        .spawn()
-        .unwrap(),
-    );
+    let mut second = start();
     wait_ready(admin).await;
     // Everything on disk goes out: the answered events and any written just before the kill.
     let on_disk = report["pending_events"].as_u64().unwrap() as usize;
