@@ -128,7 +128,7 @@ impl Metrics {
         let events_accepted = IntCounterVec::new(
             Opts::new(
                 "events_accepted_total",
-                "Presence events answered 200, by presence status.",
+                "Presence events committed to the spool (answered 200 unless the client hung up first), by status.",
             )
             .namespace(NS),
             &["status"],

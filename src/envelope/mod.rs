@@ -43,6 +43,8 @@ pub struct OutboundRecord {
     pub arrived: Instant,
     /// When the webhook arrived, Unix milliseconds (the envelope's `time`).
     pub arrival_ms: i64,
+    /// The presence status as a metric label (a closed set).
+    pub status_label: &'static str,
 }
 
 impl OutboundRecord {
@@ -63,6 +65,7 @@ impl OutboundRecord {
             value: v1::encode(event, id, time),
             arrived,
             arrival_ms: (time.unix_timestamp_nanos() / 1_000_000) as i64,
+            status_label: event.status.label(),
         }
     }
 

@@ -102,8 +102,9 @@ impl<S: Sink> Webhook<S> {
         let id = new_event_id();
         let topic = self.topics.topic_for(event.instance_id.as_str());
         let record = OutboundRecord::new(&event, topic, id, OffsetDateTime::now_utc(), arrived);
+        // The sink counts the event as accepted when it commits it, so the
+        // count stays exact even if the client hangs up while we wait.
         self.sink.accept(record).await?;
-        self.metrics.event_accepted(event.status.label());
         tracing::debug!(
             event_id = %id,
             phone = %event.phone.masked(),

@@ -128,6 +128,8 @@ impl SpoolError {
 
 struct Request {
     record: NewRecord,
+    /// Metric label of the event's presence status, counted once committed.
+    status_label: &'static str,
     queued: Instant,
     reply: oneshot::Sender<Result<u64, SpoolError>>,
 }
@@ -167,10 +169,15 @@ impl Spool {
     }
 
     /// Appends one record; resolves once it is committed per the fsync policy.
-    pub async fn append(&self, record: NewRecord) -> Result<u64, SpoolError> {
+    pub async fn append(
+        &self,
+        record: NewRecord,
+        status_label: &'static str,
+    ) -> Result<u64, SpoolError> {
         let (reply, rx) = oneshot::channel();
         let req = Request {
             record,
+            status_label,
             queued: Instant::now(),
             reply,
         };
@@ -195,7 +202,7 @@ impl Sink for Spool {
             key: record.key,
             value: record.value,
         };
-        match self.append(new).await {
+        match self.append(new, record.status_label).await {
             Ok(_) => Ok(()),
             Err(SpoolError::Full) => Err(SinkError::Full),
             Err(e) => Err(SinkError::Unavailable(e.to_string())),
@@ -211,13 +218,17 @@ fn write_loop(
     metrics: Metrics,
     committed: watch::Sender<u64>,
 ) {
-    let mut replies: Vec<(Instant, oneshot::Sender<Result<u64, SpoolError>>)> =
-        Vec::with_capacity(MAX_BATCH);
+    type Reply = (
+        Instant,
+        &'static str,
+        oneshot::Sender<Result<u64, SpoolError>>,
+    );
+    let mut replies: Vec<Reply> = Vec::with_capacity(MAX_BATCH);
     let mut records: Vec<NewRecord> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         let mut next = Some(first);
         while let Some(req) = next.take() {
-            replies.push((req.queued, req.reply));
+            replies.push((req.queued, req.status_label, req.reply));
             records.push(req.record);
             if records.len() < MAX_BATCH {
                 next = rx.try_recv().ok();
@@ -232,8 +243,9 @@ fn write_loop(
                 }
                 committed.send_replace(a.last_seq);
                 let first_seq = a.last_seq + 1 - replies.len() as u64;
-                for (i, (queued, reply)) in replies.drain(..).enumerate() {
+                for (i, (queued, status_label, reply)) in replies.drain(..).enumerate() {
                     metrics.spool_appended(queued.elapsed());
+                    metrics.event_accepted(status_label);
                     let _ = reply.send(Ok(first_seq + i as u64));
                 }
             }
@@ -241,7 +253,7 @@ fn write_loop(
                 if !matches!(e, SpoolError::Full) {
                     tracing::error!(error = %e, events = replies.len(), "spool append failed; answering 503");
                 }
-                for (_, reply) in replies.drain(..) {
+                for (_, _, reply) in replies.drain(..) {
                     let _ = reply.send(Err(e.duplicate()));
                 }
             }
