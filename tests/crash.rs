@@ -1,4 +1,5 @@
-//! Process level: the real binary under load, SIGKILL mid-stream, the spool
+//! Process level: the real binary under load (the test build, or the binary
+//! named by `PRESENCE_BRIDGE_TEST_BIN`: CI passes the release build), SIGKILL mid-stream, the spool
 //! tools on what it left, a restart on the same spool, and a consumer that
 //! confirms every event answered 200 is in Kafka, in order per phone.
 
@@ -27,7 +28,10 @@ fn bridge(
     http: std::net::SocketAddr,
     admin: std::net::SocketAddr,
 ) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_presence-bridge"));
+    // CI runs this test a second time against the release binary.
+    let bin = std::env::var("PRESENCE_BRIDGE_TEST_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_presence-bridge").to_owned());
+    let mut c = Command::new(bin);
     c.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("PRESENCE_BRIDGE__HTTP__LISTEN", http.to_string())
