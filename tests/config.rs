@@ -245,3 +245,38 @@ fn serve_without_brokers_refuses_and_says_how_to_configure_them() {
     );
     assert!(stderr.contains("--dev"), "{stderr}");
 }
+
+#[test]
+fn spool_settings_parse_sizes_and_policies() {
+    let s = load(
+        None,
+        env(&[
+            ("PRESENCE_BRIDGE__SPOOL__MAX_BYTES", "512MiB"),
+            ("PRESENCE_BRIDGE__SPOOL__SEGMENT_BYTES", "1GiB"),
+            ("PRESENCE_BRIDGE__SPOOL__FSYNC", "interval"),
+            ("PRESENCE_BRIDGE__SPOOL__FSYNC_INTERVAL", "50ms"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.spool.max_bytes, 512 << 20);
+    // A segment is at most an eighth of the spool, so deleting delivered
+    // segments always frees room.
+    assert_eq!(s.spool.segment_bytes, 64 << 20);
+    assert_eq!(s.spool.fsync, presence_bridge::spool::FsyncPolicy::Interval);
+    assert_eq!(s.spool.fsync_interval, std::time::Duration::from_millis(50));
+    assert_eq!(load(None, Vec::new()).unwrap().spool.max_bytes, 1 << 30);
+    for (key, value) in [
+        ("PRESENCE_BRIDGE__SPOOL__MAX_BYTES", "lots"),
+        ("PRESENCE_BRIDGE__SPOOL__MAX_BYTES", "100KiB"),
+        ("PRESENCE_BRIDGE__SPOOL__MAX_BYTES", "0"),
+        ("PRESENCE_BRIDGE__SPOOL__FSYNC", "sometimes"),
+        ("PRESENCE_BRIDGE__SPOOL__DEAD_LETTER_TOPIC", "bad topic"),
+    ] {
+        let e = err(None, &[(key, value)]);
+        let named = key
+            .trim_start_matches("PRESENCE_BRIDGE__")
+            .replace("__", ".")
+            .to_lowercase();
+        assert!(e.contains(&named), "{key}={value}: {e}");
+    }
+}
