@@ -9,7 +9,6 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
 use presence_bridge::envelope::{new_event_id, OutboundRecord};
 use presence_bridge::presence::PresenceEvent;
@@ -66,22 +65,10 @@ fn main() {
     println!("parse+validate+normalize   {a:>5.1} allocations/event  {b:>7.0} bytes/event");
     let event = PresenceEvent::from_json(BODY.as_bytes()).unwrap();
     let (a, b) = count(N, || {
-        OutboundRecord::new(
-            &event,
-            "whatsapp.presence.v1",
-            new_event_id(),
-            now,
-            Instant::now(),
-        )
+        OutboundRecord::new(&event, "whatsapp.presence.v1", new_event_id(), now)
     });
     println!("envelope encode            {a:>5.1} allocations/event  {b:>7.0} bytes/event");
-    let rec = OutboundRecord::new(
-        &event,
-        "whatsapp.presence.v1",
-        new_event_id(),
-        now,
-        Instant::now(),
-    );
+    let rec = OutboundRecord::new(&event, "whatsapp.presence.v1", new_event_id(), now);
     let mut buf = Vec::with_capacity(4096);
     let (a, b) = count(N, || {
         buf.clear();
@@ -99,13 +86,7 @@ fn main() {
     println!("spool frame (reused buf)   {a:>5.1} allocations/event  {b:>7.0} bytes/event");
     let (a, b) = count(N, || {
         let e = PresenceEvent::from_json(BODY.as_bytes()).unwrap();
-        OutboundRecord::new(
-            &e,
-            "whatsapp.presence.v1",
-            new_event_id(),
-            now,
-            Instant::now(),
-        )
+        OutboundRecord::new(&e, "whatsapp.presence.v1", new_event_id(), now)
     });
     println!("whole pure path            {a:>5.1} allocations/event  {b:>7.0} bytes/event");
 }

@@ -5,7 +5,6 @@
 //!   cargo bench --bench pipeline
 
 use std::hint::black_box;
-use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use presence_bridge::envelope::{new_event_id, OutboundRecord};
@@ -42,7 +41,6 @@ fn bench(c: &mut Criterion) {
                 "whatsapp.presence.v1",
                 new_event_id(),
                 now,
-                Instant::now(),
             ))
         })
     });
@@ -56,17 +54,10 @@ fn bench(c: &mut Criterion) {
                 "whatsapp.presence.v1",
                 new_event_id(),
                 now,
-                Instant::now(),
             ))
         })
     });
-    let rec = OutboundRecord::new(
-        &events[0],
-        "whatsapp.presence.v1",
-        new_event_id(),
-        now,
-        Instant::now(),
-    );
+    let rec = OutboundRecord::new(&events[0], "whatsapp.presence.v1", new_event_id(), now);
     let stored = StoredRecord {
         seq: 1,
         arrival_ms: rec.arrival_ms,

@@ -19,10 +19,6 @@ pub enum SinkError {
     /// Temporarily unable (disk error, timed out, stopping).
     #[error("temporarily unavailable: {0}")]
     Unavailable(String),
-    /// This event can never be delivered as it is (too large, not authorized,
-    /// unknown topic): an operator must look.
-    #[error("rejected permanently: {0}")]
-    Permanent(String),
 }
 
 /// Where accepted events go.

@@ -84,6 +84,9 @@ async fn broker_down_under_load_then_up_loses_nothing_and_keeps_order() {
     let mut posted = HashMap::new();
     post_round(&b.api, 25, &mut posted).await;
 
+    // The gauge starts at 0: see it reach 1 first, so the wait for 0 below means something.
+    b.wait_for("presence_bridge_kafka_broker_reachable", 1.0)
+        .await;
     b.cluster.broker_down(1).unwrap();
     b.wait_for_value("presence_bridge_kafka_broker_reachable", 0.0)
         .await;

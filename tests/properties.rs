@@ -103,7 +103,7 @@ proptest! {
     #[test]
     fn accepted_events_make_schema_valid_envelopes(v in callback()) {
         if let Ok(event) = PresenceEvent::from_json(v.to_string().as_bytes()) {
-            let rec = OutboundRecord::new(&event, "t", new_event_id(), time::OffsetDateTime::now_utc(), std::time::Instant::now());
+            let rec = OutboundRecord::new(&event, "t", new_event_id(), time::OffsetDateTime::now_utc());
             let value: Value = serde_json::from_slice(&rec.value).unwrap();
             common::assert_valid_envelope(&SCHEMA, &value);
             prop_assert_eq!(&value["data"]["phone"], event.phone.as_str());

@@ -141,19 +141,25 @@ proptest! {
     }
 }
 
-#[test]
-fn a_torn_tail_is_cut_and_everything_before_it_kept() {
+/// A closed spool holding ten 100-byte records in one segment, and that segment.
+fn ten_records() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = Store::open(opts(dir.path(), 1 << 20)).unwrap();
     let batch: Vec<NewRecord> = (1..=10).map(|n| record(n, 100)).collect();
     store.append(&batch, true).unwrap();
     drop(store);
-    // Cut the last record in half, as a crash mid-write would.
     let (_, seg) = list_segments(dir.path())
         .unwrap()
         .into_iter()
-        .last()
+        .next()
         .unwrap();
+    (dir, seg)
+}
+
+#[test]
+fn a_torn_tail_is_cut_and_everything_before_it_kept() {
+    let (dir, seg) = ten_records();
+    // Cut the last record in half, as a crash mid-write would.
     let len = std::fs::metadata(&seg).unwrap().len();
     std::fs::OpenOptions::new()
         .write(true)
@@ -179,16 +185,7 @@ fn a_torn_tail_is_cut_and_everything_before_it_kept() {
 
 #[test]
 fn a_corrupt_record_in_the_middle_is_skipped_and_counted() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(opts(dir.path(), 1 << 20)).unwrap();
-    let batch: Vec<NewRecord> = (1..=10).map(|n| record(n, 100)).collect();
-    store.append(&batch, true).unwrap();
-    drop(store);
-    let (_, seg) = list_segments(dir.path())
-        .unwrap()
-        .into_iter()
-        .next()
-        .unwrap();
+    let (dir, seg) = ten_records();
     let mut bytes = std::fs::read(&seg).unwrap();
     let frame = bytes.len() / 10; // records are the same size; flip a byte inside the 5th
     let at = 8 + 4 * frame + 40;

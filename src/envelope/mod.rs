@@ -14,8 +14,6 @@
 
 pub mod v1;
 
-use std::time::Instant;
-
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -32,15 +30,11 @@ pub const CONTENT_TYPE: &str = "application/cloudevents+json; charset=UTF-8";
 pub struct OutboundRecord {
     /// The CloudEvents id (UUIDv7, assigned on arrival).
     pub id: Uuid,
-    /// `type` of the envelope, also sent as the `ce_type` header.
-    pub ce_type: &'static str,
     pub topic: String,
     /// The normalized phone: all events of one phone go to one partition, in order.
     pub key: String,
     /// The encoded envelope (JSON).
     pub value: Vec<u8>,
-    /// When the webhook arrived (monotonic), for request timing.
-    pub arrived: Instant,
     /// When the webhook arrived, Unix milliseconds (the envelope's `time`).
     pub arrival_ms: i64,
     /// The presence status as a metric label (a closed set).
@@ -50,28 +44,15 @@ pub struct OutboundRecord {
 impl OutboundRecord {
     /// Wraps `event` in the current envelope version. `id` and `time` are the
     /// arrival's, decided once by the caller.
-    pub fn new(
-        event: &PresenceEvent,
-        topic: &str,
-        id: Uuid,
-        time: OffsetDateTime,
-        arrived: Instant,
-    ) -> Self {
+    pub fn new(event: &PresenceEvent, topic: &str, id: Uuid, time: OffsetDateTime) -> Self {
         Self {
             id,
-            ce_type: v1::TYPE,
             topic: topic.to_owned(),
             key: event.phone.as_str().to_owned(),
             value: v1::encode(event, id, time),
-            arrived,
             arrival_ms: (time.unix_timestamp_nanos() / 1_000_000) as i64,
             status_label: event.status.label(),
         }
-    }
-
-    /// The `ce_id` header value: the id in its hyphenated form.
-    pub fn id_header(&self) -> String {
-        self.id.hyphenated().to_string()
     }
 }
 

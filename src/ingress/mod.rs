@@ -66,7 +66,7 @@ impl<S: Sink> Webhook<S> {
         }
     }
 
-    async fn process(&self, route: &Route, req: Request<Incoming>, arrived: Instant) -> Outcome {
+    async fn process(&self, route: &Route, req: Request<Incoming>) -> Outcome {
         let path_instance = match route {
             Route::Unknown => return Err(Rejection::NotFound),
             Route::Presence => None,
@@ -101,7 +101,7 @@ impl<S: Sink> Webhook<S> {
 
         let id = new_event_id();
         let topic = self.topics.topic_for(event.instance_id.as_str());
-        let record = OutboundRecord::new(&event, topic, id, OffsetDateTime::now_utc(), arrived);
+        let record = OutboundRecord::new(&event, topic, id, OffsetDateTime::now_utc());
         // The sink counts the event as accepted when it commits it, so the
         // count stays exact even if the client hangs up while we wait.
         self.sink.accept(record).await?;
@@ -133,9 +133,6 @@ impl<S: Sink> Webhook<S> {
 
     fn log_rejection(&self, rejection: &Rejection) {
         match rejection {
-            Rejection::Unavailable(SinkError::Permanent(detail)) => {
-                tracing::error!(reason = rejection.code(), detail = %detail, "event rejected permanently by Kafka");
-            }
             Rejection::Unavailable(SinkError::Unavailable(detail)) => {
                 tracing::warn!(reason = rejection.code(), detail = %detail, "event not accepted: sink unavailable");
             }
@@ -152,7 +149,7 @@ impl<S: Sink> Handler for Webhook<S> {
         let arrived = Instant::now();
         let route = Route::parse(req.uri().path());
         let method = method_label(req.method());
-        let outcome = self.process(&route, req, arrived).await;
+        let outcome = self.process(&route, req).await;
         if let Err(rejection) = &outcome {
             self.metrics.event_rejected(rejection.code());
             self.log_rejection(rejection);

@@ -33,9 +33,10 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode as C;
+use rdkafka::Message;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -203,8 +204,9 @@ impl Forwarder {
                             // Refused before it was queued; still in order: everything
                             // before it must be acknowledged first.
                             self.settle_window(&mut st.window).await;
-                            self.dead_letter_stored(&rec, &e).await;
-                            self.ack(rec.seq, true);
+                            let (key, value) =
+                                (Some(rec.key.as_bytes()), Some(rec.value.as_slice()));
+                            self.dead_letter(rec.seq, &rec.topic, key, value, &e).await;
                         }
                         _ => {
                             st.carry.push_front(rec);
@@ -280,8 +282,8 @@ impl Forwarder {
                     }
                 }
                 Ok(Err((e, msg))) if classify(&e) == ErrorClass::Permanent => {
-                    self.dead_letter_message(entry.seq, &msg, &e).await;
-                    self.ack(entry.seq, true);
+                    self.dead_letter(entry.seq, msg.topic(), msg.key(), msg.payload(), &e)
+                        .await;
                 }
                 other => {
                     match other {
@@ -355,8 +357,8 @@ impl Forwarder {
             match done {
                 Ok(Ok(_)) => self.delivered(entry.seq, entry.arrival_ms),
                 Ok(Err((e, msg))) if classify(&e) == ErrorClass::Permanent => {
-                    self.dead_letter_message(entry.seq, &msg, &e).await;
-                    self.ack(entry.seq, true);
+                    self.dead_letter(entry.seq, msg.topic(), msg.key(), msg.payload(), &e)
+                        .await;
                 }
                 _ => {
                     window.push_front(entry);
@@ -407,35 +409,22 @@ impl Forwarder {
         }
     }
 
-    async fn dead_letter_message(&self, seq: u64, msg: &OwnedMessage, e: &KafkaError) {
-        use rdkafka::Message;
+    /// Moves an event Kafka refused for good to the dead-letter place, then
+    /// acknowledges it so it never blocks the ones behind it.
+    async fn dead_letter(
+        &self,
+        seq: u64,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        e: &KafkaError,
+    ) {
         let reason = dead_letter_reason(e);
         self.metrics.dead_lettered(reason);
         self.dead_letter
-            .write(
-                seq,
-                msg.topic(),
-                msg.key(),
-                msg.payload(),
-                reason,
-                &e.to_string(),
-            )
+            .write(seq, topic, key, value, reason, &e.to_string())
             .await;
-    }
-
-    async fn dead_letter_stored(&self, rec: &StoredRecord, e: &KafkaError) {
-        let reason = dead_letter_reason(e);
-        self.metrics.dead_lettered(reason);
-        self.dead_letter
-            .write(
-                rec.seq,
-                &rec.topic,
-                Some(rec.key.as_bytes()),
-                Some(&rec.value),
-                reason,
-                &e.to_string(),
-            )
-            .await;
+        self.ack(seq, true);
     }
 }
 

@@ -27,8 +27,13 @@ pub struct StoredRecord {
 impl StoredRecord {
     /// Bytes this record takes in a segment, frame included.
     pub fn framed_len(&self) -> usize {
-        FRAME_HEADER + BODY_FIXED + self.topic.len() + self.key.len() + self.value.len()
+        framed_len(&self.topic, &self.key, &self.value)
     }
+}
+
+/// Bytes a record with these parts takes in a segment, frame included.
+pub fn framed_len(topic: &str, key: &str, value: &[u8]) -> usize {
+    FRAME_HEADER + BODY_FIXED + topic.len() + key.len() + value.len()
 }
 
 /// Appends the framed record to `out`.

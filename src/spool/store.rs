@@ -229,7 +229,7 @@ impl Store {
         let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
         let size: u64 = batch
             .iter()
-            .map(|r| (FRAME_HEADER + 36 + r.topic.len() + r.key.len() + r.value.len()) as u64)
+            .map(|r| format::framed_len(&r.topic, &r.key, &r.value) as u64)
             .sum();
         if self.is_full(size) {
             return Err(SpoolError::Full);
