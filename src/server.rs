@@ -9,6 +9,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +35,11 @@ pub struct Limits {
     /// Time a client has to send a complete request head (HTTP/1.1).
     pub header_read_timeout: Duration,
 }
+
+/// The direct TCP peer of a connection, attached to every request it carries
+/// as an extension (`req.extensions().get::<Peer>()`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub SocketAddr);
 
 /// A request handler: one async function from request to response.
 pub trait Handler: Send + Sync + 'static {
@@ -71,7 +77,7 @@ pub async fn serve<H: Handler>(
                 Err(_) => break,
             },
         };
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -92,7 +98,8 @@ pub async fn serve<H: Handler>(
             if let Some(m) = &metrics {
                 m.connection_opened();
             }
-            let svc = service_fn(move |req| {
+            let svc = service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(Peer(peer));
                 let handler = handler.clone();
                 async move { Ok::<_, Infallible>(handler.handle(req).await) }
             });
