@@ -51,7 +51,7 @@ use crate::spool::store::{Reader, Store};
 
 /// Events handed to librdkafka and not yet acknowledged, at most.
 pub const WINDOW: usize = 8192;
-/// Records read from disk at a time.
+/// Records read from the spool (memory or disk) at a time.
 const READ_BATCH: usize = 1024;
 /// No delivery for this long while a broker answers: the producer is stuck.
 const STALL: Duration = Duration::from_secs(60);
@@ -156,6 +156,12 @@ impl Forwarder {
                         break; // nothing new on disk
                     }
                     let want = READ_BATCH.min(WINDOW - st.window.len());
+                    // Caught up: the records just committed are still in memory.
+                    let cached = st.reader.read_cached(&self.store, want);
+                    if !cached.is_empty() {
+                        st.carry.extend(cached);
+                        continue;
+                    }
                     let store = self.store.clone();
                     let mut reader = std::mem::replace(&mut st.reader, self.store.reader());
                     let read = tokio::task::spawn_blocking(move || {

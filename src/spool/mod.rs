@@ -59,11 +59,14 @@
 //!   everything not yet written back (typically up to 30 s of events).
 //!
 //! All file I/O runs on a dedicated writer thread or on tokio's blocking pool,
-//! never on the async threads.
+//! never on the async threads. A forwarder that keeps up takes the records the
+//! writer just committed from a bounded in-memory copy ([`tail`]) instead of
+//! reading them back from disk; the files stay the truth.
 
 pub mod format;
 pub mod io;
 pub mod store;
+pub mod tail;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -235,14 +238,14 @@ fn write_loop(
             }
         }
         let result = store.append(&records, false);
-        records.clear();
         match result {
             Ok(a) => {
                 if let Some(t) = a.sync_time {
                     metrics.spool_synced(t);
                 }
-                committed.send_replace(a.last_seq);
                 let first_seq = a.last_seq + 1 - replies.len() as u64;
+                store.tail().push(first_seq, records.drain(..));
+                committed.send_replace(a.last_seq);
                 for (i, (queued, status_label, reply)) in replies.drain(..).enumerate() {
                     metrics.spool_appended(queued.elapsed());
                     metrics.event_accepted(status_label);
@@ -250,6 +253,7 @@ fn write_loop(
                 }
             }
             Err(e) => {
+                records.clear();
                 if !matches!(e, SpoolError::Full) {
                     tracing::error!(error = %e, events = replies.len(), "spool append failed; answering 503");
                 }

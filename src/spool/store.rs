@@ -17,6 +17,7 @@ use super::format::{
     StoredRecord, FRAME_HEADER, MAGIC,
 };
 use super::io::{sync_dir, DiskIo, SegmentFile, SpoolIo};
+use super::tail::Tail;
 use super::{FsyncPolicy, SpoolError};
 
 const CHECKPOINT: &str = "acked";
@@ -111,6 +112,8 @@ pub struct Store {
     io: Arc<dyn SpoolIo>,
     shared: Mutex<Shared>,
     active: Mutex<Active>,
+    /// The newest committed records, for a reader that keeps up.
+    tail: Tail,
     _lock: File,
 }
 
@@ -194,6 +197,7 @@ impl Store {
                 poisoned: false,
             }),
             opts,
+            tail: Tail::default(),
             _lock: lock,
         };
         Ok((store, report))
@@ -406,6 +410,11 @@ impl Store {
         }
     }
 
+    /// Where the writer puts freshly committed records for the reader.
+    pub fn tail(&self) -> &Tail {
+        &self.tail
+    }
+
     /// A reader positioned at the first record after the watermark.
     pub fn reader(&self) -> Reader {
         Reader {
@@ -432,6 +441,19 @@ impl Reader {
 
     pub fn next_seq(&self) -> u64 {
         self.next_seq
+    }
+
+    /// Up to `max` records from the reader's position if the store's
+    /// in-memory tail holds them (no file I/O: safe on an async thread);
+    /// empty when they must be read from disk with [`Reader::read`].
+    pub fn read_cached(&mut self, store: &Store, max: usize) -> Vec<StoredRecord> {
+        let mut out = Vec::new();
+        if store.tail.take_from(self.next_seq, max, &mut out) > 0 {
+            if let Some(last) = out.last() {
+                self.next_seq = last.seq + 1;
+            }
+        }
+        out
     }
 
     /// Up to `max` committed records from the reader's position. Damaged
