@@ -67,7 +67,7 @@ async fn append_throughput(clients: usize, duration: Duration) {
             let mut i = c as u64 * 1_000_000_000;
             while started.elapsed() < duration {
                 let t = Instant::now();
-                spool.append(record(i), "COMPOSING").await.unwrap();
+                spool.append(record(i), Some("COMPOSING")).await.unwrap();
                 lat.push(t.elapsed());
                 i += 1;
             }

@@ -124,16 +124,19 @@ pub async fn start(
         metrics.clone(),
         committed_tx,
     )?;
-    let webhook = Arc::new(Webhook::new(
-        spool,
-        Auth::new(settings.auth.tokens.clone()),
-        BodyLimits {
-            max_bytes: settings.http.max_body_bytes.get(),
-            read_timeout: settings.http.body_read_timeout,
-        },
-        settings.kafka.clone(),
-        metrics.clone(),
-    ));
+    let webhook = Arc::new(
+        Webhook::new(
+            spool,
+            Auth::new(settings.auth.tokens.clone()),
+            BodyLimits {
+                max_bytes: settings.http.max_body_bytes.get(),
+                read_timeout: settings.http.body_read_timeout,
+            },
+            settings.kafka.clone(),
+            metrics.clone(),
+        )
+        .with_rejected(settings.rejected.clone()),
+    );
     let admin = Arc::new(Admin::new(registry.clone(), health.clone()));
 
     let forwarder = Forwarder {
@@ -155,6 +158,7 @@ pub async fn start(
         ),
         health: health.clone(),
         replay_until: stats.committed,
+        rejected_topic: settings.rejected.topic.clone(),
     };
     let forwarder_stop = StopSignal::default();
     let forwarder_task = tokio::spawn(forwarder.run(forwarder_stop.clone()));

@@ -82,6 +82,7 @@ pub struct Settings {
     pub spool: SpoolSettings,
     pub log: LogSettings,
     pub shutdown: ShutdownSettings,
+    pub rejected: RejectedSettings,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -153,6 +154,15 @@ pub enum LogFormat {
 pub struct LogSettings {
     pub format: LogFormat,
     pub level: String,
+}
+
+/// Capture of rejected input (opt-in): see [`crate::envelope::rejected`].
+#[derive(Debug, Clone, Serialize)]
+pub struct RejectedSettings {
+    /// Where captured requests go; `None` (the default) turns capture off.
+    pub topic: Option<String>,
+    /// Body bytes kept per captured request, at most.
+    pub max_bytes: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -320,6 +330,29 @@ impl Settings {
         if let Some(t) = &sp.dead_letter_topic {
             topic_name("spool.dead_letter_topic", t)?;
         }
+        let rejected = raw.rejected;
+        if let Some(t) = &rejected.topic {
+            topic_name("rejected.topic", t)?;
+            let taken = std::iter::once(&kafka.topic)
+                .chain(kafka.topic_by_instance.values())
+                .chain(sp.dead_letter_topic.as_ref());
+            for other in taken {
+                if other == t {
+                    return Err(invalid(
+                        "rejected.topic",
+                        format!("`{t}` is already used for events or dead letters; use a topic of its own"),
+                    ));
+                }
+            }
+        }
+        let rejected_max = byte_size("rejected.max_bytes", &rejected.max_bytes)?;
+        if !(1..=1024 * 1024).contains(&rejected_max) {
+            return Err(invalid("rejected.max_bytes", "must be between 1B and 1MiB"));
+        }
+        let rejected = RejectedSettings {
+            topic: rejected.topic,
+            max_bytes: rejected_max as usize,
+        };
         let spool = SpoolSettings {
             dir: sp.dir,
             max_bytes,
@@ -342,6 +375,7 @@ impl Settings {
             shutdown: ShutdownSettings {
                 deadline: duration("shutdown.deadline", &raw.shutdown.deadline)?,
             },
+            rejected,
         })
     }
 
@@ -515,6 +549,7 @@ pub mod raw {
         pub spool: Spool,
         pub log: Log,
         pub shutdown: Shutdown,
+        pub rejected: Rejected,
     }
 
     #[derive(Debug, Deserialize)]
@@ -637,6 +672,22 @@ pub mod raw {
         fn default() -> Self {
             Self {
                 deadline: "20s".into(),
+            }
+        }
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct Rejected {
+        pub topic: Option<String>,
+        pub max_bytes: String,
+    }
+
+    impl Default for Rejected {
+        fn default() -> Self {
+            Self {
+                topic: None,
+                max_bytes: "16KiB".into(),
             }
         }
     }

@@ -40,6 +40,8 @@ pub const REJECT_REASONS: &[&str] = &[
 /// Why Kafka refused an event for good (dead-letter reasons).
 pub const DEAD_LETTER_REASONS: &[&str] =
     &["too_large", "not_authorized", "unknown_topic", "rejected"];
+/// What became of a rejected request's capture (`rejected.topic`).
+pub const CAPTURE_RESULTS: &[&str] = &["stored", "dropped"];
 /// Why the spool dropped stored data at recovery.
 pub const DROP_REASONS: &[&str] = &["corrupt_record", "torn_write"];
 /// Presence statuses as metric label values.
@@ -93,6 +95,7 @@ pub struct Metrics {
     spool_replayed: prometheus::IntCounter,
     spool_dropped: IntCounterVec,
     dead_lettered: IntCounterVec,
+    rejected_captured: IntCounterVec,
 }
 
 impl Metrics {
@@ -241,6 +244,14 @@ impl Metrics {
             .namespace(NS),
             &["reason"],
         )?;
+        let rejected_captured = IntCounterVec::new(
+            Opts::new(
+                "rejected_input_captured_total",
+                "Rejected requests captured for replay (rejected.topic): stored in the spool, or dropped because the spool could not take them.",
+            )
+            .namespace(NS),
+            &["result"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("build_info", "Always 1; labels carry the build's version.").namespace(NS),
             &["version", "rdkafka_version"],
@@ -271,6 +282,10 @@ impl Metrics {
         registry.register(Box::new(spool_replayed.clone()))?;
         registry.register(Box::new(spool_dropped.clone()))?;
         registry.register(Box::new(dead_lettered.clone()))?;
+        registry.register(Box::new(rejected_captured.clone()))?;
+        for result in CAPTURE_RESULTS {
+            rejected_captured.with_label_values(&[result]);
+        }
         for reason in DEAD_LETTER_REASONS {
             dead_lettered.with_label_values(&[reason]);
         }
@@ -313,6 +328,7 @@ impl Metrics {
             spool_replayed,
             spool_dropped,
             dead_lettered,
+            rejected_captured,
         })
     }
 
@@ -399,6 +415,12 @@ impl Metrics {
     /// `reason` is one of [`DEAD_LETTER_REASONS`].
     pub fn dead_lettered(&self, reason: &'static str) {
         self.dead_lettered.with_label_values(&[reason]).inc();
+    }
+
+    /// A rejected request's capture was `stored` or `dropped`.
+    pub fn rejected_input_captured(&self, stored: bool) {
+        let result = if stored { "stored" } else { "dropped" };
+        self.rejected_captured.with_label_values(&[result]).inc();
     }
 }
 

@@ -12,6 +12,7 @@
 //! publisher (and, later, the spool) needs, already encoded. Nothing
 //! downstream re-encodes or re-assigns the id, so retries never change it.
 
+pub mod rejected;
 pub mod v1;
 
 use time::OffsetDateTime;
@@ -37,8 +38,9 @@ pub struct OutboundRecord {
     pub value: Vec<u8>,
     /// When the webhook arrived, Unix milliseconds (the envelope's `time`).
     pub arrival_ms: i64,
-    /// The presence status as a metric label (a closed set).
-    pub status_label: &'static str,
+    /// The presence status as a metric label (a closed set); `None` for
+    /// records that are not presence events (captured rejected input).
+    pub status_label: Option<&'static str>,
 }
 
 impl OutboundRecord {
@@ -51,7 +53,34 @@ impl OutboundRecord {
             key: event.phone.as_str().to_owned(),
             value: v1::encode(event, id, time),
             arrival_ms: (time.unix_timestamp_nanos() / 1_000_000) as i64,
-            status_label: event.status.label(),
+            status_label: Some(event.status.label()),
+        }
+    }
+
+    /// A captured rejected request (see [`rejected`]), keyed by the path's
+    /// instance id when there was one.
+    pub fn rejected(
+        input: &rejected::RejectedInput<'_>,
+        max_bytes: usize,
+        topic: &str,
+        id: Uuid,
+        time: OffsetDateTime,
+    ) -> Self {
+        Self {
+            id,
+            topic: topic.to_owned(),
+            key: input.path_instance.unwrap_or("unknown").to_owned(),
+            value: rejected::encode(input, max_bytes, id, time),
+            arrival_ms: (time.unix_timestamp_nanos() / 1_000_000) as i64,
+            status_label: None,
+        }
+    }
+
+    /// The CloudEvents `type` of this record's value (the `ce_type` header).
+    pub fn ce_type(&self) -> &'static str {
+        match self.status_label {
+            Some(_) => v1::TYPE,
+            None => rejected::TYPE,
         }
     }
 }

@@ -6,6 +6,9 @@
 //! token (401) → Content-Type (415) → Content-Length against the limit before
 //! reading (413) → body read under a size limit (413) and a timeout (408) →
 //! validation (400) → path/body instance match (400) → the sink (200 or 503).
+//! With `rejected.topic` set, a request rejected at validation or at the
+//! instance match also has its body captured through the sink (see
+//! [`crate::envelope::rejected`]); its answer stays the 400.
 //!
 //! Never logs a token, a query string, or a full phone number.
 
@@ -23,7 +26,8 @@ use hyper::{HeaderMap, Method, Request, Response};
 use percent_encoding::percent_decode_str;
 use time::OffsetDateTime;
 
-use crate::config::KafkaSettings;
+use crate::config::{KafkaSettings, RejectedSettings};
+use crate::envelope::rejected::RejectedInput;
 use crate::envelope::{new_event_id, OutboundRecord};
 use crate::metrics::Metrics;
 use crate::presence::{InstanceId, PresenceEvent};
@@ -47,6 +51,16 @@ pub struct Webhook<S> {
     limits: BodyLimits,
     topics: KafkaSettings,
     metrics: Metrics,
+    /// Capture of invalid input (off unless `rejected.topic` is set).
+    rejected: RejectedSettings,
+}
+
+/// What the handler keeps of a request in case it is rejected as invalid
+/// (only when capture is on).
+#[derive(Default)]
+struct Captured {
+    body: Option<Bytes>,
+    content_type: Option<hyper::header::HeaderValue>,
 }
 
 impl<S: Sink> Webhook<S> {
@@ -63,10 +77,25 @@ impl<S: Sink> Webhook<S> {
             limits,
             topics,
             metrics,
+            rejected: RejectedSettings {
+                topic: None,
+                max_bytes: 0,
+            },
         }
     }
 
-    async fn process(&self, route: &Route, req: Request<Incoming>) -> Outcome {
+    /// Turns on the capture of invalid input (see [`crate::envelope::rejected`]).
+    pub fn with_rejected(mut self, rejected: RejectedSettings) -> Self {
+        self.rejected = rejected;
+        self
+    }
+
+    async fn process(
+        &self,
+        route: &Route,
+        req: Request<Incoming>,
+        captured: &mut Captured,
+    ) -> Outcome {
         let path_instance = match route {
             Route::Unknown => return Err(Rejection::NotFound),
             Route::Presence => None,
@@ -93,7 +122,14 @@ impl<S: Sink> Webhook<S> {
         if declared_length(req.headers()).is_some_and(|len| len > limit as u64) {
             return Err(Rejection::PayloadTooLarge { limit });
         }
+        let capture = self.rejected.topic.is_some();
+        if capture {
+            captured.content_type = req.headers().get(CONTENT_TYPE).cloned();
+        }
         let body = self.read_body(req.into_body()).await?;
+        if capture {
+            captured.body = Some(body.clone());
+        }
         let event = PresenceEvent::from_json(&body)?;
         if path_instance.is_some_and(|p| p != event.instance_id) {
             return Err(Rejection::InstanceMismatch);
@@ -131,6 +167,44 @@ impl<S: Sink> Webhook<S> {
         }
     }
 
+    /// Stores an invalid request's body and reason through the sink, to the
+    /// `rejected.topic`, when capture is on. The client's answer stays the 4xx.
+    async fn capture(&self, route: &Route, rejection: &Rejection, captured: Captured) {
+        let (Some(topic), Some(body)) = (&self.rejected.topic, captured.body) else {
+            return;
+        };
+        if !rejection.is_invalid_input() {
+            return;
+        }
+        let message = rejection.to_string();
+        let input = RejectedInput {
+            reason: rejection.code(),
+            message: &message,
+            field: rejection.field(),
+            status: rejection.status().as_u16(),
+            path_instance: match route {
+                Route::PresenceForInstance(raw) => Some(raw.as_str()),
+                _ => None,
+            },
+            content_type: captured.content_type.as_ref().and_then(|v| v.to_str().ok()),
+            body: &body,
+        };
+        let record = OutboundRecord::rejected(
+            &input,
+            self.rejected.max_bytes,
+            topic,
+            new_event_id(),
+            OffsetDateTime::now_utc(),
+        );
+        match self.sink.accept(record).await {
+            Ok(()) => self.metrics.rejected_input_captured(true),
+            Err(e) => {
+                self.metrics.rejected_input_captured(false);
+                tracing::warn!(reason = rejection.code(), error = %e, "rejected input could not be captured");
+            }
+        }
+    }
+
     fn log_rejection(&self, rejection: &Rejection) {
         match rejection {
             Rejection::Unavailable(SinkError::Unavailable(detail)) => {
@@ -149,10 +223,12 @@ impl<S: Sink> Handler for Webhook<S> {
         let arrived = Instant::now();
         let route = Route::parse(req.uri().path());
         let method = method_label(req.method());
-        let outcome = self.process(&route, req).await;
+        let mut captured = Captured::default();
+        let outcome = self.process(&route, req, &mut captured).await;
         if let Err(rejection) = &outcome {
             self.metrics.event_rejected(rejection.code());
             self.log_rejection(rejection);
+            self.capture(&route, rejection, captured).await;
         }
         let response = reply::respond(&outcome);
         self.metrics.request_answered(

@@ -79,7 +79,14 @@ impl Rejection {
         }
     }
 
-    fn field(&self) -> Option<&'static str> {
+    /// True when the body was read and failed validation: the rejections
+    /// whose input is captured for replay when `rejected.topic` is set.
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(self, Self::Invalid(_) | Self::InstanceMismatch)
+    }
+
+    /// The offending field, when there is one (the error body's `field`).
+    pub fn field(&self) -> Option<&'static str> {
         match self {
             Self::Invalid(e) => e.field(),
             Self::InvalidPathInstance | Self::InstanceMismatch => Some("instanceId"),

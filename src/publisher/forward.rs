@@ -43,7 +43,9 @@ use tokio_util::sync::CancellationToken;
 use super::classify::{classify, ErrorClass};
 use super::dead_letter::DeadLetter;
 use super::KafkaPublisher;
-use crate::envelope::{v1, CONTENT_TYPE, HEADER_CE_ID, HEADER_CE_TYPE, HEADER_CONTENT_TYPE};
+use crate::envelope::{
+    rejected, v1, CONTENT_TYPE, HEADER_CE_ID, HEADER_CE_TYPE, HEADER_CONTENT_TYPE,
+};
 use crate::health::Health;
 use crate::metrics::{DeliveryResult, Metrics};
 use crate::spool::format::StoredRecord;
@@ -122,6 +124,9 @@ pub struct Forwarder {
     pub health: Arc<Health>,
     /// Events with a sequence at or below this were in the spool at start.
     pub replay_until: u64,
+    /// Records for this topic are captured rejected input, not presence events
+    /// (their `ce_type` header differs).
+    pub rejected_topic: Option<String>,
 }
 
 impl Forwarder {
@@ -194,7 +199,7 @@ impl Forwarder {
                 let Some(rec) = st.carry.pop_front() else {
                     break;
                 };
-                match send(&st.publisher, &rec) {
+                match send(&st.publisher, &rec, self.ce_type(&rec)) {
                     Ok(delivery) => st.window.push_back(InFlight {
                         seq: rec.seq,
                         arrival_ms: rec.arrival_ms,
@@ -335,6 +340,13 @@ impl Forwarder {
         }
     }
 
+    fn ce_type(&self, rec: &StoredRecord) -> &'static str {
+        match &self.rejected_topic {
+            Some(t) if *t == rec.topic => rejected::TYPE,
+            _ => v1::TYPE,
+        }
+    }
+
     fn delivered(&self, seq: u64, arrival_ms: i64) {
         self.metrics
             .delivery_finished(DeliveryResult::Delivered, Some(since(arrival_ms)));
@@ -434,7 +446,11 @@ impl Forwarder {
     }
 }
 
-fn send(publisher: &KafkaPublisher, rec: &StoredRecord) -> Result<DeliveryFuture, KafkaError> {
+fn send(
+    publisher: &KafkaPublisher,
+    rec: &StoredRecord,
+    ce_type: &'static str,
+) -> Result<DeliveryFuture, KafkaError> {
     let id = rec.id.hyphenated().to_string();
     let headers = OwnedHeaders::new_with_capacity(3)
         .insert(Header {
@@ -447,7 +463,7 @@ fn send(publisher: &KafkaPublisher, rec: &StoredRecord) -> Result<DeliveryFuture
         })
         .insert(Header {
             key: HEADER_CE_TYPE,
-            value: Some(v1::TYPE),
+            value: Some(ce_type),
         });
     let record = FutureRecord::to(&rec.topic)
         .key(rec.key.as_str())

@@ -131,8 +131,9 @@ impl SpoolError {
 
 struct Request {
     record: NewRecord,
-    /// Metric label of the event's presence status, counted once committed.
-    status_label: &'static str,
+    /// Metric label of the event's presence status, counted once committed
+    /// (`None`: not a presence event, not counted as accepted).
+    status_label: Option<&'static str>,
     queued: Instant,
     reply: oneshot::Sender<Result<u64, SpoolError>>,
 }
@@ -175,7 +176,7 @@ impl Spool {
     pub async fn append(
         &self,
         record: NewRecord,
-        status_label: &'static str,
+        status_label: Option<&'static str>,
     ) -> Result<u64, SpoolError> {
         let (reply, rx) = oneshot::channel();
         let req = Request {
@@ -223,7 +224,7 @@ fn write_loop(
 ) {
     type Reply = (
         Instant,
-        &'static str,
+        Option<&'static str>,
         oneshot::Sender<Result<u64, SpoolError>>,
     );
     let mut replies: Vec<Reply> = Vec::with_capacity(MAX_BATCH);
@@ -248,7 +249,9 @@ fn write_loop(
                 committed.send_replace(a.last_seq);
                 for (i, (queued, status_label, reply)) in replies.drain(..).enumerate() {
                     metrics.spool_appended(queued.elapsed());
-                    metrics.event_accepted(status_label);
+                    if let Some(label) = status_label {
+                        metrics.event_accepted(label);
+                    }
                     let _ = reply.send(Ok(first_seq + i as u64));
                 }
             }

@@ -1,0 +1,179 @@
+//! Capture of rejected input (`rejected.topic`, opt-in): an authenticated
+//! request whose body fails validation is still answered 400, and its raw
+//! bytes and reason reach the configured topic through the spool; nothing
+//! else is captured, and it never counts as an accepted event.
+
+mod common;
+
+use base64::Engine;
+use common::{callback, read_topic, Bridge, TOKEN};
+use hyper::{Method, StatusCode};
+use presence_bridge::envelope::rejected;
+
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+async fn bridge_capturing(max_bytes: &str) -> (Bridge, String) {
+    let topic = format!("rejected-{}", uuid::Uuid::now_v7().simple());
+    let bridge = Bridge::start_with(&[
+        ("PRESENCE_BRIDGE__REJECTED__TOPIC", topic.as_str()),
+        ("PRESENCE_BRIDGE__REJECTED__MAX_BYTES", max_bytes),
+    ])
+    .await;
+    bridge
+        .cluster
+        .create_topic(&topic, common::PARTITIONS, 1)
+        .unwrap();
+    (bridge, topic)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_input_is_answered_400_and_captured_with_its_reason() {
+    let (bridge, topic) = bridge_capturing("16KiB").await;
+    let bad = r#"{"type":"PresenceChatCallback","phone":"5544999999999","status":"TYPING_SOMETHING_NEW","instanceId":"inst-1","lastSeen":"yesterday"}"#;
+    let reply = bridge
+        .send(
+            Method::POST,
+            &format!("/webhooks/zapi/instances/inst-1/presence?token={TOKEN}"),
+            &[JSON],
+            bad,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{:?}", reply.body);
+    let code = reply.body["error"].as_str().unwrap().to_owned();
+
+    let got = read_topic(&bridge.cluster.bootstrap_servers(), &topic, 1).await;
+    let rec = &got[0];
+    assert_eq!(rec.key, "inst-1", "keyed by the path's instance");
+    assert_eq!(rec.headers["ce_type"], rejected::TYPE);
+    assert_eq!(rec.headers["ce_id"], rec.value["id"].as_str().unwrap());
+    let data = &rec.value["data"];
+    assert_eq!(
+        data["reason"],
+        code.as_str(),
+        "the same code the client got"
+    );
+    assert_eq!(data["status"], 400);
+    assert_eq!(data["body"], bad, "the raw bytes, unchanged");
+    assert_eq!(data["size"], bad.len());
+    assert_eq!(data["truncated"], false);
+    assert_eq!(data["pathInstanceId"], "inst-1");
+    assert_eq!(data["contentType"], "application/json");
+    bridge
+        .wait_for_value(
+            r#"presence_bridge_rejected_input_captured_total{result="stored"}"#,
+            1.0,
+        )
+        .await;
+    let accepted: f64 = presence_bridge::metrics::STATUSES
+        .iter()
+        .map(|s| {
+            bridge.metric(&format!(
+                r#"presence_bridge_events_accepted_total{{status="{s}"}}"#
+            ))
+        })
+        .sum();
+    assert_eq!(
+        accepted, 0.0,
+        "a captured rejection is not an accepted event"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_and_oversized_bodies_are_kept_capped() {
+    let (bridge, topic) = bridge_capturing("64").await;
+    let binary: Vec<u8> = (0..=255u8).rev().collect();
+    let reply = bridge
+        .send_bytes(
+            Method::POST,
+            &format!("/webhooks/zapi/presence?token={TOKEN}"),
+            &[JSON],
+            binary.clone(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let long = format!("{{\"phone\": \"{}\"", "9".repeat(500));
+    let reply = bridge.post_json(&long).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+
+    let got = read_topic(&bridge.cluster.bootstrap_servers(), &topic, 2).await;
+    let mut by_size: Vec<_> = got.iter().map(|r| &r.value["data"]).collect();
+    by_size.sort_by_key(|d| d["size"].as_u64());
+    let (bin, text) = (by_size[0], by_size[1]);
+    assert_eq!(bin["size"], 256);
+    assert_eq!(bin["truncated"], true);
+    let kept = base64::engine::general_purpose::STANDARD
+        .decode(bin["bodyBase64"].as_str().expect("binary goes as base64"))
+        .unwrap();
+    assert_eq!(kept, binary[..64], "the first max_bytes bytes");
+    assert_eq!(text["size"], long.len());
+    assert_eq!(text["body"], &long[..64]);
+    assert_eq!(text["pathInstanceId"], serde_json::Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_authenticated_invalid_bodies_are_captured() {
+    let (bridge, topic) = bridge_capturing("16KiB").await;
+    // Not captured: no token, wrong media type, unknown route, wrong method.
+    let no_token = bridge
+        .send(Method::POST, "/webhooks/zapi/presence", &[JSON], "{}")
+        .await;
+    assert_eq!(no_token.status, StatusCode::UNAUTHORIZED);
+    let text = bridge
+        .send(
+            Method::POST,
+            &format!("/webhooks/zapi/presence?token={TOKEN}"),
+            &[("content-type", "text/plain")],
+            "{}",
+        )
+        .await;
+    assert_eq!(text.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // Captured: one invalid body. Accepted normally: one valid event.
+    assert_eq!(bridge.post_json("{}").await.status, StatusCode::BAD_REQUEST);
+    let ok = bridge
+        .post_json(&callback("5544999999999", "COMPOSING"))
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+
+    let events = bridge.read(1).await;
+    assert_eq!(events[0].value["data"]["status"], "COMPOSING");
+    let got = read_topic(&bridge.cluster.bootstrap_servers(), &topic, 1).await;
+    assert_eq!(got[0].value["data"]["body"], "{}");
+    bridge
+        .wait_for_value(
+            r#"presence_bridge_rejected_input_captured_total{result="stored"}"#,
+            1.0,
+        )
+        .await;
+    assert_eq!(
+        bridge.metric(r#"presence_bridge_rejected_input_captured_total{result="dropped"}"#),
+        0.0
+    );
+}
+
+#[test]
+fn the_topic_must_be_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = |topic: &str| {
+        vec![
+            (
+                "PRESENCE_BRIDGE__KAFKA__TOPIC".to_owned(),
+                "events".to_owned(),
+            ),
+            (
+                "PRESENCE_BRIDGE__SPOOL__DIR".to_owned(),
+                dir.path().display().to_string(),
+            ),
+            (
+                "PRESENCE_BRIDGE__REJECTED__TOPIC".to_owned(),
+                topic.to_owned(),
+            ),
+        ]
+    };
+    let err = presence_bridge::config::load(None, env("events")).unwrap_err();
+    assert!(err.to_string().starts_with("rejected.topic:"), "{err}");
+    let err = presence_bridge::config::load(None, env("bad topic!")).unwrap_err();
+    assert!(err.to_string().starts_with("rejected.topic:"), "{err}");
+    let ok = presence_bridge::config::load(None, env("events.rejected")).unwrap();
+    assert_eq!(ok.rejected.topic.as_deref(), Some("events.rejected"));
+    assert_eq!(ok.rejected.max_bytes, 16 * 1024, "the default cap");
+}
