@@ -139,7 +139,7 @@ pub async fn start(
         )
         .with_access(
             Access::new(&settings.access),
-            RateLimits::new(&settings.limits),
+            RateLimits::new(&settings.limits, &metrics),
         ),
     );
     let admin = Arc::new(Admin::new(registry.clone(), health.clone()));

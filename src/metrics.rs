@@ -47,6 +47,8 @@ pub const DEAD_LETTER_REASONS: &[&str] =
     &["too_large", "not_authorized", "unknown_topic", "rejected"];
 /// Why the spool dropped stored data at recovery.
 pub const DROP_REASONS: &[&str] = &["corrupt_record", "torn_write"];
+/// Rate limiters as metric label values.
+pub const LIMITERS: &[&str] = &["client", "instance"];
 /// Presence statuses as metric label values.
 pub const STATUSES: &[&str] = &[
     "UNAVAILABLE",
@@ -98,6 +100,7 @@ pub struct Metrics {
     spool_replayed: prometheus::IntCounter,
     spool_dropped: IntCounterVec,
     dead_lettered: IntCounterVec,
+    rate_limit_evictions: IntCounterVec,
 }
 
 impl Metrics {
@@ -246,6 +249,15 @@ impl Metrics {
             .namespace(NS),
             &["reason"],
         )?;
+        let rate_limit_evictions = IntCounterVec::new(
+            Opts::new(
+                "rate_limit_active_evictions_total",
+                "Rate-limit buckets still in use dropped to stay within limits.max_tracked; \
+                 a steady rise means limits are approximate: raise limits.max_tracked.",
+            )
+            .namespace(NS),
+            &["limiter"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("build_info", "Always 1; labels carry the build's version.").namespace(NS),
             &["version", "rdkafka_version"],
@@ -276,6 +288,10 @@ impl Metrics {
         registry.register(Box::new(spool_replayed.clone()))?;
         registry.register(Box::new(spool_dropped.clone()))?;
         registry.register(Box::new(dead_lettered.clone()))?;
+        registry.register(Box::new(rate_limit_evictions.clone()))?;
+        for limiter in LIMITERS {
+            rate_limit_evictions.with_label_values(&[limiter]);
+        }
         for reason in DEAD_LETTER_REASONS {
             dead_lettered.with_label_values(&[reason]);
         }
@@ -318,6 +334,7 @@ impl Metrics {
             spool_replayed,
             spool_dropped,
             dead_lettered,
+            rate_limit_evictions,
         })
     }
 
@@ -399,6 +416,14 @@ impl Metrics {
         self.spool_dropped
             .with_label_values(&[reason])
             .inc_by(count);
+    }
+
+    /// A rate-limit bucket still in use was dropped for room; `limiter` is
+    /// one of [`LIMITERS`].
+    pub fn rate_limit_bucket_evicted(&self, limiter: &'static str) {
+        self.rate_limit_evictions
+            .with_label_values(&[limiter])
+            .inc();
     }
 
     /// `reason` is one of [`DEAD_LETTER_REASONS`].

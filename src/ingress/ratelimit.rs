@@ -22,6 +22,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::config::{LimitsSettings, RateSettings};
+use crate::metrics::Metrics;
 
 /// Maps per limiter; a power of two.
 pub const SHARDS: usize = 16;
@@ -102,6 +103,8 @@ pub struct Limiter<K> {
     shards: Box<[Mutex<HashMap<K, Bucket>>]>,
     per_shard: usize,
     pick: RandomState,
+    /// Counts evictions of buckets still in use, under this limiter label.
+    evictions: Option<(Metrics, &'static str)>,
 }
 
 impl<K: Hash + Eq + Clone> Limiter<K> {
@@ -112,7 +115,14 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             per_shard,
             pick: RandomState::new(),
+            evictions: None,
         }
+    }
+
+    /// Counts forced evictions in `presence_bridge_rate_limit_active_evictions_total`.
+    pub fn counted(mut self, metrics: Metrics, limiter: &'static str) -> Self {
+        self.evictions = Some((metrics, limiter));
+        self
     }
 
     /// Takes a token for `key` now.
@@ -156,6 +166,9 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
             .map(|(k, _)| k.clone());
         if let Some(k) = oldest {
             map.remove(&k);
+            if let Some((metrics, limiter)) = &self.evictions {
+                metrics.rate_limit_bucket_evicted(limiter);
+            }
         }
     }
 
@@ -176,11 +189,15 @@ pub struct RateLimits {
 }
 
 impl RateLimits {
-    pub fn new(s: &LimitsSettings) -> Self {
+    pub fn new(s: &LimitsSettings, metrics: &Metrics) -> Self {
         let cap = s.max_tracked.get();
         Self {
-            per_client: s.per_client.map(|r| Limiter::new(r, cap)),
-            per_instance: s.per_instance.map(|r| Limiter::new(r, cap)),
+            per_client: s
+                .per_client
+                .map(|r| Limiter::new(r, cap).counted(metrics.clone(), "client")),
+            per_instance: s
+                .per_instance
+                .map(|r| Limiter::new(r, cap).counted(metrics.clone(), "instance")),
         }
     }
 
@@ -333,5 +350,27 @@ mod tests {
             vec![1, 3],
             "the least recently used active bucket goes"
         );
+    }
+
+    #[test]
+    fn forced_evictions_are_counted() {
+        let (registry, metrics) = Metrics::standalone();
+        let l: Limiter<u32> = Limiter::new(rate(1.0, 1), SHARDS).counted(metrics, "client");
+        let t0 = Instant::now();
+        // Every bucket emptied and still refilling: room only by force.
+        for k in 0..(SHARDS as u32 * 8) {
+            let _ = l.check_at(&k, t0);
+        }
+        let text = String::from_utf8(crate::metrics::render(&registry)).unwrap();
+        let sample = r#"presence_bridge_rate_limit_active_evictions_total{limiter="client"} "#;
+        let n: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(sample))
+            .unwrap()
+            .parse()
+            .unwrap();
+        // Each shard holds one bucket; all but the first key of a shard forced one out.
+        assert_eq!(n, SHARDS as u64 * 8 - l.tracked() as u64);
+        assert!(l.tracked() <= SHARDS);
     }
 }
