@@ -23,7 +23,9 @@ use tokio_util::task::TaskTracker;
 use crate::admin::Admin;
 use crate::config::Settings;
 use crate::health::{DevBroker, Health};
+use crate::ingress::access::Access;
 use crate::ingress::auth::Auth;
+use crate::ingress::ratelimit::RateLimits;
 use crate::ingress::{BodyLimits, Webhook};
 use crate::metrics::Metrics;
 use crate::publisher::dead_letter::DeadLetter;
@@ -127,7 +129,7 @@ pub async fn start(
     let webhook = Arc::new(
         Webhook::new(
             spool,
-            Auth::new(settings.auth.tokens.clone()),
+            Auth::from_settings(&settings.auth),
             BodyLimits {
                 max_bytes: settings.http.max_body_bytes.get(),
                 read_timeout: settings.http.body_read_timeout,
@@ -135,7 +137,11 @@ pub async fn start(
             settings.kafka.clone(),
             metrics.clone(),
         )
-        .with_rejected(settings.rejected.clone()),
+        .with_rejected(settings.rejected.clone())
+        .with_access(
+            Access::new(&settings.access),
+            RateLimits::new(&settings.limits, &metrics),
+        ),
     );
     let admin = Arc::new(Admin::new(registry.clone(), health.clone()));
 

@@ -246,8 +246,10 @@ fn serve(settings: Settings, args: ServeArgs) -> ExitCode {
     } else {
         (settings.kafka.brokers.join(","), None)
     };
-    if settings.auth.tokens.is_empty() {
-        tracing::warn!("auth.tokens is empty: the webhook accepts requests without a token");
+    if settings.auth.tokens.is_empty() && settings.auth.instances.is_empty() {
+        tracing::warn!(
+            "auth.tokens and auth.instances are empty: the webhook accepts requests without a token"
+        );
     }
 
     let rt = match runtime() {

@@ -79,6 +79,8 @@ pub struct Settings {
     pub admin: AdminSettings,
     pub kafka: KafkaSettings,
     pub auth: AuthSettings,
+    pub access: AccessSettings,
+    pub limits: LimitsSettings,
     pub spool: SpoolSettings,
     pub log: LogSettings,
     pub shutdown: ShutdownSettings,
@@ -122,7 +124,38 @@ pub struct KafkaSettings {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AuthSettings {
+    /// Global tokens: valid for every (allowed) instance.
     pub tokens: Vec<Secret>,
+    /// Tenant tokens by instance id: each valid for its own instance only.
+    /// No token appears twice (neither under two instances nor also global).
+    pub instances: BTreeMap<String, Vec<Secret>>,
+    /// Empty: every instance may post; otherwise only these.
+    pub allowed_instances: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AccessSettings {
+    /// Client networks allowed to call the webhook; empty: everyone.
+    pub allowed_clients: Vec<ipnet::IpNet>,
+    /// Direct peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LimitsSettings {
+    /// Token bucket per instance id; None: no limit.
+    pub per_instance: Option<RateSettings>,
+    /// Token bucket per client address; None: no limit.
+    pub per_client: Option<RateSettings>,
+    /// Buckets each limiter keeps at most (idle, full ones are evicted first).
+    pub max_tracked: NonZeroUsize,
+}
+
+/// A token bucket: `rate` requests per second on average, `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RateSettings {
+    pub rate: f64,
+    pub burst: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -284,15 +317,18 @@ impl Settings {
             probe_interval: duration("kafka.probe_interval", &k.probe_interval)?,
         };
 
-        let mut tokens = Vec::new();
-        for t in raw.auth.tokens.into_vec() {
-            if t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(invalid(
-                    "auth.tokens",
-                    "each token must be at least 16 visible ASCII characters (no spaces)",
-                ));
-            }
-            tokens.push(Secret(t));
+        let auth = auth_settings(raw.auth)?;
+        let access = AccessSettings {
+            allowed_clients: networks("access.allowed_clients", raw.access.allowed_clients)?,
+            trusted_proxies: networks("access.trusted_proxies", raw.access.trusted_proxies)?,
+        };
+        let limits = LimitsSettings {
+            per_instance: rate_settings("limits.per_instance", &raw.limits.per_instance)?,
+            per_client: rate_settings("limits.per_client", &raw.limits.per_client)?,
+            max_tracked: nonzero("limits.max_tracked", raw.limits.max_tracked)?,
+        };
+        if limits.max_tracked.get() > 10_000_000 {
+            return Err(invalid("limits.max_tracked", "must be at most 10000000"));
         }
 
         let format = match raw.log.format.to_ascii_lowercase().as_str() {
@@ -366,7 +402,9 @@ impl Settings {
             http,
             admin,
             kafka,
-            auth: AuthSettings { tokens },
+            auth,
+            access,
+            limits,
             spool,
             log: LogSettings {
                 format,
@@ -383,6 +421,131 @@ impl Settings {
     pub fn redacted_json(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
     }
+}
+
+fn token(key: &str, t: String) -> Result<Secret, ConfigError> {
+    if t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(
+            key,
+            "each token must be at least 16 visible ASCII characters (no spaces)",
+        ));
+    }
+    Ok(Secret(t))
+}
+
+fn instance_id(key: &str, id: &str) -> Result<(), ConfigError> {
+    crate::presence::InstanceId::parse(id)
+        .map(drop)
+        .map_err(|_| {
+            invalid(
+                key,
+                format!("`{id}` is not an instance id (1 to 128 of A-Z a-z 0-9 . _ -)"),
+            )
+        })
+}
+
+fn auth_settings(raw: raw::Auth) -> Result<AuthSettings, ConfigError> {
+    let tokens = raw
+        .tokens
+        .into_vec()
+        .into_iter()
+        .map(|t| token("auth.tokens", t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut seen: std::collections::HashSet<String> =
+        tokens.iter().map(|t| t.expose().to_owned()).collect();
+    let mut instances = BTreeMap::new();
+    for (id, list) in raw
+        .instances
+        .into_map()
+        .map_err(|r| invalid("auth.instances", r))?
+    {
+        let key = format!("auth.instances.{id}");
+        instance_id(&key, &id)?;
+        if list.is_empty() {
+            return Err(invalid(&key, "needs at least one token"));
+        }
+        let mut secrets = Vec::with_capacity(list.len());
+        for t in list {
+            let secret = token(&key, t)?;
+            if !seen.insert(secret.expose().to_owned()) {
+                return Err(invalid(
+                    &key,
+                    "a token belongs to one instance only and is not also in auth.tokens",
+                ));
+            }
+            secrets.push(secret);
+        }
+        instances.insert(id, secrets);
+    }
+    let allowed_instances = raw.allowed_instances.into_vec();
+    for id in &allowed_instances {
+        instance_id("auth.allowed_instances", id)?;
+    }
+    Ok(AuthSettings {
+        tokens,
+        instances,
+        allowed_instances,
+    })
+}
+
+/// CIDRs (`10.0.0.0/8`, `2001:db8::/32`) or single addresses; host bits set
+/// after the prefix are an error, as they are usually a typo for a narrower net.
+fn networks(key: &str, list: raw::StringOrList) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    list.into_vec()
+        .into_iter()
+        .map(|v| {
+            let net = match v.parse::<ipnet::IpNet>() {
+                Ok(net) => net,
+                Err(_) => v
+                    .parse::<std::net::IpAddr>()
+                    .map(ipnet::IpNet::from)
+                    .map_err(|_| {
+                        invalid(
+                            key,
+                            format!("`{v}` is not a CIDR such as 10.0.0.0/8 or an IP address"),
+                        )
+                    })?,
+            };
+            if net.trunc() != net {
+                return Err(invalid(
+                    key,
+                    format!("`{v}` has host bits set; did you mean {}?", net.trunc()),
+                ));
+            }
+            Ok(net)
+        })
+        .collect()
+}
+
+fn rate_settings(key: &str, raw: &raw::Rate) -> Result<Option<RateSettings>, ConfigError> {
+    if !raw.rate.is_finite() || raw.rate < 0.0 || raw.rate > 1e6 {
+        return Err(invalid(
+            format!("{key}.rate"),
+            "must be a number of requests per second from 0 (off) to 1000000",
+        ));
+    }
+    if raw.burst > 1_000_000 {
+        return Err(invalid(format!("{key}.burst"), "must be at most 1000000"));
+    }
+    if raw.rate == 0.0 {
+        if raw.burst != 0 {
+            return Err(invalid(
+                format!("{key}.rate"),
+                "must be above 0 when burst is set (rate 0 turns the limit off)",
+            ));
+        }
+        return Ok(None);
+    }
+    let burst = if raw.burst == 0 {
+        // One second's worth, at least one request.
+        raw.rate.ceil().max(1.0) as u32
+    } else {
+        raw.burst as u32
+    };
+    Ok(Some(RateSettings {
+        rate: raw.rate,
+        burst,
+    }))
 }
 
 fn socket_addr(key: &str, v: &str) -> Result<SocketAddr, ConfigError> {
@@ -546,6 +709,8 @@ pub mod raw {
         pub admin: Admin,
         pub kafka: Kafka,
         pub auth: Auth,
+        pub access: Access,
+        pub limits: Limits,
         pub spool: Spool,
         pub log: Log,
         pub shutdown: Shutdown,
@@ -618,6 +783,108 @@ pub mod raw {
     #[serde(deny_unknown_fields, default)]
     pub struct Auth {
         pub tokens: StringOrList,
+        pub instances: InstanceTokens,
+        pub allowed_instances: StringOrList,
+    }
+
+    /// Tenant tokens: a table `{ "INSTANCE" = ["token", ...] }`, or one string
+    /// `INSTANCE=token,token;INSTANCE2=token` (for the environment, whose keys
+    /// the config crate lowercases and splits at dots).
+    #[derive(Debug, Deserialize)]
+    #[serde(untagged)]
+    pub enum InstanceTokens {
+        Table(HashMap<String, TokenTree>),
+        Inline(String),
+    }
+
+    impl Default for InstanceTokens {
+        fn default() -> Self {
+            Self::Table(HashMap::new())
+        }
+    }
+
+    /// An instance's tokens, or a nested table when the id had dots in it.
+    #[derive(Debug, Deserialize)]
+    #[serde(untagged)]
+    pub enum TokenTree {
+        Tokens(StringOrList),
+        Nested(HashMap<String, TokenTree>),
+    }
+
+    impl InstanceTokens {
+        /// Instance id → tokens; the error says what is wrong with the string form.
+        pub fn into_map(self) -> Result<Vec<(String, Vec<String>)>, String> {
+            fn walk(
+                prefix: &str,
+                map: HashMap<String, TokenTree>,
+                out: &mut Vec<(String, Vec<String>)>,
+            ) {
+                for (k, v) in map {
+                    let full = if prefix.is_empty() {
+                        k
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    match v {
+                        TokenTree::Tokens(t) => out.push((full, t.into_vec())),
+                        TokenTree::Nested(m) => walk(&full, m, out),
+                    }
+                }
+            }
+            let mut out = Vec::new();
+            match self {
+                Self::Table(map) => walk("", map, &mut out),
+                Self::Inline(s) => {
+                    for entry in s.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+                        let (id, tokens) = entry.split_once('=').ok_or_else(|| {
+                            "expected INSTANCE=token[,token...] entries separated by `;`".to_owned()
+                        })?;
+                        out.push((
+                            id.trim().to_owned(),
+                            StringOrList::One(tokens.to_owned()).into_vec(),
+                        ));
+                    }
+                }
+            }
+            out.sort();
+            if let Some(w) = out.windows(2).find(|w| w[0].0 == w[1].0) {
+                return Err(format!("instance `{}` appears twice", w[0].0));
+            }
+            Ok(out)
+        }
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct Access {
+        pub allowed_clients: StringOrList,
+        pub trusted_proxies: StringOrList,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct Limits {
+        pub per_instance: Rate,
+        pub per_client: Rate,
+        pub max_tracked: u64,
+    }
+
+    impl Default for Limits {
+        fn default() -> Self {
+            Self {
+                per_instance: Rate::default(),
+                per_client: Rate::default(),
+                max_tracked: 65_536,
+            }
+        }
+    }
+
+    /// `rate` per second (0: off), `burst` (0: one second's worth).
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct Rate {
+        pub rate: f64,
+        pub burst: u64,
     }
 
     #[derive(Debug, Deserialize)]

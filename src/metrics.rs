@@ -21,6 +21,11 @@ pub const REJECT_REASONS: &[&str] = &[
     "not_found",
     "method_not_allowed",
     "unauthorized",
+    "client_forbidden",
+    "instance_forbidden",
+    "token_not_for_instance",
+    "rate_limited_client",
+    "rate_limited_instance",
     "unsupported_media_type",
     "payload_too_large",
     "body_timeout",
@@ -44,6 +49,8 @@ pub const DEAD_LETTER_REASONS: &[&str] =
 pub const CAPTURE_RESULTS: &[&str] = &["stored", "dropped"];
 /// Why the spool dropped stored data at recovery.
 pub const DROP_REASONS: &[&str] = &["corrupt_record", "torn_write"];
+/// Rate limiters as metric label values.
+pub const LIMITERS: &[&str] = &["client", "instance"];
 /// Presence statuses as metric label values.
 pub const STATUSES: &[&str] = &[
     "UNAVAILABLE",
@@ -96,6 +103,7 @@ pub struct Metrics {
     spool_dropped: IntCounterVec,
     dead_lettered: IntCounterVec,
     rejected_captured: IntCounterVec,
+    rate_limit_evictions: IntCounterVec,
 }
 
 impl Metrics {
@@ -252,6 +260,15 @@ impl Metrics {
             .namespace(NS),
             &["result"],
         )?;
+        let rate_limit_evictions = IntCounterVec::new(
+            Opts::new(
+                "rate_limit_active_evictions_total",
+                "Rate-limit buckets still in use dropped to stay within limits.max_tracked; \
+                 a steady rise means limits are approximate: raise limits.max_tracked.",
+            )
+            .namespace(NS),
+            &["limiter"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("build_info", "Always 1; labels carry the build's version.").namespace(NS),
             &["version", "rdkafka_version"],
@@ -285,6 +302,10 @@ impl Metrics {
         registry.register(Box::new(rejected_captured.clone()))?;
         for result in CAPTURE_RESULTS {
             rejected_captured.with_label_values(&[result]);
+        }
+        registry.register(Box::new(rate_limit_evictions.clone()))?;
+        for limiter in LIMITERS {
+            rate_limit_evictions.with_label_values(&[limiter]);
         }
         for reason in DEAD_LETTER_REASONS {
             dead_lettered.with_label_values(&[reason]);
@@ -329,6 +350,7 @@ impl Metrics {
             spool_dropped,
             dead_lettered,
             rejected_captured,
+            rate_limit_evictions,
         })
     }
 
@@ -410,6 +432,14 @@ impl Metrics {
         self.spool_dropped
             .with_label_values(&[reason])
             .inc_by(count);
+    }
+
+    /// A rate-limit bucket still in use was dropped for room; `limiter` is
+    /// one of [`LIMITERS`].
+    pub fn rate_limit_bucket_evicted(&self, limiter: &'static str) {
+        self.rate_limit_evictions
+            .with_label_values(&[limiter])
+            .inc();
     }
 
     /// `reason` is one of [`DEAD_LETTER_REASONS`].

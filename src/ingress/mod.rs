@@ -2,20 +2,40 @@
 //! turns a request into an accepted event or a [`Rejection`].
 //!
 //! Order of checks (each answered by [`reply::respond`], the only place that
-//! decides statuses): path (404) → method (405) → path instance (400) →
-//! token (401) → Content-Type (415) → Content-Length against the limit before
-//! reading (413) → body read under a size limit (413) and a timeout (408) →
-//! validation (400) → path/body instance match (400) → the sink (200 or 503).
-//! With `rejected.topic` set, a request rejected at validation or at the
-//! instance match also has its body captured through the sink (see
-//! [`crate::envelope::rejected`]); its answer stays the 400.
+//! decides statuses), cheapest and least trusting first:
 //!
-//! Never logs a token, a query string, or a full phone number.
+//! 1. client address against `access.allowed_clients` (403 `client_forbidden`)
+//! 2. per-client rate limit (429 `rate_limited_client`)
+//! 3. path (404) → method (405) → path instance syntax (400)
+//! 4. token (401 `unauthorized`: missing or unknown)
+//! 5. with an instance in the path: allowlist (403 `instance_forbidden`),
+//!    token owner (403 `token_not_for_instance`), per-instance rate limit
+//!    (429 `rate_limited_instance`), all before the body is read
+//! 6. Content-Type (415) → Content-Length against the limit before reading
+//!    (413) → body read under a size limit (413) and a timeout (408) →
+//!    validation (400) → path/body instance match (400)
+//! 7. without an instance in the path, the body's `instanceId` now goes
+//!    through the checks of step 5 (same codes)
+//! 8. the sink (200 or 503)
+//!
+//! With `rejected.topic` set, a request refused at validation or at the
+//! path/body instance match (step 6) also has its body captured through the
+//! sink (see [`crate::envelope::rejected`]); its answer stays the 400.
+//!
+//! So nothing is spooled that any check refused, an unauthenticated caller
+//! cannot drain a tenant's rate limit, and instance allowlisting is not
+//! revealed to callers without a token.
+//!
+//! Never logs a token, a query string, or a full phone number; the client
+//! address is logged with rejections.
 
+pub mod access;
 pub mod auth;
+pub mod ratelimit;
 pub mod reply;
 pub mod routes;
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -31,9 +51,11 @@ use crate::envelope::rejected::RejectedInput;
 use crate::envelope::{new_event_id, OutboundRecord};
 use crate::metrics::Metrics;
 use crate::presence::{InstanceId, PresenceEvent};
-use crate::server::Handler;
+use crate::server::{Handler, Peer};
 use crate::sink::{Sink, SinkError};
-use auth::Auth;
+use access::Access;
+use auth::{Auth, Grant};
+use ratelimit::RateLimits;
 use reply::{Outcome, Rejection};
 use routes::Route;
 
@@ -51,6 +73,8 @@ pub struct Webhook<S> {
     limits: BodyLimits,
     topics: KafkaSettings,
     metrics: Metrics,
+    access: Access,
+    rate: RateLimits,
     /// Capture of invalid input (off unless `rejected.topic` is set).
     rejected: RejectedSettings,
 }
@@ -77,6 +101,8 @@ impl<S: Sink> Webhook<S> {
             limits,
             topics,
             metrics,
+            access: Access::default(),
+            rate: RateLimits::default(),
             rejected: RejectedSettings {
                 topic: None,
                 max_bytes: 0,
@@ -90,12 +116,31 @@ impl<S: Sink> Webhook<S> {
         self
     }
 
+    /// Adds the client allowlist, trusted proxies and rate limits (the
+    /// default: everyone, no proxy, no limits).
+    pub fn with_access(mut self, access: Access, rate: RateLimits) -> Self {
+        self.access = access;
+        self.rate = rate;
+        self
+    }
+
     async fn process(
         &self,
         route: &Route,
+        client: Option<IpAddr>,
         req: Request<Incoming>,
         captured: &mut Captured,
     ) -> Outcome {
+        if !self.access.allows(client) {
+            return Err(Rejection::ClientForbidden);
+        }
+        if let Some(ip) = client {
+            self.rate
+                .client(ip)
+                .map_err(|l| Rejection::RateLimitedClient {
+                    retry_after: l.retry_after_secs(),
+                })?;
+        }
         let path_instance = match route {
             Route::Unknown => return Err(Rejection::NotFound),
             Route::Presence => None,
@@ -112,8 +157,9 @@ impl<S: Sink> Webhook<S> {
                 InstanceId::parse(&decoded).map_err(|_| Rejection::InvalidPathInstance)
             })
             .transpose()?;
-        if !self.auth.allows(req.headers(), req.uri().query()) {
-            return Err(Rejection::Unauthorized);
+        let grant = self.auth.check(req.headers(), req.uri().query())?;
+        if let Some(instance) = &path_instance {
+            self.admit_instance(grant, instance)?;
         }
         if !is_json(req.headers()) {
             return Err(Rejection::UnsupportedMediaType);
@@ -131,8 +177,10 @@ impl<S: Sink> Webhook<S> {
             captured.body = Some(body.clone());
         }
         let event = PresenceEvent::from_json(&body)?;
-        if path_instance.is_some_and(|p| p != event.instance_id) {
-            return Err(Rejection::InstanceMismatch);
+        match &path_instance {
+            Some(p) if *p != event.instance_id => return Err(Rejection::InstanceMismatch),
+            Some(_) => {}
+            None => self.admit_instance(grant, &event.instance_id)?,
         }
 
         let id = new_event_id();
@@ -148,6 +196,16 @@ impl<S: Sink> Webhook<S> {
             "event accepted"
         );
         Ok(id)
+    }
+
+    /// Allowlist, token owner and per-instance rate limit for `instance`.
+    fn admit_instance(&self, grant: Grant, instance: &InstanceId) -> Result<(), Rejection> {
+        self.auth.permits(grant, instance.as_str())?;
+        self.rate
+            .instance(instance.as_str())
+            .map_err(|l| Rejection::RateLimitedInstance {
+                retry_after: l.retry_after_secs(),
+            })
     }
 
     async fn read_body(&self, body: Incoming) -> Result<Bytes, Rejection> {
@@ -205,15 +263,22 @@ impl<S: Sink> Webhook<S> {
         }
     }
 
-    fn log_rejection(&self, rejection: &Rejection) {
+    fn log_rejection(&self, rejection: &Rejection, client: Option<IpAddr>) {
+        let client = client.map(tracing::field::display);
         match rejection {
             Rejection::Unavailable(SinkError::Unavailable(detail)) => {
                 tracing::warn!(reason = rejection.code(), detail = %detail, "event not accepted: sink unavailable");
             }
-            Rejection::NotFound | Rejection::MethodNotAllowed => {
-                tracing::debug!(reason = rejection.code(), "request rejected");
+            // Floods are counted in the metric; one log line each would flood too.
+            Rejection::NotFound
+            | Rejection::MethodNotAllowed
+            | Rejection::RateLimitedClient { .. }
+            | Rejection::RateLimitedInstance { .. } => {
+                tracing::debug!(reason = rejection.code(), client, "request rejected");
             }
-            other => tracing::info!(reason = other.code(), detail = %other, "request rejected"),
+            other => {
+                tracing::info!(reason = other.code(), client, detail = %other, "request rejected")
+            }
         }
     }
 }
@@ -223,11 +288,13 @@ impl<S: Sink> Handler for Webhook<S> {
         let arrived = Instant::now();
         let route = Route::parse(req.uri().path());
         let method = method_label(req.method());
+        let peer = req.extensions().get::<Peer>().map(|p| p.0.ip());
+        let client = self.access.client(peer, req.headers());
         let mut captured = Captured::default();
-        let outcome = self.process(&route, req, &mut captured).await;
+        let outcome = self.process(&route, client, req, &mut captured).await;
         if let Err(rejection) = &outcome {
             self.metrics.event_rejected(rejection.code());
-            self.log_rejection(rejection);
+            self.log_rejection(rejection, client);
             self.capture(&route, rejection, captured).await;
         }
         let response = reply::respond(&outcome);

@@ -26,6 +26,16 @@ pub enum Rejection {
     MethodNotAllowed,
     #[error("missing or wrong webhook token")]
     Unauthorized,
+    #[error("this client address may not call the webhook")]
+    ClientForbidden,
+    #[error("this instance may not post to the bridge")]
+    InstanceForbidden,
+    #[error("the token belongs to another instance")]
+    TokenNotForInstance,
+    #[error("too many requests from this client; retry after {retry_after} s")]
+    RateLimitedClient { retry_after: u64 },
+    #[error("too many requests for this instance; retry after {retry_after} s")]
+    RateLimitedInstance { retry_after: u64 },
     #[error("Content-Type must be application/json")]
     UnsupportedMediaType,
     #[error("body larger than {limit} bytes")]
@@ -51,6 +61,11 @@ impl Rejection {
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Unauthorized => "unauthorized",
+            Self::ClientForbidden => "client_forbidden",
+            Self::InstanceForbidden => "instance_forbidden",
+            Self::TokenNotForInstance => "token_not_for_instance",
+            Self::RateLimitedClient { .. } => "rate_limited_client",
+            Self::RateLimitedInstance { .. } => "rate_limited_instance",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::BodyTimeout => "body_timeout",
@@ -68,6 +83,14 @@ impl Rejection {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            // A known token or client that is not permitted here: 403, not
+            // 401, because other credentials would not help the caller.
+            Self::ClientForbidden | Self::InstanceForbidden | Self::TokenNotForInstance => {
+                StatusCode::FORBIDDEN
+            }
+            Self::RateLimitedClient { .. } | Self::RateLimitedInstance { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -89,7 +112,10 @@ impl Rejection {
     pub fn field(&self) -> Option<&'static str> {
         match self {
             Self::Invalid(e) => e.field(),
-            Self::InvalidPathInstance | Self::InstanceMismatch => Some("instanceId"),
+            Self::InvalidPathInstance
+            | Self::InstanceMismatch
+            | Self::InstanceForbidden
+            | Self::TokenNotForInstance => Some("instanceId"),
             _ => None,
         }
     }
@@ -134,6 +160,10 @@ pub fn respond(outcome: &Outcome) -> Response<Full<Bytes>> {
                 }
                 Rejection::Unavailable(_) => {
                     headers.insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                }
+                Rejection::RateLimitedClient { retry_after }
+                | Rejection::RateLimitedInstance { retry_after } => {
+                    headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after));
                 }
                 _ => {}
             }
