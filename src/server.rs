@@ -192,7 +192,6 @@ pub async fn serve_with_tls<H: Handler>(
     tracker.wait().await;
 }
 
-
 /// One accepted connection and what serving it needs.
 struct Connection<H> {
     handler: Arc<H>,
@@ -230,10 +229,8 @@ impl<H: Handler> Connection<H> {
         let mut closing = false;
         loop {
             let idle_since = activity.idle_since();
-            let deadline = idle_since.map_or_else(
-                || Instant::now() + idle_limit,
-                |since| since + idle_limit,
-            );
+            let deadline =
+                idle_since.map_or_else(|| Instant::now() + idle_limit, |since| since + idle_limit);
             tokio::select! {
                 r = conn.as_mut() => {
                     if let Err(e) = r {
@@ -361,7 +358,11 @@ struct ClientSlot {
 
 impl Drop for ClientSlot {
     fn drop(&mut self) {
-        let mut open = self.slots.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut open = self
+            .slots
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(n) = open.get_mut(&self.key) {
             *n -= 1;
             if *n == 0 {

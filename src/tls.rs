@@ -66,7 +66,12 @@ impl fmt::Debug for Current {
 
 impl ResolvesServerCert for Current {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.read().unwrap_or_else(PoisonError::into_inner).clone())
+        Some(
+            self.0
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        )
     }
 }
 
@@ -134,7 +139,9 @@ impl Tls {
 
     /// Checks that the configured pair loads (for `check-config`).
     pub fn check(settings: &TlsSettings) -> Result<(), TlsError> {
-        read_and_load(settings, &ring::default_provider()).1.map(|_| ())
+        read_and_load(settings, &ring::default_provider())
+            .1
+            .map(|_| ())
     }
 
     pub fn acceptor(&self) -> &TlsAcceptor {
@@ -165,7 +172,11 @@ impl Tls {
                 inner
                     .metrics
                     .tls_certificate_expiry(loaded.not_after.unwrap_or(0));
-                log_loaded("TLS certificate reloaded", &inner.settings, loaded.not_after);
+                log_loaded(
+                    "TLS certificate reloaded",
+                    &inner.settings,
+                    loaded.not_after,
+                );
                 Reload::Loaded
             }
             Err(e) => {
@@ -219,7 +230,10 @@ impl Tls {
 fn log_loaded(what: &str, settings: &TlsSettings, not_after: Option<i64>) {
     let not_after = not_after
         .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| "unknown".to_owned());
     tracing::info!(cert = %settings.cert.display(), %not_after, "{what}");
 }
@@ -429,12 +443,21 @@ mod tests {
         let p = |s: &str| PathBuf::from(s);
         assert!(load_pair(&p("c"), cert.as_bytes(), &p("k"), key.as_bytes(), &provider).is_ok());
 
-        let e = load_pair(&p("c"), b"junk", &p("k"), key.as_bytes(), &provider).unwrap_err();
+        let e = load_pair(&p("c"), b"junk", &p("k"), key.as_bytes(), &provider)
+            .err()
+            .expect("refused");
         assert!(e.to_string().starts_with("http.tls.cert: c "), "{e}");
         let mut broken = key.replace("-----BEGIN PRIVATE KEY-----", "-----BEGIN PRIVATE KEY");
         broken.push_str("SECRETLINE\n");
-        let e = load_pair(&p("c"), cert.as_bytes(), &p("k"), broken.as_bytes(), &provider)
-            .unwrap_err();
+        let e = load_pair(
+            &p("c"),
+            cert.as_bytes(),
+            &p("k"),
+            broken.as_bytes(),
+            &provider,
+        )
+        .err()
+        .expect("refused");
         let text = e.to_string();
         assert!(text.starts_with("http.tls.key: k "), "{text}");
         assert!(!text.contains("SECRET") && !text.contains("MII"), "{text}");
@@ -445,7 +468,8 @@ mod tests {
             other_key.as_bytes(),
             &provider,
         )
-        .unwrap_err();
+        .err()
+        .expect("refused");
         assert!(matches!(e, TlsError::Unusable { .. }), "{e}");
     }
 }

@@ -153,11 +153,17 @@ async fn slowloris_from_one_address_cannot_starve_another_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trickled_head_is_cut_at_the_header_read_timeout_not_per_byte() {
-    let bridge = Bridge::start_with(&[("PRESENCE_BRIDGE__HTTP__HEADER_READ_TIMEOUT", "400ms")]).await;
-    let mut s = TcpStream::connect(bridge.running.webhook_addr).await.unwrap();
+    let bridge =
+        Bridge::start_with(&[("PRESENCE_BRIDGE__HTTP__HEADER_READ_TIMEOUT", "400ms")]).await;
+    let mut s = TcpStream::connect(bridge.running.webhook_addr)
+        .await
+        .unwrap();
     let started = Instant::now();
     let writer = async {
-        for b in b"POST /webhooks/zapi/presence HTTP/1.1\r\nhost: t\r\n".iter().cycle() {
+        for b in b"POST /webhooks/zapi/presence HTTP/1.1\r\nhost: t\r\n"
+            .iter()
+            .cycle()
+        {
             tokio::time::sleep(Duration::from_millis(30)).await;
             if s.write_all(&[*b]).await.is_err() {
                 return;
@@ -177,7 +183,8 @@ async fn a_trickled_head_is_cut_at_the_header_read_timeout_not_per_byte() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_and_silent_connections_are_closed_after_the_header_read_timeout() {
-    let bridge = Bridge::start_with(&[("PRESENCE_BRIDGE__HTTP__HEADER_READ_TIMEOUT", "300ms")]).await;
+    let bridge =
+        Bridge::start_with(&[("PRESENCE_BRIDGE__HTTP__HEADER_READ_TIMEOUT", "300ms")]).await;
     let addr = bridge.running.webhook_addr;
     let bound = Duration::from_secs(3);
 
@@ -200,9 +207,10 @@ async fn idle_and_silent_connections_are_closed_after_the_header_read_timeout() 
 
     // HTTP/2 (h2c): answered, then idle, then the server ends the connection.
     let tcp = TcpStream::connect(addr).await.unwrap();
-    let (mut h2, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-        .await
-        .unwrap();
+    let (mut h2, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
     let conn = tokio::spawn(conn);
     let resp = h2.send_request(h2_post("5511999992002")).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
@@ -229,7 +237,9 @@ fn h2_post(phone: &str) -> Request<Full<Bytes>> {
 async fn a_connection_is_closed_after_its_request_cap() {
     let bridge =
         Bridge::start_with(&[("PRESENCE_BRIDGE__HTTP__MAX_REQUESTS_PER_CONNECTION", "3")]).await;
-    let mut s = TcpStream::connect(bridge.running.webhook_addr).await.unwrap();
+    let mut s = TcpStream::connect(bridge.running.webhook_addr)
+        .await
+        .unwrap();
     for i in 0..3 {
         s.write_all(post(&format!("551199999300{i}"), "").as_bytes())
             .await
@@ -269,13 +279,21 @@ async fn oversized_request_heads_get_431() {
     assert_eq!(replies[0].status, 431);
 
     // The listener is fine afterwards.
-    assert_eq!(bridge.post_json(&callback("5511999994003", "AVAILABLE")).await.status, StatusCode::OK);
+    assert_eq!(
+        bridge
+            .post_json(&callback("5511999994003", "AVAILABLE"))
+            .await
+            .status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_http1_requests_are_all_answered_in_order() {
     let bridge = Bridge::start().await;
-    let mut s = TcpStream::connect(bridge.running.webhook_addr).await.unwrap();
+    let mut s = TcpStream::connect(bridge.running.webhook_addr)
+        .await
+        .unwrap();
     let batch = [
         post("5511999995001", ""),
         "GET /webhooks/zapi/presence HTTP/1.1\r\nhost: t\r\n\r\n".to_owned(),
@@ -300,7 +318,9 @@ async fn pipelined_http1_requests_are_all_answered_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_prior_knowledge_serves_concurrent_streams() {
     let bridge = Bridge::start().await;
-    let tcp = TcpStream::connect(bridge.running.webhook_addr).await.unwrap();
+    let tcp = TcpStream::connect(bridge.running.webhook_addr)
+        .await
+        .unwrap();
     let (h2, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
         .await
         .unwrap();
