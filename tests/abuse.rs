@@ -347,3 +347,32 @@ async fn h2c_prior_knowledge_serves_concurrent_streams() {
         )
         .await;
 }
+
+#[test]
+fn connection_limit_keys_are_validated_and_named() {
+    let load = |k: &str, v: &str| {
+        presence_bridge::config::load(
+            None,
+            vec![(format!("PRESENCE_BRIDGE__HTTP__{k}"), v.into())],
+        )
+    };
+    let s = presence_bridge::config::load(None, Vec::new()).unwrap();
+    assert_eq!(s.http.max_connections_per_client.get(), 256);
+    assert_eq!(s.http.max_requests_per_connection.get(), 1000);
+    assert!(s.http.tls.is_none());
+    for key in ["MAX_CONNECTIONS_PER_CLIENT", "MAX_REQUESTS_PER_CONNECTION"] {
+        let e = load(key, "0").unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("http.{}", key.to_ascii_lowercase())),
+            "{e}"
+        );
+    }
+    assert_eq!(
+        load("MAX_CONNECTIONS_PER_CLIENT", "8")
+            .unwrap()
+            .http
+            .max_connections_per_client
+            .get(),
+        8
+    );
+}

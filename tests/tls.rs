@@ -440,3 +440,37 @@ fn a_missing_or_bad_pair_at_start_is_a_configuration_error() {
     let (code, stderr) = exit_of(cmd);
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+#[test]
+fn tls_keys_are_both_or_neither_and_the_interval_is_a_duration() {
+    let load = |pairs: &[(&str, &str)]| {
+        presence_bridge::config::load(
+            None,
+            pairs
+                .iter()
+                .map(|(k, v)| (format!("PRESENCE_BRIDGE__HTTP__TLS__{k}"), (*v).to_owned())),
+        )
+    };
+    let e = load(&[("CERT", "/c.pem")]).unwrap_err().to_string();
+    assert!(e.starts_with("http.tls.key:"), "{e}");
+    let e = load(&[("KEY", "/k.pem")]).unwrap_err().to_string();
+    assert!(e.starts_with("http.tls.cert:"), "{e}");
+    let e = load(&[
+        ("CERT", "/c.pem"),
+        ("KEY", "/k.pem"),
+        ("RELOAD_INTERVAL", "soon"),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(e.starts_with("http.tls.reload_interval:"), "{e}");
+    let s = load(&[("CERT", "/c.pem"), ("KEY", "/k.pem")]).unwrap();
+    let tls = s.http.tls.expect("tls configured");
+    assert_eq!(tls.cert, PathBuf::from("/c.pem"));
+    assert_eq!(tls.reload_interval, Duration::from_secs(10));
+    // Empty values (e.g. an unset variable in a template) mean "not set".
+    assert!(load(&[("CERT", ""), ("KEY", "")])
+        .unwrap()
+        .http
+        .tls
+        .is_none());
+}
