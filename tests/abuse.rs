@@ -127,7 +127,8 @@ async fn slowloris_from_one_address_cannot_starve_another_client() {
     let refused = r#"presence_bridge_http_connections_refused_total{reason="per_client_limit"}"#;
     bridge.wait_for(refused, 10.0).await;
 
-    // Meanwhile another client is answered promptly, every time.
+    // Meanwhile another client is answered promptly, every time (without
+    // the cap it waits for a slot, i.e. for the 3 s head timeout).
     for i in 0..5 {
         let started = Instant::now();
         let mut s = connect_from("127.0.0.3", addr).await.unwrap();
@@ -139,7 +140,7 @@ async fn slowloris_from_one_address_cannot_starve_another_client() {
         assert_eq!(replies[0].status, 200);
         let took = started.elapsed();
         assert!(
-            took < Duration::from_secs(1),
+            took < Duration::from_millis(1500),
             "a normal client waited {took:?} behind the slowloris"
         );
     }
