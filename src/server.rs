@@ -17,6 +17,7 @@
 //! has not sent anything yet, by the idle watch here); after
 //! `max_requests_per_connection` requests a connection is closed gracefully
 //! (HTTP/1.1: the last response carries `connection: close`; HTTP/2: GOAWAY).
+//! A connection being closed that is not done within 30 s is dropped.
 //! Request heads over 64 KiB get 431 (HTTP/1.1); HTTP/2 header lists are
 //! capped at the same size.
 
@@ -47,6 +48,11 @@ use crate::tls::Tls;
 
 /// Largest request head (HTTP/1.1) or header list (HTTP/2) accepted.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// Longest a connection may take to finish once it is being closed (idle,
+/// request cap, shutdown), e.g. an HTTP/2 client that never answers the
+/// GOAWAY ping. Long enough for any request within the body read timeout.
+const CLOSE_GRACE: Duration = Duration::from_secs(30);
 
 /// Limits of one listener.
 #[derive(Debug, Clone, Copy)]
@@ -226,35 +232,38 @@ impl<H: Handler> Connection<H> {
         let conn = self.builder.serve_connection(TokioIo::new(io), svc);
         tokio::pin!(conn);
         let idle_limit = self.limits.header_read_timeout;
-        let mut closing = false;
+        let mut closed_by: Option<Instant> = None;
         loop {
+            let open = closed_by.is_none();
             let idle_since = activity.idle_since();
             let deadline =
                 idle_since.map_or_else(|| Instant::now() + idle_limit, |since| since + idle_limit);
-            tokio::select! {
+            let close = tokio::select! {
                 r = conn.as_mut() => {
                     if let Err(e) = r {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                     return;
                 }
-                _ = self.shutdown.cancelled(), if !closing => {
-                    conn.as_mut().graceful_shutdown();
-                    closing = true;
+                _ = self.shutdown.cancelled(), if open => true,
+                _ = activity.changed.notified(), if open => {
+                    activity.requests() >= self.limits.max_requests_per_connection
                 }
-                _ = activity.changed.notified(), if !closing => {
-                    if activity.requests() >= self.limits.max_requests_per_connection {
-                        conn.as_mut().graceful_shutdown();
-                        closing = true;
-                    }
-                }
-                _ = tokio::time::sleep_until(deadline), if !closing && idle_since.is_some() => {
-                    if activity.idle_since() == idle_since {
+                _ = tokio::time::sleep_until(deadline), if open && idle_since.is_some() => {
+                    let idle = activity.idle_since() == idle_since;
+                    if idle {
                         tracing::debug!(peer = %self.peer, "closing an idle connection");
-                        conn.as_mut().graceful_shutdown();
-                        closing = true;
                     }
+                    idle
                 }
+                _ = tokio::time::sleep_until(closed_by.unwrap_or(deadline)), if !open => {
+                    tracing::debug!(peer = %self.peer, "dropping a connection that did not close in time");
+                    return;
+                }
+            };
+            if close {
+                conn.as_mut().graceful_shutdown();
+                closed_by = Some(Instant::now() + CLOSE_GRACE);
             }
         }
     }
