@@ -107,6 +107,11 @@ pub async fn start(
 ) -> Result<Running, AppError> {
     let registry = Registry::new();
     let metrics = Metrics::new(&registry)?;
+    // First: a bad certificate is a configuration error, found before the spool is touched.
+    let tls = match &settings.http.tls {
+        Some(t) => Some(crate::tls::Tls::load(t, metrics.clone())?),
+        None => None,
+    };
 
     let store = open_spool(&settings, &metrics).await?;
     let stats = store.stats();
@@ -119,10 +124,6 @@ pub async fn start(
     ));
     health.spool_levels(stats.pending, stats.bytes);
 
-    let tls = match &settings.http.tls {
-        Some(t) => Some(crate::tls::Tls::load(t, metrics.clone())?),
-        None => None,
-    };
     let webhook_listener = bind("http.listen", settings.http.listen).await?;
     let admin_listener = bind("admin.listen", settings.admin.listen).await?;
     let webhook_addr = local_addr("http.listen", &webhook_listener, settings.http.listen)?;
