@@ -52,6 +52,15 @@ pub enum AppError {
     Metrics(#[from] prometheus::Error),
     #[error("spool.dir: {0}")]
     Spool(#[from] SpoolError),
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
+}
+
+impl AppError {
+    /// A mistake in the configuration (exit code 2) rather than a runtime failure.
+    pub fn is_config(&self) -> bool {
+        matches!(self, Self::Tls(_))
+    }
 }
 
 /// What the shutdown left undone, if anything.
@@ -100,6 +109,11 @@ pub async fn start(
 ) -> Result<Running, AppError> {
     let registry = Registry::new();
     let metrics = Metrics::new(&registry)?;
+    // First: a bad certificate is a configuration error, found before the spool is touched.
+    let tls = match &settings.http.tls {
+        Some(t) => Some(crate::tls::Tls::load(t, metrics.clone())?),
+        None => None,
+    };
 
     let store = open_spool(&settings, &metrics).await?;
     let stats = store.stats();
@@ -176,11 +190,17 @@ pub async fn start(
     let limits = Limits {
         max_connections: settings.http.max_connections.get(),
         header_read_timeout: settings.http.header_read_timeout,
+        max_connections_per_client: settings.http.max_connections_per_client.get(),
+        max_requests_per_connection: settings.http.max_requests_per_connection.get(),
     };
-    let webhook_task = tokio::spawn(server::serve(
+    if let Some(tls) = &tls {
+        tls.spawn_reloader(shutdown.clone());
+    }
+    let webhook_task = tokio::spawn(server::serve_with_tls(
         webhook_listener,
         webhook,
         limits,
+        tls,
         stop_webhook.clone(),
         Some(metrics.clone()),
     ));
@@ -190,6 +210,8 @@ pub async fn start(
         Limits {
             max_connections: 64,
             header_read_timeout: Duration::from_secs(5),
+            max_connections_per_client: 64,
+            ..Limits::default()
         },
         stop_admin.clone(),
         None,
@@ -211,7 +233,7 @@ pub async fn start(
     }
     tracker.close();
 
-    tracing::info!(%webhook_addr, %admin_addr, topic = %settings.kafka.topic, "presence-bridge listening");
+    tracing::info!(%webhook_addr, %admin_addr, https = settings.http.tls.is_some(), topic = %settings.kafka.topic, "presence-bridge listening");
 
     let deadline = settings.shutdown.deadline;
     let task = {

@@ -191,6 +191,12 @@ fn check_config(settings: &Settings) -> ExitCode {
         eprintln!("presence-bridge: configuration error: kafka.properties: {e}");
         return ExitCode::from(2);
     }
+    if let Some(tls) = &settings.http.tls {
+        if let Err(e) = crate::tls::Tls::check(tls) {
+            eprintln!("presence-bridge: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let text = serde_json::to_string_pretty(&settings.redacted_json()).unwrap_or_default();
     println!("{text}");
     if settings.kafka.brokers.is_empty() {
@@ -263,6 +269,11 @@ fn serve(settings: Settings, args: ServeArgs) -> ExitCode {
     let code = rt.block_on(async move {
         let running = match crate::app::start(settings, brokers, dev).await {
             Ok(r) => r,
+            Err(e) if e.is_config() => {
+                tracing::error!(error = %e, "cannot start: configuration error");
+                eprintln!("presence-bridge: configuration error: {e}");
+                return ExitCode::from(2);
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot start");
                 return ExitCode::FAILURE;

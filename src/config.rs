@@ -96,6 +96,22 @@ pub struct HttpSettings {
     #[serde(with = "human")]
     pub body_read_timeout: Duration,
     pub max_connections: NonZeroUsize,
+    /// Connections one client address (an IPv6 /64) may hold at once.
+    pub max_connections_per_client: NonZeroUsize,
+    /// HTTP/1.1 and HTTP/2 connections are closed gracefully after this many requests.
+    pub max_requests_per_connection: NonZeroUsize,
+    /// Native HTTPS; None: plain HTTP (behind a TLS-terminating proxy).
+    pub tls: Option<TlsSettings>,
+}
+
+/// `http.tls`: PEM files of the webhook listener's certificate chain and key.
+#[derive(Debug, Clone, Serialize)]
+pub struct TlsSettings {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// How often the files are checked for changes (SIGHUP also reloads).
+    #[serde(with = "human")]
+    pub reload_interval: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -259,6 +275,15 @@ impl Settings {
             header_read_timeout: duration("http.header_read_timeout", &http.header_read_timeout)?,
             body_read_timeout: duration("http.body_read_timeout", &http.body_read_timeout)?,
             max_connections: nonzero("http.max_connections", http.max_connections)?,
+            max_connections_per_client: nonzero(
+                "http.max_connections_per_client",
+                http.max_connections_per_client,
+            )?,
+            max_requests_per_connection: nonzero(
+                "http.max_requests_per_connection",
+                http.max_requests_per_connection,
+            )?,
+            tls: tls_settings(http.tls)?,
         };
         let admin = AdminSettings {
             listen: socket_addr("admin.listen", &raw.admin.listen)?,
@@ -548,6 +573,28 @@ fn rate_settings(key: &str, raw: &raw::Rate) -> Result<Option<RateSettings>, Con
     }))
 }
 
+/// Both `http.tls.cert` and `http.tls.key`, or neither.
+fn tls_settings(tls: raw::Tls) -> Result<Option<TlsSettings>, ConfigError> {
+    let set = |p: Option<PathBuf>| p.filter(|p| !p.as_os_str().is_empty());
+    let reload_interval = duration("http.tls.reload_interval", &tls.reload_interval)?;
+    match (set(tls.cert), set(tls.key)) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(invalid(
+            "http.tls.key",
+            "must be set when http.tls.cert is (both or neither)",
+        )),
+        (None, Some(_)) => Err(invalid(
+            "http.tls.cert",
+            "must be set when http.tls.key is (both or neither)",
+        )),
+        (Some(cert), Some(key)) => Ok(Some(TlsSettings {
+            cert,
+            key,
+            reload_interval,
+        })),
+    }
+}
+
 fn socket_addr(key: &str, v: &str) -> Result<SocketAddr, ConfigError> {
     v.parse().map_err(|_| {
         invalid(
@@ -725,6 +772,27 @@ pub mod raw {
         pub header_read_timeout: String,
         pub body_read_timeout: String,
         pub max_connections: u64,
+        pub max_connections_per_client: u64,
+        pub max_requests_per_connection: u64,
+        pub tls: Tls,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct Tls {
+        pub cert: Option<PathBuf>,
+        pub key: Option<PathBuf>,
+        pub reload_interval: String,
+    }
+
+    impl Default for Tls {
+        fn default() -> Self {
+            Self {
+                cert: None,
+                key: None,
+                reload_interval: "10s".into(),
+            }
+        }
     }
 
     impl Default for Http {
@@ -735,6 +803,9 @@ pub mod raw {
                 header_read_timeout: "5s".into(),
                 body_read_timeout: "10s".into(),
                 max_connections: 1024,
+                max_connections_per_client: 256,
+                max_requests_per_connection: 1000,
+                tls: Tls::default(),
             }
         }
     }

@@ -10,6 +10,7 @@
 //! - [`config`]: layered configuration into typed, validated [`config::Settings`].
 //! - [`app`]: wires the parts, owns shutdown and its deadline.
 //! - [`server`]: the accept loop shared by both listeners (limits, graceful drain).
+//! - [`tls`]: native HTTPS for the webhook listener, certificate reload.
 //! - [`ingress`]: the webhook routes, auth, handler, and the one place statuses are decided.
 //! - [`presence`]: pure validation and normalization of the provider's callback.
 //! - [`envelope`]: the wire contract, one frozen file per major version.
@@ -36,3 +37,4 @@ pub mod server;
 pub mod sink;
 pub mod spool;
 pub mod tail;
+pub mod tls;

@@ -104,6 +104,7 @@ pub struct Metrics {
     dead_lettered: IntCounterVec,
     rejected_captured: IntCounterVec,
     rate_limit_evictions: IntCounterVec,
+    listener: ListenerMetrics,
 }
 
 impl Metrics {
@@ -330,6 +331,7 @@ impl Metrics {
         for result in DeliveryResult::ALL {
             kafka_deliveries.with_label_values(&[result.as_str()]);
         }
+        let listener = ListenerMetrics::new(registry)?;
         Ok(Self {
             http_requests,
             http_duration,
@@ -351,6 +353,7 @@ impl Metrics {
             dead_lettered,
             rejected_captured,
             rate_limit_evictions,
+            listener,
         })
     }
 
@@ -510,5 +513,104 @@ mod tests {
             r#"presence_bridge_http_requests_total{method="POST",route="presence",status="200"} 1"#
         ));
         assert!(text.contains(r#"presence_bridge_events_rejected_total{reason="invalid_phone"} 0"#));
+    }
+}
+
+/// Why the webhook listener closed a connection before serving it.
+pub const CONNECTION_REFUSED_REASONS: &[&str] = &["per_client_limit"];
+/// Why a TLS handshake failed.
+pub const TLS_HANDSHAKE_FAILURES: &[&str] = &["timeout", "error"];
+
+/// Connection-level metrics of the webhook listener: refusals and TLS.
+#[derive(Clone)]
+struct ListenerMetrics {
+    connections_refused: IntCounterVec,
+    tls_reloads: IntCounterVec,
+    tls_expiry: IntGauge,
+    tls_handshake_failures: IntCounterVec,
+}
+
+impl ListenerMetrics {
+    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let connections_refused = IntCounterVec::new(
+            Opts::new(
+                "http_connections_refused_total",
+                "Connections closed by the webhook listener right after accept, by reason.",
+            )
+            .namespace(NS),
+            &["reason"],
+        )?;
+        let tls_reloads = IntCounterVec::new(
+            Opts::new(
+                "tls_reloads_total",
+                "Attempts to load a changed TLS certificate and key, by result (ok, error).",
+            )
+            .namespace(NS),
+            &["result"],
+        )?;
+        let tls_expiry = IntGauge::with_opts(
+            Opts::new(
+                "tls_certificate_expiry_timestamp_seconds",
+                "Not-after time of the TLS certificate in use, in Unix seconds (0: unknown).",
+            )
+            .namespace(NS),
+        )?;
+        let tls_handshake_failures = IntCounterVec::new(
+            Opts::new(
+                "tls_handshake_failures_total",
+                "TLS handshakes on the webhook listener that failed, by reason (timeout, error).",
+            )
+            .namespace(NS),
+            &["reason"],
+        )?;
+        registry.register(Box::new(connections_refused.clone()))?;
+        registry.register(Box::new(tls_reloads.clone()))?;
+        registry.register(Box::new(tls_expiry.clone()))?;
+        registry.register(Box::new(tls_handshake_failures.clone()))?;
+        for reason in CONNECTION_REFUSED_REASONS {
+            connections_refused.with_label_values(&[reason]);
+        }
+        for result in ["ok", "error"] {
+            tls_reloads.with_label_values(&[result]);
+        }
+        for reason in TLS_HANDSHAKE_FAILURES {
+            tls_handshake_failures.with_label_values(&[reason]);
+        }
+        Ok(Self {
+            connections_refused,
+            tls_reloads,
+            tls_expiry,
+            tls_handshake_failures,
+        })
+    }
+}
+
+impl Metrics {
+    /// A connection was closed right after accept (`reason` from
+    /// [`CONNECTION_REFUSED_REASONS`]).
+    pub fn connection_refused(&self, reason: &'static str) {
+        self.listener
+            .connections_refused
+            .with_label_values(&[reason])
+            .inc();
+    }
+
+    /// A TLS handshake failed (`reason` from [`TLS_HANDSHAKE_FAILURES`]).
+    pub fn tls_handshake_failed(&self, reason: &'static str) {
+        self.listener
+            .tls_handshake_failures
+            .with_label_values(&[reason])
+            .inc();
+    }
+
+    /// A changed certificate/key pair was loaded (`ok`) or refused (`error`).
+    pub fn tls_reloaded(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.listener.tls_reloads.with_label_values(&[result]).inc();
+    }
+
+    /// The not-after time of the certificate now in use (Unix seconds).
+    pub fn tls_certificate_expiry(&self, unix_seconds: i64) {
+        self.listener.tls_expiry.set(unix_seconds);
     }
 }

@@ -1,16 +1,32 @@
 //! The accept loop shared by the webhook and admin listeners: HTTP/1.1 and
-//! h2c (prior knowledge) through hyper-util, a bounded number of connections,
-//! a header read timeout, and a graceful drain.
+//! HTTP/2 (h2c by prior knowledge, or `h2` by ALPN over native TLS, see
+//! [`crate::tls`]) through hyper-util, bounded connections, and a graceful drain.
 //!
 //! [`serve`] takes its listener and a cancellation token: tests bind port 0
 //! and cancel whenever they like. On cancellation it stops accepting, lets
 //! in-flight requests finish (idle keep-alive connections are closed), and
 //! returns once every connection is gone. The caller bounds that wait.
+//!
+//! Connection-level limits (see [`Limits`]): at most `max_connections` at
+//! once, of which at most `max_connections_per_client` from one address (an
+//! IPv6 /64), so one slow client cannot take every slot; the TLS handshake
+//! runs in the connection's own task and, like an HTTP/1.1 request head, must
+//! finish within `header_read_timeout`; a connection with no request in flight
+//! is closed after `header_read_timeout` (HTTP/1.1 by hyper's head timer, which
+//! starts when the previous response is done; HTTP/2, and a connection that
+//! has not sent anything yet, by the idle watch here); after
+//! `max_requests_per_connection` requests a connection is closed gracefully
+//! (HTTP/1.1: the last response carries `connection: close`; HTTP/2: GOAWAY).
+//! A connection being closed that is not done within 30 s is dropped.
+//! Request heads over 64 KiB get 431 (HTTP/1.1); HTTP/2 header lists are
+//! capped at the same size.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,20 +36,48 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::metrics::Metrics;
+use crate::tls::Tls;
+
+/// Largest request head (HTTP/1.1) or header list (HTTP/2) accepted.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// Longest a connection may take to finish once it is being closed (idle,
+/// request cap, shutdown), e.g. an HTTP/2 client that never answers the
+/// GOAWAY ping. Long enough for any request within the body read timeout.
+const CLOSE_GRACE: Duration = Duration::from_secs(30);
 
 /// Limits of one listener.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Connections served at once; further clients wait in the kernel's backlog.
     pub max_connections: usize,
-    /// Time a client has to send a complete request head (HTTP/1.1).
+    /// Time a client has to finish the TLS handshake, to send a complete
+    /// request head (HTTP/1.1), and longest a connection may sit idle.
     pub header_read_timeout: Duration,
+    /// Connections one client address (an IPv6 /64) may hold at once; further
+    /// ones are closed right after accept.
+    pub max_connections_per_client: usize,
+    /// Requests served on one connection before it is closed gracefully.
+    pub max_requests_per_connection: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(5),
+            max_connections_per_client: 256,
+            max_requests_per_connection: 1000,
+        }
+    }
 }
 
 /// The direct TCP peer of a connection, attached to every request it carries
@@ -46,11 +90,23 @@ pub trait Handler: Send + Sync + 'static {
     fn handle(&self, req: Request<Incoming>) -> impl Future<Output = Response<Full<Bytes>>> + Send;
 }
 
-/// Serves `handler` on `listener` until `shutdown` is cancelled, then drains.
+/// Serves `handler` over plain HTTP on `listener` until `shutdown` is cancelled, then drains.
 pub async fn serve<H: Handler>(
     listener: TcpListener,
     handler: Arc<H>,
     limits: Limits,
+    shutdown: CancellationToken,
+    metrics: Option<Metrics>,
+) {
+    serve_with_tls(listener, handler, limits, None, shutdown, metrics).await
+}
+
+/// [`serve`], over TLS when `tls` is given.
+pub async fn serve_with_tls<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    limits: Limits,
+    tls: Option<Tls>,
     shutdown: CancellationToken,
     metrics: Option<Metrics>,
 ) {
@@ -59,15 +115,18 @@ pub async fn serve<H: Handler>(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(64 * 1024);
+        .max_buf_size(MAX_HEAD_BYTES);
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(256)
-        .keep_alive_interval(Duration::from_secs(30));
+        .max_header_list_size(MAX_HEAD_BYTES as u32)
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(20));
     let builder = Arc::new(builder);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let graceful = GracefulShutdown::new();
+    let per_client = Arc::new(ClientSlots::new(limits.max_connections_per_client));
+    let tracker = TaskTracker::new();
 
     loop {
         let permit = tokio::select! {
@@ -89,30 +148,268 @@ pub async fn serve<H: Handler>(
                 }
             },
         };
+        let Some(slot) = per_client.acquire(peer.ip()) else {
+            if let Some(m) = &metrics {
+                m.connection_refused("per_client_limit");
+            }
+            tracing::debug!(%peer, "connection refused: per-client connection limit");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
+        let conn = Connection {
+            handler: handler.clone(),
+            builder: builder.clone(),
+            limits,
+            peer,
+            shutdown: shutdown.clone(),
+        };
+        let (tls, metrics) = (tls.clone(), metrics.clone());
+        tracker.spawn(async move {
             if let Some(m) = &metrics {
                 m.connection_opened();
             }
-            let svc = service_fn(move |mut req: Request<Incoming>| {
-                req.extensions_mut().insert(Peer(peer));
-                let handler = handler.clone();
-                async move { Ok::<_, Infallible>(handler.handle(req).await) }
-            });
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            match tls {
+                None => conn.run(stream).await,
+                Some(tls) => {
+                    let handshake = crate::tls::handshake(
+                        &tls,
+                        stream,
+                        limits.header_read_timeout,
+                        metrics.as_ref(),
+                    );
+                    let stream = tokio::select! {
+                        _ = conn.shutdown.cancelled() => None,
+                        s = handshake => s,
+                    };
+                    if let Some(stream) = stream {
+                        conn.run(stream).await;
+                    }
+                }
             }
             if let Some(m) = &metrics {
                 m.connection_closed();
             }
+            drop(slot);
             drop(permit);
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    tracker.close();
+    tracker.wait().await;
+}
+
+/// One accepted connection and what serving it needs.
+struct Connection<H> {
+    handler: Arc<H>,
+    builder: Arc<Builder<TokioExecutor>>,
+    limits: Limits,
+    peer: SocketAddr,
+    shutdown: CancellationToken,
+}
+
+impl<H: Handler> Connection<H> {
+    /// Serves HTTP on `io` until the client is done, the connection is idle
+    /// too long or has served its requests, or shutdown; the last three close
+    /// it gracefully (in-flight requests finish).
+    async fn run<I>(self, io: I)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let activity = Arc::new(Activity::new());
+        let svc = {
+            let (handler, activity, peer) = (self.handler.clone(), activity.clone(), self.peer);
+            service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(Peer(peer));
+                let handler = handler.clone();
+                let in_flight = activity.begin();
+                async move {
+                    let resp = handler.handle(req).await;
+                    drop(in_flight);
+                    Ok::<_, Infallible>(resp)
+                }
+            })
+        };
+        let conn = self.builder.serve_connection(TokioIo::new(io), svc);
+        tokio::pin!(conn);
+        let idle_limit = self.limits.header_read_timeout;
+        let mut closed_by: Option<Instant> = None;
+        loop {
+            let open = closed_by.is_none();
+            let idle_since = activity.idle_since();
+            let deadline =
+                idle_since.map_or_else(|| Instant::now() + idle_limit, |since| since + idle_limit);
+            let close = tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                _ = self.shutdown.cancelled(), if open => true,
+                _ = activity.changed.notified(), if open => {
+                    activity.requests() >= self.limits.max_requests_per_connection
+                }
+                _ = tokio::time::sleep_until(deadline), if open && idle_since.is_some() => {
+                    let idle = activity.idle_since() == idle_since;
+                    if idle {
+                        tracing::debug!(peer = %self.peer, "closing an idle connection");
+                    }
+                    idle
+                }
+                _ = tokio::time::sleep_until(closed_by.unwrap_or(deadline)), if !open => {
+                    tracing::debug!(peer = %self.peer, "dropping a connection that did not close in time");
+                    return;
+                }
+            };
+            if close {
+                conn.as_mut().graceful_shutdown();
+                closed_by = Some(Instant::now() + CLOSE_GRACE);
+            }
+        }
+    }
+}
+
+/// Requests of one connection: how many so far, how many in flight, and
+/// since when none is.
+struct Activity {
+    requests: AtomicUsize,
+    state: Mutex<(usize, Instant)>,
+    changed: Notify,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            requests: AtomicUsize::new(0),
+            state: Mutex::new((0, Instant::now())),
+            changed: Notify::new(),
+        }
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// None while a request is in flight.
+    fn idle_since(&self) -> Option<Instant> {
+        let (in_flight, since) = *self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        (in_flight == 0).then_some(since)
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).0 += 1;
+        self.changed.notify_one();
+        InFlight(self.clone())
+    }
+}
+
+/// A request in flight; its end (or abandonment) restarts the idle clock.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        {
+            let mut state = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.0 = state.0.saturating_sub(1);
+            state.1 = Instant::now();
+        }
+        self.0.changed.notify_one();
+    }
+}
+
+/// Open connections per client address. Entries exist only while a client
+/// has connections, so the map holds at most `max_connections` entries.
+struct ClientSlots {
+    max: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl ClientSlots {
+    fn new(max: usize) -> Self {
+        Self {
+            max,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A slot for `ip`, or None if it already holds `max` connections.
+    fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<ClientSlot> {
+        let key = client_key(ip);
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = open.entry(key).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot {
+            slots: self.clone(),
+            key,
+        })
+    }
+}
+
+/// IPv4 addresses count one by one; IPv6 ones by /64 (what one host usually gets).
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(bits.into())
+        }
+        v4 => v4,
+    }
+}
+
+struct ClientSlot {
+    slots: Arc<ClientSlots>,
+    key: IpAddr,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .slots
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = open.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_client_gets_at_most_its_share_and_slots_come_back() {
+        let slots = Arc::new(ClientSlots::new(2));
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let s1 = slots.acquire(a).unwrap();
+        let _s2 = slots.acquire(a).unwrap();
+        assert!(slots.acquire(a).is_none());
+        assert!(slots.acquire(b).is_some());
+        drop(s1);
+        assert!(slots.acquire(a).is_some());
+        // Entries of clients with no connection are removed.
+        let slots = Arc::new(ClientSlots::new(1));
+        drop(slots.acquire(a));
+        assert!(slots.open.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn ipv6_clients_count_per_64_and_mapped_ipv4_as_ipv4() {
+        let x: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let y: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let z: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(client_key(x), client_key(y));
+        assert_ne!(client_key(x), client_key(z));
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(client_key(mapped), "192.0.2.1".parse::<IpAddr>().unwrap());
+    }
 }

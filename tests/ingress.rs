@@ -271,6 +271,7 @@ async fn serve_with(
         presence_bridge::server::Limits {
             max_connections: 8,
             header_read_timeout: std::time::Duration::from_secs(5),
+            ..Default::default()
         },
         tokio_util::sync::CancellationToken::new(),
         None,
