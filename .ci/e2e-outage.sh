@@ -55,99 +55,30 @@ E2E_MAX_DUP_PCT="${E2E_MAX_DUP_PCT:-10}"
 TOPIC="whatsapp.presence.v1"
 PHONES="5511900000001,5511900000002,5511900000003,5511900000004,5511900000005"
 
-if [[ $# -ne 1 ]]; then
-  echo "usage: $0 PATH/TO/presence-bridge" >&2
-  exit 2
-fi
-BINARY="$1"
-if [[ "$BINARY" != /* ]]; then BINARY="$PWD/$BINARY"; fi
-if [[ ! -x "$BINARY" ]]; then
-  echo "e2e-outage: FAIL (binary $BINARY missing or not executable)"
-  exit 1
-fi
-for tool in curl timeout od awk; do
-  command -v "$tool" >/dev/null || { echo "e2e-outage: FAIL (needs $tool)"; exit 1; }
-done
-
 CI_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=tansu.sh
-source "$CI_DIR/tansu.sh"
-
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/e2e-outage.XXXXXX")"
-export TANSU_WORKDIR="$WORK/tansu"
+# shellcheck source=e2e-lib.sh
+source "$CI_DIR/e2e-lib.sh"
+e2e_init e2e-outage "$@"
 SPOOL="$WORK/spool"
-mkdir -p "$TANSU_WORKDIR" "$SPOOL"
+mkdir -p "$SPOOL"
 BRIDGE_LOG="$WORK/bridge.1.log"
 BRIDGE_LOGS=()
-BRIDGE_PID=""
-WATCHDOG_PID=""
-FAILURES=()
-PASSES=0
-STARTED=$SECONDS
 ROUNDS=()   # posted-round files, in posting order
 
-say() { echo "[e2e-outage] $*" >&2; }
-ok() { PASSES=$((PASSES + 1)); say "ok   $*"; }
-fail() { FAILURES+=("$*"); say "FAIL $*"; }
-die() { fail "$*"; exit 1; }
-
-_e2e_finish() {
-  local rc="${_TANSU_EXIT_RC:-$?}" f
-  set +e
-  [[ -z "$WATCHDOG_PID" ]] || tansu_kill_pid "$WATCHDOG_PID" 2
-  if [[ -n "$BRIDGE_PID" ]] && kill -0 "$BRIDGE_PID" 2>/dev/null; then
-    say "bridge still running at exit: stopping it"
-    tansu_kill_pid "$BRIDGE_PID" 5
-  fi
-  tansu_stop
-  if [[ $rc -ne 0 && ${#FAILURES[@]} -eq 0 ]]; then
-    if (( SECONDS - STARTED >= E2E_TIMEOUT )); then
-      FAILURES+=("timed out: whole run exceeded E2E_TIMEOUT=${E2E_TIMEOUT}s")
-    else
-      FAILURES+=("aborted (exit status $rc)")
-    fi
-  fi
-  local took=$((SECONDS - STARTED))
-  if [[ ${#FAILURES[@]} -gt 0 ]]; then
-    {
-      for f in "${BRIDGE_LOGS[@]}"; do
-        echo "================ bridge log $f (last 150 lines) ================"
-        tail -n 150 "$f" 2>/dev/null || echo "(none)"
-      done
-      for f in "$WORK"/*.err; do
-        [[ -s "$f" ]] || continue
-        echo "================ $f (last 30 lines) ================"
-        tail -n 30 "$f"
-      done
-      echo "================ proxy log (last 20 lines) ================"
-      tail -n 20 "${PROXY_LOG:-/dev/null}" 2>/dev/null
-      echo "================ tansu log (last 30 lines) ================"
-      tail -n 30 "${TANSU_LOG:-/dev/null}" 2>/dev/null
-      echo "=========================================================================="
-    } >&2
-    echo "e2e-outage: FAIL (${#FAILURES[@]} failed, $PASSES passed, ${took}s): $(IFS='; '; echo "${FAILURES[*]}")"
-    if [[ -n "${E2E_KEEP:-}" ]]; then say "work dir kept: $WORK"; else rm -rf "$WORK"; fi
-    exit 1
-  fi
-  echo "e2e-outage: $PASSES passed, 0 failed"
-  echo "e2e-outage: PASS ($PASSES checks passed, 0 failed, ${took}s)"
-  if [[ -n "${E2E_KEEP:-}" ]]; then say "work dir kept: $WORK"; else rm -rf "$WORK"; fi
-  exit 0
-}
-tansu_on_exit _e2e_finish
-
-# Watchdog: the whole run is bounded even if a step hangs; it quits if this
-# shell is gone (no stray signal to a reused pid).
-(
-  me=$BASHPID
-  for ((i = 0; i < E2E_TIMEOUT; i++)); do
-    sleep 1
-    [[ "$(ps -o ppid= -p "$me" 2>/dev/null | tr -d ' ')" == "$$" ]] || exit 0
+e2e_dump_logs() {
+  local f
+  for f in "${BRIDGE_LOGS[@]}"; do
+    echo "================ bridge log $f (last 150 lines) ================"
+    tail -n 150 "$f" 2>/dev/null || echo "(none)"
   done
-  echo "[e2e-outage] watchdog: ${E2E_TIMEOUT}s elapsed, aborting" >&2
-  kill -TERM $$
-) &
-WATCHDOG_PID=$!
+  for f in "$WORK"/*.err; do
+    [[ -s "$f" ]] || continue
+    echo "================ $f (last 30 lines) ================"
+    tail -n 30 "$f"
+  done
+  echo "================ proxy log (last 20 lines) ================"
+  tail -n 20 "${PROXY_LOG:-/dev/null}" 2>/dev/null
+}
 
 # ------------------------------------------------------------ helpers (python)
 # poster.py HTTP ADMIN TOKEN ROUND PER_PHONE PHONES OUT

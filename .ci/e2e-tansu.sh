@@ -26,98 +26,23 @@ E2E_STOP_TIMEOUT="${E2E_STOP_TIMEOUT:-30}"
 E2E_SEQ_PER_PHONE="${E2E_SEQ_PER_PHONE:-10}"
 TOPIC="whatsapp.presence.v1"
 
-if [[ $# -ne 1 ]]; then
-  echo "usage: $0 PATH/TO/presence-bridge" >&2
-  exit 2
-fi
-BINARY="$1"
-if [[ "$BINARY" != /* ]]; then BINARY="$PWD/$BINARY"; fi
-if [[ ! -x "$BINARY" ]]; then
-  echo "e2e-tansu: FAIL (binary $BINARY missing or not executable)"
-  exit 1
-fi
-
-for tool in curl timeout od awk; do
-  command -v "$tool" >/dev/null || { echo "e2e-tansu: FAIL (needs $tool)"; exit 1; }
-done
-
 CI_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=tansu.sh
-source "$CI_DIR/tansu.sh"
-
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/e2e-tansu.XXXXXX")"
-export TANSU_WORKDIR="$WORK/tansu"
-mkdir -p "$TANSU_WORKDIR" "$WORK/spool"
+# shellcheck source=e2e-lib.sh
+source "$CI_DIR/e2e-lib.sh"
+e2e_init e2e-tansu "$@"
+mkdir -p "$WORK/spool"
 BRIDGE_LOG="$WORK/bridge.log"
-BRIDGE_PID=""
-WATCHDOG_PID=""
-FAILURES=()
-PASSES=0
-STARTED=$SECONDS
 
-say() { echo "[e2e] $*" >&2; }
-ok() { PASSES=$((PASSES + 1)); say "ok   $*"; }
-fail() { FAILURES+=("$*"); say "FAIL $*"; }
-
-# Runs last (registered first): stop everything, dump logs on failure, print
-# the summary line, set the exit status.
-_e2e_finish() {
-  local rc="${_TANSU_EXIT_RC:-$?}"
-  set +e
-  [[ -z "$WATCHDOG_PID" ]] || tansu_kill_pid "$WATCHDOG_PID" 2
-  if [[ -n "$BRIDGE_PID" ]] && kill -0 "$BRIDGE_PID" 2>/dev/null; then
-    say "bridge still running at exit: stopping it"
-    tansu_kill_pid "$BRIDGE_PID" 5
-  fi
-  tansu_stop
-  if [[ $rc -ne 0 && ${#FAILURES[@]} -eq 0 ]]; then
-    if (( SECONDS - STARTED >= E2E_TIMEOUT )); then
-      FAILURES+=("timed out: whole run exceeded E2E_TIMEOUT=${E2E_TIMEOUT}s")
-    else
-      FAILURES+=("aborted (exit status $rc)")
-    fi
-  fi
-  local took=$((SECONDS - STARTED))
-  if [[ ${#FAILURES[@]} -gt 0 ]]; then
-    {
-      echo "================ bridge log ($BRIDGE_LOG, last 300 lines) ================"
-      tail -n 300 "$BRIDGE_LOG" 2>/dev/null || echo "(none)"
-      for f in "$WORK"/tail.err "$WORK"/post.out; do
-        [[ -s "$f" ]] || continue
-        echo "================ $f (last 60 lines) ================"
-        tail -n 60 "$f"
-      done
-      echo "================ tansu log (last 40 lines) ================"
-      tail -n 40 "${TANSU_LOG:-/dev/null}" 2>/dev/null
-      echo "=========================================================================="
-    } >&2
-    echo "e2e-tansu: FAIL (${#FAILURES[@]} failed, $PASSES passed, ${took}s): $(IFS='; '; echo "${FAILURES[*]}")"
-    if [[ -n "${E2E_KEEP:-}" ]]; then say "work dir kept: $WORK"; else rm -rf "$WORK"; fi
-    exit 1
-  fi
-  echo "e2e-tansu: PASS ($PASSES checks passed, 0 failed, ${took}s)"
-  echo "e2e-tansu: $PASSES passed, 0 failed"
-  if [[ -n "${E2E_KEEP:-}" ]]; then say "work dir kept: $WORK"; else rm -rf "$WORK"; fi
-  exit 0
-}
-tansu_on_exit _e2e_finish
-
-# A fatal step: record and stop here (the EXIT trap reports).
-die() { fail "$*"; exit 1; }
-
-# Watchdog: the whole run is bounded even if a step hangs.
-# It polls once a second and quits if this shell is gone (so a SIGKILLed run
-# leaves no watchdog behind to signal a reused pid).
-(
-  me=$BASHPID   # (inside $(...) BASHPID would be the substitution's own pid)
-  for ((i = 0; i < E2E_TIMEOUT; i++)); do
-    sleep 1
-    [[ "$(ps -o ppid= -p "$me" 2>/dev/null | tr -d ' ')" == "$$" ]] || exit 0
+e2e_dump_logs() {
+  echo "================ bridge log ($BRIDGE_LOG, last 300 lines) ================"
+  tail -n 300 "$BRIDGE_LOG" 2>/dev/null || echo "(none)"
+  local f
+  for f in "$WORK"/tail.err "$WORK"/post.out; do
+    [[ -s "$f" ]] || continue
+    echo "================ $f (last 60 lines) ================"
+    tail -n 60 "$f"
   done
-  echo "[e2e] watchdog: ${E2E_TIMEOUT}s elapsed, aborting" >&2
-  kill -TERM $$
-) &
-WATCHDOG_PID=$!
+}
 
 # ------------------------------------------------------------ broker
 say "installing / checking Tansu and confluent-kafka"

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Shared scaffolding of the end-to-end scripts (.ci/e2e-tansu.sh,
+# .ci/e2e-outage.sh). Source it, then call
+#
+#   e2e_init NAME "$@"        checks the one argument (the bridge binary, made
+#                             absolute in $BINARY) and the tools, sources
+#                             tansu.sh, makes $WORK (with $TANSU_WORKDIR inside)
+#                             and the bookkeeping variables, registers the exit
+#                             report and starts the watchdog (E2E_TIMEOUT s).
+#
+# Gives say/ok/fail/die. The script may define e2e_dump_logs (called on
+# failure, stderr) to print its own logs. The last line is
+# "NAME: PASS (...)" or "NAME: FAIL (...)"; the exit status is 0 only on PASS.
+# Keeps $WORK when E2E_KEEP is set.
+# shellcheck disable=SC2317  # functions run from the EXIT trap
+
+E2E_CI_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+e2e_init() {
+  E2E_NAME="$1"
+  shift
+  if [[ $# -ne 1 ]]; then
+    echo "usage: $0 PATH/TO/presence-bridge" >&2
+    exit 2
+  fi
+  BINARY="$1"
+  if [[ "$BINARY" != /* ]]; then BINARY="$PWD/$BINARY"; fi
+  if [[ ! -x "$BINARY" ]]; then
+    echo "$E2E_NAME: FAIL (binary $BINARY missing or not executable)"
+    exit 1
+  fi
+  local tool
+  for tool in curl timeout od awk; do
+    command -v "$tool" >/dev/null || { echo "$E2E_NAME: FAIL (needs $tool)"; exit 1; }
+  done
+  # shellcheck source=tansu.sh
+  source "$E2E_CI_DIR/tansu.sh"
+  WORK="$(mktemp -d "${TMPDIR:-/tmp}/$E2E_NAME.XXXXXX")"
+  export TANSU_WORKDIR="$WORK/tansu"
+  mkdir -p "$TANSU_WORKDIR"
+  BRIDGE_PID=""
+  WATCHDOG_PID=""
+  FAILURES=()
+  PASSES=0
+  STARTED=$SECONDS
+  tansu_on_exit _e2e_finish
+  _e2e_watchdog
+}
+
+say() { echo "[$E2E_NAME] $*" >&2; }
+ok() { PASSES=$((PASSES + 1)); say "ok   $*"; }
+fail() { FAILURES+=("$*"); say "FAIL $*"; }
+# A fatal step: record and stop here (the EXIT trap reports).
+die() { fail "$*"; exit 1; }
+
+# Runs last (registered first): stop everything, dump logs on failure, print
+# the summary line, set the exit status.
+_e2e_finish() {
+  local rc="${_TANSU_EXIT_RC:-$?}"
+  set +e
+  [[ -z "$WATCHDOG_PID" ]] || tansu_kill_pid "$WATCHDOG_PID" 2
+  if [[ -n "$BRIDGE_PID" ]] && kill -0 "$BRIDGE_PID" 2>/dev/null; then
+    say "bridge still running at exit: stopping it"
+    tansu_kill_pid "$BRIDGE_PID" 5
+  fi
+  tansu_stop
+  if [[ $rc -ne 0 && ${#FAILURES[@]} -eq 0 ]]; then
+    if (( SECONDS - STARTED >= E2E_TIMEOUT )); then
+      FAILURES+=("timed out: whole run exceeded E2E_TIMEOUT=${E2E_TIMEOUT}s")
+    else
+      FAILURES+=("aborted (exit status $rc)")
+    fi
+  fi
+  local took=$((SECONDS - STARTED))
+  if [[ ${#FAILURES[@]} -gt 0 ]]; then
+    if declare -F e2e_dump_logs >/dev/null; then
+      e2e_dump_logs >&2
+    fi
+    {
+      echo "================ tansu log (last 40 lines) ================"
+      tail -n 40 "${TANSU_LOG:-/dev/null}" 2>/dev/null
+      echo "=========================================================================="
+    } >&2
+    echo "$E2E_NAME: FAIL (${#FAILURES[@]} failed, $PASSES passed, ${took}s): $(IFS='; '; echo "${FAILURES[*]}")"
+    if [[ -n "${E2E_KEEP:-}" ]]; then say "work dir kept: $WORK"; else rm -rf "$WORK"; fi
+    exit 1
+  fi
+  echo "$E2E_NAME: PASS ($PASSES checks passed, 0 failed, ${took}s)"
+  if [[ -n "${E2E_KEEP:-}" ]]; then say "work dir kept: $WORK"; else rm -rf "$WORK"; fi
+  exit 0
+}
+
+# Watchdog: the whole run is bounded even if a step hangs. It polls once a
+# second and quits if this shell is gone (so a SIGKILLed run leaves no
+# watchdog behind to signal a reused pid).
+_e2e_watchdog() {
+  (
+    me=$BASHPID   # (inside $(...) BASHPID would be the substitution's own pid)
+    for ((i = 0; i < E2E_TIMEOUT; i++)); do
+      sleep 1
+      [[ "$(ps -o ppid= -p "$me" 2>/dev/null | tr -d ' ')" == "$$" ]] || exit 0
+    done
+    echo "[$E2E_NAME] watchdog: ${E2E_TIMEOUT}s elapsed, aborting" >&2
+    kill -TERM $$
+  ) &
+  WATCHDOG_PID=$!
+}
