@@ -326,7 +326,7 @@ step "docker-compose.yml against the compose-spec schema"
 "$venv/bin/check-jsonschema" --builtin-schema vendor.compose-spec docker-compose.yml \
   || fail "docker-compose.yml does not validate against the compose-spec schema"
 "$py" - "$work" <<'EOF' || fail "docker-compose.yml consistency"
-import os, re, sys, yaml
+import os, re, shlex, sys, yaml
 c = yaml.safe_load(open("docker-compose.yml"))
 errors = []
 for name, s in c["services"].items():
@@ -353,7 +353,7 @@ else:
         env[k] = v
     with open(os.path.join(sys.argv[1], "compose.env"), "w") as f:
         for k, v in env.items():
-            f.write(f"{k}={v}\n")
+            f.write(f"{k}={shlex.quote(v)}\n")   # sourced by bash: quote ; , spaces
     if env.get("PRESENCE_BRIDGE__ADMIN__LISTEN", "").split(":")[0] != "0.0.0.0":
         errors.append("bridge: PRESENCE_BRIDGE__ADMIN__LISTEN must bind 0.0.0.0 in a container")
     spool = env.get("PRESENCE_BRIDGE__SPOOL__DIR")
@@ -378,7 +378,7 @@ for v in "${K8S_VERSIONS[@]}"; do
   echo "  ${#manifests[@]} files valid against Kubernetes $v"
 done
 "$py" - "$work" <<'EOF' || fail "deploy/k8s consistency"
-import glob, os, re, sys, yaml
+import glob, os, re, shlex, sys, yaml
 docs = [d for f in sorted(glob.glob("deploy/k8s/*.yaml")) for d in yaml.safe_load_all(open(f)) if d]
 by_kind = {}
 for d in docs:
@@ -413,7 +413,7 @@ if not errors:
     secret = by_kind["Secret"][0]
     with open(os.path.join(sys.argv[1], "k8s.env"), "w") as f:
         for key, val in (secret.get("stringData") or {}).items():
-            f.write(f"{key}={val}\n")
+            f.write(f"{key}={shlex.quote(str(val))}\n")   # sourced by bash: quote ; , spaces
     m = re.search(r'deadline\s*=\s*"(\d+)s"', toml)
     deadline = int(m.group(1)) if m else 20
     pre = c.get("lifecycle", {}).get("preStop", {})
