@@ -245,8 +245,6 @@ fn write_loop(
                     metrics.spool_synced(t);
                 }
                 let first_seq = a.last_seq + 1 - replies.len() as u64;
-                store.tail().push(first_seq, records.drain(..));
-                committed.send_replace(a.last_seq);
                 for (i, (queued, status_label, reply)) in replies.drain(..).enumerate() {
                     metrics.spool_appended(queued.elapsed());
                     if let Some(label) = status_label {
@@ -254,6 +252,10 @@ fn write_loop(
                     }
                     let _ = reply.send(Ok(first_seq + i as u64));
                 }
+                // The answers first (they are what clients wait for), then the
+                // forwarder: records to memory, and its wake-up.
+                store.tail().push(first_seq, records.drain(..));
+                committed.send_replace(a.last_seq);
             }
             Err(e) => {
                 records.clear();
