@@ -63,34 +63,44 @@ if [ -z "$ready" ]; then
   exit 1
 fi
 
-# Checks: everything but the two that need the schema to describe acceptance
-# exactly (positive_data_acceptance, negative_data_rejection: a calendar-invalid
-# but pattern-valid date, or a path instanceId that differs from the body's,
-# cannot be expressed in OpenAPI 3.0) and the ones for CRUD resources
-# (use_after_free, ensure_resource_availability, object_level_authorization).
-checks=not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,missing_required_header,unsupported_method,allow_header_conformance,ignored_auth
+st() {
+  "$venv/bin/schemathesis" run "$spec" \
+    --url "http://$http" \
+    --header "Authorization: Bearer $token" \
+    --phases examples,coverage,fuzzing \
+    --max-examples "$max_examples" \
+    --seed "$seed" \
+    --workers 1 \
+    --request-timeout 10 \
+    --suppress-health-check too_slow,filter_too_much \
+    "$@"
+}
 
+# 1. Both operations: every answer documented and conforming, no 5xx, auth
+# enforced, other methods 405 with Allow. Left out: the checks for CRUD
+# resources (use_after_free, ensure_resource_availability,
+# object_level_authorization), and the acceptance checks, run in 2.
+checks=not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,missing_required_header,unsupported_method,allow_header_conformance,ignored_auth
 set +e
-"$venv/bin/schemathesis" run "$spec" \
-  --url "http://$http" \
-  --header "Authorization: Bearer $token" \
-  --checks "$checks" \
-  --phases examples,coverage,fuzzing \
-  --max-examples "$max_examples" \
-  --seed "$seed" \
-  --workers 1 \
-  --request-timeout 10 \
-  --suppress-health-check too_slow,filter_too_much \
-  --report junit --report-dir "$work/report"
+st --checks "$checks"
 rc=$?
+# 2. The body-only route: schema-valid bodies are accepted (200) and
+# schema-invalid ones rejected (4xx), i.e. the request schema is exact. Not
+# for the instance route: that the body's instanceId must equal the path's
+# cannot be said in OpenAPI 3.0, so valid-looking pairs get 400 there.
+if [ "$rc" -eq 0 ]; then
+  st --include-path /webhooks/zapi/presence \
+    --checks positive_data_acceptance,negative_data_rejection,not_a_server_error,status_code_conformance,response_schema_conformance
+  rc=$?
+fi
 set -e
 if ! kill -0 "$pid" 2>/dev/null; then
   cat "$log" >&2
   echo "FAIL: the bridge died during the run" >&2
   exit 1
 fi
-if grep -qE '"level":"ERROR"|panicked' "$log"; then
-  grep -E '"level":"ERROR"|panicked' "$log" | head -20 >&2
+if grep -qE ' ERROR |"level":"ERROR"|panicked' "$log"; then
+  grep -E ' ERROR |"level":"ERROR"|panicked' "$log" | head -20 >&2
   echo "FAIL: the bridge logged errors or panicked" >&2
   exit 1
 fi
