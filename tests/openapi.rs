@@ -372,7 +372,9 @@ async fn provoked_rejections_match_the_document() {
     let b = Bridge::start().await;
     let json_ct = ("content-type", "application/json");
     let good = callback("5544999999999", "AVAILABLE");
-    let cases: Vec<(Method, String, Vec<(&str, &str)>, String, u16)> = vec![
+    /// Method, path and query, headers, body, the status it must get.
+    type Case<'a> = (Method, String, Vec<(&'a str, &'a str)>, String, u16);
+    let cases: Vec<Case> = vec![
         (
             Method::POST,
             PRESENCE.into(),
