@@ -129,6 +129,82 @@ impl Rejection {
     }
 }
 
+/// One rejection of every kind the handler can answer, for the API contract
+/// test (`tests/openapi.rs`) that compares them with `deploy/openapi.yaml`.
+/// Adding a [`Rejection`] or [`PresenceError`] variant breaks the build here
+/// until it is listed.
+pub fn catalogue() -> Vec<Rejection> {
+    use crate::presence::PresenceError as P;
+    let invalid = [
+        P::Missing { field: "phone" },
+        P::WrongType {
+            field: "phone",
+            expected: "a string",
+        },
+        P::UnsupportedType,
+        P::InvalidPhone,
+        P::InvalidStatus,
+        P::InvalidLastSeen,
+        P::InvalidInstanceId,
+    ];
+    for p in &invalid {
+        match p {
+            P::Missing { .. }
+            | P::WrongType { .. }
+            | P::UnsupportedType
+            | P::InvalidPhone
+            | P::InvalidStatus
+            | P::InvalidLastSeen
+            | P::InvalidInstanceId => {}
+        }
+    }
+    let json_error = serde_json::from_slice::<serde_json::Value>(b"{").unwrap_err();
+    let mut all = vec![
+        Rejection::NotFound,
+        Rejection::MethodNotAllowed,
+        Rejection::Unauthorized,
+        Rejection::ClientForbidden,
+        Rejection::InstanceForbidden,
+        Rejection::TokenNotForInstance,
+        Rejection::RateLimitedClient { retry_after: 1 },
+        Rejection::RateLimitedInstance { retry_after: 3 },
+        Rejection::UnsupportedMediaType,
+        Rejection::PayloadTooLarge { limit: 65536 },
+        Rejection::BodyTimeout,
+        Rejection::BodyUnreadable("connection reset".into()),
+        Rejection::Invalid(ParseError::Json(json_error)),
+        Rejection::Invalid(ParseError::NotAnObject),
+        Rejection::InvalidPathInstance,
+        Rejection::InstanceMismatch,
+        Rejection::Unavailable(SinkError::Full),
+        Rejection::Unavailable(SinkError::Unavailable("stopping".into())),
+    ];
+    all.extend(invalid.into_iter().map(|p| Rejection::Invalid(p.into())));
+    for r in &all {
+        match r {
+            Rejection::NotFound
+            | Rejection::MethodNotAllowed
+            | Rejection::Unauthorized
+            | Rejection::ClientForbidden
+            | Rejection::InstanceForbidden
+            | Rejection::TokenNotForInstance
+            | Rejection::RateLimitedClient { .. }
+            | Rejection::RateLimitedInstance { .. }
+            | Rejection::UnsupportedMediaType
+            | Rejection::PayloadTooLarge { .. }
+            | Rejection::BodyTimeout
+            | Rejection::BodyUnreadable(_)
+            | Rejection::Invalid(
+                ParseError::Json(_) | ParseError::NotAnObject | ParseError::Invalid(_),
+            )
+            | Rejection::InvalidPathInstance
+            | Rejection::InstanceMismatch
+            | Rejection::Unavailable(SinkError::Full | SinkError::Unavailable(_)) => {}
+        }
+    }
+    all
+}
+
 /// What became of a request.
 pub type Outcome = Result<Uuid, Rejection>;
 
