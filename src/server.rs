@@ -215,7 +215,7 @@ impl<H: Handler> Connection<H> {
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let activity = Arc::new(Activity::new());
+        let activity = Arc::new(Activity::new(self.limits.max_requests_per_connection));
         let svc = {
             let (handler, activity, peer) = (self.handler.clone(), activity.clone(), self.peer);
             service_fn(move |mut req: Request<Incoming>| {
@@ -232,12 +232,13 @@ impl<H: Handler> Connection<H> {
         let conn = self.builder.serve_connection(TokioIo::new(io), svc);
         tokio::pin!(conn);
         let idle_limit = self.limits.header_read_timeout;
+        let max_requests = self.limits.max_requests_per_connection;
         let mut closed_by: Option<Instant> = None;
+        // Re-armed only when it fires: requests never touch the timer.
+        let check = tokio::time::sleep(idle_limit);
+        tokio::pin!(check);
         loop {
             let open = closed_by.is_none();
-            let idle_since = activity.idle_since();
-            let deadline =
-                idle_since.map_or_else(|| Instant::now() + idle_limit, |since| since + idle_limit);
             let close = tokio::select! {
                 r = conn.as_mut() => {
                     if let Err(e) = r {
@@ -246,17 +247,27 @@ impl<H: Handler> Connection<H> {
                     return;
                 }
                 _ = self.shutdown.cancelled(), if open => true,
-                _ = activity.changed.notified(), if open => {
-                    activity.requests() >= self.limits.max_requests_per_connection
-                }
-                _ = tokio::time::sleep_until(deadline), if open && idle_since.is_some() => {
-                    let idle = activity.idle_since() == idle_since;
-                    if idle {
-                        tracing::debug!(peer = %self.peer, "closing an idle connection");
+                _ = activity.cap_reached.notified(), if open => activity.requests() >= max_requests,
+                _ = check.as_mut(), if open => {
+                    // Idle for the whole limit? Otherwise look again when the
+                    // current quiet spell (or a request's end) would reach it.
+                    let now = Instant::now();
+                    match activity.idle_since() {
+                        Some(since) if since + idle_limit <= now => {
+                            tracing::debug!(peer = %self.peer, "closing an idle connection");
+                            true
+                        }
+                        Some(since) => {
+                            check.as_mut().reset(since + idle_limit);
+                            false
+                        }
+                        None => {
+                            check.as_mut().reset(now + idle_limit);
+                            false
+                        }
                     }
-                    idle
                 }
-                _ = tokio::time::sleep_until(closed_by.unwrap_or(deadline)), if !open => {
+                _ = tokio::time::sleep_until(closed_by.unwrap_or_else(Instant::now)), if !open => {
                     tracing::debug!(peer = %self.peer, "dropping a connection that did not close in time");
                     return;
                 }
@@ -270,19 +281,22 @@ impl<H: Handler> Connection<H> {
 }
 
 /// Requests of one connection: how many so far, how many in flight, and
-/// since when none is.
+/// since when none is. Two uncontended lock operations per request; the
+/// connection's task is woken only when the request cap is reached.
 struct Activity {
     requests: AtomicUsize,
+    max_requests: usize,
     state: Mutex<(usize, Instant)>,
-    changed: Notify,
+    cap_reached: Notify,
 }
 
 impl Activity {
-    fn new() -> Self {
+    fn new(max_requests: usize) -> Self {
         Self {
             requests: AtomicUsize::new(0),
+            max_requests,
             state: Mutex::new((0, Instant::now())),
-            changed: Notify::new(),
+            cap_reached: Notify::new(),
         }
     }
 
@@ -297,9 +311,11 @@ impl Activity {
     }
 
     fn begin(self: &Arc<Self>) -> InFlight {
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
         self.state.lock().unwrap_or_else(PoisonError::into_inner).0 += 1;
-        self.changed.notify_one();
+        if n == self.max_requests {
+            self.cap_reached.notify_one();
+        }
         InFlight(self.clone())
     }
 }
@@ -309,12 +325,9 @@ struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        {
-            let mut state = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
-            state.0 = state.0.saturating_sub(1);
-            state.1 = Instant::now();
-        }
-        self.0.changed.notify_one();
+        let mut state = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.0 = state.0.saturating_sub(1);
+        state.1 = Instant::now();
     }
 }
 
