@@ -2,36 +2,12 @@
 //! forms, allowlists, CIDRs, limits; every error naming its key; tenant
 //! secrets redacted in `check-config`.
 
-use std::path::PathBuf;
 use std::process::Command;
 
-use presence_bridge::config::{load, RateSettings, Settings};
+use presence_bridge::config::{RateSettings, Settings};
 
-fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
-
-fn file(contents: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("presence-bridge-{}.toml", uuid::Uuid::now_v7()));
-    std::fs::write(&path, contents).unwrap();
-    path
-}
-
-fn ok(file_text: Option<&str>, vars: &[(&str, &str)]) -> Settings {
-    let path = file_text.map(file);
-    load(path.as_deref(), env(vars)).unwrap_or_else(|e| panic!("{file_text:?} {vars:?}: {e}"))
-}
-
-fn err(file_text: Option<&str>, vars: &[(&str, &str)]) -> String {
-    let path = file_text.map(file);
-    match load(path.as_deref(), env(vars)) {
-        Ok(_) => panic!("expected an error for {file_text:?} {vars:?}"),
-        Err(e) => e.to_string(),
-    }
-}
+mod config_support;
+use config_support::{err, ok};
 
 fn tokens_of(s: &Settings, instance: &str) -> Vec<String> {
     s.auth.instances[instance]

@@ -6,26 +6,8 @@ use std::process::Command;
 
 use presence_bridge::config::{load, ConfigError, LogFormat};
 
-fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
-
-fn file(contents: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("presence-bridge-{}.toml", uuid::Uuid::now_v7()));
-    std::fs::write(&path, contents).unwrap();
-    path
-}
-
-fn err(file_text: Option<&str>, vars: &[(&str, &str)]) -> String {
-    let path = file_text.map(file);
-    match load(path.as_deref(), env(vars)) {
-        Ok(_) => panic!("expected an error for {file_text:?} {vars:?}"),
-        Err(e) => e.to_string(),
-    }
-}
+mod config_support;
+use config_support::{env, err, file};
 
 #[test]
 fn defaults_are_the_documented_ones() {

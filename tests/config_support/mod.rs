@@ -1,0 +1,33 @@
+//! Helpers shared by the configuration tests: environment pairs, a temporary
+//! TOML file, and loading that must succeed or fail.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use presence_bridge::config::{load, Settings};
+
+pub fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+pub fn file(contents: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("presence-bridge-{}.toml", uuid::Uuid::now_v7()));
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+pub fn ok(file_text: Option<&str>, vars: &[(&str, &str)]) -> Settings {
+    let path = file_text.map(file);
+    load(path.as_deref(), env(vars)).unwrap_or_else(|e| panic!("{file_text:?} {vars:?}: {e}"))
+}
+
+pub fn err(file_text: Option<&str>, vars: &[(&str, &str)]) -> String {
+    let path = file_text.map(file);
+    match load(path.as_deref(), env(vars)) {
+        Ok(_) => panic!("expected an error for {file_text:?} {vars:?}"),
+        Err(e) => e.to_string(),
+    }
+}
