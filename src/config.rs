@@ -449,10 +449,11 @@ impl Settings {
 }
 
 fn token(key: &str, t: String) -> Result<Secret, ConfigError> {
-    if t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+    let max = crate::ingress::auth::MAX_TOKEN_BYTES;
+    if t.len() < 16 || t.len() > max || !t.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(invalid(
             key,
-            "each token must be at least 16 visible ASCII characters (no spaces)",
+            format!("each token must be 16 to {max} visible ASCII characters (no spaces)"),
         ));
     }
     Ok(Secret(t))

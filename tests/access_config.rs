@@ -127,6 +127,25 @@ fn access_networks_and_limits() {
 }
 
 #[test]
+fn tokens_longer_than_the_comparison_window_are_refused() {
+    let long = "t".repeat(presence_bridge::ingress::auth::MAX_TOKEN_BYTES + 1);
+    let e = err(None, &[("PRESENCE_BRIDGE__AUTH__TOKENS", long.as_str())]);
+    assert!(
+        e.starts_with("auth.tokens:") && e.contains("16 to 256"),
+        "{e}"
+    );
+    let tenant = format!("INST={long}");
+    let e = err(
+        None,
+        &[("PRESENCE_BRIDGE__AUTH__INSTANCES", tenant.as_str())],
+    );
+    assert!(e.starts_with("auth.instances.INST:"), "{e}");
+    let max = "t".repeat(presence_bridge::ingress::auth::MAX_TOKEN_BYTES);
+    let s = ok(None, &[("PRESENCE_BRIDGE__AUTH__TOKENS", max.as_str())]);
+    assert_eq!(s.auth.tokens.len(), 1);
+}
+
+#[test]
 fn every_error_names_its_key() {
     let cases: &[(&[(&str, &str)], &str)] = &[
         (

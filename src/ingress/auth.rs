@@ -24,6 +24,9 @@ use super::reply::Rejection;
 use crate::config::{AuthSettings, Secret};
 
 pub const TOKEN_HEADER: &str = "x-webhook-token";
+/// Longest token (`auth.*` config refuses longer ones): comparisons run over
+/// this many bytes whatever the lengths, so timing reveals no length either.
+pub const MAX_TOKEN_BYTES: usize = 256;
 pub const TOKEN_QUERY: &str = "token";
 
 /// Owner code of a global token; tenant `i` is `TENANT_BASE + i`, 0 is nobody.
@@ -114,10 +117,25 @@ impl Auth {
         // picked without a branch on the comparison.
         let mut owner = 0u32;
         for (token, who) in &self.tokens {
-            owner.conditional_assign(who, token.expose().as_bytes().ct_eq(candidate));
+            owner.conditional_assign(who, same_token(token.expose().as_bytes(), candidate));
         }
         owner
     }
+}
+
+/// Constant-time equality that hides the lengths too: both sides are padded
+/// to [`MAX_TOKEN_BYTES`] and the lengths compared as numbers. A candidate
+/// longer than that never matches (no configured token is).
+fn same_token(token: &[u8], candidate: &[u8]) -> subtle::Choice {
+    let mut a = [0u8; MAX_TOKEN_BYTES];
+    let mut b = [0u8; MAX_TOKEN_BYTES];
+    let (t, c) = (
+        token.len().min(MAX_TOKEN_BYTES),
+        candidate.len().min(MAX_TOKEN_BYTES),
+    );
+    a[..t].copy_from_slice(&token[..t]);
+    b[..c].copy_from_slice(&candidate[..c]);
+    a.ct_eq(&b) & (token.len() as u64).ct_eq(&(candidate.len() as u64))
 }
 
 /// The token the request presents: the Bearer header, else `X-Webhook-Token`,
@@ -143,6 +161,25 @@ fn presented<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<Cow<'
 mod tests {
     use super::*;
     use hyper::header::HeaderValue;
+
+    #[test]
+    fn tokens_match_only_whole_and_exact() {
+        let t = b"0123456789abcdef-token";
+        assert!(bool::from(same_token(t, t)));
+        assert!(!bool::from(same_token(t, &t[..t.len() - 1])), "a prefix");
+        assert!(
+            !bool::from(same_token(t, b"0123456789abcdef-token!")),
+            "longer"
+        );
+        assert!(!bool::from(same_token(t, b"0123456789abcdef-tokeN")));
+        assert!(!bool::from(same_token(t, b"")));
+        let long = [b'x'; MAX_TOKEN_BYTES + 10];
+        let max = [b'x'; MAX_TOKEN_BYTES];
+        assert!(
+            !bool::from(same_token(&max, &long)),
+            "over the maximum never matches"
+        );
+    }
 
     fn auth() -> Auth {
         let raw = crate::config::raw::Root {
