@@ -4,18 +4,21 @@
 //! # Layout
 //! Data flows one way: bytes → [`presence::RawCallback`] → validated
 //! [`presence::PresenceEvent`] → [`envelope::OutboundRecord`] → [`sink::Sink`]
-//! (today the Kafka [`publisher`]) → Kafka.
+//! (the durable [`spool`]) → the [`publisher`]'s forwarder → Kafka.
 //!
 //! - [`cli`]: the command line (`serve`, `check-config`, `tail`), exit codes.
 //! - [`config`]: layered configuration into typed, validated [`config::Settings`].
 //! - [`app`]: wires the parts, owns shutdown and its deadline.
 //! - [`server`]: the accept loop shared by both listeners (limits, graceful drain).
 //! - [`tls`]: native HTTPS for the webhook listener, certificate reload.
-//! - [`ingress`]: the webhook routes, auth, handler, and the one place statuses are decided.
+//! - [`ingress`]: the webhook routes, tokens, client allowlist and rate limits,
+//!   the handler, and the one place statuses are decided.
 //! - [`presence`]: pure validation and normalization of the provider's callback.
 //! - [`envelope`]: the wire contract, one frozen file per major version.
 //! - [`sink`]: the seam between ingress and whatever keeps accepted events.
-//! - [`publisher`]: the idempotent Kafka producer and error classification.
+//! - [`spool`]: the durable retry buffer (segmented log, group commit, recovery).
+//! - [`publisher`]: the idempotent Kafka producer, error classification, the
+//!   forwarder from the spool, dead letters.
 //! - [`admin`], [`health`], [`metrics`]: `/metrics`, `/livez`, `/readyz`.
 //! - [`dev`]: the embedded development broker of `serve --dev`.
 //! - [`tail`]: the operator's topic reader.
