@@ -131,7 +131,7 @@ impl Rejection {
 
 /// One rejection of every kind the handler can answer, for the API contract
 /// test (`tests/openapi.rs`) that compares them with `deploy/openapi.yaml`.
-/// Adding a [`Rejection`] or [`PresenceError`] variant breaks the build here
+/// Adding a [`Rejection`] or [`PresenceError`](crate::presence::PresenceError) variant breaks the build here
 /// until it is listed.
 pub fn catalogue() -> Vec<Rejection> {
     use crate::presence::PresenceError as P;
