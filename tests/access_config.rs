@@ -2,12 +2,10 @@
 //! forms, allowlists, CIDRs, limits; every error naming its key; tenant
 //! secrets redacted in `check-config`.
 
-use std::process::Command;
-
 use presence_bridge::config::{RateSettings, Settings};
 
 mod config_support;
-use config_support::{err, ok};
+use config_support::{check_config, err, ok};
 
 fn tokens_of(s: &Settings, instance: &str) -> Vec<String> {
     s.auth.instances[instance]
@@ -243,25 +241,14 @@ fn every_error_names_its_key() {
 
 #[test]
 fn check_config_redacts_tenant_tokens() {
-    let out = Command::new(env!("CARGO_BIN_EXE_presence-bridge"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .arg("check-config")
-        .env("PRESENCE_BRIDGE__KAFKA__BROKERS", "k1:9092")
-        .env(
+    let (v, stdout) = check_config(&[
+        ("PRESENCE_BRIDGE__KAFKA__BROKERS", "k1:9092"),
+        (
             "PRESENCE_BRIDGE__AUTH__INSTANCES",
             "3C4F00AA=tenant-secret-aaaaaaaa,tenant-secret-bbbbbbbb",
-        )
-        .env("PRESENCE_BRIDGE__ACCESS__TRUSTED_PROXIES", "10.0.0.0/8")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        ),
+        ("PRESENCE_BRIDGE__ACCESS__TRUSTED_PROXIES", "10.0.0.0/8"),
+    ]);
     assert_eq!(
         v["auth"]["instances"]["3C4F00AA"],
         serde_json::json!(["<redacted>", "<redacted>"])

@@ -2,12 +2,11 @@
 //! error naming its key, safety settings protected, secrets redacted.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use presence_bridge::config::{load, ConfigError, LogFormat};
 
 mod config_support;
-use config_support::{env, err, file};
+use config_support::{bin, check_config, env, err, file};
 
 #[test]
 fn defaults_are_the_documented_ones() {
@@ -160,28 +159,12 @@ fn a_missing_file_is_an_error() {
     assert!(e.to_string().contains("/nonexistent/bridge.toml"));
 }
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_presence-bridge"));
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
-    c
-}
-
 #[test]
 fn check_config_prints_the_effective_config_with_secrets_redacted() {
-    let out = bin()
-        .arg("check-config")
-        .env("PRESENCE_BRIDGE__AUTH__TOKENS", "super-secret-token-0123")
-        .env("PRESENCE_BRIDGE__KAFKA__BROKERS", "k1:9092")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let (v, stdout) = check_config(&[
+        ("PRESENCE_BRIDGE__AUTH__TOKENS", "super-secret-token-0123"),
+        ("PRESENCE_BRIDGE__KAFKA__BROKERS", "k1:9092"),
+    ]);
     assert_eq!(v["kafka"]["brokers"][0], "k1:9092");
     assert_eq!(v["auth"]["tokens"][0], "<redacted>");
     assert!(!stdout.contains("super-secret"));

@@ -31,3 +31,28 @@ pub fn err(file_text: Option<&str>, vars: &[(&str, &str)]) -> String {
         Err(e) => e.to_string(),
     }
 }
+
+/// The binary with an empty environment (but `PATH`).
+pub fn bin() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_presence-bridge"));
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    c
+}
+
+/// Runs `check-config` with `vars`; it must succeed. Returns the printed
+/// configuration, parsed and as text.
+pub fn check_config(vars: &[(&str, &str)]) -> (serde_json::Value, String) {
+    let out = bin()
+        .arg("check-config")
+        .envs(vars.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    (serde_json::from_str(&stdout).unwrap(), stdout)
+}
