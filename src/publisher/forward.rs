@@ -155,76 +155,9 @@ impl Forwarder {
 
         loop {
             // Fill the window: first what QueueFull left over, then the spool.
-            while st.window.len() < WINDOW {
-                if st.carry.is_empty() {
-                    if *committed.borrow() < st.reader.next_seq() {
-                        break; // nothing new on disk
-                    }
-                    let want = READ_BATCH.min(WINDOW - st.window.len());
-                    // Caught up: the records just committed are still in memory.
-                    let cached = st.reader.read_cached(&self.store, want);
-                    if !cached.is_empty() {
-                        st.carry.extend(cached);
-                        continue;
-                    }
-                    let store = self.store.clone();
-                    let mut reader = std::mem::replace(&mut st.reader, self.store.reader());
-                    let read = tokio::task::spawn_blocking(move || {
-                        let r = reader.read(&store, want);
-                        (reader, r)
-                    })
-                    .await;
-                    let Ok((r, result)) = read else { return };
-                    st.reader = r;
-                    match result {
-                        Ok((records, skipped)) => {
-                            if skipped > 0 {
-                                self.metrics.spool_dropped("corrupt_record", skipped);
-                                tracing::error!(
-                                    regions = skipped,
-                                    "damaged spool records skipped while reading"
-                                );
-                            }
-                            st.carry.extend(records);
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "reading the spool failed; retrying");
-                            break;
-                        }
-                    }
-                    if st.carry.is_empty() {
-                        break;
-                    }
-                }
-                let Some(rec) = st.carry.pop_front() else {
-                    break;
-                };
-                match send(&st.publisher, &rec, self.ce_type(&rec)) {
-                    Ok(delivery) => st.window.push_back(InFlight {
-                        seq: rec.seq,
-                        arrival_ms: rec.arrival_ms,
-                        delivery,
-                        finished: None,
-                    }),
-                    Err(e) if e.rdkafka_error_code() == Some(C::QueueFull) => {
-                        st.carry.push_front(rec);
-                        break;
-                    }
-                    Err(e) => match classify(&e) {
-                        ErrorClass::Permanent => {
-                            // Refused before it was queued; still in order: everything
-                            // before it must be acknowledged first.
-                            self.settle_window(&mut st.window).await;
-                            let (key, value) =
-                                (Some(rec.key.as_bytes()), Some(rec.value.as_slice()));
-                            self.dead_letter(rec.seq, &rec.topic, key, value, &e).await;
-                        }
-                        _ => {
-                            st.carry.push_front(rec);
-                            break;
-                        }
-                    },
-                }
+            let newest = *committed.borrow();
+            if !self.fill(&mut st, newest, false).await {
+                return;
             }
 
             let room = st.window.len() < WINDOW && st.carry.is_empty();
@@ -314,8 +247,14 @@ impl Forwarder {
             }
         }
 
-        // Stopping: give queued deliveries until the deadline, then keep the
-        // acknowledged prefix. The rest stays in the spool for the next start.
+        // Stopping: hand librdkafka what was committed but not sent yet (the
+        // requests answered just before the stop among it), give deliveries
+        // until the deadline, then keep the acknowledged prefix. The rest
+        // stays in the spool for the next start.
+        let newest = self.store.stats().committed;
+        if !self.fill(&mut st, newest, true).await {
+            return;
+        }
         let left = stop
             .deadline()
             .saturating_duration_since(tokio::time::Instant::now());
@@ -338,6 +277,87 @@ impl Forwarder {
         if pending > 0 || unflushed > 0 {
             tracing::info!(pending, "events left in the spool for the next start");
         }
+    }
+
+    /// Fills the window: first what QueueFull left over, then the spool
+    /// (from memory when the tail holds the next records, else from disk).
+    /// A record librdkafka refuses for good is dead-lettered once the window
+    /// before it is settled, unless `stopping` (then it stays in the spool for
+    /// the next start, and nothing here waits on the broker). False when the
+    /// reading task died (the runtime is going away).
+    async fn fill(&self, st: &mut State, committed: u64, stopping: bool) -> bool {
+        while st.window.len() < WINDOW {
+            if st.carry.is_empty() {
+                if committed < st.reader.next_seq() {
+                    break; // nothing new on disk
+                }
+                let want = READ_BATCH.min(WINDOW - st.window.len());
+                // Caught up: the records just committed are still in memory.
+                let cached = st.reader.read_cached(&self.store, want);
+                if !cached.is_empty() {
+                    st.carry.extend(cached);
+                    continue;
+                }
+                let store = self.store.clone();
+                let mut reader = std::mem::replace(&mut st.reader, self.store.reader());
+                let read = tokio::task::spawn_blocking(move || {
+                    let r = reader.read(&store, want);
+                    (reader, r)
+                })
+                .await;
+                let Ok((r, result)) = read else { return false };
+                st.reader = r;
+                match result {
+                    Ok((records, skipped)) => {
+                        if skipped > 0 {
+                            self.metrics.spool_dropped("corrupt_record", skipped);
+                            tracing::error!(
+                                regions = skipped,
+                                "damaged spool records skipped while reading"
+                            );
+                        }
+                        st.carry.extend(records);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading the spool failed; retrying");
+                        break;
+                    }
+                }
+                if st.carry.is_empty() {
+                    break;
+                }
+            }
+            let Some(rec) = st.carry.pop_front() else {
+                break;
+            };
+            match send(&st.publisher, &rec, self.ce_type(&rec)) {
+                Ok(delivery) => st.window.push_back(InFlight {
+                    seq: rec.seq,
+                    arrival_ms: rec.arrival_ms,
+                    delivery,
+                    finished: None,
+                }),
+                Err(e) if e.rdkafka_error_code() == Some(C::QueueFull) => {
+                    st.carry.push_front(rec);
+                    break;
+                }
+                Err(e) => match classify(&e) {
+                    ErrorClass::Permanent if !stopping => {
+                        // Refused before it was queued; still in order: everything
+                        // before it must be acknowledged first.
+                        self.settle_window(&mut st.window).await;
+                        let (key, value) = (Some(rec.key.as_bytes()), Some(rec.value.as_slice()));
+                        self.dead_letter(rec.seq, &rec.topic, key, value, &e).await;
+                    }
+                    _ => {
+                        st.carry.push_front(rec);
+                        break;
+                    }
+                },
+            }
+        }
+
+        true
     }
 
     fn ce_type(&self, rec: &StoredRecord) -> &'static str {
