@@ -201,6 +201,9 @@ struct Lane<D> {
     resend_from: Option<u64>,
     /// One event at a time until one is taken (after a hold).
     probing: bool,
+    /// The producer refused an event of this lane before queueing it, for a
+    /// reason other than the event itself: send nothing more until it is dealt with.
+    refused_at_send: bool,
     backoff: Duration,
     /// Highest sequence ever handed to the producer (resends are counted).
     max_sent: u64,
@@ -217,6 +220,25 @@ impl<D> Lane<D> {
             .map(|f| f.rec.seq)
             .or_else(|| self.carry.front().map(|r| r.seq))
             .unwrap_or_else(|| self.reader.next_seq())
+    }
+
+    /// A delivery at the head of the window, among those already resolved,
+    /// failed for a reason other than the record itself: send nothing more.
+    fn failed_ahead(&mut self) -> bool
+    where
+        D: Future<Output = Result<(), KafkaError>> + Unpin,
+    {
+        for f in self.window.iter_mut() {
+            if !f.done_now() {
+                return false;
+            }
+            if let Some(Err(e)) = &f.finished {
+                if classify(e) != ErrorClass::Record {
+                    return true;
+                }
+            }
+        }
+        false
     }
 
     fn limit(&self) -> usize {
@@ -265,6 +287,7 @@ impl<P: Produce> Forwarder<P> {
         // A producer rebuild waits for every lane to drain, then for this time.
         let mut rebuild_at: Option<Instant> = None;
         let mut producer_backoff = BACKOFF_FIRST;
+        let mut writer_gone = false;
 
         loop {
             let newest = *committed.borrow();
@@ -300,13 +323,19 @@ impl<P: Produce> Forwarder<P> {
                     Mode::Waiting(t) => Some(t),
                     _ => None,
                 })
-                .chain(rebuild_at)
+                // A due rebuild waits for the lanes to drain, not for a timer.
+                .chain(rebuild_at.filter(|t| *t > now))
                 .min();
             let wake = tokio::select! {
                 biased;
                 _ = stop.token.cancelled() => Wake::Stop,
                 i = poll_fn(|cx| poll_fronts(&mut lanes, cx)) => Wake::Front(i),
-                _ = committed.changed(), if room => Wake::Committed,
+                changed = committed.changed(), if room && !writer_gone => {
+                    // The spool writer ended: nothing new will be committed (the
+                    // supervisor stops the bridge); keep delivering what is there.
+                    writer_gone = changed.is_err();
+                    Wake::Committed
+                }
                 _ = tick.tick() => Wake::Tick,
                 _ = sleep_until(timer), if timer.is_some() => Wake::Timer,
             };
@@ -438,6 +467,7 @@ impl<P: Produce> Forwarder<P> {
             held: None,
             resend_from: None,
             probing: false,
+            refused_at_send: false,
             backoff: BACKOFF_FIRST,
             max_sent: self.store.stats().committed.min(self.replay_until),
             last_progress: Instant::now(),
@@ -456,11 +486,7 @@ impl<P: Produce> Forwarder<P> {
     ) -> Result<(), ForwardError> {
         let mut read_any = false;
         while lane.window.len() < lane.limit() {
-            if lane
-                .window
-                .front_mut()
-                .is_some_and(|f| f.done_now() && !matches!(f.finished, Some(Ok(()))))
-            {
+            if lane.refused_at_send || lane.failed_ahead() {
                 break;
             }
             if lane.carry.is_empty() {
@@ -475,6 +501,7 @@ impl<P: Produce> Forwarder<P> {
                     }
                     lane.carry.extend(cached);
                 } else {
+                    let before = lane.reader.next_seq();
                     let store = self.store.clone();
                     let topic = lane.topic.clone();
                     let mut reader = std::mem::replace(&mut lane.reader, store.reader_for(&topic));
@@ -505,8 +532,9 @@ impl<P: Produce> Forwarder<P> {
                         }
                     }
                     if lane.carry.is_empty() {
-                        // Only other topics' records so far: the cursor moves on.
-                        if lane.reader.next_seq() > committed {
+                        // Only other topics' records so far: the cursor moves on,
+                        // and the next read goes on from there (if it moved).
+                        if lane.reader.next_seq() > committed || lane.reader.next_seq() == before {
                             break;
                         }
                         continue;
@@ -531,16 +559,25 @@ impl<P: Produce> Forwarder<P> {
                         self.destinations.resent(&lane.topic, 1);
                     }
                     lane.max_sent = lane.max_sent.max(rec.seq);
-                    let (delivery, finished) = match sent {
-                        Ok(d) => (Some(d), None),
-                        // Refused before it was queued: dealt with in order, at the front.
-                        Err(e) => (None, Some(Err(e))),
+                    let (delivery, finished, stop) = match sent {
+                        Ok(d) => (Some(d), None, false),
+                        // Refused before it was queued: dealt with in order, at the
+                        // front. Nothing more is sent behind a refusal that is not
+                        // the record's own fault.
+                        Err(e) => {
+                            let stop = classify(&e) != ErrorClass::Record;
+                            (None, Some(Err(e)), stop)
+                        }
                     };
                     lane.window.push_back(InFlight {
                         rec,
                         delivery,
                         finished,
                     });
+                    if stop {
+                        lane.refused_at_send = true;
+                        break;
+                    }
                 }
             }
         }
@@ -625,6 +662,8 @@ impl<P: Produce> Forwarder<P> {
                     false
                 }
                 ErrorClass::Fatal => {
+                    // Resolved: it is drained with the rest once every lane resends.
+                    entry.finished = Some(Err(e));
                     lane.window.push_front(entry);
                     true
                 }
@@ -644,6 +683,7 @@ impl<P: Produce> Forwarder<P> {
     /// in flight any more.
     fn begin_drain(&self, lane: &mut Lane<P::Delivery>, from: u64) {
         lane.resend_from = Some(from);
+        lane.refused_at_send = false;
         lane.carry.clear();
         lane.reader.seek(from);
         lane.mode = Mode::Draining;

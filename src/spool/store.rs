@@ -548,16 +548,25 @@ impl Reader {
                 if self.next_seq > s.committed {
                     break;
                 }
+                // Records before the first segment are gone (settled and
+                // deleted, or lost): start at the first segment there is.
                 let seg = s
                     .segments
                     .range(..=self.next_seq)
                     .next_back()
+                    .or_else(|| s.segments.range(self.next_seq..).next())
                     .map(|(f, m)| (*f, (m.bytes, m.last_seq)));
                 (s.committed, s.active_first, seg)
             };
             let Some((first, (meta_bytes, meta_last))) = segment else {
                 break;
             };
+            if first > self.next_seq {
+                if first > committed {
+                    break;
+                }
+                self.next_seq = first;
+            }
             if meta_last.is_none_or(|l| l < self.next_seq) {
                 // Nothing left here (a skipped gap): go to the next segment.
                 let next = store
