@@ -28,8 +28,9 @@ const NO: u8 = 2;
 /// Most destinations `/readyz` lists by name; reports for further topics are
 /// shown under [`OTHER_DESTINATIONS`].
 pub const MAX_DESTINATIONS: usize = 1024;
-/// The entry that stands for every destination beyond [`MAX_DESTINATIONS`].
-pub const OTHER_DESTINATIONS: &str = "other";
+/// The entry that stands for every destination beyond [`MAX_DESTINATIONS`]
+/// (parentheses are not allowed in Kafka topic names: it never collides).
+pub const OTHER_DESTINATIONS: &str = "(other)";
 
 /// Why a destination is blocked, as the forwarder reports it (a closed set).
 pub const BLOCKED_REASONS: &[&str] = &[
@@ -402,3 +403,153 @@ impl Health {
 /// Said in the log and in `/readyz` whenever the embedded broker runs.
 pub const DEV_WARNING: &str =
     "DEVELOPMENT MODE: events go to an embedded in-memory Kafka broker that keeps nothing; never use --dev in production";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spool::store::{NewRecord, StoreOptions};
+    use crate::spool::FsyncPolicy;
+
+    fn health(dir: &std::path::Path, max_bytes: u64, headroom: u64) -> (Arc<Store>, Health) {
+        let (store, _) = Store::open(StoreOptions {
+            dir: dir.to_path_buf(),
+            max_bytes,
+            segment_bytes: 1 << 20,
+            fsync: FsyncPolicy::Never,
+        })
+        .unwrap();
+        let store = Arc::new(store);
+        let (_, metrics) = Metrics::standalone();
+        let topics = ["tenant-x".to_owned(), "main".to_owned(), "dead".to_owned()];
+        let h = Health::new(None, metrics, store.clone(), headroom, "main", topics);
+        (store, h)
+    }
+
+    fn record(n: u64) -> NewRecord {
+        NewRecord {
+            arrival_ms: 1_700_000_000_000,
+            id: uuid::Uuid::from_u128(n.into()),
+            topic: "main".into(),
+            key: "5544999999999".into(),
+            value: vec![b'a'; 1000],
+        }
+    }
+
+    #[test]
+    fn spool_levels_come_from_the_store_not_from_a_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, h) = health(dir.path(), 64 * 1024, 16 * 1024);
+        assert!(h.is_ready());
+        store.append(&[record(1), record(2)], false).unwrap();
+        // Nobody called spool_levels: the report still sees both events.
+        let r = h.report();
+        assert_eq!(r["components"]["spool"]["events"], 2, "{r}");
+        assert_eq!(
+            r["components"]["spool"]["bytes"],
+            store.stats().bytes,
+            "{r}"
+        );
+        // Filling past capacity minus headroom: unready, "full", without any report.
+        let batch: Vec<NewRecord> = (3..50).map(record).collect();
+        store.append(&batch, false).unwrap();
+        assert!(!h.is_ready());
+        assert_eq!(h.report()["components"]["spool"]["state"], "full");
+    }
+
+    #[test]
+    fn every_configured_topic_is_listed_once_and_a_missing_one_keeps_readiness() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_store, h) = health(dir.path(), 1 << 30, 0);
+        let names: Vec<&str> = h.configured_topics().collect();
+        assert_eq!(names, ["main", "tenant-x", "dead"]);
+        h.broker_probed(true);
+        h.topic_probed("main", true);
+        h.topic_probed("tenant-x", false);
+        h.topic_probed("not-configured", false);
+        let r = h.report();
+        assert!(
+            h.is_ready(),
+            "a missing topic does not make the bridge unready"
+        );
+        assert_eq!(r["ready"], true);
+        let kafka = &r["components"]["kafka"];
+        assert_eq!(kafka["topic"], "present", "{r}");
+        assert_eq!(kafka["topics"]["main"], "present", "{r}");
+        assert_eq!(kafka["topics"]["tenant-x"], "missing", "{r}");
+        assert_eq!(kafka["topics"]["dead"], "unknown", "{r}");
+        assert!(kafka["topics"].get("not-configured").is_none(), "{r}");
+    }
+
+    #[test]
+    fn a_blocked_destination_is_shown_and_keeps_readiness() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_store, h) = health(dir.path(), 1 << 30, 0);
+        h.destination_state("tenant-x", Some("unknown_topic"), 3);
+        h.destination_state("main", None, 0);
+        let r = h.report();
+        assert_eq!(r["ready"], true, "{r}");
+        let d = &r["components"]["kafka"]["destinations"];
+        assert_eq!(d["tenant-x"]["state"], "blocked", "{r}");
+        assert_eq!(d["tenant-x"]["reason"], "unknown_topic", "{r}");
+        assert_eq!(d["tenant-x"]["held_events"], 3, "{r}");
+        assert_eq!(d["main"]["state"], "flowing", "{r}");
+        assert!(d["main"].get("reason").is_none(), "{r}");
+        // Unblocked: flowing again.
+        h.destination_state("tenant-x", None, 0);
+        let r = h.report();
+        assert_eq!(
+            r["components"]["kafka"]["destinations"]["tenant-x"]["state"],
+            "flowing"
+        );
+    }
+
+    #[test]
+    fn destinations_stay_bounded_and_blocked_ones_keep_their_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_store, h) = health(dir.path(), 1 << 30, 0);
+        for i in 0..MAX_DESTINATIONS {
+            h.destination_state(&format!("blocked-{i}"), Some("not_authorized"), 1);
+        }
+        // Full of blocked ones: a new topic goes to the shared entry.
+        h.destination_state("late", Some("policy"), 7);
+        let r = h.report();
+        let d = r["components"]["kafka"]["destinations"]
+            .as_object()
+            .unwrap();
+        assert_eq!(d.len(), MAX_DESTINATIONS + 1);
+        assert!(!d.contains_key("late"));
+        assert_eq!(d[OTHER_DESTINATIONS]["reason"], "policy");
+        assert_eq!(d[OTHER_DESTINATIONS]["held_events"], 7);
+        // One drains: it gives its place up to the next new topic.
+        h.destination_state("blocked-5", None, 0);
+        h.destination_state("later", Some("refused"), 2);
+        let r = h.report();
+        let d = r["components"]["kafka"]["destinations"]
+            .as_object()
+            .unwrap();
+        assert_eq!(d.len(), MAX_DESTINATIONS + 1);
+        assert!(!d.contains_key("blocked-5"));
+        assert_eq!(d["later"]["held_events"], 2);
+        assert_eq!(d["blocked-0"]["state"], "blocked");
+    }
+
+    #[test]
+    fn a_failed_task_makes_the_bridge_unready_and_is_named_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_store, h) = health(dir.path(), 1 << 30, 0);
+        h.task_started(Component::Forwarder);
+        h.task_started(Component::BrokerProbe);
+        assert!(h.refresh());
+        assert!(h.task_failed(Component::BrokerProbe));
+        assert!(!h.task_failed(Component::BrokerProbe), "named once");
+        assert!(h.task_failed(Component::Forwarder));
+        assert!(!h.refresh());
+        let r = h.report();
+        assert_eq!(
+            r["failed"],
+            serde_json::json!(["broker_probe", "forwarder"])
+        );
+        assert_eq!(r["components"]["tasks"]["forwarder"], "failed");
+        assert!(r["components"]["tasks"].get("tls_reloader").is_none());
+    }
+}
