@@ -1,6 +1,8 @@
 //! The command line: `serve` (default), `check-config`, `tail`. Each command
 //! loads the configuration the same way, then runs; exit codes are 0 on
-//! success, 1 on a runtime failure, 2 on a configuration error.
+//! success, 1 on a runtime failure, 2 on a configuration error, and for
+//! `serve` 3 when a supervised task failed and the bridge stopped itself
+//! ([`EXIT_TASK_FAILED`]; see [`crate::app`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
