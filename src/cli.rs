@@ -220,15 +220,9 @@ fn serve(settings: Settings, args: ServeArgs) -> ExitCode {
     // Lives on this thread until the runtime is gone.
     let mut embedded = None;
     let (brokers, dev) = if args.dev {
-        let mut topics: Vec<&str> = vec![settings.kafka.topic.as_str()];
-        topics.extend(
-            settings
-                .kafka
-                .topic_by_instance
-                .values()
-                .map(String::as_str),
-        );
-        match EmbeddedBroker::start(topics) {
+        // Every configured topic, as the probe checks them.
+        let topics = crate::app::configured_topics(&settings);
+        match EmbeddedBroker::start(topics.iter().map(String::as_str)) {
             Ok(b) => {
                 let bootstrap = b.bootstrap_servers();
                 tracing::warn!(bootstrap = %bootstrap, "{DEV_WARNING}");
