@@ -184,6 +184,18 @@ impl Supervisor {
         F: Future + Send + 'static,
         F::Output: TaskOutput,
     {
+        self.spawn_holding(c, task, ())
+    }
+
+    /// [`Supervisor::spawn`], keeping `keep` alive until the task's ending is
+    /// recorded: what the task's end would release (the ingress holds the
+    /// spool writer's queue) cannot end another task first and be blamed.
+    pub fn spawn_holding<F, K>(&self, c: Component, task: F, keep: K) -> JoinHandle<()>
+    where
+        F: Future + Send + 'static,
+        F::Output: TaskOutput,
+        K: Send + 'static,
+    {
         self.health.task_started(c);
         let faults = self.faults.clone();
         let inner = tokio::spawn(async move {
@@ -201,6 +213,7 @@ impl Supervisor {
                 Err(_) => Ended::Cancelled,
             };
             me.ended(c, how);
+            drop(keep);
         })
     }
 
@@ -458,16 +471,20 @@ pub async fn start_with(
     if let Some(tls) = &tls {
         background.push(supervisor.spawn(Component::TlsReloader, tls.reloader(shutdown.clone())));
     }
-    let webhook_task = supervisor.spawn(
+    // The writer thread ends when the last ingress handle is gone: held until
+    // the listener's own ending is recorded, so a failed listener is named as
+    // the cause, not the writer that stops after it.
+    let webhook_task = supervisor.spawn_holding(
         Component::WebhookListener,
         server::serve_with_tls(
             webhook_listener,
-            webhook,
+            webhook.clone(),
             limits,
             tls,
             stop_webhook.clone(),
             Some(metrics.clone()),
         ),
+        webhook,
     );
     let admin_task = supervisor.spawn(
         Component::AdminListener,
