@@ -42,6 +42,8 @@ impl Handler for Admin {
         }
         match req.uri().path() {
             "/metrics" => {
+                // Readiness depends on the store's levels: computed at scrape time.
+                self.health.refresh();
                 let mut r = Response::new(Full::new(Bytes::from(crate::metrics::render(
                     &self.registry,
                 ))));
@@ -53,7 +55,7 @@ impl Handler for Admin {
             }
             "/livez" => json_response(StatusCode::OK, json!({"status": "alive"})),
             "/readyz" => {
-                let status = if self.health.is_ready() {
+                let status = if self.health.refresh() {
                     StatusCode::OK
                 } else {
                     StatusCode::SERVICE_UNAVAILABLE

@@ -1,6 +1,7 @@
 //! Wires the parts together and owns their lifetimes: opens (and recovers)
 //! the spool, binds both listeners, starts the spool writer, the forwarder and
-//! the broker probe, and on shutdown drains in order under one deadline.
+//! the broker probe under one supervisor, and on shutdown drains in order
+//! under one deadline.
 //!
 //! Data path: webhook handler → [`Spool`] (200 once committed) → forwarder →
 //! Kafka. Shutdown order: `/readyz` turns 503 → the webhook listener stops
@@ -8,8 +9,35 @@
 //! forwarder flushes what it can and checkpoints → the admin listener stops.
 //! Each step gets what is left of `shutdown.deadline`; undelivered events stay
 //! in the spool for the next start.
+//!
+//! # Supervision
+//! Every long-lived task runs under the [`Supervisor`]: the spool writer
+//! thread, the forwarder, the webhook and admin listeners, the broker probe,
+//! the TLS certificate reloader (with `http.tls`) and the periodic spool sync
+//! (with `spool.fsync = "interval"`). Each of them only ends at shutdown. One
+//! that ends (returns, returns an error, or panics) before shutdown has
+//! started is a failure of the whole bridge, because the bridge without it
+//! would go on answering while events pile up or are refused:
+//!
+//! 1. it is logged once, at `error`, naming the component;
+//! 2. `/readyz` turns 503 and names it (`"failed": ["forwarder"]`, and
+//!    `components.tasks`), `presence_bridge_task_failed{task}` turns 1;
+//! 3. the normal graceful shutdown starts: in-flight requests finish, the spool
+//!    is synced, the forwarder (if it still runs) flushes and checkpoints;
+//! 4. the process exits with code 3 ([`crate::cli::EXIT_TASK_FAILED`]) within
+//!    `shutdown.deadline` (plus at most 2 s of last guards), so the
+//!    orchestrator restarts the bridge over the intact spool, which sends
+//!    again every event not yet delivered.
+//!
+//! The writer is a thread, not a task: it is watched through the channel it
+//! announces commits on, which closes when the thread ends or unwinds. A panic
+//! is caught by the runtime (the release profile must not set
+//! `panic = "abort"`, or the process dies without the drain). Tasks that end
+//! after shutdown started are recorded as `stopped`, not as failures.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,11 +46,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::admin::Admin;
 use crate::config::Settings;
-use crate::health::{DevBroker, Health};
+use crate::health::{Component, DevBroker, Health};
 use crate::ingress::access::Access;
 use crate::ingress::auth::Auth;
 use crate::ingress::ratelimit::RateLimits;
@@ -33,6 +60,7 @@ use crate::publisher::destination::DestinationMetrics;
 use crate::publisher::forward::{random_seed, Forwarder, StopSignal};
 use crate::publisher::KafkaPublisher;
 use crate::server::{self, Limits};
+use crate::spool::io::{DiskIo, SegmentFile, SpoolIo};
 use crate::spool::store::{Store, StoreOptions};
 use crate::spool::{FsyncPolicy, Spool, SpoolError};
 
@@ -72,6 +100,9 @@ pub struct ShutdownReport {
     /// Events not yet delivered, kept in the spool for the next start.
     pub events_left_in_spool: u64,
     pub took: Duration,
+    /// Supervised tasks that ended or panicked before shutdown, the first
+    /// (the cause of the shutdown) first. Not empty: exit code 3.
+    pub failed: Vec<Component>,
 }
 
 /// A running bridge.
@@ -90,14 +121,236 @@ impl Running {
         self.shutdown.cancel();
     }
 
-    /// A token that is cancelled when shutdown starts.
+    /// A token that is cancelled when shutdown starts: on [`Running::shutdown`],
+    /// or when a supervised task fails ([`Running::failed`] then says which).
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
     }
 
+    /// The supervised tasks that failed so far, the first first.
+    pub fn failed(&self) -> Vec<Component> {
+        self.health.failed()
+    }
+
     /// Waits until the bridge has stopped.
     pub async fn wait(self) -> ShutdownReport {
-        self.task.await.unwrap_or_default()
+        let health = self.health.clone();
+        let mut report = self.task.await.unwrap_or_default();
+        report.failed = health.failed();
+        report
+    }
+}
+
+/// What a supervised task's output says about how it ended: `()` is a plain
+/// return, an `Err` carries why (both are failures outside shutdown).
+pub trait TaskOutput: Send + 'static {
+    /// The error it ended with, if any.
+    fn failure(self) -> Option<String>;
+}
+
+impl TaskOutput for () {
+    fn failure(self) -> Option<String> {
+        None
+    }
+}
+
+impl<T: Send + 'static, E: std::fmt::Display + Send + 'static> TaskOutput for Result<T, E> {
+    fn failure(self) -> Option<String> {
+        self.err().map(|e| e.to_string())
+    }
+}
+
+/// Watches every long-lived task (see the module doc): a task that ends
+/// before shutdown marks itself failed in [`Health`] and starts the shutdown.
+#[derive(Clone)]
+pub struct Supervisor {
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+    faults: Option<Faults>,
+}
+
+impl Supervisor {
+    fn new(health: Arc<Health>, shutdown: CancellationToken, faults: Option<Faults>) -> Self {
+        Self {
+            health,
+            shutdown,
+            faults,
+        }
+    }
+
+    /// Spawns `task` as component `c`. The handle resolves once the task has
+    /// ended and its ending has been recorded.
+    pub fn spawn<F>(&self, c: Component, task: F) -> JoinHandle<()>
+    where
+        F: Future + Send + 'static,
+        F::Output: TaskOutput,
+    {
+        self.spawn_holding(c, task, ())
+    }
+
+    /// [`Supervisor::spawn`], keeping `keep` alive until the task's ending is
+    /// recorded: what the task's end would release (the ingress holds the
+    /// spool writer's queue) cannot end another task first and be blamed.
+    pub fn spawn_holding<F, K>(&self, c: Component, task: F, keep: K) -> JoinHandle<()>
+    where
+        F: Future + Send + 'static,
+        F::Output: TaskOutput,
+        K: Send + 'static,
+    {
+        self.health.task_started(c);
+        let faults = self.faults.clone();
+        let inner = tokio::spawn(async move {
+            match faults {
+                Some(f) => f.around(c, task).await.and_then(TaskOutput::failure),
+                None => task.await.failure(),
+            }
+        });
+        let me = self.clone();
+        tokio::spawn(async move {
+            let how = match inner.await {
+                Ok(None) => Ended::Returned,
+                Ok(Some(e)) => Ended::Error(e),
+                Err(e) if e.is_panic() => Ended::Panicked,
+                Err(_) => Ended::Cancelled,
+            };
+            me.ended(c, how);
+            drop(keep);
+        })
+    }
+
+    fn ended(&self, c: Component, how: Ended) {
+        if self.shutdown.is_cancelled() {
+            self.health.task_stopped(c);
+            tracing::debug!(component = c.as_str(), "stopped");
+            return;
+        }
+        // Recorded before the shutdown starts: whoever sees the shutdown token
+        // cancelled also sees the failure.
+        if self.health.task_failed(c) {
+            let what = "a supervised task stopped before shutdown; readiness is off, draining, then exiting with code 3 so the bridge restarts over its spool";
+            match how {
+                Ended::Returned => {
+                    tracing::error!(component = c.as_str(), ended = "returned", "{what}")
+                }
+                Ended::Error(e) => {
+                    tracing::error!(component = c.as_str(), ended = "error", error = %e, "{what}")
+                }
+                Ended::Panicked => tracing::error!(
+                    component = c.as_str(),
+                    ended = "panicked",
+                    "{what} (the panic message is logged above)"
+                ),
+                Ended::Cancelled => {
+                    tracing::error!(component = c.as_str(), ended = "cancelled", "{what}")
+                }
+            }
+        }
+        self.shutdown.cancel();
+    }
+}
+
+enum Ended {
+    Returned,
+    Error(String),
+    Panicked,
+    Cancelled,
+}
+
+/// Test-only fault injection: makes a named component end or panic while the
+/// bridge runs, to test the supervisor. Not part of the stable API.
+#[doc(hidden)]
+#[derive(Clone)]
+pub struct Faults {
+    fire: Arc<watch::Sender<Option<(Component, Fault)>>>,
+    /// Armed: the spool writer thread panics at its next write.
+    writer_panic: Arc<AtomicBool>,
+}
+
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The task returns as if its work were done.
+    End,
+    /// The task panics.
+    Panic,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self {
+            fire: Arc::new(watch::Sender::new(None)),
+            writer_panic: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+impl Faults {
+    /// Makes `c` end or panic now. The spool writer thread can only panic, and
+    /// does so at its next write (post an event to trigger it).
+    pub fn trigger(&self, c: Component, fault: Fault) {
+        if c == Component::SpoolWriter {
+            self.writer_panic.store(true, Ordering::SeqCst);
+        } else {
+            self.fire.send_replace(Some((c, fault)));
+        }
+    }
+
+    /// Runs `task` until it ends (`Some`) or a fault for `c` fires (`None`
+    /// for [`Fault::End`]; a panic for [`Fault::Panic`]).
+    async fn around<F: Future>(&self, c: Component, task: F) -> Option<F::Output> {
+        if c == Component::SpoolWriter {
+            return Some(task.await);
+        }
+        let mut fired = self.fire.subscribe();
+        let fault = async move {
+            let fired = fired
+                .wait_for(|f| matches!(f, Some((x, _)) if *x == c))
+                .await
+                .map(|f| f.map(|(_, fault)| fault));
+            match fired {
+                Ok(fault) => fault,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            out = task => Some(out),
+            fault = fault => match fault {
+                Some(Fault::Panic) => panic!("fault injected: {} panics", c.as_str()),
+                _ => None,
+            },
+        }
+    }
+
+    fn spool_io(&self) -> Arc<dyn SpoolIo> {
+        Arc::new(FaultIo(self.writer_panic.clone()))
+    }
+}
+
+/// The real disk, except that a write panics once the fault is armed.
+struct FaultIo(Arc<AtomicBool>);
+
+struct FaultFile(Box<dyn SegmentFile>, Arc<AtomicBool>);
+
+impl SpoolIo for FaultIo {
+    fn create(&self, path: &std::path::Path) -> std::io::Result<Box<dyn SegmentFile>> {
+        Ok(Box::new(FaultFile(DiskIo.create(path)?, self.0.clone())))
+    }
+}
+
+impl SegmentFile for FaultFile {
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        if self.1.load(Ordering::SeqCst) {
+            panic!("fault injected: spool_writer panics");
+        }
+        self.0.write_all(buf)
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.0.sync()
+    }
+
+    fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+        self.0.truncate(len)
     }
 }
 
@@ -108,6 +361,17 @@ pub async fn start(
     brokers: String,
     dev: Option<DevBroker>,
 ) -> Result<Running, AppError> {
+    start_with(settings, brokers, dev, None).await
+}
+
+/// [`start`] with test-only fault injection.
+#[doc(hidden)]
+pub async fn start_with(
+    settings: Settings,
+    brokers: String,
+    dev: Option<DevBroker>,
+    faults: Option<Faults>,
+) -> Result<Running, AppError> {
     let registry = Registry::new();
     let metrics = Metrics::new(&registry)?;
     // First: a bad certificate is a configuration error, found before the spool is touched.
@@ -116,16 +380,17 @@ pub async fn start(
         None => None,
     };
 
-    let store = open_spool(&settings, &metrics).await?;
+    let store = open_spool(&settings, &metrics, faults.as_ref().map(Faults::spool_io)).await?;
     let stats = store.stats();
     let headroom = settings.http.max_body_bytes.get() as u64 * 4 + 64 * 1024;
     let health = Arc::new(Health::new(
         dev,
         metrics.clone(),
-        settings.spool.max_bytes,
+        store.clone(),
         headroom,
+        &settings.kafka.topic,
+        configured_topics(&settings),
     ));
-    health.spool_levels(stats.pending, stats.bytes);
 
     let webhook_listener = bind("http.listen", settings.http.listen).await?;
     let admin_listener = bind("admin.listen", settings.admin.listen).await?;
@@ -160,6 +425,15 @@ pub async fn start(
     );
     let admin = Arc::new(Admin::new(registry.clone(), health.clone()));
 
+    let shutdown = CancellationToken::new();
+    let supervisor = Supervisor::new(health.clone(), shutdown.clone(), faults);
+    // The writer thread holds the sending side of `committed`: it closes when
+    // the thread ends, normally or by a panic.
+    let writer_task = supervisor.spawn(Component::SpoolWriter, {
+        let mut committed = committed_rx.clone();
+        async move { while committed.changed().await.is_ok() {} }
+    });
+
     // Every configured destination gets a lane (and its metric series) from the start.
     let mut topics = vec![settings.kafka.topic.clone()];
     topics.extend(settings.kafka.topic_by_instance.values().cloned());
@@ -192,57 +466,72 @@ pub async fn start(
         seed: random_seed(),
     };
     let forwarder_stop = StopSignal::default();
-    let forwarder_task = tokio::spawn(forwarder.run(forwarder_stop.clone()));
+    let forwarder_task =
+        supervisor.spawn(Component::Forwarder, forwarder.run(forwarder_stop.clone()));
 
-    let shutdown = CancellationToken::new();
     let stop_webhook = CancellationToken::new();
     let stop_admin = CancellationToken::new();
-    let tracker = TaskTracker::new();
     let limits = Limits {
         max_connections: settings.http.max_connections.get(),
         header_read_timeout: settings.http.header_read_timeout,
         max_connections_per_client: settings.http.max_connections_per_client.get(),
         max_requests_per_connection: settings.http.max_requests_per_connection.get(),
     };
+    // Tasks that stop at `shutdown` on their own; the drain waits for them.
+    let mut background = Vec::new();
     if let Some(tls) = &tls {
-        tls.spawn_reloader(shutdown.clone());
+        background.push(supervisor.spawn(Component::TlsReloader, tls.reloader(shutdown.clone())));
     }
-    let webhook_task = tokio::spawn(server::serve_with_tls(
-        webhook_listener,
+    // The writer thread ends when the last ingress handle is gone: held until
+    // the listener's own ending is recorded, so a failed listener is named as
+    // the cause, not the writer that stops after it.
+    let webhook_task = supervisor.spawn_holding(
+        Component::WebhookListener,
+        server::serve_with_tls(
+            webhook_listener,
+            webhook.clone(),
+            limits,
+            tls,
+            stop_webhook.clone(),
+            Some(metrics.clone()),
+        ),
         webhook,
-        limits,
-        tls,
-        stop_webhook.clone(),
-        Some(metrics.clone()),
-    ));
-    let admin_task = tokio::spawn(server::serve(
-        admin_listener,
-        admin,
-        Limits {
-            max_connections: 64,
-            header_read_timeout: Duration::from_secs(5),
-            max_connections_per_client: 64,
-            ..Limits::default()
-        },
-        stop_admin.clone(),
-        None,
-    ));
-    tracker.spawn(probe_loop(
-        publisher.clone(),
-        settings.kafka.topic.clone(),
-        settings.kafka.probe_interval,
-        health.clone(),
-        shutdown.clone(),
+    );
+    let admin_task = supervisor.spawn(
+        Component::AdminListener,
+        server::serve(
+            admin_listener,
+            admin,
+            Limits {
+                max_connections: 64,
+                header_read_timeout: Duration::from_secs(5),
+                max_connections_per_client: 64,
+                ..Limits::default()
+            },
+            stop_admin.clone(),
+            None,
+        ),
+    );
+    background.push(supervisor.spawn(
+        Component::BrokerProbe,
+        probe_loop(
+            publisher.clone(),
+            settings.kafka.probe_interval,
+            health.clone(),
+            shutdown.clone(),
+        ),
     ));
     if settings.spool.fsync == FsyncPolicy::Interval {
-        tracker.spawn(sync_loop(
-            store.clone(),
-            settings.spool.fsync_interval,
-            metrics.clone(),
-            shutdown.clone(),
+        background.push(supervisor.spawn(
+            Component::SpoolSync,
+            sync_loop(
+                store.clone(),
+                settings.spool.fsync_interval,
+                metrics.clone(),
+                shutdown.clone(),
+            ),
         ));
     }
-    tracker.close();
 
     tracing::info!(%webhook_addr, %admin_addr, https = settings.http.tls.is_some(), topic = %settings.kafka.topic, "presence-bridge listening");
 
@@ -255,7 +544,14 @@ pub async fn start(
             let started = Instant::now();
             let end = tokio::time::Instant::now() + deadline;
             health.begin_shutdown();
-            tracing::info!(deadline = ?deadline, "shutting down: readiness off, draining requests");
+            match health.failed().first() {
+                Some(c) => {
+                    tracing::warn!(deadline = ?deadline, component = c.as_str(), "shutting down after a task failed: readiness off, draining requests")
+                }
+                None => {
+                    tracing::info!(deadline = ?deadline, "shutting down: readiness off, draining requests")
+                }
+            }
             stop_webhook.cancel();
             let mut report = ShutdownReport::default();
             if tokio::time::timeout_at(end, webhook_task).await.is_err() {
@@ -277,10 +573,19 @@ pub async fn start(
                 tracing::warn!("the forwarder did not stop by the deadline");
             }
             report.events_left_in_spool = store.stats().pending;
-            let _ = tokio::time::timeout_at(end, tracker.wait()).await;
+            let _ = tokio::time::timeout_at(end, async {
+                for t in background {
+                    let _ = t.await;
+                }
+            })
+            .await;
+            // The writer ends once the ingress is gone; not waited for (an
+            // abandoned connection may still hold the ingress).
+            drop(writer_task);
             stop_admin.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(1), admin_task).await;
             report.took = started.elapsed();
+            report.failed = health.failed();
             tracing::info!(took = ?report.took, "shutdown complete");
             report
         })
@@ -294,6 +599,24 @@ pub async fn start(
         shutdown,
         task,
     })
+}
+
+/// Every topic the configuration names, `kafka.topic` first, once each:
+/// these (and only these) are probed and get a metric series.
+pub fn configured_topics(settings: &Settings) -> Vec<String> {
+    let mut topics = vec![settings.kafka.topic.clone()];
+    let more = settings
+        .kafka
+        .topic_by_instance
+        .values()
+        .chain(settings.rejected.topic.as_ref())
+        .chain(settings.spool.dead_letter_topic.as_ref());
+    for t in more {
+        if !topics.contains(t) {
+            topics.push(t.clone());
+        }
+    }
+    topics
 }
 
 async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, AppError> {
@@ -311,33 +634,51 @@ fn local_addr(
         .map_err(|source| AppError::Bind { key, addr, source })
 }
 
-/// Probes the broker now and every `interval` until shutdown.
+/// Probes the broker now and every `interval` until shutdown: every configured
+/// topic, `kafka.topic` first (when no broker answers for it, the others are
+/// not asked that round and keep their last known state).
 async fn probe_loop(
     publisher: KafkaPublisher,
-    topic: String,
     interval: Duration,
     health: Arc<Health>,
     shutdown: CancellationToken,
 ) {
-    let mut last: Option<Option<bool>> = None;
+    let topics: Vec<String> = health.configured_topics().map(str::to_owned).collect();
+    let timeout = PROBE_TIMEOUT.min(interval.max(Duration::from_secs(1)));
+    let mut last_reachable: Option<bool> = None;
+    let mut last: Vec<Option<bool>> = vec![None; topics.len()];
     loop {
-        let probed = publisher
-            .probe(
-                &topic,
-                PROBE_TIMEOUT.min(interval.max(Duration::from_secs(1))),
-            )
-            .await
-            .ok();
-        health.probed(probed);
-        if last != Some(probed) {
-            match probed {
-                Some(true) => tracing::info!(%topic, "kafka reachable, topic present"),
-                Some(false) => {
-                    tracing::warn!(%topic, "kafka reachable but the topic does not exist (yet)")
+        let mut reachable = false;
+        for (i, topic) in topics.iter().enumerate() {
+            let probed = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                p = publisher.probe(topic, timeout) => p.ok(),
+            };
+            let Some(present) = probed else {
+                if i == 0 {
+                    break;
                 }
-                None => tracing::warn!("kafka unreachable: no broker answered the metadata probe"),
+                continue;
+            };
+            reachable = true;
+            health.topic_probed(topic, present);
+            if last[i] != Some(present) {
+                if present {
+                    tracing::info!(%topic, "kafka topic present");
+                } else {
+                    tracing::warn!(%topic, "kafka reachable but this configured topic does not exist (yet); its events wait in the spool");
+                }
+                last[i] = Some(present);
             }
-            last = Some(probed);
+        }
+        health.broker_probed(reachable);
+        if last_reachable != Some(reachable) {
+            if reachable {
+                tracing::info!("kafka reachable");
+            } else {
+                tracing::warn!("kafka unreachable: no broker answered the metadata probe");
+            }
+            last_reachable = Some(reachable);
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -346,19 +687,25 @@ async fn probe_loop(
     }
 }
 
-/// Opens and recovers the spool off the async threads; reports what recovery found.
-async fn open_spool(settings: &Settings, metrics: &Metrics) -> Result<Arc<Store>, AppError> {
+/// Opens and recovers the spool off the async threads; reports what recovery
+/// found. `io` replaces the real disk (test fault injection).
+async fn open_spool(
+    settings: &Settings,
+    metrics: &Metrics,
+    io: Option<Arc<dyn SpoolIo>>,
+) -> Result<Arc<Store>, AppError> {
     let opts = StoreOptions {
         dir: settings.spool.dir.clone(),
         max_bytes: settings.spool.max_bytes,
         segment_bytes: settings.spool.segment_bytes,
         fsync: settings.spool.fsync,
     };
-    let (store, report) = tokio::task::spawn_blocking(move || Store::open(opts))
-        .await
-        .map_err(|e| {
-            SpoolError::io("recovering the spool", std::io::Error::other(e.to_string()))
-        })??;
+    let (store, report) = tokio::task::spawn_blocking(move || match io {
+        Some(io) => Store::open_with_io(opts, io),
+        None => Store::open(opts),
+    })
+    .await
+    .map_err(|e| SpoolError::io("recovering the spool", std::io::Error::other(e.to_string())))??;
     metrics.spool_capacity(settings.spool.max_bytes);
     if report.torn_bytes > 0 {
         metrics.spool_dropped("torn_write", 1);

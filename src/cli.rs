@@ -1,6 +1,8 @@
 //! The command line: `serve` (default), `check-config`, `tail`. Each command
 //! loads the configuration the same way, then runs; exit codes are 0 on
-//! success, 1 on a runtime failure, 2 on a configuration error.
+//! success, 1 on a runtime failure, 2 on a configuration error, and for
+//! `serve` 3 when a supervised task failed and the bridge stopped itself
+//! ([`EXIT_TASK_FAILED`]; see [`crate::app`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -218,15 +220,9 @@ fn serve(settings: Settings, args: ServeArgs) -> ExitCode {
     // Lives on this thread until the runtime is gone.
     let mut embedded = None;
     let (brokers, dev) = if args.dev {
-        let mut topics: Vec<&str> = vec![settings.kafka.topic.as_str()];
-        topics.extend(
-            settings
-                .kafka
-                .topic_by_instance
-                .values()
-                .map(String::as_str),
-        );
-        match EmbeddedBroker::start(topics) {
+        // Every configured topic, as the probe checks them.
+        let topics = crate::app::configured_topics(&settings);
+        match EmbeddedBroker::start(topics.iter().map(String::as_str)) {
             Ok(b) => {
                 let bootstrap = b.bootstrap_servers();
                 tracing::warn!(bootstrap = %bootstrap, "{DEV_WARNING}");
@@ -279,21 +275,43 @@ fn serve(settings: Settings, args: ServeArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let signal = shutdown_signal().await;
-        tracing::info!(signal, "signal received");
-        running.shutdown();
-        // The app bounds each step by the deadline; this is a last guard.
-        match tokio::time::timeout(deadline + Duration::from_secs(2), running.wait()).await {
-            Ok(_report) => ExitCode::SUCCESS,
-            Err(_) => {
-                tracing::error!("shutdown did not finish within the deadline");
-                ExitCode::FAILURE
+        // A signal, or a supervised task that failed (which starts the shutdown itself).
+        let stopping = running.shutdown_token();
+        tokio::select! {
+            signal = shutdown_signal() => {
+                tracing::info!(signal, "signal received");
+                running.shutdown();
             }
+            _ = stopping.cancelled() => {}
         }
+        let health = running.health.clone();
+        // The app bounds each step by the deadline; this is a last guard.
+        let finished = tokio::time::timeout(deadline + Duration::from_secs(2), running.wait())
+            .await
+            .is_ok();
+        if !finished {
+            tracing::error!("shutdown did not finish within the deadline");
+        }
+        ExitCode::from(serve_exit_code(finished, &health.failed()))
     });
     rt.shutdown_timeout(Duration::from_secs(1));
     drop(embedded);
     code
+}
+
+/// `serve`'s exit code when a supervised task failed: the bridge stopped
+/// itself so that the orchestrator restarts it over its intact spool.
+pub const EXIT_TASK_FAILED: u8 = 3;
+
+/// `serve`'s exit code after the shutdown: 3 if a supervised task failed
+/// (whether or not the drain finished), else 0 for a drain that finished, 1
+/// for one cut by the last guard.
+fn serve_exit_code(finished: bool, failed: &[crate::health::Component]) -> u8 {
+    match (failed.is_empty(), finished) {
+        (false, _) => EXIT_TASK_FAILED,
+        (true, true) => 0,
+        (true, false) => 1,
+    }
 }
 
 fn run_tail(settings: Settings, args: TailArgs) -> ExitCode {
@@ -345,5 +363,19 @@ async fn shutdown_signal() -> &'static str {
     tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::Component;
+
+    #[test]
+    fn a_failed_task_exits_3_whether_or_not_the_drain_finished() {
+        assert_eq!(serve_exit_code(true, &[]), 0);
+        assert_eq!(serve_exit_code(false, &[]), 1);
+        assert_eq!(serve_exit_code(true, &[Component::Forwarder]), 3);
+        assert_eq!(serve_exit_code(false, &[Component::SpoolWriter]), 3);
     }
 }

@@ -105,6 +105,7 @@ pub struct Metrics {
     rejected_captured: IntCounterVec,
     rate_limit_evictions: IntCounterVec,
     listener: ListenerMetrics,
+    supervision: SupervisionMetrics,
 }
 
 impl Metrics {
@@ -332,6 +333,7 @@ impl Metrics {
             kafka_deliveries.with_label_values(&[result.as_str()]);
         }
         let listener = ListenerMetrics::new(registry)?;
+        let supervision = SupervisionMetrics::new(registry)?;
         Ok(Self {
             http_requests,
             http_duration,
@@ -354,6 +356,7 @@ impl Metrics {
             rejected_captured,
             rate_limit_evictions,
             listener,
+            supervision,
         })
     }
 
@@ -612,5 +615,58 @@ impl Metrics {
     /// The not-after time of the certificate now in use (Unix seconds).
     pub fn tls_certificate_expiry(&self, unix_seconds: i64) {
         self.listener.tls_expiry.set(unix_seconds);
+    }
+}
+
+/// Supervised tasks and configured topics (`app`'s supervisor, the broker probe).
+#[derive(Clone)]
+struct SupervisionMetrics {
+    task_failed: IntGaugeVec,
+    topic_missing: IntGaugeVec,
+}
+
+impl SupervisionMetrics {
+    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let task_failed = IntGaugeVec::new(
+            Opts::new(
+                "task_failed",
+                "1 when a supervised task ended or panicked outside shutdown (the bridge then exits with code 3), by task.",
+            )
+            .namespace(NS),
+            &["task"],
+        )?;
+        let topic_missing = IntGaugeVec::new(
+            Opts::new(
+                "kafka_topic_missing",
+                "1 when the last metadata probe that reached a broker did not find this configured topic.",
+            )
+            .namespace(NS),
+            &["topic"],
+        )?;
+        registry.register(Box::new(task_failed.clone()))?;
+        registry.register(Box::new(topic_missing.clone()))?;
+        Ok(Self {
+            task_failed,
+            topic_missing,
+        })
+    }
+}
+
+impl Metrics {
+    /// A supervised task (a closed set: `health::Component`) is running (false)
+    /// or failed (true).
+    pub fn task_failed(&self, task: &'static str, failed: bool) {
+        self.supervision
+            .task_failed
+            .with_label_values(&[task])
+            .set(i64::from(failed));
+    }
+
+    /// Whether a configured topic (only those: a bounded label) is missing.
+    pub fn kafka_topic_missing(&self, topic: &str, missing: bool) {
+        self.supervision
+            .topic_missing
+            .with_label_values(&[topic])
+            .set(i64::from(missing));
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! The acceptor resolves the certificate per handshake from a swappable
 //! holder: a reload replaces it for new connections while open ones go on
-//! with the one they started with. [`Tls::spawn_reloader`] checks the files
+//! with the one they started with. [`Tls::reloader`] checks the files
 //! every `http.tls.reload_interval` (by content, so Kubernetes' symlink swaps
 //! of mounted secrets are seen) and reloads at once on SIGHUP. A pair that does
 //! not load is refused and logged (never its content); the current one stays.
@@ -190,9 +190,18 @@ impl Tls {
     /// Reloads on every `http.tls.reload_interval` tick when the files
     /// changed, and on SIGHUP unconditionally, until `shutdown`.
     pub fn spawn_reloader(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(self.reloader(shutdown))
+    }
+
+    /// The reloader of [`Tls::spawn_reloader`] as a future, for a caller that
+    /// spawns (and supervises) it itself. Ends only at `shutdown`.
+    pub fn reloader(
+        &self,
+        shutdown: CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let tls = self.clone();
         let interval = self.inner.settings.reload_interval;
-        tokio::spawn(async move {
+        async move {
             use tokio::signal::unix::{signal, SignalKind};
             let mut hangup = match signal(SignalKind::hangup()) {
                 Ok(s) => Some(s),
@@ -216,14 +225,16 @@ impl Tls {
                     }
                 };
                 let tls = tls.clone();
-                if tokio::task::spawn_blocking(move || tls.reload(force))
-                    .await
-                    .is_err()
-                {
+                if let Err(e) = tokio::task::spawn_blocking(move || tls.reload(force)).await {
+                    // A panic in the reload is the reloader's own: let its
+                    // supervisor see it as one.
+                    if e.is_panic() {
+                        std::panic::resume_unwind(e.into_panic());
+                    }
                     return;
                 }
             }
-        })
+        }
     }
 }
 

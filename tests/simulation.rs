@@ -381,8 +381,15 @@ impl World {
         let metrics = Metrics::new(&registry).unwrap();
         let destinations =
             DestinationMetrics::new(&registry, TOPICS.iter().map(|t| t.to_string())).unwrap();
-        let health = Arc::new(Health::new(None, metrics.clone(), 64 << 20, 0));
-        health.probed(Some(true));
+        let health = Arc::new(Health::new(
+            None,
+            metrics.clone(),
+            store.clone(),
+            0,
+            TOPICS[0],
+            TOPICS.iter().map(|t| t.to_string()),
+        ));
+        health.broker_probed(true);
         let cluster = self.cluster.clone();
         let forwarder = Forwarder {
             store: store.clone(),

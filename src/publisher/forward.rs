@@ -674,8 +674,7 @@ impl<P: Produce> Forwarder<P> {
     fn hold(&self, lane: &mut Lane<P::Delivery>, reason: HoldReason, from: u64) {
         self.destinations.error(&lane.topic, reason);
         lane.held = Some(reason);
-        self.destinations
-            .state(&lane.topic, true, self.store.pending_of(&lane.topic));
+        self.show(lane);
         self.begin_drain(lane, from);
     }
 
@@ -720,6 +719,15 @@ impl<P: Produce> Forwarder<P> {
         self.store.advance(&lane.topic, through, settled);
     }
 
+    /// Tells the metrics and `/readyz` how a destination is doing.
+    fn show(&self, lane: &Lane<P::Delivery>) {
+        let pending = self.store.pending_of(&lane.topic);
+        self.destinations
+            .state(&lane.topic, lane.held.is_some(), pending);
+        self.health
+            .destination_state(&lane.topic, lane.held.map(HoldReason::as_str), pending);
+    }
+
     /// Updates the gauges and writes a checkpoint if anything settled.
     async fn refresh(&self, lanes: &[Lane<P::Delivery>]) {
         let stats = self.store.stats();
@@ -730,11 +738,7 @@ impl<P: Produce> Forwarder<P> {
         self.metrics.spool_levels(stats.pending, stats.bytes, age);
         self.health.spool_levels(stats.pending, stats.bytes);
         for lane in lanes {
-            self.destinations.state(
-                &lane.topic,
-                lane.held.is_some(),
-                self.store.pending_of(&lane.topic),
-            );
+            self.show(lane);
         }
         let store = self.store.clone();
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.checkpoint()).await {
