@@ -94,11 +94,11 @@ pub fn prime_rate_limit() -> Early {
 }
 
 /// How curl reaches the bridge.
-pub enum CurlMode<'a> {
+pub enum CurlMode {
     /// `--http2-prior-knowledge` on plain HTTP (h2c).
     H2c,
     /// HTTPS with ALPN `h2`, trusting the CA in this PEM file.
-    H2Tls { ca_pem: &'a Path },
+    H2Tls { ca_pem: std::path::PathBuf },
     /// Plain HTTP/1.1.
     Http1,
 }
@@ -116,7 +116,7 @@ pub struct CurlReply {
 
 /// Runs curl once for `early` against `port` with `body_file` as the body.
 /// Panics (fails the test) if curl cannot be run: it is required, not optional.
-pub fn curl(mode: &CurlMode<'_>, port: u16, early: &Early, body_file: &Path) -> CurlReply {
+pub fn curl(mode: &CurlMode, port: u16, early: &Early, body_file: &Path) -> CurlReply {
     let mut cmd = Command::new("curl");
     cmd.args(["-sS", "--max-time", "60", "-X", early.method])
         .args(["-H", &format!("content-type: {}", early.content_type)])
@@ -178,7 +178,7 @@ pub fn require_curl_with_http2() {
 /// Runs every early answer `tries` times in a row with curl; each must get
 /// its status and error code over the expected HTTP version.
 pub async fn curl_gets_every_early_answer(
-    mode: CurlMode<'static>,
+    mode: CurlMode,
     port: u16,
     tries: usize,
     want_version: &'static str,
