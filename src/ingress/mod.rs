@@ -333,9 +333,6 @@ impl<S: Sink> Webhook<S> {
     /// Bounded by [`Self::discard_limit`] (counting the `read` bytes already
     /// taken) and [`DISCARD_TIMEOUT`]; holds no more than one frame in memory.
     async fn discard(&self, req: &Parts, mut body: Incoming, read: u64) -> Discard {
-        if body.is_end_stream() {
-            return Discard::Discarded;
-        }
         let limit = self.discard_limit();
         if declared_length(&req.headers).is_some_and(|len| len > limit) {
             return Discard::TooLarge;
@@ -448,6 +445,8 @@ impl<S: Sink> Handler for Webhook<S> {
         let reusable = match body {
             RequestBody::Read => true,
             RequestBody::Abandoned => false,
+            // No body at all (a GET, `Content-Length: 0`): nothing to do.
+            RequestBody::Unread { body, .. } if body.is_end_stream() => true,
             RequestBody::Unread { body, read } => {
                 let discard = self.discard(&parts, body, read).await;
                 self.metrics.unread_body(discard.as_str());
@@ -538,5 +537,20 @@ mod tests {
             assert_eq!(is_json(&h), want, "{ct}");
         }
         assert!(!is_json(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn expect_continue_is_recognised_in_any_case() {
+        for (value, want) in [
+            ("100-continue", true),
+            ("100-Continue", true),
+            (" 100-continue ", true),
+            ("something-else", false),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(EXPECT, HeaderValue::from_str(value).unwrap());
+            assert_eq!(expects_continue(&h), want, "{value}");
+        }
+        assert!(!expects_continue(&HeaderMap::new()));
     }
 }
