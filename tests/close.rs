@@ -6,7 +6,8 @@
 //!   then the connection ends, so a keep-alive client never sends into a
 //!   closed connection; an early answer to a client mid-upload comes after its body
 //!   and keeps the connection; a body that is not read (too large, `Expect:
-//!   100-continue`) gets its answer with `connection: close`.
+//!   100-continue`) gets its answer with `connection: close`, and so does
+//!   an answer given during shutdown (a 503 from a stopping sink).
 //! - HTTP/2 (h2c): the last stream under the cap ends the connection with a
 //!   graceful GOAWAY; every early answer (401, 403, 405, 413, 415, 429)
 //!   reaches curl and hyper's client many times in a row.
@@ -370,5 +371,87 @@ async fn every_early_answer_reaches_hyper_over_h2c_fifty_times_in_a_row() {
             let reply = hyper_h2(tcp, &base, early).await;
             assert_early(&reply, early, &format!("try {i}"));
         }
+    }
+}
+
+/// A sink that holds each event until released, then refuses it (503), as
+/// a spool that is stopping would.
+struct Held {
+    entered: tokio::sync::mpsc::UnboundedSender<()>,
+    release: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl presence_bridge::sink::Sink for Held {
+    async fn accept(
+        &self,
+        _record: presence_bridge::envelope::OutboundRecord,
+    ) -> Result<(), presence_bridge::sink::SinkError> {
+        let _ = self.entered.send(());
+        self.release.notified().await;
+        Err(presence_bridge::sink::SinkError::Unavailable(
+            "stopping".into(),
+        ))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_given_during_shutdown_says_connection_close() {
+    use presence_bridge::ingress::{auth::Auth, BodyLimits, Webhook};
+    let settings = presence_bridge::config::load(None, Vec::new()).unwrap();
+    // Twenty rounds: without the header set when the answer leaves the
+    // handler, whether it carried `connection: close` depended on whether
+    // hyper wrote it before or after the connection task saw the shutdown.
+    for round in 0..20 {
+        let (_registry, metrics) = presence_bridge::metrics::Metrics::standalone();
+        let (entered, mut entered_rx) = tokio::sync::mpsc::unbounded_channel();
+        let release = std::sync::Arc::new(tokio::sync::Notify::new());
+        let webhook = Webhook::new(
+            Held {
+                entered,
+                release: release.clone(),
+            },
+            Auth::new(Vec::new()),
+            BodyLimits {
+                max_bytes: 65536,
+                read_timeout: Duration::from_secs(5),
+            },
+            settings.kafka.clone(),
+            metrics,
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let server = tokio::spawn(presence_bridge::server::serve(
+            listener,
+            std::sync::Arc::new(webhook),
+            presence_bridge::server::Limits::default(),
+            shutdown.clone(),
+            None,
+        ));
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(&request(
+            "POST",
+            PRESENCE,
+            "application/json",
+            "",
+            callback("5511999998005", "PAUSED").as_bytes(),
+        ))
+        .await
+        .unwrap();
+        entered_rx
+            .recv()
+            .await
+            .expect("the request reached the sink");
+        shutdown.cancel();
+        release.notify_one();
+        let mut buf = Vec::new();
+        let r = read_response(&mut s, &mut buf).await.expect("a 503");
+        assert_eq!(r.status, 503, "round {round}: {r:?}");
+        assert!(r.closes(), "round {round}: {r:?}");
+        assert_closed(&mut s).await;
+        tokio::time::timeout(Duration::from_secs(20), server)
+            .await
+            .expect("the server drained")
+            .unwrap();
     }
 }
