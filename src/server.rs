@@ -16,7 +16,10 @@
 //! starts when the previous response is done; HTTP/2, and a connection that
 //! has not sent anything yet, by the idle watch here); after
 //! `max_requests_per_connection` requests a connection is closed gracefully
-//! (HTTP/2: GOAWAY).
+//! (HTTP/2: GOAWAY; HTTP/1.1: see below).
+//! A connection being closed that is not done within 30 s is dropped.
+//! Request heads over 64 KiB get 431 (HTTP/1.1); HTTP/2 header lists are
+//! capped at the same size.
 //!
 //! Every HTTP/1.x answer after which the connection ends carries
 //! `connection: close`, whatever its status: the answer to the last request
@@ -26,9 +29,6 @@
 //! graceful close: an answer ready at once would otherwise be written before
 //! the close is requested, and a keep-alive client would send its next
 //! request into a socket about to close.
-//! A connection being closed that is not done within 30 s is dropped.
-//! Request heads over 64 KiB get 431 (HTTP/1.1); HTTP/2 header lists are
-//! capped at the same size.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
