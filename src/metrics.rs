@@ -531,6 +531,7 @@ struct ListenerMetrics {
     tls_reloads: IntCounterVec,
     tls_expiry: IntGauge,
     tls_handshake_failures: IntCounterVec,
+    unread_bodies: IntCounterVec,
 }
 
 impl ListenerMetrics {
@@ -566,6 +567,20 @@ impl ListenerMetrics {
             .namespace(NS),
             &["reason"],
         )?;
+        let unread_bodies = IntCounterVec::new(
+            Opts::new(
+                "http_unread_bodies_total",
+                "Bodies of requests answered before their body was read, by what became of them \
+                 (discarded: read and thrown away, so the answer reaches the client; too_large, \
+                 timeout, not_sent, error: left unread, the answer closes the HTTP/1.1 connection).",
+            )
+            .namespace(NS),
+            &["result"],
+        )?;
+        registry.register(Box::new(unread_bodies.clone()))?;
+        for result in crate::ingress::Discard::ALL {
+            unread_bodies.with_label_values(&[result.as_str()]);
+        }
         registry.register(Box::new(connections_refused.clone()))?;
         registry.register(Box::new(tls_reloads.clone()))?;
         registry.register(Box::new(tls_expiry.clone()))?;
@@ -584,6 +599,7 @@ impl ListenerMetrics {
             tls_reloads,
             tls_expiry,
             tls_handshake_failures,
+            unread_bodies,
         })
     }
 }
@@ -595,6 +611,15 @@ impl Metrics {
         self.listener
             .connections_refused
             .with_label_values(&[reason])
+            .inc();
+    }
+
+    /// The body of a request answered from its head was discarded or left
+    /// unread (`result` from [`crate::ingress::Discard::as_str`]).
+    pub fn unread_body(&self, result: &'static str) {
+        self.listener
+            .unread_bodies
+            .with_label_values(&[result])
             .inc();
     }
 

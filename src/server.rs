@@ -16,10 +16,19 @@
 //! starts when the previous response is done; HTTP/2, and a connection that
 //! has not sent anything yet, by the idle watch here); after
 //! `max_requests_per_connection` requests a connection is closed gracefully
-//! (HTTP/1.1: the last response carries `connection: close`; HTTP/2: GOAWAY).
+//! (HTTP/2: GOAWAY; HTTP/1.1: see below).
 //! A connection being closed that is not done within 30 s is dropped.
 //! Request heads over 64 KiB get 431 (HTTP/1.1); HTTP/2 header lists are
 //! capped at the same size.
+//!
+//! Every HTTP/1.x answer after which the connection ends carries
+//! `connection: close`, whatever its status: the answer to the last request
+//! under the cap, an answer given while shutting down, and one the handler
+//! marks [`CloseConnection`] (it left the request body unread). The header is
+//! set here, when the answer leaves the handler, not left to the timing of the
+//! graceful close: an answer ready at once would otherwise be written before
+//! the close is requested, and a keep-alive client would send its next
+//! request into a socket about to close.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -32,8 +41,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONNECTION};
 use hyper::service::service_fn;
-use hyper::{Request, Response};
+use hyper::{Request, Response, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -84,6 +94,13 @@ impl Default for Limits {
 /// as an extension (`req.extensions().get::<Peer>()`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Peer(pub SocketAddr);
+
+/// A response extension: the connection must not carry another request after
+/// this answer (the handler left the request body unread). Over HTTP/1.x the
+/// answer gets `connection: close` and the connection ends after it; over
+/// HTTP/2 it changes nothing (an unread body only ends its own stream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloseConnection;
 
 /// A request handler: one async function from request to response.
 pub trait Handler: Send + Sync + 'static {
@@ -218,12 +235,21 @@ impl<H: Handler> Connection<H> {
         let activity = Arc::new(Activity::new(self.limits.max_requests_per_connection));
         let svc = {
             let (handler, activity, peer) = (self.handler.clone(), activity.clone(), self.peer);
+            let shutdown = self.shutdown.clone();
             service_fn(move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(Peer(peer));
                 let handler = handler.clone();
-                let in_flight = activity.begin();
+                let shutdown = shutdown.clone();
+                let version = req.version();
+                let (in_flight, last) = activity.begin();
                 async move {
-                    let resp = handler.handle(req).await;
+                    let mut resp = handler.handle(req).await;
+                    let unreusable = resp.extensions_mut().remove::<CloseConnection>().is_some();
+                    if version < Version::HTTP_2 && (last || unreusable || shutdown.is_cancelled())
+                    {
+                        resp.headers_mut()
+                            .insert(CONNECTION, HeaderValue::from_static("close"));
+                    }
                     drop(in_flight);
                     Ok::<_, Infallible>(resp)
                 }
@@ -310,13 +336,14 @@ impl Activity {
         (in_flight == 0).then_some(since)
     }
 
-    fn begin(self: &Arc<Self>) -> InFlight {
+    /// Counts a new request; true if it is the last one under the cap.
+    fn begin(self: &Arc<Self>) -> (InFlight, bool) {
         let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
         self.state.lock().unwrap_or_else(PoisonError::into_inner).0 += 1;
         if n == self.max_requests {
             self.cap_reached.notify_one();
         }
-        InFlight(self.clone())
+        (InFlight(self.clone()), n >= self.max_requests)
     }
 }
 

@@ -1,8 +1,10 @@
 //! Native HTTPS on the webhook listener: a test CA and leaf certificates made
 //! with rcgen, a hyper client over tokio-rustls trusting only that CA. Covers
 //! the handshake, ALPN h2, reload on file change, a refused bad certificate,
-//! SIGHUP through the real binary, and startup errors (exit code 2).
+//! SIGHUP through the real binary, startup errors (exit code 2), and early
+//! answers reaching curl and hyper over h2 (see `tests/close.rs`).
 
+mod close_support;
 mod common;
 
 use std::net::SocketAddr;
@@ -12,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use close_support::*;
 use common::*;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, StatusCode};
@@ -235,6 +238,34 @@ async fn a_silent_client_cannot_stall_handshakes_and_is_cut_at_the_timeout() {
             1.0,
         )
         .await;
+}
+
+/// Early answers (401, 403, 405, 413, 415, 429) over TLS with ALPN h2 reach
+/// curl (Debian's 7.88 with nghttp2 lost most 401s here before the bridge
+/// read the body in flight) and hyper's client, 50 times in a row each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_early_answer_reaches_h2_clients_over_tls_fifty_times_in_a_row() {
+    let ca = TestCa::new();
+    let leaf = ca.leaf(1);
+    let dir = tempfile::tempdir().unwrap();
+    install(dir.path(), &leaf.cert_pem, &leaf.key_pem);
+    let ca_pem = dir.path().join("ca.pem");
+    std::fs::write(&ca_pem, ca.issuer.pem()).unwrap();
+    let bridge = bridge_with(dir.path(), EARLY_ANSWER_ENV).await;
+    let addr = bridge.running.webhook_addr;
+
+    // curl first: it primes the 429 case for both clients.
+    curl_gets_every_early_answer(CurlMode::H2Tls { ca_pem }, addr.port(), 50, "2").await;
+
+    let base = format!("https://localhost:{}", addr.port());
+    for early in EARLY_ANSWERS {
+        for i in 0..50 {
+            let s = connect(&ca, addr, &[b"h2"]).await.unwrap();
+            assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+            let reply = hyper_h2(s, &base, early).await;
+            assert_early(&reply, early, &format!("try {i}"));
+        }
+    }
 }
 
 /// Polls new connections until they are served `want` (bounded).

@@ -18,6 +18,19 @@
 //!    through the checks of step 5 (same codes)
 //! 8. the sink (200 or 503)
 //!
+//! A request answered before its body was read to its end (any rejection
+//! before the body read, and 413 on the declared length or while reading) has
+//! the rest of its body read and thrown away before the answer goes out, up
+//! to [`DISCARD_MAX_BYTES`] in all (or `http.max_body_bytes` if larger) and
+//! for at most [`DISCARD_TIMEOUT`]: an HTTP/2 client still uploading would
+//! otherwise have its stream reset mid-upload and, with some clients (curl
+//! 7.88), lose the answer; an HTTP/1.1 connection stays usable. A body that
+//! cannot be discarded within those bounds (declared larger, `Expect:
+//! 100-continue` over HTTP/1.1, too slow, broken), or one given up mid-read
+//! (408, unreadable), marks the answer [`CloseConnection`]: over HTTP/1.1 it
+//! carries `Connection: close` and the connection ends; over HTTP/2 the
+//! stream alone is reset after the answer.
+//!
 //! With `rejected.topic` set, a request refused at validation or at the
 //! path/body instance match (step 6) also has its body captured through the
 //! sink (see [`crate::envelope::rejected`]); its answer stays the 400.
@@ -40,9 +53,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body as _;
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use hyper::{HeaderMap, Method, Request, Response};
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, EXPECT};
+use hyper::http::request::Parts;
+use hyper::{HeaderMap, Method, Request, Response, Version};
 use percent_encoding::percent_decode_str;
 use time::OffsetDateTime;
 
@@ -51,13 +66,23 @@ use crate::envelope::rejected::RejectedInput;
 use crate::envelope::{new_event_id, OutboundRecord};
 use crate::metrics::Metrics;
 use crate::presence::{InstanceId, PresenceEvent};
-use crate::server::{Handler, Peer};
+use crate::server::{CloseConnection, Handler, Peer};
 use crate::sink::{Sink, SinkError};
 use access::Access;
 use auth::{Auth, Grant};
 use ratelimit::RateLimits;
 use reply::{Outcome, Rejection};
 use routes::Route;
+
+/// Longest the handler spends reading and throwing away the body of a request
+/// it answers without needing the body (the body read timeout, if shorter).
+/// A client already sending a small body finishes well within it.
+pub const DISCARD_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The most body bytes the handler reads and throws away for a request it
+/// answers without needing the body (`http.max_body_bytes` if larger): enough
+/// for a body somewhat over the limit to be drained so its 413 arrives.
+pub const DISCARD_MAX_BYTES: u64 = 1024 * 1024;
 
 /// Limits the handler enforces on each request.
 #[derive(Debug, Clone, Copy)]
@@ -77,6 +102,55 @@ pub struct Webhook<S> {
     rate: RateLimits,
     /// Capture of invalid input (off unless `rejected.topic` is set).
     rejected: RejectedSettings,
+}
+
+/// Where a request's body stands when the handler has decided its answer.
+enum RequestBody {
+    /// Not read to its end: the request was answered from its head alone
+    /// (`read` 0), or its body turned out too large after `read` bytes.
+    Unread { body: Incoming, read: u64 },
+    /// Read to its end.
+    Read,
+    /// Partly read, then given up (too slow, broken).
+    Abandoned,
+}
+
+/// What became of the body of a request answered without reading it (the
+/// `result` label of `presence_bridge_http_unread_bodies_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Discard {
+    /// Read to its end and thrown away: the answer goes out normally.
+    Discarded,
+    /// Declared, or found while reading, larger than [`DISCARD_MAX_BYTES`]
+    /// (or `http.max_body_bytes` if larger).
+    TooLarge,
+    /// Not complete within [`DISCARD_TIMEOUT`].
+    Timeout,
+    /// The client asked for `100 Continue` (HTTP/1.1): it has not sent the
+    /// body and will not, once it has the answer.
+    NotSent,
+    /// The body stream failed (client reset, protocol error).
+    Error,
+}
+
+impl Discard {
+    pub const ALL: [Self; 5] = [
+        Self::Discarded,
+        Self::TooLarge,
+        Self::Timeout,
+        Self::NotSent,
+        Self::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Discarded => "discarded",
+            Self::TooLarge => "too_large",
+            Self::Timeout => "timeout",
+            Self::NotSent => "not_sent",
+            Self::Error => "error",
+        }
+    }
 }
 
 /// What the handler keeps of a request in case it is rejected as invalid
@@ -128,7 +202,8 @@ impl<S: Sink> Webhook<S> {
         &self,
         route: &Route,
         client: Option<IpAddr>,
-        req: Request<Incoming>,
+        req: &Parts,
+        body: &mut RequestBody,
         captured: &mut Captured,
     ) -> Outcome {
         if !self.access.allows(client) {
@@ -146,7 +221,7 @@ impl<S: Sink> Webhook<S> {
             Route::Presence => None,
             Route::PresenceForInstance(raw) => Some(raw),
         };
-        if req.method() != Method::POST {
+        if req.method != Method::POST {
             return Err(Rejection::MethodNotAllowed);
         }
         let path_instance = path_instance
@@ -157,22 +232,22 @@ impl<S: Sink> Webhook<S> {
                 InstanceId::parse(&decoded).map_err(|_| Rejection::InvalidPathInstance)
             })
             .transpose()?;
-        let grant = self.auth.check(req.headers(), req.uri().query())?;
+        let grant = self.auth.check(&req.headers, req.uri.query())?;
         if let Some(instance) = &path_instance {
             self.admit_instance(grant, instance)?;
         }
-        if !is_json(req.headers()) {
+        if !is_json(&req.headers) {
             return Err(Rejection::UnsupportedMediaType);
         }
         let limit = self.limits.max_bytes;
-        if declared_length(req.headers()).is_some_and(|len| len > limit as u64) {
+        if declared_length(&req.headers).is_some_and(|len| len > limit as u64) {
             return Err(Rejection::PayloadTooLarge { limit });
         }
         let capture = self.rejected.topic.is_some();
         if capture {
-            captured.content_type = req.headers().get(CONTENT_TYPE).cloned();
+            captured.content_type = req.headers.get(CONTENT_TYPE).cloned();
         }
-        let body = self.read_body(req.into_body()).await?;
+        let body = self.read_body(body).await?;
         if capture {
             captured.body = Some(body.clone());
         }
@@ -208,21 +283,86 @@ impl<S: Sink> Webhook<S> {
             })
     }
 
-    async fn read_body(&self, body: Incoming) -> Result<Bytes, Rejection> {
+    /// Reads the whole body under the size limit and the read timeout. Leaves
+    /// `body` [`RequestBody::Read`] if it was read to its end, still
+    /// [`RequestBody::Unread`] if it is too large (the rest may be discarded),
+    /// else [`RequestBody::Abandoned`].
+    async fn read_body(&self, body: &mut RequestBody) -> Result<Bytes, Rejection> {
+        let RequestBody::Unread {
+            body: incoming,
+            read,
+        } = body
+        else {
+            return Err(Rejection::BodyUnreadable(
+                "the body was already read".into(),
+            ));
+        };
         let limit = self.limits.max_bytes;
         let collected = tokio::time::timeout(
             self.limits.read_timeout,
-            Limited::new(body, limit).collect(),
+            Limited::new(&mut *incoming, limit).collect(),
         )
-        .await
-        .map_err(|_| Rejection::BodyTimeout)?;
+        .await;
         match collected {
-            Ok(c) => Ok(c.to_bytes()),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Ok(Ok(c)) => {
+                *body = RequestBody::Read;
+                Ok(c.to_bytes())
+            }
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                *read = limit as u64;
                 Err(Rejection::PayloadTooLarge { limit })
             }
-            Err(e) => Err(Rejection::BodyUnreadable(e.to_string())),
+            Ok(Err(e)) => {
+                *body = RequestBody::Abandoned;
+                Err(Rejection::BodyUnreadable(e.to_string()))
+            }
+            Err(_) => {
+                *body = RequestBody::Abandoned;
+                Err(Rejection::BodyTimeout)
+            }
         }
+    }
+
+    /// The most body bytes (already read included) [`Self::discard`] takes.
+    fn discard_limit(&self) -> u64 {
+        DISCARD_MAX_BYTES.max(self.limits.max_bytes as u64)
+    }
+
+    /// Reads and throws away the body of a request answered without it, so
+    /// the answer reaches a client that is still sending (see the module doc).
+    /// Bounded by [`Self::discard_limit`] (counting the `read` bytes already
+    /// taken) and [`DISCARD_TIMEOUT`]; holds no more than one frame in memory.
+    async fn discard(&self, req: &Parts, mut body: Incoming, read: u64) -> Discard {
+        let limit = self.discard_limit();
+        if declared_length(&req.headers).is_some_and(|len| len > limit) {
+            return Discard::TooLarge;
+        }
+        // Over HTTP/1.1 the first read would send `100 Continue`, asking for
+        // a body nobody wants; HTTP/2 has no such handshake here.
+        if req.version < Version::HTTP_2 && expects_continue(&req.headers) {
+            return Discard::NotSent;
+        }
+        let bound = DISCARD_TIMEOUT.min(self.limits.read_timeout);
+        let drain = async {
+            let mut seen = read;
+            while let Some(frame) = body.frame().await {
+                match frame {
+                    Ok(frame) => {
+                        if let Some(data) = frame.data_ref() {
+                            seen += data.len() as u64;
+                            if seen > limit {
+                                return Discard::TooLarge;
+                            }
+                        }
+                    }
+                    Err(_) => return Discard::Error,
+                }
+            }
+            Discard::Discarded
+        };
+        tokio::time::timeout(bound, drain)
+            .await
+            .unwrap_or(Discard::Timeout)
     }
 
     /// Stores an invalid request's body and reason through the sink, to the
@@ -286,18 +426,40 @@ impl<S: Sink> Webhook<S> {
 impl<S: Sink> Handler for Webhook<S> {
     async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let arrived = Instant::now();
-        let route = Route::parse(req.uri().path());
-        let method = method_label(req.method());
-        let peer = req.extensions().get::<Peer>().map(|p| p.0.ip());
-        let client = self.access.client(peer, req.headers());
+        let (parts, body) = req.into_parts();
+        let route = Route::parse(parts.uri.path());
+        let method = method_label(&parts.method);
+        let peer = parts.extensions.get::<Peer>().map(|p| p.0.ip());
+        let client = self.access.client(peer, &parts.headers);
         let mut captured = Captured::default();
-        let outcome = self.process(&route, client, req, &mut captured).await;
+        let mut body = RequestBody::Unread { body, read: 0 };
+        let outcome = self
+            .process(&route, client, &parts, &mut body, &mut captured)
+            .await;
         if let Err(rejection) = &outcome {
             self.metrics.event_rejected(rejection.code());
             self.log_rejection(rejection, client);
+        }
+        // Before the capture (which may wait on the sink): the client is
+        // still sending, and the answer waits for this anyway.
+        let reusable = match body {
+            RequestBody::Read => true,
+            RequestBody::Abandoned => false,
+            // No body at all (a GET, `Content-Length: 0`): nothing to do.
+            RequestBody::Unread { body, .. } if body.is_end_stream() => true,
+            RequestBody::Unread { body, read } => {
+                let discard = self.discard(&parts, body, read).await;
+                self.metrics.unread_body(discard.as_str());
+                discard == Discard::Discarded
+            }
+        };
+        if let Err(rejection) = &outcome {
             self.capture(&route, rejection, captured).await;
         }
-        let response = reply::respond(&outcome);
+        let mut response = reply::respond(&outcome);
+        if !reusable {
+            response.extensions_mut().insert(CloseConnection);
+        }
         self.metrics.request_answered(
             route.label(),
             method,
@@ -320,6 +482,14 @@ fn is_json(headers: &HeaderMap) -> bool {
         .trim()
         .to_ascii_lowercase();
     media == "application/json" || (media.starts_with("application/") && media.ends_with("+json"))
+}
+
+/// `Expect: 100-continue` (the only expectation HTTP defines).
+fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get(EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"))
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
@@ -367,5 +537,20 @@ mod tests {
             assert_eq!(is_json(&h), want, "{ct}");
         }
         assert!(!is_json(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn expect_continue_is_recognised_in_any_case() {
+        for (value, want) in [
+            ("100-continue", true),
+            ("100-Continue", true),
+            (" 100-continue ", true),
+            ("something-else", false),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(EXPECT, HeaderValue::from_str(value).unwrap());
+            assert_eq!(expects_continue(&h), want, "{value}");
+        }
+        assert!(!expects_continue(&HeaderMap::new()));
     }
 }
