@@ -170,6 +170,8 @@ pub async fn start(
         metrics: metrics.clone(),
         dead_letter: DeadLetter::new(
             &settings.spool.dir,
+            store.external_bytes(),
+            metrics.clone(),
             settings
                 .spool
                 .dead_letter_topic

@@ -77,6 +77,7 @@ struct State {
 struct InFlight {
     seq: u64,
     arrival_ms: i64,
+    id: uuid::Uuid,
     delivery: DeliveryFuture,
     /// The delivery's result, when it was taken early by [`poll_now`].
     finished: Option<<DeliveryFuture as Future>::Output>,
@@ -226,8 +227,10 @@ impl Forwarder {
                     }
                 }
                 Ok(Err((e, msg))) if classify(&e) == ErrorClass::Permanent => {
-                    self.dead_letter(entry.seq, msg.topic(), msg.key(), msg.payload(), &e)
-                        .await;
+                    let rec = in_flight_record(&entry, &msg);
+                    if !self.dead_letter(&rec, &e).await && !self.rewind(&mut st, &stop).await {
+                        break;
+                    }
                 }
                 other => {
                     match other {
@@ -334,6 +337,7 @@ impl Forwarder {
                 Ok(delivery) => st.window.push_back(InFlight {
                     seq: rec.seq,
                     arrival_ms: rec.arrival_ms,
+                    id: rec.id,
                     delivery,
                     finished: None,
                 }),
@@ -346,8 +350,10 @@ impl Forwarder {
                         // Refused before it was queued; still in order: everything
                         // before it must be acknowledged first.
                         self.settle_window(&mut st.window).await;
-                        let (key, value) = (Some(rec.key.as_bytes()), Some(rec.value.as_slice()));
-                        self.dead_letter(rec.seq, &rec.topic, key, value, &e).await;
+                        if !self.dead_letter(&rec, &e).await {
+                            st.carry.push_front(rec);
+                            break;
+                        }
                     }
                     _ => {
                         st.carry.push_front(rec);
@@ -395,8 +401,12 @@ impl Forwarder {
             match done {
                 Ok(Ok(_)) => self.delivered(entry.seq, entry.arrival_ms),
                 Ok(Err((e, msg))) if classify(&e) == ErrorClass::Permanent => {
-                    self.dead_letter(entry.seq, msg.topic(), msg.key(), msg.payload(), &e)
-                        .await;
+                    let rec = in_flight_record(&entry, &msg);
+                    if !self.dead_letter(&rec, &e).await {
+                        entry.finished = Some(Ok(Err((e, msg))));
+                        window.push_front(entry);
+                        return;
+                    }
                 }
                 _ => {
                     window.push_front(entry);
@@ -448,21 +458,33 @@ impl Forwarder {
     }
 
     /// Moves an event Kafka refused for good to the dead-letter place, then
-    /// acknowledges it so it never blocks the ones behind it.
-    async fn dead_letter(
-        &self,
-        seq: u64,
-        topic: &str,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-        e: &KafkaError,
-    ) {
+    /// acknowledges it so it never blocks the ones behind it. False when the
+    /// dead letter could not be written: then the event is not acknowledged.
+    async fn dead_letter(&self, rec: &StoredRecord, e: &KafkaError) -> bool {
         let reason = dead_letter_reason(e);
+        if self
+            .dead_letter
+            .write(rec, reason, &e.to_string())
+            .await
+            .is_err()
+        {
+            return false;
+        }
         self.metrics.dead_lettered(reason);
-        self.dead_letter
-            .write(seq, topic, key, value, reason, &e.to_string())
-            .await;
-        self.ack(seq, true);
+        self.ack(rec.seq, true);
+        true
+    }
+}
+
+/// The spooled record behind a delivery librdkafka gave back.
+fn in_flight_record(entry: &InFlight, msg: &rdkafka::message::OwnedMessage) -> StoredRecord {
+    StoredRecord {
+        seq: entry.seq,
+        arrival_ms: entry.arrival_ms,
+        id: entry.id,
+        topic: msg.topic().to_owned(),
+        key: String::from_utf8_lossy(msg.key().unwrap_or_default()).into_owned(),
+        value: msg.payload().unwrap_or_default().to_vec(),
     }
 }
 
