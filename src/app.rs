@@ -29,7 +29,8 @@ use crate::ingress::ratelimit::RateLimits;
 use crate::ingress::{BodyLimits, Webhook};
 use crate::metrics::Metrics;
 use crate::publisher::dead_letter::DeadLetter;
-use crate::publisher::forward::{Forwarder, StopSignal};
+use crate::publisher::destination::DestinationMetrics;
+use crate::publisher::forward::{random_seed, Forwarder, StopSignal};
 use crate::publisher::KafkaPublisher;
 use crate::server::{self, Limits};
 use crate::spool::store::{Store, StoreOptions};
@@ -159,16 +160,24 @@ pub async fn start(
     );
     let admin = Arc::new(Admin::new(registry.clone(), health.clone()));
 
+    // Every configured destination gets a lane (and its metric series) from the start.
+    let mut topics = vec![settings.kafka.topic.clone()];
+    topics.extend(settings.kafka.topic_by_instance.values().cloned());
+    topics.extend(settings.rejected.topic.clone());
+    topics.sort();
+    topics.dedup();
+    let destinations = DestinationMetrics::new(&registry, topics.iter().cloned())?;
     let forwarder = Forwarder {
         store: store.clone(),
-        make_publisher: {
+        make_producer: {
             let (kafka, brokers, metrics) =
                 (settings.kafka.clone(), brokers.clone(), metrics.clone());
             Box::new(move || KafkaPublisher::new(&kafka, &brokers, metrics.clone()))
         },
         committed: committed_rx,
         metrics: metrics.clone(),
-        dead_letter: DeadLetter::new(
+        destinations,
+        dead_letter: Arc::new(DeadLetter::new(
             &settings.spool.dir,
             store.external_bytes(),
             metrics.clone(),
@@ -177,10 +186,12 @@ pub async fn start(
                 .dead_letter_topic
                 .clone()
                 .map(|t| (t, publisher.clone())),
-        ),
+        )),
         health: health.clone(),
         replay_until: stats.committed,
         rejected_topic: settings.rejected.topic.clone(),
+        topics,
+        seed: random_seed(),
     };
     let forwarder_stop = StopSignal::default();
     let forwarder_task = tokio::spawn(forwarder.run(forwarder_stop.clone()));

@@ -56,7 +56,8 @@ pub enum DeadLetterCommand {
 
 #[derive(Debug, Args)]
 pub struct DeadLetterFilterArgs {
-    /// Only dead letters with this reason (too_large, not_authorized, unknown_topic, rejected).
+    /// Only dead letters with this reason (too_large, rejected; files from older
+    /// versions may also hold not_authorized, unknown_topic).
     #[arg(long)]
     pub reason: Option<String>,
     /// Only dead letters for this topic.

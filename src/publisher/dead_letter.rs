@@ -221,17 +221,11 @@ impl DeadLetter {
             .await
             .map_err(|e| DeadLetterError::Aborted(e.to_string()))
             .and_then(|r| r);
-        if let Err(e) = &written {
+        // The caller logs the outcome (it knows what becomes of the event).
+        if written.is_err() {
             self.inner.metrics.dead_letter_write_failed();
-            tracing::error!(seq = rec.seq, reason, error = %e, "an event Kafka refused for good could not be dead-lettered; it stays in the spool");
             return written;
         }
-        tracing::error!(
-            seq = rec.seq,
-            reason,
-            topic = %rec.topic,
-            "event refused permanently by Kafka; dead-lettered"
-        );
         if let Some((dl_topic, publisher)) = &self.inner.topic {
             let id = rec.id.hyphenated().to_string();
             let headers = OwnedHeaders::new()

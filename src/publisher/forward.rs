@@ -1,517 +1,721 @@
-//! The forwarder: reads the spool in sequence order, publishes through the
-//! idempotent producer, and acknowledges each event to the spool only after
-//! the broker acknowledged it.
+//! The forwarder: reads the spool, publishes through the idempotent producer,
+//! and settles each event in the spool only after the broker acknowledged it
+//! (or it was dead-lettered).
 //!
-//! Order. Records are handed to librdkafka in spool order and acknowledged in
-//! the same order (the window is a FIFO; a later delivery waits for earlier
-//! ones). The producer runs with `message.timeout.ms = 0`: librdkafka never
-//! gives up on a retriable error, it retries in order under idempotence, with
-//! capped exponential backoff and jitter between reconnects and retries
-//! (`reconnect.backoff.ms`/`.max.ms`, `retry.backoff.ms`/`.max.ms`). So during
-//! an outage the window fills, the forwarder stops reading, the spool grows,
-//! and when the broker returns the window drains first, then the backlog, then
-//! new traffic: nothing newer overtakes anything older, per phone or otherwise.
+//! Lanes. Order is promised per phone, and a phone's events always go to one
+//! topic, so events for different topics have no order between them. The
+//! forwarder runs one lane per topic (destination), each with its own spool
+//! reader, in-flight window and cursor in the spool's settled set
+//! ([`crate::spool::settle`]). A destination that refuses us (unknown topic,
+//! not authorized, authentication, policy) holds only its own lane: its events
+//! stay on disk, in order, and it retries with capped exponential backoff and
+//! jitter, sending one event at a time until one is taken; every other lane
+//! keeps flowing. A broker outage holds every lane (nothing resolves).
 //!
-//! When the producer itself is broken (a fatal idempotence error, or no
-//! progress for `STALL` while a broker has answered metadata requests for all
-//! of that time, not just since it came back from an outage) the forwarder
-//! purges it, waits a capped exponential backoff with jitter, builds a new
-//! producer and rewinds to the oldest unacknowledged event. Events the old
-//! producer had already delivered are then sent again: duplicates are bounded
-//! by the window, keep their CloudEvents id, and consumers can drop them by id.
+//! Order within a lane. Records are handed to librdkafka in spool order and
+//! settled in the same order (the window is a FIFO; a later delivery waits for
+//! earlier ones). The producer runs with `message.timeout.ms = 0`: librdkafka
+//! never gives up on a retriable error, it retries in order under idempotence.
+//! When a lane's front delivery fails, the lane stops sending, waits until
+//! every delivery it has in flight has resolved (so nothing of it is still
+//! inside the client), then sends again from the failed event. Events after
+//! it that the broker had taken meanwhile are sent again: duplicates with the
+//! same CloudEvents id, counted in `presence_bridge_kafka_resent_total`.
 //!
-//! Permanent refusals (too large, not authorized, unknown topic) go to the
-//! dead-letter file (and topic, if configured) with the reason, and are then
-//! acknowledged: one bad event never blocks the ones behind it.
+//! Errors, by [`classify`]: a record error (too large, invalid) dead-letters
+//! that event and the lane goes on; a destination error holds the lane; a
+//! retriable error or a lost result resends the lane from the failed event
+//! after a backoff; a fatal producer error (or no progress at all for `STALL`
+//! while a broker answers) purges the producer, builds a new one after a
+//! backoff and resends every lane from its first unsettled event. A dead letter
+//! that cannot be written is never settled: the lane is held and retries.
 
 use std::collections::VecDeque;
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::hash::{BuildHasher, Hasher};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode as C;
-use rdkafka::Message;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::classify::{classify, ErrorClass};
+use super::classify::{classify, ErrorClass, HoldReason};
 use super::dead_letter::DeadLetter;
-use super::KafkaPublisher;
-use crate::envelope::{
-    rejected, v1, CONTENT_TYPE, HEADER_CE_ID, HEADER_CE_TYPE, HEADER_CONTENT_TYPE,
-};
+use super::destination::DestinationMetrics;
+use super::produce::{BoxFuture, Produce};
+use crate::envelope::{rejected, v1};
 use crate::health::Health;
 use crate::metrics::{DeliveryResult, Metrics};
 use crate::spool::format::StoredRecord;
 use crate::spool::store::{Reader, Store};
 
-/// Events handed to librdkafka and not yet acknowledged, at most.
+/// Events handed to the producer and not yet settled, per lane, at most.
 pub const WINDOW: usize = 8192;
 /// Records read from the spool (memory or disk) at a time.
 const READ_BATCH: usize = 1024;
-/// No delivery for this long while a broker answers: the producer is stuck.
-const STALL: Duration = Duration::from_secs(60);
-/// Backoff before rebuilding a producer: doubles from the first to the cap.
-const BACKOFF_FIRST: Duration = Duration::from_millis(250);
-const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// No delivery for this long while a broker answers: the producer is stuck
+/// (every lane), or a lane's partition has no leader (that lane, shown only).
+pub const STALL: Duration = Duration::from_secs(60);
+/// Backoff before a held lane retries or a producer is rebuilt: doubles from
+/// the first to the cap, with jitter.
+pub const BACKOFF_FIRST: Duration = Duration::from_millis(250);
+pub const BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// Checkpoints and gauges are refreshed this often.
 const TICK: Duration = Duration::from_millis(200);
 
-/// What the forwarder loop carries from one turn to the next.
-struct State {
-    publisher: KafkaPublisher,
-    reader: Reader,
-    /// Read from the spool but not yet handed to librdkafka (after QueueFull).
-    carry: VecDeque<StoredRecord>,
-    /// Handed to librdkafka, not yet acknowledged, oldest first.
-    window: VecDeque<InFlight>,
-    backoff: Duration,
+/// Where events Kafka refused for good go. `Err` means the event was NOT
+/// kept there: it stays in the spool and the lane retries.
+pub trait Park: Send + Sync {
+    fn park<'a>(
+        &'a self,
+        rec: &'a StoredRecord,
+        reason: &'static str,
+        error: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>>;
 }
 
-struct InFlight {
-    seq: u64,
-    arrival_ms: i64,
-    id: uuid::Uuid,
-    delivery: DeliveryFuture,
-    /// The delivery's result, when it was taken early by [`poll_now`].
-    finished: Option<<DeliveryFuture as Future>::Output>,
-}
-
-/// The delivery's result if it is already there, without waiting.
-fn poll_now(entry: &mut InFlight) -> bool {
-    if entry.finished.is_none() {
-        let mut cx = Context::from_waker(Waker::noop());
-        if let Poll::Ready(r) = Pin::new(&mut entry.delivery).poll(&mut cx) {
-            entry.finished = Some(r);
-        }
+impl Park for DeadLetter {
+    fn park<'a>(
+        &'a self,
+        rec: &'a StoredRecord,
+        reason: &'static str,
+        error: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.write(rec, reason, error)
+                .await
+                .map_err(|e| e.to_string())
+        })
     }
-    entry.finished.is_some()
 }
 
 /// Asks a running forwarder to stop, flushing until `deadline`.
 #[derive(Clone, Default)]
 pub struct StopSignal {
     token: CancellationToken,
-    deadline: Arc<Mutex<Option<tokio::time::Instant>>>,
+    deadline: Arc<Mutex<Option<Instant>>>,
 }
 
 impl StopSignal {
-    pub fn stop(&self, deadline: tokio::time::Instant) {
+    pub fn stop(&self, deadline: Instant) {
         *self.deadline.lock().unwrap_or_else(|p| p.into_inner()) = Some(deadline);
         self.token.cancel();
     }
 
-    fn deadline(&self) -> tokio::time::Instant {
+    fn deadline(&self) -> Instant {
         self.deadline
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .unwrap_or_else(tokio::time::Instant::now)
+            .unwrap_or_else(Instant::now)
     }
 }
 
-pub struct Forwarder {
+/// Why the forwarder ended (it ends only on stop, or when it cannot run).
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error("cannot create the Kafka producer: {0}")]
+    Producer(KafkaError),
+    #[error("the spool reader task died")]
+    ReaderDied,
+}
+
+pub struct Forwarder<P: Produce> {
     pub store: Arc<Store>,
-    /// Builds a fresh producer (used at start and after a fatal error).
-    pub make_publisher: Box<dyn Fn() -> Result<KafkaPublisher, KafkaError> + Send + Sync>,
+    /// Builds a fresh producer (at start and after a fatal error).
+    pub make_producer: Box<dyn Fn() -> Result<P, KafkaError> + Send + Sync>,
     pub committed: watch::Receiver<u64>,
     pub metrics: Metrics,
-    pub dead_letter: DeadLetter,
+    pub destinations: DestinationMetrics,
+    pub dead_letter: Arc<dyn Park>,
     pub health: Arc<Health>,
     /// Events with a sequence at or below this were in the spool at start.
     pub replay_until: u64,
     /// Records for this topic are captured rejected input, not presence events
     /// (their `ce_type` header differs).
     pub rejected_topic: Option<String>,
+    /// Topics that get a lane from the start (the configured ones); topics
+    /// found in the spool get one too.
+    pub topics: Vec<String>,
+    /// Seeds the backoff jitter (a simulation replays from it).
+    pub seed: u64,
 }
 
-impl Forwarder {
-    /// Runs until `stop`, then flushes until the stop deadline and checkpoints.
-    pub async fn run(self, stop: StopSignal) {
-        let publisher = match (self.make_publisher)() {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot create the Kafka producer; events stay in the spool");
-                return;
+struct InFlight<D> {
+    rec: StoredRecord,
+    /// `None` when the producer refused the record before queueing it.
+    delivery: Option<D>,
+    finished: Option<Result<(), KafkaError>>,
+}
+
+impl<D: Future<Output = Result<(), KafkaError>> + Unpin> InFlight<D> {
+    /// Takes the delivery's result if it is there, registering `cx` otherwise.
+    fn poll_done(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.finished.is_none() {
+            if let Some(d) = self.delivery.as_mut() {
+                if let Poll::Ready(r) = Pin::new(d).poll(cx) {
+                    self.finished = Some(r);
+                }
             }
-        };
-        let mut st = State {
-            publisher,
-            reader: self.store.reader(),
-            carry: VecDeque::new(),
-            window: VecDeque::new(),
-            backoff: BACKOFF_FIRST,
-        };
-        let mut last_progress = Instant::now();
-        let mut reachable_since: Option<Instant> = None;
+        }
+        self.finished.is_some()
+    }
+
+    fn done_now(&mut self) -> bool {
+        self.poll_done(&mut Context::from_waker(Waker::noop()))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Flowing,
+    /// A delivery failed: wait until everything in flight has resolved.
+    Draining,
+    /// Resend from the failed event at this time.
+    Waiting(Instant),
+}
+
+struct Lane<D> {
+    topic: String,
+    ce_type: &'static str,
+    reader: Reader,
+    /// Read from the spool, not yet handed to the producer.
+    carry: VecDeque<StoredRecord>,
+    /// Handed to the producer, not yet settled, oldest first.
+    window: VecDeque<InFlight<D>>,
+    mode: Mode,
+    /// Set while the destination refuses us (or is stalled), for operators.
+    held: Option<HoldReason>,
+    /// While draining: the event to send again first.
+    resend_from: Option<u64>,
+    /// One event at a time until one is taken (after a hold).
+    probing: bool,
+    backoff: Duration,
+    /// Highest sequence ever handed to the producer (resends are counted).
+    max_sent: u64,
+    last_progress: Instant,
+}
+
+impl<D> Lane<D> {
+    fn first_unsettled(&self) -> u64 {
+        if let Some(r) = self.resend_from {
+            return r;
+        }
+        self.window
+            .front()
+            .map(|f| f.rec.seq)
+            .or_else(|| self.carry.front().map(|r| r.seq))
+            .unwrap_or_else(|| self.reader.next_seq())
+    }
+
+    fn limit(&self) -> usize {
+        if self.probing {
+            1
+        } else {
+            WINDOW
+        }
+    }
+
+    fn oldest_arrival(&self) -> Option<i64> {
+        self.window
+            .front()
+            .map(|f| f.rec.arrival_ms)
+            .or_else(|| self.carry.front().map(|c| c.arrival_ms))
+    }
+}
+
+/// What the main loop woke up for.
+enum Wake {
+    Stop,
+    Front(usize),
+    Committed,
+    Tick,
+    Timer,
+}
+
+impl<P: Produce> Forwarder<P> {
+    /// Runs until `stop`, then flushes until the stop deadline and checkpoints.
+    /// Ends early only if it cannot run at all.
+    pub async fn run(self, stop: StopSignal) -> Result<(), ForwardError> {
+        let mut producer = (self.make_producer)().map_err(ForwardError::Producer)?;
+        let mut lanes: Vec<Lane<P::Delivery>> = Vec::new();
+        for t in &self.topics {
+            self.add_lane(&mut lanes, t);
+        }
+        for t in self.store.topics() {
+            self.add_lane(&mut lanes, &t);
+        }
         let mut committed = self.committed.clone();
         committed.borrow_and_update();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_progress = Instant::now();
+        let mut reachable_since: Option<Instant> = None;
+        // A producer rebuild waits for every lane to drain, then for this time.
+        let mut rebuild_at: Option<Instant> = None;
+        let mut producer_backoff = BACKOFF_FIRST;
 
         loop {
-            // Fill the window: first what QueueFull left over, then the spool.
             let newest = *committed.borrow();
-            if !self.fill(&mut st, newest, false).await {
-                return;
+            let now = Instant::now();
+            if let Some(at) = rebuild_at {
+                if now >= at && lanes.iter().all(|l| l.window.is_empty()) {
+                    match (self.make_producer)() {
+                        Ok(p) => producer = p,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot rebuild the Kafka producer; retrying with the old one")
+                        }
+                    }
+                    rebuild_at = None;
+                }
             }
-
-            let room = st.window.len() < WINDOW && st.carry.is_empty();
-            let mut front = st.window.pop_front();
-            let has_front = front.is_some();
-            let done = tokio::select! {
+            for lane in lanes.iter_mut() {
+                if let Mode::Waiting(until) = lane.mode {
+                    if now >= until {
+                        lane.mode = Mode::Flowing;
+                        lane.probing = true;
+                    }
+                }
+                if lane.mode == Mode::Flowing && rebuild_at.is_none() {
+                    self.fill(&producer, lane, newest, false).await?;
+                }
+            }
+            let room = lanes.iter().any(|l| {
+                l.mode == Mode::Flowing && l.window.len() < l.limit() && l.carry.is_empty()
+            });
+            let timer = lanes
+                .iter()
+                .filter_map(|l| match l.mode {
+                    Mode::Waiting(t) => Some(t),
+                    _ => None,
+                })
+                .chain(rebuild_at)
+                .min();
+            let wake = tokio::select! {
                 biased;
-                _ = stop.token.cancelled() => {
-                    if let Some(f) = front.take() {
-                        st.window.push_front(f);
-                    }
-                    break;
-                }
-                done = async {
-                    let f = front.as_mut().expect("guarded");
-                    match f.finished.take() {
-                        Some(r) => r,
-                        None => (&mut f.delivery).await,
-                    }
-                }, if has_front => Some(done),
-                _ = committed.changed(), if room => None,
-                _ = tick.tick() => {
-                    self.refresh(&st.window, &st.carry).await;
-                    None
-                }
+                _ = stop.token.cancelled() => Wake::Stop,
+                i = poll_fn(|cx| poll_fronts(&mut lanes, cx)) => Wake::Front(i),
+                _ = committed.changed(), if room => Wake::Committed,
+                _ = tick.tick() => Wake::Tick,
+                _ = sleep_until(timer), if timer.is_some() => Wake::Timer,
             };
-            let Some(done) = done else {
-                if let Some(f) = front.take() {
-                    st.window.push_front(f);
-                }
-                // Stalled only if a broker has answered for the whole STALL: right
-                // after an outage the old producer's retries are still landing, and
-                // replacing it then would duplicate them.
-                if !self.health.broker_reachable() {
-                    reachable_since = None;
-                } else if reachable_since.is_none() {
-                    reachable_since = Some(Instant::now());
-                }
-                let stalled = !st.window.is_empty()
-                    && last_progress.elapsed() > STALL
-                    && reachable_since.is_some_and(|t| t.elapsed() > STALL);
-                if stalled {
-                    tracing::warn!(waited = ?last_progress.elapsed(), "no delivery progress while the broker answers; rebuilding the producer");
+            match wake {
+                Wake::Stop => break,
+                Wake::Committed | Wake::Timer => {}
+                Wake::Front(i) => {
                     last_progress = Instant::now();
-                    if !self.rewind(&mut st, &stop).await {
-                        break;
+                    let fatal = self.settle_front(&mut lanes[i]).await;
+                    if fatal {
+                        tracing::warn!("the Kafka producer is broken; rebuilding it and resending every destination's unsettled events");
+                        producer.purge();
+                        self.metrics
+                            .delivery_finished(DeliveryResult::RetriableError, None);
+                        for lane in lanes.iter_mut() {
+                            let from = lane.first_unsettled();
+                            self.begin_drain(lane, from);
+                        }
+                        rebuild_at = Some(Instant::now() + self.jitter(producer_backoff, newest));
+                        producer_backoff = (producer_backoff * 2).min(BACKOFF_CAP);
+                    } else {
+                        producer_backoff = BACKOFF_FIRST;
                     }
                 }
-                continue;
-            };
-            let Some(entry) = front.take() else { continue };
-            last_progress = Instant::now();
-            match done {
-                Ok(Ok(_)) => {
-                    self.delivered(entry.seq, entry.arrival_ms);
-                    st.backoff = BACKOFF_FIRST;
-                    // Deliveries finish in bursts: take every successful one that is
-                    // already done without another trip through select.
-                    while let Some(next) = st.window.front_mut() {
-                        if !poll_now(next) || !matches!(next.finished, Some(Ok(Ok(_)))) {
-                            break;
+                Wake::Tick => {
+                    for t in self.store.topics() {
+                        self.add_lane(&mut lanes, &t);
+                    }
+                    // Stalled only if a broker has answered for the whole STALL: right
+                    // after an outage the old producer's retries are still landing, and
+                    // replacing it then would duplicate them.
+                    if !self.health.broker_reachable() {
+                        reachable_since = None;
+                    } else if reachable_since.is_none() {
+                        reachable_since = Some(Instant::now());
+                    }
+                    let answered = reachable_since.is_some_and(|t| t.elapsed() > STALL);
+                    for lane in lanes.iter_mut() {
+                        let stuck = !lane.window.is_empty()
+                            && lane.last_progress.elapsed() > STALL
+                            && answered;
+                        if stuck && lane.held.is_none() {
+                            tracing::warn!(topic = %lane.topic, "no delivery for this destination while the broker answers (a partition without a leader?)");
+                            lane.held = Some(HoldReason::Stalled);
+                        } else if !stuck && lane.held == Some(HoldReason::Stalled) {
+                            lane.held = None;
                         }
-                        if let Some(e) = st.window.pop_front() {
-                            self.delivered(e.seq, e.arrival_ms);
+                    }
+                    let busy = lanes.iter().any(|l| !l.window.is_empty());
+                    if busy && rebuild_at.is_none() && last_progress.elapsed() > STALL && answered {
+                        tracing::warn!(waited = ?last_progress.elapsed(), "no delivery progress while the broker answers; rebuilding the producer");
+                        last_progress = Instant::now();
+                        producer.purge();
+                        for lane in lanes.iter_mut() {
+                            let from = lane.first_unsettled();
+                            self.begin_drain(lane, from);
                         }
+                        rebuild_at = Some(Instant::now() + self.jitter(producer_backoff, newest));
+                        producer_backoff = (producer_backoff * 2).min(BACKOFF_CAP);
                     }
-                }
-                Ok(Err((e, msg))) if classify(&e) == ErrorClass::Permanent => {
-                    let rec = in_flight_record(&entry, &msg);
-                    if !self.dead_letter(&rec, &e).await && !self.rewind(&mut st, &stop).await {
-                        break;
-                    }
-                }
-                other => {
-                    match other {
-                        Ok(Err((e, _))) => {
-                            tracing::warn!(error = %e, "delivery failed; rebuilding the producer and rewinding")
-                        }
-                        _ => tracing::warn!(
-                            "delivery result lost; rebuilding the producer and rewinding"
-                        ),
-                    }
-                    self.metrics
-                        .delivery_finished(DeliveryResult::RetriableError, None);
-                    if !self.rewind(&mut st, &stop).await {
-                        break;
-                    }
+                    self.refresh(&lanes).await;
                 }
             }
         }
 
-        // Stopping: hand librdkafka what was committed but not sent yet (the
+        // Stopping: hand the producer what was committed but not sent yet (the
         // requests answered just before the stop among it), give deliveries
-        // until the deadline, then keep the acknowledged prefix. The rest
+        // until the deadline, then keep each lane's settled prefix. The rest
         // stays in the spool for the next start.
         let newest = self.store.stats().committed;
-        if !self.fill(&mut st, newest, true).await {
-            return;
-        }
-        let left = stop
-            .deadline()
-            .saturating_duration_since(tokio::time::Instant::now());
-        let unflushed = st.publisher.flush(left).await;
-        while let Some(mut entry) = st.window.pop_front() {
-            let done = match entry.finished.take() {
-                Some(r) => Ok(r),
-                None => tokio::time::timeout(Duration::from_millis(5), &mut entry.delivery).await,
-            };
-            match done {
-                Ok(Ok(Ok(_))) => self.delivered(entry.seq, entry.arrival_ms),
-                _ => break,
+        for lane in lanes.iter_mut() {
+            if lane.mode == Mode::Flowing && rebuild_at.is_none() {
+                self.fill(&producer, lane, newest, true).await?;
             }
+        }
+        let left = stop.deadline().saturating_duration_since(Instant::now());
+        producer.flush(left).await;
+        for lane in lanes.iter_mut() {
+            if lane.mode != Mode::Flowing {
+                continue;
+            }
+            let mut settled = 0;
+            while let Some(front) = lane.window.front_mut() {
+                if !front.done_now() {
+                    let Some(d) = front.delivery.as_mut() else {
+                        break;
+                    };
+                    match tokio::time::timeout(Duration::from_millis(5), d).await {
+                        Ok(r) => front.finished = Some(r),
+                        Err(_) => break,
+                    }
+                }
+                if !matches!(front.finished, Some(Ok(()))) {
+                    break;
+                }
+                if let Some(e) = lane.window.pop_front() {
+                    self.delivered(&e.rec);
+                    settled += 1;
+                }
+            }
+            self.sync_cursor(lane, settled);
         }
         let store = self.store.clone();
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.checkpoint()).await {
             tracing::error!(error = %e, "final checkpoint failed; delivered events will be sent again");
         }
         let pending = self.store.stats().pending;
-        if pending > 0 || unflushed > 0 {
+        if pending > 0 {
             tracing::info!(pending, "events left in the spool for the next start");
         }
+        Ok(())
     }
 
-    /// Fills the window: first what QueueFull left over, then the spool
-    /// (from memory when the tail holds the next records, else from disk).
-    /// A record librdkafka refuses for good is dead-lettered once the window
-    /// before it is settled, unless `stopping` (then it stays in the spool for
-    /// the next start, and nothing here waits on the broker). False when the
-    /// reading task died (the runtime is going away).
-    async fn fill(&self, st: &mut State, committed: u64, stopping: bool) -> bool {
-        while st.window.len() < WINDOW {
-            if st.carry.is_empty() {
-                if committed < st.reader.next_seq() {
+    fn add_lane(&self, lanes: &mut Vec<Lane<P::Delivery>>, topic: &str) {
+        if lanes.iter().any(|l| l.topic == topic) {
+            return;
+        }
+        let ce_type = match &self.rejected_topic {
+            Some(t) if t == topic => rejected::TYPE,
+            _ => v1::TYPE,
+        };
+        lanes.push(Lane {
+            topic: topic.to_owned(),
+            ce_type,
+            reader: self.store.reader_for(topic),
+            carry: VecDeque::new(),
+            window: VecDeque::new(),
+            mode: Mode::Flowing,
+            held: None,
+            resend_from: None,
+            probing: false,
+            backoff: BACKOFF_FIRST,
+            max_sent: self.store.stats().committed.min(self.replay_until),
+            last_progress: Instant::now(),
+        });
+    }
+
+    /// Fills a lane's window from its carry, then the spool (from memory when
+    /// the tail vouches for the next records, else from disk). Stops at the
+    /// first failed delivery so nothing more is sent behind it.
+    async fn fill(
+        &self,
+        producer: &P,
+        lane: &mut Lane<P::Delivery>,
+        committed: u64,
+        stopping: bool,
+    ) -> Result<(), ForwardError> {
+        let mut read_any = false;
+        while lane.window.len() < lane.limit() {
+            if lane
+                .window
+                .front_mut()
+                .is_some_and(|f| f.done_now() && !matches!(f.finished, Some(Ok(()))))
+            {
+                break;
+            }
+            if lane.carry.is_empty() {
+                if committed < lane.reader.next_seq() {
                     break; // nothing new on disk
                 }
-                let want = READ_BATCH.min(WINDOW - st.window.len());
-                // Caught up: the records just committed are still in memory.
-                let cached = st.reader.read_cached(&self.store, want);
-                if !cached.is_empty() {
-                    st.carry.extend(cached);
-                    continue;
-                }
-                let store = self.store.clone();
-                let mut reader = std::mem::replace(&mut st.reader, self.store.reader());
-                let read = tokio::task::spawn_blocking(move || {
-                    let r = reader.read(&store, want);
-                    (reader, r)
-                })
-                .await;
-                let Ok((r, result)) = read else { return false };
-                st.reader = r;
-                match result {
-                    Ok((records, skipped)) => {
-                        if skipped > 0 {
-                            self.metrics.spool_dropped("corrupt_record", skipped);
-                            tracing::error!(
-                                regions = skipped,
-                                "damaged spool records skipped while reading"
-                            );
-                        }
-                        st.carry.extend(records);
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "reading the spool failed; retrying");
+                let want = READ_BATCH.min(lane.limit() - lane.window.len());
+                if let Some(cached) = lane.reader.read_cached(&self.store, want) {
+                    if cached.is_empty() {
+                        read_any = true;
                         break;
                     }
-                }
-                if st.carry.is_empty() {
-                    break;
-                }
-            }
-            let Some(rec) = st.carry.pop_front() else {
-                break;
-            };
-            match send(&st.publisher, &rec, self.ce_type(&rec)) {
-                Ok(delivery) => st.window.push_back(InFlight {
-                    seq: rec.seq,
-                    arrival_ms: rec.arrival_ms,
-                    id: rec.id,
-                    delivery,
-                    finished: None,
-                }),
-                Err(e) if e.rdkafka_error_code() == Some(C::QueueFull) => {
-                    st.carry.push_front(rec);
-                    break;
-                }
-                Err(e) => match classify(&e) {
-                    ErrorClass::Permanent if !stopping => {
-                        // Refused before it was queued; still in order: everything
-                        // before it must be acknowledged first.
-                        self.settle_window(&mut st.window).await;
-                        if !self.dead_letter(&rec, &e).await {
-                            st.carry.push_front(rec);
+                    lane.carry.extend(cached);
+                } else {
+                    let store = self.store.clone();
+                    let topic = lane.topic.clone();
+                    let mut reader = std::mem::replace(&mut lane.reader, store.reader_for(&topic));
+                    let read = tokio::task::spawn_blocking(move || {
+                        let r = reader.read(&store, want);
+                        (reader, r)
+                    })
+                    .await;
+                    let Ok((r, result)) = read else {
+                        return Err(ForwardError::ReaderDied);
+                    };
+                    lane.reader = r;
+                    read_any = true;
+                    match result {
+                        Ok((records, skipped)) => {
+                            if skipped > 0 {
+                                self.metrics.spool_dropped("corrupt_record", skipped);
+                                tracing::error!(
+                                    regions = skipped,
+                                    "damaged spool records skipped while reading"
+                                );
+                            }
+                            lane.carry.extend(records);
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "reading the spool failed; retrying");
                             break;
                         }
                     }
-                    _ => {
-                        st.carry.push_front(rec);
+                    if lane.carry.is_empty() {
+                        // Only other topics' records so far: the cursor moves on.
+                        if lane.reader.next_seq() > committed {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+            }
+            let Some(rec) = lane.carry.pop_front() else {
+                break;
+            };
+            let sent = producer.send(&rec, lane.ce_type);
+            match sent {
+                Err(e) if e.rdkafka_error_code() == Some(C::QueueFull) => {
+                    lane.carry.push_front(rec);
+                    break;
+                }
+                Err(_) if stopping => {
+                    lane.carry.push_front(rec);
+                    break;
+                }
+                sent => {
+                    if rec.seq <= lane.max_sent {
+                        self.destinations.resent(&lane.topic, 1);
+                    }
+                    lane.max_sent = lane.max_sent.max(rec.seq);
+                    let (delivery, finished) = match sent {
+                        Ok(d) => (Some(d), None),
+                        // Refused before it was queued: dealt with in order, at the front.
+                        Err(e) => (None, Some(Err(e))),
+                    };
+                    lane.window.push_back(InFlight {
+                        rec,
+                        delivery,
+                        finished,
+                    });
+                }
+            }
+        }
+        if read_any && lane.window.is_empty() && lane.carry.is_empty() {
+            self.sync_cursor(lane, 0);
+        }
+        Ok(())
+    }
+
+    /// Handles a lane's finished front delivery (and the successful ones right
+    /// behind it). True when the producer is broken and must be replaced.
+    async fn settle_front(&self, lane: &mut Lane<P::Delivery>) -> bool {
+        let Some(mut entry) = lane.window.pop_front() else {
+            return false;
+        };
+        lane.last_progress = Instant::now();
+        let result = entry.finished.take().unwrap_or(Err(KafkaError::Canceled));
+        if lane.mode == Mode::Draining {
+            if lane.window.is_empty() {
+                self.end_drain(lane);
+            }
+            return false;
+        }
+        match result {
+            Ok(()) => {
+                self.delivered(&entry.rec);
+                let mut settled = 1;
+                lane.backoff = BACKOFF_FIRST;
+                lane.probing = false;
+                lane.held = None;
+                // Deliveries finish in bursts: take every successful one that is
+                // already done without another trip through select.
+                while let Some(next) = lane.window.front_mut() {
+                    if !next.done_now() || !matches!(next.finished, Some(Ok(()))) {
                         break;
                     }
-                },
-            }
-        }
-
-        true
-    }
-
-    fn ce_type(&self, rec: &StoredRecord) -> &'static str {
-        match &self.rejected_topic {
-            Some(t) if *t == rec.topic => rejected::TYPE,
-            _ => v1::TYPE,
-        }
-    }
-
-    fn delivered(&self, seq: u64, arrival_ms: i64) {
-        self.metrics
-            .delivery_finished(DeliveryResult::Delivered, Some(since(arrival_ms)));
-        self.ack(seq, false);
-    }
-
-    fn ack(&self, seq: u64, dead_lettered: bool) {
-        if dead_lettered {
-            self.metrics
-                .delivery_finished(DeliveryResult::PermanentError, None);
-        }
-        if seq <= self.replay_until {
-            self.metrics.spool_replayed(1);
-        }
-        self.store.ack(seq, 1);
-    }
-
-    /// Waits for every in-flight delivery, acknowledging in order (used before
-    /// a permanent refusal is acknowledged, so acknowledgements stay ordered).
-    async fn settle_window(&self, window: &mut VecDeque<InFlight>) {
-        while let Some(mut entry) = window.pop_front() {
-            let done = match entry.finished.take() {
-                Some(r) => r,
-                None => (&mut entry.delivery).await,
-            };
-            match done {
-                Ok(Ok(_)) => self.delivered(entry.seq, entry.arrival_ms),
-                Ok(Err((e, msg))) if classify(&e) == ErrorClass::Permanent => {
-                    let rec = in_flight_record(&entry, &msg);
-                    if !self.dead_letter(&rec, &e).await {
-                        entry.finished = Some(Ok(Err((e, msg))));
-                        window.push_front(entry);
-                        return;
+                    if let Some(e) = lane.window.pop_front() {
+                        self.delivered(&e.rec);
+                        settled += 1;
                     }
                 }
-                _ => {
-                    window.push_front(entry);
-                    return;
+                self.sync_cursor(lane, settled);
+                false
+            }
+            Err(e) => match classify(&e) {
+                ErrorClass::Record => {
+                    let reason = dead_letter_reason(&e);
+                    match self
+                        .dead_letter
+                        .park(&entry.rec, reason, &e.to_string())
+                        .await
+                    {
+                        Ok(()) => {
+                            self.metrics.dead_lettered(reason);
+                            self.metrics
+                                .delivery_finished(DeliveryResult::PermanentError, None);
+                            if entry.rec.seq <= self.replay_until {
+                                self.metrics.spool_replayed(1);
+                            }
+                            tracing::error!(seq = entry.rec.seq, reason, topic = %entry.rec.topic, "event refused permanently by Kafka; dead-lettered");
+                            self.sync_cursor(lane, 1);
+                        }
+                        Err(why) => {
+                            tracing::error!(seq = entry.rec.seq, error = %why, "the dead-letter place cannot be written; the event stays in the spool and its destination is held");
+                            self.hold(lane, HoldReason::DeadLetterWrite, entry.rec.seq);
+                        }
+                    }
+                    false
                 }
-            }
+                ErrorClass::Destination(reason) => {
+                    if lane.held != Some(reason) {
+                        tracing::error!(topic = %lane.topic, reason = reason.as_str(), error = %e, "destination refuses events; holding them in the spool and retrying with backoff, other destinations go on");
+                    }
+                    self.hold(lane, reason, entry.rec.seq);
+                    false
+                }
+                ErrorClass::Retriable => {
+                    tracing::warn!(topic = %lane.topic, error = %e, "delivery failed; sending this destination's events again from the failed one");
+                    self.metrics
+                        .delivery_finished(DeliveryResult::RetriableError, None);
+                    self.begin_drain(lane, entry.rec.seq);
+                    false
+                }
+                ErrorClass::Fatal => {
+                    lane.window.push_front(entry);
+                    true
+                }
+            },
         }
     }
 
-    /// Throws the producer away and starts again from the oldest
-    /// unacknowledged event after a backoff. False if stopped meanwhile.
-    async fn rewind(&self, st: &mut State, stop: &StopSignal) -> bool {
-        st.publisher.purge();
-        st.window.clear();
-        st.carry.clear();
-        let wait = jitter(st.backoff);
-        st.backoff = (st.backoff * 2).min(BACKOFF_CAP);
-        tokio::select! {
-            _ = stop.token.cancelled() => return false,
-            _ = tokio::time::sleep(wait) => {}
-        }
-        match (self.make_publisher)() {
-            Ok(p) => st.publisher = p,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot rebuild the Kafka producer; retrying with the old one")
-            }
-        }
-        st.reader.seek(self.store.stats().watermark + 1);
-        true
+    fn hold(&self, lane: &mut Lane<P::Delivery>, reason: HoldReason, from: u64) {
+        self.destinations.error(&lane.topic, reason);
+        lane.held = Some(reason);
+        self.destinations
+            .state(&lane.topic, true, self.store.pending_of(&lane.topic));
+        self.begin_drain(lane, from);
     }
 
-    /// Updates the spool gauges and writes a checkpoint if the watermark moved.
-    async fn refresh(&self, window: &VecDeque<InFlight>, carry: &VecDeque<StoredRecord>) {
+    /// Stops sending on a lane and resends from `from` once nothing of it is
+    /// in flight any more.
+    fn begin_drain(&self, lane: &mut Lane<P::Delivery>, from: u64) {
+        lane.resend_from = Some(from);
+        lane.carry.clear();
+        lane.reader.seek(from);
+        lane.mode = Mode::Draining;
+        if lane.window.is_empty() {
+            self.end_drain(lane);
+        }
+    }
+
+    fn end_drain(&self, lane: &mut Lane<P::Delivery>) {
+        lane.resend_from = None;
+        let salt =
+            lane.reader.next_seq() ^ lane.topic.len() as u64 ^ lane.backoff.as_millis() as u64;
+        lane.mode = Mode::Waiting(Instant::now() + self.jitter(lane.backoff, salt));
+        lane.backoff = (lane.backoff * 2).min(BACKOFF_CAP);
+    }
+
+    /// A duration between half of `d` and `d`, from the seed and `salt`
+    /// (deterministic: a simulation replays from its seed).
+    fn jitter(&self, d: Duration, salt: u64) -> Duration {
+        jitter(d, self.seed ^ salt.rotate_left(17))
+    }
+
+    fn delivered(&self, rec: &StoredRecord) {
+        self.metrics
+            .delivery_finished(DeliveryResult::Delivered, Some(since(rec.arrival_ms)));
+        if rec.seq <= self.replay_until {
+            self.metrics.spool_replayed(1);
+        }
+    }
+
+    /// Moves the lane's cursor in the spool up to its first unsettled event.
+    fn sync_cursor(&self, lane: &Lane<P::Delivery>, settled: u64) {
+        let through = lane.first_unsettled().saturating_sub(1);
+        self.store.advance(&lane.topic, through, settled);
+    }
+
+    /// Updates the gauges and writes a checkpoint if anything settled.
+    async fn refresh(&self, lanes: &[Lane<P::Delivery>]) {
         let stats = self.store.stats();
-        let oldest = window
-            .front()
-            .map(|f| f.arrival_ms)
-            .or_else(|| carry.front().map(|c| c.arrival_ms));
-        let age = match oldest {
+        let age = match lanes.iter().filter_map(Lane::oldest_arrival).min() {
             Some(ms) if stats.pending > 0 => since(ms),
             _ => Duration::ZERO,
         };
         self.metrics.spool_levels(stats.pending, stats.bytes, age);
         self.health.spool_levels(stats.pending, stats.bytes);
+        for lane in lanes {
+            self.destinations.state(
+                &lane.topic,
+                lane.held.is_some(),
+                self.store.pending_of(&lane.topic),
+            );
+        }
         let store = self.store.clone();
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.checkpoint()).await {
             tracing::error!(error = %e, "spool checkpoint failed; will retry");
         }
     }
+}
 
-    /// Moves an event Kafka refused for good to the dead-letter place, then
-    /// acknowledges it so it never blocks the ones behind it. False when the
-    /// dead letter could not be written: then the event is not acknowledged.
-    async fn dead_letter(&self, rec: &StoredRecord, e: &KafkaError) -> bool {
-        let reason = dead_letter_reason(e);
-        if self
-            .dead_letter
-            .write(rec, reason, &e.to_string())
-            .await
-            .is_err()
-        {
-            return false;
+/// The first lane whose front delivery is done; registers for wake-ups otherwise.
+fn poll_fronts<D: Future<Output = Result<(), KafkaError>> + Unpin>(
+    lanes: &mut [Lane<D>],
+    cx: &mut Context<'_>,
+) -> Poll<usize> {
+    for (i, lane) in lanes.iter_mut().enumerate() {
+        if let Some(front) = lane.window.front_mut() {
+            if front.poll_done(cx) {
+                return Poll::Ready(i);
+            }
         }
-        self.metrics.dead_lettered(reason);
-        self.ack(rec.seq, true);
-        true
     }
+    Poll::Pending
 }
 
-/// The spooled record behind a delivery librdkafka gave back.
-fn in_flight_record(entry: &InFlight, msg: &rdkafka::message::OwnedMessage) -> StoredRecord {
-    StoredRecord {
-        seq: entry.seq,
-        arrival_ms: entry.arrival_ms,
-        id: entry.id,
-        topic: msg.topic().to_owned(),
-        key: String::from_utf8_lossy(msg.key().unwrap_or_default()).into_owned(),
-        value: msg.payload().unwrap_or_default().to_vec(),
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
     }
-}
-
-fn send(
-    publisher: &KafkaPublisher,
-    rec: &StoredRecord,
-    ce_type: &'static str,
-) -> Result<DeliveryFuture, KafkaError> {
-    let id = rec.id.hyphenated().to_string();
-    let headers = OwnedHeaders::new_with_capacity(3)
-        .insert(Header {
-            key: HEADER_CONTENT_TYPE,
-            value: Some(CONTENT_TYPE),
-        })
-        .insert(Header {
-            key: HEADER_CE_ID,
-            value: Some(id.as_str()),
-        })
-        .insert(Header {
-            key: HEADER_CE_TYPE,
-            value: Some(ce_type),
-        });
-    let record = FutureRecord::to(&rec.topic)
-        .key(rec.key.as_str())
-        .payload(rec.value.as_slice())
-        .headers(headers);
-    publisher.producer().send_result(record).map_err(|(e, _)| e)
 }
 
 /// Closed set of dead-letter reasons (metric label values).
@@ -520,16 +724,6 @@ fn dead_letter_reason(e: &KafkaError) -> &'static str {
         Some(C::MessageSizeTooLarge | C::InvalidMessageSize | C::MessageBatchTooLarge) => {
             "too_large"
         }
-        Some(
-            C::TopicAuthorizationFailed
-            | C::ClusterAuthorizationFailed
-            | C::SaslAuthenticationFailed
-            | C::Authentication
-            | C::TransactionalIdAuthorizationFailed,
-        ) => "not_authorized",
-        Some(
-            C::UnknownTopic | C::UnknownPartition | C::UnknownTopicOrPartition | C::InvalidTopic,
-        ) => "unknown_topic",
         _ => "rejected",
     }
 }
@@ -542,12 +736,21 @@ fn since(arrival_ms: i64) -> Duration {
     Duration::from_millis(now.saturating_sub(arrival_ms).max(0) as u64)
 }
 
-/// A random duration between half of `d` and `d`.
-fn jitter(d: Duration) -> Duration {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(d.as_nanos() as u64);
-    let r = (h.finish() % 1000) as u32;
+/// A duration between half of `d` and `d`, chosen by `seed` (splitmix64).
+fn jitter(d: Duration, seed: u64) -> Duration {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    let r = (z % 1000) as u32;
     d / 2 + d / 2 * r / 1000
+}
+
+/// A seed for the jitter of a real run.
+pub fn random_seed() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    h.finish()
 }
 
 #[cfg(test)]
@@ -556,8 +759,8 @@ mod tests {
 
     #[test]
     fn jitter_stays_between_half_and_whole() {
-        for _ in 0..100 {
-            let j = jitter(Duration::from_secs(2));
+        for seed in 0..100 {
+            let j = jitter(Duration::from_secs(2), seed);
             assert!(
                 j >= Duration::from_secs(1) && j <= Duration::from_secs(2),
                 "{j:?}"
@@ -569,9 +772,8 @@ mod tests {
     fn dead_letter_reasons_are_a_closed_set() {
         for code in [
             C::MessageSizeTooLarge,
-            C::TopicAuthorizationFailed,
-            C::UnknownTopic,
             C::InvalidRecord,
+            C::InvalidTimestamp,
         ] {
             let r = dead_letter_reason(&KafkaError::MessageProduction(code));
             assert!(crate::metrics::DEAD_LETTER_REASONS.contains(&r), "{r}");

@@ -11,7 +11,9 @@
 
 pub mod classify;
 pub mod dead_letter;
+pub mod destination;
 pub mod forward;
+pub mod produce;
 
 use std::time::Duration;
 

@@ -65,6 +65,7 @@
 
 pub mod format;
 pub mod io;
+pub mod settle;
 pub mod store;
 pub mod tail;
 

@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::format::{
-    self, check_frame, decode_body, decode_checkpoint, encode_checkpoint, segment_name, FrameError,
-    StoredRecord, FRAME_HEADER, MAGIC,
+    self, check_frame, decode_body, segment_name, FrameError, StoredRecord, FRAME_HEADER, MAGIC,
 };
 use super::io::{sync_dir, DiskIo, SegmentFile, SpoolIo};
+use super::settle::Settlement;
 use super::tail::Tail;
 use super::{FsyncPolicy, SpoolError};
 
@@ -50,10 +50,28 @@ pub struct RecoveryReport {
     pub checkpoint_lost: bool,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 struct SegMeta {
     bytes: u64,
     last_seq: Option<u64>,
+    /// The last sequence of each topic's records in this segment: the segment
+    /// can go once each of them is settled.
+    topics: Vec<(String, u64)>,
+}
+
+impl SegMeta {
+    fn saw(&mut self, topic: &str, seq: u64) {
+        self.last_seq = Some(self.last_seq.map_or(seq, |l| l.max(seq)));
+        match self.topics.iter_mut().find(|(t, _)| t == topic) {
+            Some((_, last)) => *last = (*last).max(seq),
+            None => self.topics.push((topic.to_owned(), seq)),
+        }
+    }
+
+    /// Every record in it is settled.
+    fn settled(&self, s: &Settlement) -> bool {
+        self.topics.iter().all(|(t, last)| s.is_settled(*last, t))
+    }
 }
 
 #[derive(Debug)]
@@ -62,11 +80,10 @@ struct Shared {
     active_first: u64,
     /// Highest sequence readers may see (written, and synced per policy).
     committed: u64,
-    /// Every record with a sequence at or below this is acknowledged.
-    watermark: u64,
-    checkpointed: u64,
-    /// Records above the watermark and at or below `committed`.
-    pending: u64,
+    /// What is settled (delivered or dead-lettered), per topic.
+    settle: Settlement,
+    /// The settled set last made durable: segments are deleted by this one.
+    checkpointed: Settlement,
     bytes: u64,
 }
 
@@ -135,39 +152,47 @@ impl Store {
             .map_err(|e| SpoolError::io("creating the spool directory", e))?;
         let lock = lock_dir(&opts.dir)?;
         let _ = fs::remove_file(opts.dir.join(CHECKPOINT_TMP));
-        let (watermark, checkpoint_lost) = read_checkpoint(&opts.dir)?;
+        let (mut settle, checkpoint_lost) = read_settlement(&opts.dir)?;
         let mut report = RecoveryReport {
             checkpoint_lost,
             ..Default::default()
         };
 
         let mut segments = BTreeMap::new();
-        let mut last_seq = watermark;
+        let mut last_seq = settle.base();
         let mut bytes = 0;
+        let mut pending: BTreeMap<String, u64> = BTreeMap::new();
         for (first, path) in list_segments(&opts.dir)? {
-            let scan = scan_segment(&path, watermark)?;
+            let scan = scan_segment(&path, &settle)?;
             report.torn_bytes += scan.torn_bytes;
             report.corrupt_regions += scan.corrupt_regions;
             if scan.torn_bytes > 0 {
                 truncate(&path, scan.valid_end)?;
             }
-            let done = scan.last_seq.is_none_or(|l| l <= watermark);
-            if done {
+            if scan.meta.settled(&settle) {
                 fs::remove_file(&path)
                     .map_err(|e| SpoolError::io("removing a delivered segment", e))?;
                 continue;
             }
-            report.pending += scan.pending;
-            last_seq = last_seq.max(scan.last_seq.unwrap_or(0));
+            for (t, n) in scan.pending {
+                *pending.entry(t).or_default() += n;
+            }
+            last_seq = last_seq.max(scan.meta.last_seq.unwrap_or(0));
             bytes += scan.valid_end;
             segments.insert(
                 first,
                 SegMeta {
                     bytes: scan.valid_end,
-                    last_seq: scan.last_seq,
+                    ..scan.meta
                 },
             );
         }
+        // A checkpoint never vouches for records that are not on disk.
+        settle.clamp(last_seq);
+        for (t, n) in &pending {
+            settle.appended(t, *n);
+        }
+        report.pending = settle.pending();
         report.segments = segments.len();
         // Appends always go to a fresh segment after a restart: never after a cut tail.
         let next_seq = last_seq + 1;
@@ -177,7 +202,7 @@ impl Store {
             next_seq,
             SegMeta {
                 bytes: header,
-                last_seq: None,
+                ..SegMeta::default()
             },
         );
         bytes += header;
@@ -187,9 +212,8 @@ impl Store {
                 segments,
                 active_first: next_seq,
                 committed: last_seq,
-                watermark,
-                checkpointed: watermark,
-                pending: report.pending,
+                checkpointed: settle.clone(),
+                settle,
                 bytes,
             }),
             active: Mutex::new(Active {
@@ -219,11 +243,21 @@ impl Store {
     pub fn stats(&self) -> Stats {
         let s = self.shared();
         Stats {
-            pending: s.pending,
+            pending: s.settle.pending(),
             bytes: s.bytes,
             committed: s.committed,
-            watermark: s.watermark,
+            watermark: s.settle.base(),
         }
+    }
+
+    /// Unsettled records of one topic.
+    pub fn pending_of(&self, topic: &str) -> u64 {
+        self.shared().settle.pending_of(topic)
+    }
+
+    /// Every topic that has or had records in this spool since it was opened.
+    pub fn topics(&self) -> Vec<String> {
+        self.shared().settle.topics().map(str::to_owned).collect()
     }
 
     /// Why appends fail right now, if they do (for `/readyz`): set by a failed
@@ -298,13 +332,18 @@ impl Store {
         active.next_seq = last + 1;
         let mut s = self.shared();
         let first_seq = active.first_seq;
+        let s = &mut *s;
         if let Some(m) = s.segments.get_mut(&first_seq) {
             m.bytes += buf.len() as u64;
-            m.last_seq = Some(last);
+            for (i, r) in batch.iter().enumerate() {
+                m.saw(&r.topic, first + i as u64);
+            }
+        }
+        for r in batch {
+            s.settle.appended(&r.topic, 1);
         }
         s.bytes += buf.len() as u64;
         s.committed = last;
-        s.pending += batch.len() as u64;
         Ok(Appended {
             last_seq: last,
             sync_time,
@@ -350,7 +389,7 @@ impl Store {
             next,
             SegMeta {
                 bytes: header,
-                last_seq: None,
+                ..SegMeta::default()
             },
         );
         s.active_first = next;
@@ -360,30 +399,43 @@ impl Store {
         Ok(())
     }
 
-    /// Acknowledges every record up to `seq`; `count` of them were pending.
+    /// Settles every record up to `seq`, whatever its topic; `count` of them
+    /// were pending (tools and single-destination tests; the forwarder settles
+    /// per topic with [`Store::advance`]).
     pub fn ack(&self, seq: u64, count: u64) {
         let mut s = self.shared();
-        if seq > s.watermark {
-            s.watermark = seq.min(s.committed);
-            s.pending = s.pending.saturating_sub(count);
-        }
+        let seq = seq.min(s.committed);
+        s.settle.advance_all(seq, count);
     }
 
-    /// Persists the watermark (if it moved) and deletes delivered segments.
+    /// Settles every record of `topic` up to `through` (capped at what is
+    /// committed); `settled` of them were pending.
+    pub fn advance(&self, topic: &str, through: u64, settled: u64) {
+        let mut s = self.shared();
+        let through = through.min(s.committed);
+        s.settle.advance(topic, through, settled);
+    }
+
+    /// The settled set (for tests and tools).
+    pub fn settlement(&self) -> Settlement {
+        self.shared().settle.clone()
+    }
+
+    /// Persists the settled set (if it moved) and deletes delivered segments.
     pub fn checkpoint(&self) -> Result<(), SpoolError> {
-        let watermark = {
+        let (settle, payload) = {
             let s = self.shared();
-            if s.watermark == s.checkpointed {
+            if s.settle == s.checkpointed {
                 return Ok(());
             }
-            s.watermark
+            (s.settle.clone(), s.settle.encode())
         };
         let dir = &self.opts.dir;
         let tmp = dir.join(CHECKPOINT_TMP);
         let durable = self.opts.fsync != FsyncPolicy::Never;
         let write = || -> io::Result<()> {
             let mut f = File::create(&tmp)?;
-            io::Write::write_all(&mut f, &encode_checkpoint(watermark))?;
+            io::Write::write_all(&mut f, &payload)?;
             if durable {
                 f.sync_all()?;
             }
@@ -394,7 +446,7 @@ impl Store {
             Ok(())
         };
         write().map_err(|e| SpoolError::io("writing the checkpoint", e))?;
-        self.shared().checkpointed = watermark;
+        self.shared().checkpointed = settle;
         self.delete_delivered();
         Ok(())
     }
@@ -405,9 +457,7 @@ impl Store {
             let s = self.shared();
             s.segments
                 .iter()
-                .filter(|(first, m)| {
-                    **first != s.active_first && m.last_seq.is_none_or(|l| l <= s.checkpointed)
-                })
+                .filter(|(first, m)| **first != s.active_first && m.settled(&s.checkpointed))
                 .map(|(first, _)| *first)
                 .collect()
         };
@@ -433,19 +483,33 @@ impl Store {
         &self.tail
     }
 
-    /// A reader positioned at the first record after the watermark.
+    /// A reader of every topic, positioned at the first record after the base.
     pub fn reader(&self) -> Reader {
         Reader {
-            next_seq: self.shared().watermark + 1,
+            next_seq: self.shared().settle.base() + 1,
             cursor: None,
+            topic: None,
+        }
+    }
+
+    /// A reader of one topic's records, positioned after the topic's cursor.
+    pub fn reader_for(&self, topic: &str) -> Reader {
+        Reader {
+            next_seq: self.shared().settle.through(topic) + 1,
+            cursor: None,
+            topic: Some(topic.to_owned()),
         }
     }
 }
 
-/// Reads committed records in sequence order.
+/// Records scanned past (other topics') in one [`Reader::read`] at most.
+const SCAN_LIMIT: usize = 64 * 1024;
+
+/// Reads committed records in sequence order, of one topic or of all.
 pub struct Reader {
     next_seq: u64,
     cursor: Option<(u64, Cursor)>,
+    topic: Option<String>,
 }
 
 impl Reader {
@@ -461,17 +525,23 @@ impl Reader {
         self.next_seq
     }
 
-    /// Up to `max` records from the reader's position if the store's
-    /// in-memory tail holds them (no file I/O: safe on an async thread);
-    /// empty when they must be read from disk with [`Reader::read`].
-    pub fn read_cached(&mut self, store: &Store, max: usize) -> Vec<StoredRecord> {
+    /// The topic this reader reads, if only one.
+    pub fn topic(&self) -> Option<&str> {
+        self.topic.as_deref()
+    }
+
+    /// Up to `max` records of the reader's topic from its position if the
+    /// store's in-memory tail vouches for them (no file I/O: safe on an async
+    /// thread). `None` when they must be read from disk with [`Reader::read`];
+    /// `Some` (perhaps empty) moves the position past everything the tail saw.
+    pub fn read_cached(&mut self, store: &Store, max: usize) -> Option<Vec<StoredRecord>> {
+        let topic = self.topic.as_deref()?;
         let mut out = Vec::new();
-        if store.tail.take_from(self.next_seq, max, &mut out) > 0 {
-            if let Some(last) = out.last() {
-                self.next_seq = last.seq + 1;
-            }
+        let taken = store.tail.take(topic, self.next_seq, max, &mut out)?;
+        if taken.next_seq > self.next_seq {
+            self.next_seq = taken.next_seq;
         }
-        out
+        Some(out)
     }
 
     /// Up to `max` committed records from the reader's position. Damaged
@@ -483,7 +553,8 @@ impl Reader {
     ) -> Result<(Vec<StoredRecord>, u64), SpoolError> {
         let mut out = Vec::new();
         let mut skipped = 0;
-        while out.len() < max {
+        let mut scanned = 0;
+        while out.len() < max && scanned < SCAN_LIMIT {
             let (committed, active_first, segment) = {
                 let s = store.shared();
                 if self.next_seq > s.committed {
@@ -493,11 +564,13 @@ impl Reader {
                     .segments
                     .range(..=self.next_seq)
                     .next_back()
-                    .map(|(f, m)| (*f, *m));
+                    .map(|(f, m)| (*f, (m.bytes, m.last_seq)));
                 (s.committed, s.active_first, seg)
             };
-            let Some((first, meta)) = segment else { break };
-            if meta.last_seq.is_none_or(|l| l < self.next_seq) {
+            let Some((first, (meta_bytes, meta_last))) = segment else {
+                break;
+            };
+            if meta_last.is_none_or(|l| l < self.next_seq) {
                 // Nothing left here (a skipped gap): go to the next segment.
                 let next = store
                     .shared()
@@ -520,19 +593,22 @@ impl Reader {
             let Some((_, cursor)) = self.cursor.as_mut() else {
                 break;
             };
-            match cursor.next(meta.bytes)? {
+            match cursor.next(meta_bytes)? {
                 Next::Record(r) if r.seq < self.next_seq => {}
                 Next::Record(r) => {
                     if r.seq > committed {
                         break;
                     }
                     self.next_seq = r.seq + 1;
-                    out.push(r);
+                    scanned += 1;
+                    if self.topic.as_ref().is_none_or(|t| *t == r.topic) {
+                        out.push(r);
+                    }
                 }
                 Next::Corrupt => {
                     skipped += 1;
-                    if !cursor.resync(meta.bytes)? {
-                        self.next_seq = meta.last_seq.unwrap_or(self.next_seq) + 1;
+                    if !cursor.resync(meta_bytes)? {
+                        self.next_seq = meta_last.unwrap_or(self.next_seq) + 1;
                     }
                 }
                 Next::End { .. } if first == active_first => {
@@ -541,8 +617,7 @@ impl Reader {
                     break;
                 }
                 Next::End { .. } => {
-                    self.next_seq = meta
-                        .last_seq
+                    self.next_seq = meta_last
                         .map_or(self.next_seq, |l| l + 1)
                         .max(self.next_seq);
                     self.cursor = None;
@@ -674,21 +749,23 @@ impl Cursor {
 }
 
 struct Scan {
-    last_seq: Option<u64>,
-    pending: u64,
+    /// Last sequences, overall and per topic (`bytes` unset).
+    meta: SegMeta,
+    /// Unsettled records per topic.
+    pending: BTreeMap<String, u64>,
     valid_end: u64,
     torn_bytes: u64,
     corrupt_regions: u64,
 }
 
-fn scan_segment(path: &Path, watermark: u64) -> Result<Scan, SpoolError> {
+fn scan_segment(path: &Path, settle: &Settlement) -> Result<Scan, SpoolError> {
     let len = fs::metadata(path)
         .map_err(|e| SpoolError::io("reading a segment", e))?
         .len();
     let mut c = Cursor::open(path)?;
     let mut scan = Scan {
-        last_seq: None,
-        pending: 0,
+        meta: SegMeta::default(),
+        pending: BTreeMap::new(),
         valid_end: c.offset(),
         torn_bytes: 0,
         corrupt_regions: 0,
@@ -696,10 +773,10 @@ fn scan_segment(path: &Path, watermark: u64) -> Result<Scan, SpoolError> {
     loop {
         match c.next(len)? {
             Next::Record(r) => {
-                if r.seq > watermark {
-                    scan.pending += 1;
+                if !settle.is_settled(r.seq, &r.topic) {
+                    *scan.pending.entry(r.topic.clone()).or_default() += 1;
                 }
-                scan.last_seq = Some(scan.last_seq.map_or(r.seq, |l| l.max(r.seq)));
+                scan.meta.saw(&r.topic, r.seq);
                 scan.valid_end = c.offset();
             }
             Next::Corrupt => {
@@ -765,13 +842,22 @@ pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, SpoolError> {
     Ok(out)
 }
 
-/// The watermark, and whether a checkpoint file existed but was unreadable.
-pub fn read_checkpoint(dir: &Path) -> Result<(u64, bool), SpoolError> {
+/// The settled set, and whether a checkpoint file existed but was unreadable
+/// (then nothing is taken as settled: everything on disk is sent again).
+pub fn read_settlement(dir: &Path) -> Result<(Settlement, bool), SpoolError> {
     match fs::read(dir.join(CHECKPOINT)) {
-        Ok(buf) => Ok(decode_checkpoint(&buf).map_or((0, true), |w| (w, false))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok((0, false)),
+        Ok(buf) => {
+            Ok(Settlement::decode(&buf).map_or((Settlement::default(), true), |s| (s, false)))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok((Settlement::default(), false)),
         Err(e) => Err(SpoolError::io("reading the checkpoint", e)),
     }
+}
+
+/// The base watermark (every record at or below it is settled), and whether
+/// a checkpoint file existed but was unreadable.
+pub fn read_checkpoint(dir: &Path) -> Result<(u64, bool), SpoolError> {
+    read_settlement(dir).map(|(s, lost)| (s.base(), lost))
 }
 
 fn lock_dir(dir: &Path) -> Result<File, SpoolError> {
@@ -802,19 +888,20 @@ pub struct SegmentReport {
 
 /// Scans every segment without changing anything.
 pub fn inspect(dir: &Path) -> Result<(u64, bool, Vec<SegmentReport>), SpoolError> {
-    let (watermark, checkpoint_lost) = read_checkpoint(dir)?;
+    let (settle, checkpoint_lost) = read_settlement(dir)?;
+    let watermark = settle.base();
     let mut out = Vec::new();
     for (first, path) in list_segments(dir)? {
-        let scan = scan_segment(&path, watermark)?;
+        let scan = scan_segment(&path, &settle)?;
         out.push(SegmentReport {
             file: path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
             first_seq: first,
-            last_seq: scan.last_seq,
+            last_seq: scan.meta.last_seq,
             bytes: fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
-            pending: scan.pending,
+            pending: scan.pending.values().sum(),
             torn_bytes: scan.torn_bytes,
             corrupt_regions: scan.corrupt_regions,
         });
