@@ -453,6 +453,8 @@ pub async fn start_with(
         destinations,
         dead_letter: Arc::new(DeadLetter::new(
             &settings.spool.dir,
+            store.external_bytes(),
+            metrics.clone(),
             settings
                 .spool
                 .dead_letter_topic

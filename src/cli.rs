@@ -1,4 +1,5 @@
-//! The command line: `serve` (default), `check-config`, `tail`. Each command
+//! The command line: `serve` (default), `check-config`, `tail`, `spool`,
+//! `dead-letter`. Each command
 //! loads the configuration the same way, then runs; exit codes are 0 on
 //! success, 1 on a runtime failure, 2 on a configuration error, and for
 //! `serve` 3 when a supervised task failed and the bridge stopped itself
@@ -41,6 +42,51 @@ pub enum Command {
     /// Operator tools for the spool directory (read-only; meant for a stopped bridge).
     #[command(subcommand)]
     Spool(SpoolCommand),
+    /// List the events Kafka refused for good, or put them back into the stream.
+    #[command(subcommand)]
+    DeadLetter(DeadLetterCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLetterCommand {
+    /// One line per dead letter: seq, id, topic, reason, when, masked key.
+    List(DeadLetterListArgs),
+    /// Append the selected dead letters to the spool (original ids, order and
+    /// bytes) and remove them from the file. Needs the bridge stopped.
+    Replay(DeadLetterReplayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DeadLetterFilterArgs {
+    /// Only dead letters with this reason (too_large, rejected; files from older
+    /// versions may also hold not_authorized, unknown_topic).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Only dead letters for this topic.
+    #[arg(long)]
+    pub topic: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeadLetterListArgs {
+    #[command(flatten)]
+    pub filter: DeadLetterFilterArgs,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DeadLetterReplayArgs {
+    #[command(flatten)]
+    pub filter: DeadLetterFilterArgs,
+    /// Say what would be replayed; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also replay lines written before version 2 of the file format (their
+    /// value is re-encoded from parsed JSON: same content, maybe other bytes).
+    #[arg(long)]
+    pub include_legacy: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -88,6 +134,188 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => serve(settings, args),
         Command::Tail(args) => run_tail(settings, args),
         Command::Spool(cmd) => spool_tool(&settings, cmd),
+        Command::DeadLetter(cmd) => dead_letter_tool(&settings, cli.config.as_deref(), cmd),
+    }
+}
+
+fn dead_letter_tool(
+    settings: &Settings,
+    config: Option<&std::path::Path>,
+    cmd: DeadLetterCommand,
+) -> ExitCode {
+    use crate::publisher::dead_letter::tools::{self, Filter, Line, ReplayOptions};
+    use crate::spool::store::{self, Store, StoreOptions};
+    use crate::spool::SpoolError;
+    let dir = &settings.spool.dir;
+    let filter = |f: DeadLetterFilterArgs| Filter {
+        reason: f.reason,
+        topic: f.topic,
+    };
+    match cmd {
+        DeadLetterCommand::List(args) => {
+            let filter = filter(args.filter);
+            let mut lines = match tools::Lines::open(dir) {
+                Ok(Some(l)) => l,
+                Ok(None) => {
+                    eprintln!(
+                        "no dead letters ({} does not exist)",
+                        tools::path(dir).display()
+                    );
+                    return ExitCode::SUCCESS;
+                }
+                Err(e) => {
+                    eprintln!("presence-bridge dead-letter list: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            if !args.json {
+                println!(
+                    "{:<8} {:<36} {:<24} {:<14} {:<24} KEY",
+                    "SEQ", "ID", "TOPIC", "REASON", "DEAD-LETTERED AT"
+                );
+            }
+            let (mut shown, mut total, mut unreadable) = (0u64, 0u64, 0u64);
+            loop {
+                let line = match lines.next_line() {
+                    Ok(Some((_, line))) => line,
+                    Ok(None) => break,
+                    Err(e) => {
+                        eprintln!("presence-bridge dead-letter list: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+                let l = match line {
+                    Line::Letter(l) => l,
+                    Line::Unreadable { line, why } => {
+                        unreadable += 1;
+                        eprintln!("line {line}: unreadable: {why} (left in the file)");
+                        continue;
+                    }
+                };
+                total += 1;
+                if !filter.matches(&l) {
+                    continue;
+                }
+                shown += 1;
+                let dash = || "-".to_owned();
+                if args.json {
+                    let value_bytes = match &l.value {
+                        tools::Value::Exact(b) => Some(b.len()),
+                        tools::Value::Legacy(_) => None,
+                    };
+                    let row = serde_json::json!({
+                        "line": l.line,
+                        "format": l.format,
+                        "seq": l.seq,
+                        "id": l.id.map(|i| i.hyphenated().to_string()),
+                        "topic": l.topic,
+                        "reason": l.reason,
+                        "error": l.error,
+                        "dead_lettered_at": l.dead_lettered_at,
+                        "arrival_ms": l.arrival_ms,
+                        "key_masked": l.masked_key(),
+                        "value_bytes": value_bytes,
+                        "replayable": l.to_record(false).is_some(),
+                    });
+                    println!("{row}");
+                } else {
+                    println!(
+                        "{:<8} {:<36} {:<24} {:<14} {:<24} {}",
+                        l.seq.map_or_else(dash, |s| s.to_string()),
+                        l.id.map_or_else(dash, |i| i.hyphenated().to_string()),
+                        l.topic,
+                        l.reason,
+                        l.dead_lettered_at.clone().unwrap_or_else(dash),
+                        l.masked_key(),
+                    );
+                }
+            }
+            eprintln!("{shown} of {total} dead letter(s) shown; {unreadable} unreadable line(s)");
+            ExitCode::SUCCESS
+        }
+        DeadLetterCommand::Replay(args) => {
+            let mut again = String::from("presence-bridge");
+            if let Some(c) = config {
+                again += &format!(" --config {}", c.display());
+            }
+            again += " dead-letter replay";
+            if let Some(r) = &args.filter.reason {
+                again += &format!(" --reason {r}");
+            }
+            if let Some(t) = &args.filter.topic {
+                again += &format!(" --topic {t}");
+            }
+            if args.include_legacy {
+                again += " --include-legacy";
+            }
+            let opts = ReplayOptions {
+                filter: filter(args.filter),
+                include_legacy: args.include_legacy,
+            };
+            if args.dry_run {
+                return match tools::plan(dir, &opts) {
+                    Ok(r) => {
+                        println!("{}", serde_json::to_string(&r).unwrap_or_default());
+                        eprintln!(
+                            "dry run: {} of {} selected dead letter(s) would be put back into the spool; {} format-1 line(s) would stay (--include-legacy)",
+                            r.replayed, r.selected, r.skipped_legacy
+                        );
+                        if store::is_locked(dir) {
+                            eprintln!("note: a running bridge holds {}/LOCK: stop it before the real replay", dir.display());
+                        }
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("presence-bridge dead-letter replay: {e}");
+                        ExitCode::FAILURE
+                    }
+                };
+            }
+            let opened = Store::open(StoreOptions {
+                dir: dir.clone(),
+                max_bytes: settings.spool.max_bytes,
+                segment_bytes: settings.spool.segment_bytes,
+                fsync: settings.spool.fsync,
+            });
+            let store = match opened {
+                Ok((s, _)) => s,
+                Err(SpoolError::Locked(d)) => {
+                    eprintln!(
+                        "presence-bridge dead-letter replay: a running bridge holds {}/LOCK.\n  \
+                         Replay appends to the spool, which one process writes at a time: stop the bridge \
+                         (it keeps its spool), run\n    {again}\n  \
+                         with the same configuration and environment, then start the bridge again; it \
+                         sends the replayed events. Nothing was changed.",
+                        d.display(),
+                    );
+                    return ExitCode::from(2);
+                }
+                Err(e) => {
+                    eprintln!("presence-bridge dead-letter replay: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match tools::replay(&store, &opts) {
+                Ok(r) => {
+                    println!("{}", serde_json::to_string(&r).unwrap_or_default());
+                    eprintln!(
+                        "replayed {} dead letter(s) into the spool (seq {}); {} already there; {} format-1 line(s) left (--include-legacy); the bridge sends them at its next start",
+                        r.replayed,
+                        match (r.first_seq, r.last_seq) {
+                            (Some(a), Some(b)) => format!("{a}..{b}"),
+                            _ => "-".into(),
+                        },
+                        r.already_in_spool,
+                        r.skipped_legacy
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("presence-bridge dead-letter replay: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 

@@ -102,6 +102,7 @@ pub struct Metrics {
     spool_replayed: prometheus::IntCounter,
     spool_dropped: IntCounterVec,
     dead_lettered: IntCounterVec,
+    dead_letter_file: DeadLetterFileMetrics,
     rejected_captured: IntCounterVec,
     rate_limit_evictions: IntCounterVec,
     listener: ListenerMetrics,
@@ -334,6 +335,7 @@ impl Metrics {
         }
         let listener = ListenerMetrics::new(registry)?;
         let supervision = SupervisionMetrics::new(registry)?;
+        let dead_letter_file = DeadLetterFileMetrics::new(registry)?;
         Ok(Self {
             http_requests,
             http_duration,
@@ -353,6 +355,7 @@ impl Metrics {
             spool_replayed,
             spool_dropped,
             dead_lettered,
+            dead_letter_file,
             rejected_captured,
             rate_limit_evictions,
             listener,
@@ -453,6 +456,18 @@ impl Metrics {
         self.dead_lettered.with_label_values(&[reason]).inc();
     }
 
+    /// A dead letter could not be written (the event stays in the spool).
+    pub fn dead_letter_write_failed(&self) {
+        self.dead_letter_file.write_failures.inc();
+    }
+
+    /// The dead-letter file's size, in bytes.
+    pub fn dead_letter_bytes(&self, bytes: u64) {
+        self.dead_letter_file
+            .bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
     /// A rejected request's capture was `stored` or `dropped`.
     pub fn rejected_input_captured(&self, stored: bool) {
         let result = if stored { "stored" } else { "dropped" };
@@ -523,6 +538,38 @@ mod tests {
 pub const CONNECTION_REFUSED_REASONS: &[&str] = &["per_client_limit"];
 /// Why a TLS handshake failed.
 pub const TLS_HANDSHAKE_FAILURES: &[&str] = &["timeout", "error"];
+
+/// The dead-letter file (`publisher::dead_letter`).
+#[derive(Clone)]
+struct DeadLetterFileMetrics {
+    write_failures: prometheus::IntCounter,
+    bytes: IntGauge,
+}
+
+impl DeadLetterFileMetrics {
+    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let write_failures = prometheus::IntCounter::with_opts(
+            Opts::new(
+                "dead_letter_write_failures_total",
+                "Dead letters that could not be written to the dead-letter file; the event stays in the spool and is retried.",
+            )
+            .namespace(NS),
+        )?;
+        let bytes = IntGauge::with_opts(
+            Opts::new(
+                "dead_letter_bytes",
+                "Size of the dead-letter file in the spool directory; it counts against spool.max_bytes.",
+            )
+            .namespace(NS),
+        )?;
+        registry.register(Box::new(write_failures.clone()))?;
+        registry.register(Box::new(bytes.clone()))?;
+        Ok(Self {
+            write_failures,
+            bytes,
+        })
+    }
+}
 
 /// Connection-level metrics of the webhook listener: refusals and TLS.
 #[derive(Clone)]

@@ -237,7 +237,10 @@ async fn a_permanently_refused_event_is_dead_lettered_and_the_rest_flow() {
     let file = std::fs::read_to_string(b.spool.path().join("dead-letter.jsonl")).unwrap();
     let line: serde_json::Value = serde_json::from_str(file.lines().next().unwrap()).unwrap();
     assert_eq!(line["reason"], "too_large");
-    assert_eq!(line["value"]["id"], refused.id().as_str());
+    assert_eq!(line["format"], 2);
+    assert_eq!(line["id"], refused.id().as_str());
+    let value: serde_json::Value = serde_json::from_str(line["value"].as_str().unwrap()).unwrap();
+    assert_eq!(value["id"], refused.id().as_str());
     assert_eq!(line["key"], "5544999999991");
     b.wait_for_value("presence_bridge_spool_events", 0.0).await;
     // A copy went to the dead-letter topic too.

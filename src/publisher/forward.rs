@@ -87,16 +87,9 @@ impl Park for DeadLetter {
         error: &'a str,
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            self.write(
-                rec.seq,
-                &rec.topic,
-                Some(rec.key.as_bytes()),
-                Some(rec.value.as_slice()),
-                reason,
-                error,
-            )
-            .await;
-            Ok(())
+            self.write(rec, reason, error)
+                .await
+                .map_err(|e| e.to_string())
         })
     }
 }

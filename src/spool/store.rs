@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::format::{
@@ -131,6 +132,9 @@ pub struct Store {
     active: Mutex<Active>,
     /// The newest committed records, for a reader that keeps up.
     tail: Tail,
+    /// Bytes kept in the spool directory outside the segments (the dead-letter
+    /// file), set by their owner; they count against `max_bytes`.
+    external: Arc<AtomicU64>,
     _lock: File,
 }
 
@@ -222,6 +226,7 @@ impl Store {
             }),
             opts,
             tail: Tail::default(),
+            external: Arc::default(),
             _lock: lock,
         };
         Ok((store, report))
@@ -261,9 +266,16 @@ impl Store {
         None
     }
 
-    /// True when an append of `bytes` more would not fit.
+    /// True when an append of `bytes` more would not fit. The segments and
+    /// the [`Store::external_bytes`] count.
     pub fn is_full(&self, bytes: u64) -> bool {
-        self.shared().bytes + bytes > self.opts.max_bytes
+        self.shared().bytes + self.external.load(Ordering::Relaxed) + bytes > self.opts.max_bytes
+    }
+
+    /// The counter of bytes other files in the spool directory take (the
+    /// dead-letter file): whoever owns them keeps it up to date.
+    pub fn external_bytes(&self) -> Arc<AtomicU64> {
+        self.external.clone()
     }
 
     /// Appends a batch as one write, synced per policy (`sync` forces a sync).
