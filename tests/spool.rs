@@ -354,6 +354,13 @@ impl SegmentFile for FillingFile {
         io::Write::write_all(&mut self.inner, buf)
     }
 
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        if self.full.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(28));
+        }
+        std::os::unix::fs::FileExt::write_all_at(&self.inner, buf, offset)
+    }
+
     fn sync(&mut self) -> io::Result<()> {
         self.inner.sync_data()
     }

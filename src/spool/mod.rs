@@ -69,9 +69,11 @@ pub mod store;
 pub mod tail;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::envelope::OutboundRecord;
@@ -84,6 +86,19 @@ use store::{NewRecord, Store};
 const QUEUE: usize = 4096;
 /// Most requests written in one batch.
 const MAX_BATCH: usize = 1024;
+/// While appends are blocked, how often the idle writer looks for requests,
+/// and how often it retries ([`Store::retry_blocked`]).
+const BLOCKED_POLL: Duration = Duration::from_millis(50);
+const BLOCKED_RETRY: Duration = Duration::from_secs(1);
+/// A repeated identical error is logged once per this interval, with a count.
+pub const LOG_REPEATS_EVERY: Duration = Duration::from_secs(10);
+
+/// A request's place in the hand-over between the handler and the writer.
+const QUEUED: u8 = 0;
+/// The writer took it: its outcome is the writer's answer, whatever the wait.
+const CLAIMED: u8 = 1;
+/// The handler gave up first (`spool.append_timeout`): the writer skips it.
+const ABANDONED: u8 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -108,6 +123,11 @@ pub enum SpoolError {
     Stopped,
     #[error("the spool did not answer within spool.append_timeout")]
     Timeout,
+    /// fdatasync failed: the batch was not committed and its segment is sealed.
+    #[error("syncing the spool failed: {0}")]
+    SyncFailed(std::io::Error),
+    #[error("a checkpoint of {0} bytes is larger than 32 KiB")]
+    CheckpointTooLarge(usize),
 }
 
 impl SpoolError {
@@ -125,6 +145,10 @@ impl SpoolError {
             Self::Locked(p) => Self::Locked(p.clone()),
             Self::Stopped => Self::Stopped,
             Self::Timeout => Self::Timeout,
+            Self::SyncFailed(source) => {
+                Self::SyncFailed(std::io::Error::new(source.kind(), source.to_string()))
+            }
+            Self::CheckpointTooLarge(n) => Self::CheckpointTooLarge(*n),
         }
     }
 }
@@ -136,6 +160,17 @@ struct Request {
     status_label: Option<&'static str>,
     queued: Instant,
     reply: oneshot::Sender<Result<u64, SpoolError>>,
+    /// [`QUEUED`], then [`CLAIMED`] by the writer or [`ABANDONED`] by the handler.
+    state: Arc<AtomicU8>,
+}
+
+impl Request {
+    /// The writer takes the request, unless its handler already gave up.
+    fn claim(&self) -> bool {
+        self.state
+            .compare_exchange(QUEUED, CLAIMED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
 }
 
 /// The async handle: the [`Sink`] the webhook handler writes to.
@@ -173,27 +208,42 @@ impl Spool {
     }
 
     /// Appends one record; resolves once it is committed per the fsync policy.
+    ///
+    /// `spool.append_timeout` bounds only the wait before the writer takes
+    /// the request: an `Err(Timeout)` means the record was never written.
+    /// Once the writer has taken it, this waits for the writer's answer,
+    /// so `Ok` and committed always go together (see "The append timeout"
+    /// in the module docs).
     pub async fn append(
         &self,
         record: NewRecord,
         status_label: Option<&'static str>,
     ) -> Result<u64, SpoolError> {
-        let (reply, rx) = oneshot::channel();
+        let (reply, mut rx) = oneshot::channel();
+        let state = Arc::new(AtomicU8::new(QUEUED));
         let req = Request {
             record,
             status_label,
             queued: Instant::now(),
             reply,
+            state: state.clone(),
         };
         let deadline = tokio::time::Instant::now() + self.append_timeout;
         tokio::time::timeout_at(deadline, self.tx.send(req))
             .await
             .map_err(|_| SpoolError::Timeout)?
             .map_err(|_| SpoolError::Stopped)?;
-        tokio::time::timeout_at(deadline, rx)
-            .await
-            .map_err(|_| SpoolError::Timeout)?
-            .map_err(|_| SpoolError::Stopped)?
+        if let Ok(answer) = tokio::time::timeout_at(deadline, &mut rx).await {
+            return answer.map_err(|_| SpoolError::Stopped)?;
+        }
+        if state
+            .compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            return Err(SpoolError::Timeout);
+        }
+        // The writer has it: its answer is the truth, however long it takes.
+        rx.await.map_err(|_| SpoolError::Stopped)?
     }
 }
 
@@ -215,7 +265,10 @@ impl Sink for Spool {
 }
 
 /// The writer thread: takes every queued request, writes them as one batch
-/// with one fsync (group commit), answers each.
+/// with one fsync (group commit), answers each. Requests whose handler gave
+/// up before they were taken are skipped. While appends are blocked (a full
+/// disk, a failed fsync) and no request comes, it retries every
+/// [`BLOCKED_RETRY`] so the spool unblocks by itself.
 fn write_loop(
     store: Arc<Store>,
     mut rx: mpsc::Receiver<Request>,
@@ -229,16 +282,23 @@ fn write_loop(
     );
     let mut replies: Vec<Reply> = Vec::with_capacity(MAX_BATCH);
     let mut records: Vec<NewRecord> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.blocking_recv() {
+    let mut errors = RepeatedError::new(LOG_REPEATS_EVERY);
+    while let Some(first) = next_request(&store, &mut rx, &metrics) {
         let mut next = Some(first);
         while let Some(req) = next.take() {
-            replies.push((req.queued, req.status_label, req.reply));
-            records.push(req.record);
+            if req.claim() {
+                replies.push((req.queued, req.status_label, req.reply));
+                records.push(req.record);
+            }
             if records.len() < MAX_BATCH {
                 next = rx.try_recv().ok();
             }
         }
+        if records.is_empty() {
+            continue;
+        }
         let result = store.append(&records, false);
+        metrics.spool_sync_failures(store.take_sync_failures());
         match result {
             Ok(a) => {
                 if let Some(t) = a.sync_time {
@@ -256,11 +316,17 @@ fn write_loop(
                 // forwarder: records to memory, and its wake-up.
                 store.tail().push(first_seq, records.drain(..));
                 committed.send_replace(a.last_seq);
+                if let Some(failed) = errors.recovered() {
+                    tracing::info!(failed, "spool appends work again");
+                }
             }
             Err(e) => {
                 records.clear();
                 if !matches!(e, SpoolError::Full) {
-                    tracing::error!(error = %e, events = replies.len(), "spool append failed; answering 503");
+                    let message = e.to_string();
+                    if let Some(repeated) = errors.should_log(&message, Instant::now()) {
+                        tracing::error!(error = %message, events = replies.len(), repeated, blocked = store.append_blocked(), "spool append failed; answering 503");
+                    }
                 }
                 for (_, _, reply) in replies.drain(..) {
                     let _ = reply.send(Err(e.duplicate()));
@@ -271,5 +337,105 @@ fn write_loop(
     // Every sender is gone: the ingress has drained. Make the tail durable.
     if let Err(e) = store.sync() {
         tracing::error!(error = %e, "final spool sync failed");
+    }
+}
+
+/// The next request; `None` once every sender is gone. While appends are
+/// blocked, polls instead of sleeping in `blocking_recv`, and retries.
+fn next_request(
+    store: &Store,
+    rx: &mut mpsc::Receiver<Request>,
+    metrics: &Metrics,
+) -> Option<Request> {
+    let mut idle = BLOCKED_RETRY;
+    loop {
+        if store.append_blocked().is_none() {
+            return rx.blocking_recv();
+        }
+        match rx.try_recv() {
+            Ok(req) => return Some(req),
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) => {}
+        }
+        if idle >= BLOCKED_RETRY {
+            idle = Duration::ZERO;
+            if store.retry_blocked() {
+                tracing::info!("the spool takes appends again");
+            }
+            metrics.spool_sync_failures(store.take_sync_failures());
+            continue;
+        }
+        std::thread::sleep(BLOCKED_POLL);
+        idle += BLOCKED_POLL;
+    }
+}
+
+/// Logs a repeated identical error once per interval, with how many times it
+/// happened since the last line (one burst of refused requests is a few
+/// lines, not one per request).
+pub struct RepeatedError {
+    every: Duration,
+    last: Option<(String, Instant)>,
+    /// Occurrences not logged since the last logged line.
+    repeats: u64,
+    /// Occurrences since the last success.
+    failures: u64,
+}
+
+impl RepeatedError {
+    pub fn new(every: Duration) -> Self {
+        Self {
+            every,
+            last: None,
+            repeats: 0,
+            failures: 0,
+        }
+    }
+
+    /// `Some(n)` when this occurrence of `error` is to be logged, `n` being
+    /// how many were not logged since the previous line; `None` otherwise.
+    pub fn should_log(&mut self, error: &str, now: Instant) -> Option<u64> {
+        self.failures += 1;
+        match &self.last {
+            Some((e, at)) if e == error && now.saturating_duration_since(*at) < self.every => {
+                self.repeats += 1;
+                None
+            }
+            _ => {
+                self.last = Some((error.to_owned(), now));
+                Some(std::mem::take(&mut self.repeats))
+            }
+        }
+    }
+
+    /// After failures, the first success: how many failures there were.
+    pub fn recovered(&mut self) -> Option<u64> {
+        self.last = None;
+        self.repeats = 0;
+        (self.failures > 0).then(|| std::mem::take(&mut self.failures))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_errors_are_logged_once_per_interval_with_a_count() {
+        let mut r = RepeatedError::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        assert_eq!(r.should_log("disk full", t0), Some(0));
+        for i in 1..=8000 {
+            assert_eq!(
+                r.should_log("disk full", t0 + Duration::from_millis(i)),
+                None
+            );
+        }
+        // Another error is logged at once; the same one again after the interval.
+        assert_eq!(r.should_log("EIO", t0 + Duration::from_secs(9)), Some(8000));
+        assert_eq!(r.should_log("EIO", t0 + Duration::from_secs(19)), Some(0));
+        assert_eq!(r.recovered(), Some(8003));
+        assert_eq!(r.recovered(), None);
+        assert_eq!(r.should_log("EIO", t0 + Duration::from_secs(20)), Some(0));
     }
 }
