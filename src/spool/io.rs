@@ -129,10 +129,33 @@ pub struct PageCacheIo {
     state: Arc<Mutex<SimState>>,
 }
 
+/// Page size of the simulated page cache.
+const PAGE: usize = 4096;
+
 #[derive(Default)]
 struct SimFile {
     durable: Vec<u8>,
     live: Vec<u8>,
+    /// Pages written since the last sync (a failed sync marks them clean
+    /// too: what it did not persist is lost for good).
+    dirty: std::collections::BTreeSet<usize>,
+}
+
+impl SimFile {
+    /// What a complete write-back would leave: the durable bytes with the
+    /// dirty pages replaced, at the current length.
+    fn written_back(&self) -> Vec<u8> {
+        let mut out = self.durable.clone();
+        out.resize(self.live.len(), 0);
+        for page in &self.dirty {
+            let from = page * PAGE;
+            let to = (from + PAGE).min(self.live.len());
+            if from < to {
+                out[from..to].copy_from_slice(&self.live[from..to]);
+            }
+        }
+        out
+    }
 }
 
 struct SimState {
@@ -150,6 +173,8 @@ struct SimState {
     faults: HashMap<u64, Fault>,
     /// Every sync from this operation number on fails (until cleared).
     failing_syncs: bool,
+    /// The next this-many file syncs fail.
+    fail_next: u32,
     /// Most bytes all tracked files may hold together (a small disk).
     budget: Option<u64>,
 }
@@ -168,6 +193,7 @@ impl PageCacheIo {
                 dead: false,
                 faults: HashMap::new(),
                 failing_syncs: false,
+                fail_next: 0,
                 budget: None,
             })),
         }
@@ -198,6 +224,11 @@ impl PageCacheIo {
     /// if it is a sync.
     pub fn fault_at(&self, op: u64, fault: Fault) {
         self.state().faults.insert(op, fault);
+    }
+
+    /// The next `n` file syncs fail ([`Fault::SyncFails`]).
+    pub fn fail_next_syncs(&self, n: u32) {
+        self.state().fail_next = n;
     }
 
     /// Every sync fails (true) or works again (false).
@@ -236,14 +267,15 @@ impl PageCacheIo {
         // Contents: keep, lose or tear what was not synced.
         let ids: Vec<u64> = s.files.keys().copied().collect();
         for id in ids {
-            let (durable, live) = {
+            let (durable, target) = {
                 let f = &s.files[&id];
-                (f.durable.clone(), f.live.clone())
+                (f.durable.clone(), f.written_back())
             };
-            let kept = s.tear(&durable, &live);
+            let kept = s.tear(&durable, &target);
             if let Some(f) = s.files.get_mut(&id) {
                 f.durable = kept.clone();
                 f.live = kept;
+                f.dirty.clear();
             }
         }
         // A file may sit under two names only if a rename was undone; each
@@ -257,6 +289,7 @@ impl PageCacheIo {
         s.dead = false;
         s.faults.clear();
         s.failing_syncs = false;
+        s.fail_next = 0;
         Ok(())
     }
 
@@ -327,19 +360,36 @@ impl SimState {
             .position(|(a, b)| a != b)
             .unwrap_or(durable.len().min(live.len()));
         let end = durable.len().max(live.len());
+        // Tear inside the bytes that differ, not anywhere in a large file.
+        let last_diff = if durable.len() == live.len() {
+            durable
+                .iter()
+                .zip(live)
+                .rposition(|(a, b)| a != b)
+                .map_or(end, |i| i + 1)
+        } else {
+            end
+        };
         match self.below(4) {
             0 => durable.to_vec(),
             1 => live.to_vec(),
             mode => {
-                let p = first_diff + self.below((end - first_diff) as u64 + 1) as usize;
-                let mut out = live[..p.min(live.len())].to_vec();
-                if mode == 2 {
-                    if p < durable.len() && p <= live.len() {
+                let p = first_diff + self.below((last_diff - first_diff) as u64 + 1) as usize;
+                let mut out = if p <= live.len() {
+                    // New bytes up to the tear, old ones after it.
+                    let mut out = live[..p].to_vec();
+                    if p < durable.len() {
                         out.extend_from_slice(&durable[p..]);
                     }
+                    out
                 } else {
-                    let to = p + self.below((end - p) as u64 + 1) as usize;
-                    out.resize(to.max(out.len()), 0);
+                    // Torn inside what a truncate removed: the truncate held.
+                    live.to_vec()
+                };
+                if mode == 3 && out.len() < end {
+                    // The file size reached the disk, the data did not.
+                    let to = out.len() + self.below((end - out.len()) as u64 + 1) as usize;
+                    out.resize(to, 0);
                 }
                 out
             }
@@ -374,6 +424,7 @@ impl SimState {
             SimFile {
                 durable: bytes.clone(),
                 live: bytes,
+                dirty: Default::default(),
             },
         );
         self.live_names.insert(path.to_path_buf(), id);
@@ -386,9 +437,6 @@ struct SimHandle {
     id: u64,
     file: File,
     pos: u64,
-    /// A sync of this handle failed: later syncs "succeed" and persist
-    /// nothing written before the failure.
-    failed_at: Option<Vec<u8>>,
 }
 
 impl SimHandle {
@@ -416,6 +464,9 @@ impl SimHandle {
             f.live.resize(at + part.len(), 0);
         }
         f.live[at..at + part.len()].copy_from_slice(part);
+        if !part.is_empty() {
+            f.dirty.extend(at / PAGE..=(at + part.len() - 1) / PAGE);
+        }
         if full {
             return Err(io::Error::from_raw_os_error(ENOSPC));
         }
@@ -441,41 +492,32 @@ impl SegmentFile for SimHandle {
         let layer = self.layer.clone();
         let mut s = layer.state();
         let op = s.op()?;
-        let fault = s
+        let mut fault = s
             .faults
             .remove(&op)
             .or(s.failing_syncs.then_some(Fault::SyncFails));
-        let (durable, live) = {
+        if s.fail_next > 0 {
+            s.fail_next -= 1;
+            fault = Some(Fault::SyncFails);
+        }
+        let (durable, target) = {
             let f = &s.files[&self.id];
-            (f.durable.clone(), f.live.clone())
+            (f.durable.clone(), f.written_back())
         };
-        if let Some(Fault::SyncFails) = fault {
-            let kept = s.tear(&durable, &live);
-            if let Some(f) = s.files.get_mut(&self.id) {
-                f.durable = kept;
-            }
-            self.failed_at = Some(live);
-            return Err(eio());
-        }
-        if let Some(at_failure) = &self.failed_at {
-            // fsyncgate: the pages written before the failure count as clean;
-            // only bytes changed since then reach the disk.
-            let mut next = durable.clone();
-            next.resize(live.len(), 0);
-            for (i, b) in live.iter().enumerate() {
-                if at_failure.get(i) != Some(b) {
-                    next[i] = *b;
-                }
-            }
-            if let Some(f) = s.files.get_mut(&self.id) {
-                f.durable = next;
-            }
-            return Ok(());
-        }
+        let kept = match fault {
+            // Part of the dirty pages may reach the disk; all count as clean
+            // afterwards, so a later sync does not write them (fsyncgate).
+            Some(Fault::SyncFails) => s.tear(&durable, &target),
+            None => target,
+        };
         if let Some(f) = s.files.get_mut(&self.id) {
-            f.durable = live;
+            f.durable = kept;
+            f.dirty.clear();
         }
-        Ok(())
+        match fault {
+            Some(Fault::SyncFails) => Err(eio()),
+            None => Ok(()),
+        }
     }
 
     fn truncate(&mut self, len: u64) -> io::Result<()> {
@@ -485,6 +527,7 @@ impl SegmentFile for SimHandle {
         self.file.set_len(len)?;
         let f = s.files.get_mut(&self.id).ok_or_else(eio)?;
         f.live.resize(len as usize, 0);
+        f.dirty.retain(|p| p * PAGE < len as usize);
         self.pos = len;
         Ok(())
     }
@@ -513,7 +556,6 @@ impl SpoolIo for PageCacheIo {
             id,
             file,
             pos: 0,
-            failed_at: None,
         }))
     }
 
@@ -528,7 +570,6 @@ impl SpoolIo for PageCacheIo {
             id,
             file,
             pos: 0,
-            failed_at: None,
         }))
     }
 

@@ -666,6 +666,9 @@ impl Reader {
                     .segments
                     .range(..=self.next_seq)
                     .next_back()
+                    // Records before the first segment were lost (a power cut
+                    // after a failed sync under `interval`): start there.
+                    .or_else(|| s.segments.range(self.next_seq..).next())
                     .map(|(f, m)| (*f, *m));
                 (s.committed, s.active_first, seg)
             };
