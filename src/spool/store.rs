@@ -469,7 +469,9 @@ impl Store {
         let file = match new_segment(self.io.as_ref(), &self.opts, next) {
             Ok(f) => f,
             Err((e, source)) => {
-                self.set_blocked(Some(blocked_reason(&source, BLOCKED_NO_SEGMENT)));
+                // Keep the first cause (a failed fsync) unless the disk is full.
+                let otherwise = self.append_blocked().unwrap_or(BLOCKED_NO_SEGMENT);
+                self.set_blocked(Some(blocked_reason(&source, otherwise)));
                 return Err(e);
             }
         };
