@@ -21,12 +21,15 @@
 //! (group commit), sequential reads, deletion by removing whole files, no
 //! compaction, and a format we document and verify ourselves.
 //!
-//! # On-disk format (version 1)
+//! # On-disk format (version 1; checkpoint file version 2)
 //! ```text
 //! spool.dir/
 //!   LOCK                       flock'd by the running bridge: one bridge per directory
 //!   00000000000000000001.seg   segments, named by the sequence number of their first record
-//!   acked                      checkpoint: every record with seq <= watermark was delivered
+//!   00000000000000000009.seg.tmp  a segment being created (removed at start if left over)
+//!   checkpoint                 two preallocated slots, overwritten in place (below)
+//!   acked                      the checkpoint of older versions: read at start if
+//!                              `checkpoint` does not exist, removed once it does
 //!   dead-letter.jsonl          events Kafka refused permanently, one JSON object per line
 //!
 //! segment := "PBSPOOL1" record*
@@ -34,29 +37,88 @@
 //! body    := seq:u64le arrival_ms:i64le id:[16]  (id = the CloudEvents id, UUID bytes)
 //!            topic_len:u16le topic key_len:u16le key value
 //!                                                 (value = the encoded envelope, the rest of body)
-//! acked   := "PBACKED1" watermark:u64le crc:u32le (crc of the 8 watermark bytes)
+//! checkpoint := slot slot                         (36 KiB each, allocated when created)
+//! slot    := "PBCKPT02" generation:u64le len:u32le check:u64le payload[len] zeros
+//!                                                 (check = FNV-1a 64 of generation, len, payload)
+//! payload := "PBACKED1" watermark:u64le crc:u32le (crc of the 8 watermark bytes; also the
+//!                                                  whole content of the old `acked` file)
 //! ```
 //! Invariants: sequence numbers increase by one from record to record and from
-//! segment to segment (gaps appear only where damaged records were skipped);
-//! only the newest segment is appended to, and after a restart appends always
-//! start a new segment; a segment is deleted only when its last record is at or
-//! below the checkpointed watermark; the checkpoint is replaced atomically
-//! (write `acked.tmp`, fsync, rename, fsync the directory).
+//! segment to segment (gaps appear only where damaged records were skipped, or
+//! where a power cut after a failed `interval` sync lost them); only the
+//! newest segment is appended to, and after a restart appends always start a
+//! new segment; a segment is deleted only when its last record is at or below
+//! the checkpointed watermark. A checkpoint is written into the slot that does
+//! not hold the newest durable one, with a higher generation, then synced: a
+//! torn write leaves the previous checkpoint readable, and no write needs a new
+//! disk block, so a full disk can still record deliveries and free space. The
+//! payload (up to 32 KiB) is opaque to the container ([`Store::write_checkpoint`],
+//! [`store::read_checkpoint_payload`]).
+//!
+//! # Sealed segments
+//! A segment is sealed (closed for good: never written again, read and deleted
+//! once delivered like any other) when it is full, when a write to it fails
+//! (ENOSPC, EIO), or when its `fdatasync` fails. A failed fsync is not retried
+//! on the same file: the kernel may have dropped the dirty pages already and
+//! would report the next fsync as a success (PostgreSQL's "fsyncgate").
+//!
+//! The next segment starts at the sealed one's next *uncommitted* sequence.
+//! After a failed write or a failed fsync under `always`, that is the first
+//! sequence of the failed batch, whose requests were all answered 503. Rule:
+//! **records of a segment at or above the first sequence of a later segment
+//! were never committed**; recovery cuts them off and counts them
+//! (`RecoveryReport::uncommitted_records`). The failed batch is also cut back
+//! at once when the file allows; the rule makes the answer true even when
+//! that cut did not reach the disk. A new segment is created as `.seg.tmp`,
+//! its header synced, renamed into place and the directory synced before any
+//! record goes into it, so the name that voids the failed batch is durable.
+//! The one gap: if no new segment can be created (the disk refuses every
+//! sync) and the bridge stops before one can, the failed batch's bytes may
+//! still be in the last segment at the next start and be delivered although
+//! answered 503 (a duplicate if the client retried, never a loss).
+//!
+//! While no segment is open (it could not be created) or the last write or
+//! sync failed, [`Store::append_blocked`] says why (for `/readyz`) and appends
+//! answer 503. The writer thread retries every second when idle
+//! ([`Store::retry_blocked`]: delete delivered segments, open a segment, write
+//! and sync 64 KiB, cut them off), so a blocked bridge taken out of the load
+//! balancer comes back by itself. The same error is logged once per 10 s with
+//! a count ([`RepeatedError`]).
 //!
 //! Recovery at start: every segment is scanned and checksummed. An incomplete
-//! or damaged tail (a torn write) is cut off; a damaged record followed by
-//! valid ones is skipped and counted (never a panic, never a crash loop);
-//! segments fully below the watermark are deleted. Everything above the
-//! watermark is sent again, oldest first, before anything newer.
+//! or damaged tail (a torn write) is cut off; records voided by a later
+//! segment are cut off; a damaged record followed by valid ones is skipped
+//! and counted (never a panic, never a crash loop); segments fully below the
+//! watermark are deleted. Everything above the watermark is sent again,
+//! oldest first, before anything newer.
 //!
 //! # Durability policies (`spool.fsync`)
 //! - `always` (default): fsync before answering 200. Concurrent requests share
-//!   one fsync. Loses nothing on a process crash or a power cut.
+//!   one fsync. Loses nothing on a process crash or a power cut. A failed
+//!   fsync answers every request of the batch 503 (none counted as accepted,
+//!   none ever delivered).
 //! - `interval`: answer after `write`, fsync every `spool.fsync_interval`. A
 //!   process crash (SIGKILL, OOM) loses nothing (the data is in the kernel); a
-//!   power cut or kernel crash can lose the last interval of answered events.
+//!   power cut or kernel crash can lose the events answered since the last
+//!   successful sync. A failed periodic sync seals the segment; the events it
+//!   held stay and are delivered if the disk still has them, but may be lost
+//!   even after later syncs succeed (they count as the window). Appends answer
+//!   503 until a new segment has been made durable (a sync succeeded).
 //! - `never`: leave flushing to the kernel. A power cut or kernel crash can lose
 //!   everything not yet written back (typically up to 30 s of events).
+//!
+//! `tests/powercut.rs` checks these promises against a page-cache model of the
+//! file layer ([`io::PageCacheIo`]) cut after every file operation.
+//!
+//! # The append timeout (`spool.append_timeout`)
+//! A 503 means "not accepted": the event is not committed, or the answer is
+//! 200. The timeout covers only the wait before the writer thread takes the
+//! request: each request goes Queued -> Claimed (by the writer, atomically)
+//! or Queued -> Abandoned (by the handler at the deadline), never both. The
+//! writer skips abandoned requests, so a timed-out event is never written;
+//! once claimed, the handler waits for the writer's real answer, however slow
+//! the disk (a hung disk holds the request; the server's connection limits
+//! bound how many).
 //!
 //! All file I/O runs on a dedicated writer thread or on tokio's blocking pool,
 //! never on the async threads. A forwarder that keeps up takes the records the

@@ -289,7 +289,7 @@ impl Store {
 
     /// While appends are blocked and no request comes (a blocked bridge is
     /// taken out of the load balancer): removes delivered segments, opens a
-    /// segment if none is open, and checks that [`PROBE_BYTES`] can be
+    /// segment if none is open, and checks that 64 KiB can be
     /// written and synced (then cut off again). True when appends are
     /// expected to work again (the block is cleared).
     pub fn retry_blocked(&self) -> bool {
