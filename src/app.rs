@@ -333,7 +333,18 @@ struct FaultFile(Box<dyn SegmentFile>, Arc<AtomicBool>);
 
 impl SpoolIo for FaultIo {
     fn create(&self, path: &std::path::Path) -> std::io::Result<Box<dyn SegmentFile>> {
-        Ok(Box::new(FaultFile(DiskIo.create(path)?, self.0.clone())))
+        // Only segments (written by the writer thread), not the checkpoint
+        // (written from the forwarder).
+        let segment = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.contains(".seg"));
+        let file = DiskIo.create(path)?;
+        Ok(if segment {
+            Box::new(FaultFile(file, self.0.clone()))
+        } else {
+            file
+        })
     }
 }
 
@@ -343,6 +354,10 @@ impl SegmentFile for FaultFile {
             panic!("fault injected: spool_writer panics");
         }
         self.0.write_all(buf)
+    }
+
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> std::io::Result<()> {
+        self.0.write_at(offset, buf)
     }
 
     fn sync(&mut self) -> std::io::Result<()> {
@@ -739,22 +754,41 @@ async fn open_spool(
 }
 
 /// `spool.fsync = "interval"`: makes appended events durable every `interval`.
+/// A failed sync seals the segment (the store opens a new one; until it
+/// can, appends answer 503), is counted, and is logged once per
+/// [`crate::spool::LOG_REPEATS_EVERY`] however often it repeats. While
+/// appends are blocked, each tick also retries ([`Store::retry_blocked`]).
 async fn sync_loop(
     store: Arc<Store>,
     interval: Duration,
     metrics: Metrics,
     shutdown: CancellationToken,
 ) {
+    let mut errors = crate::spool::RepeatedError::new(crate::spool::LOG_REPEATS_EVERY);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
         }
-        let store = store.clone();
-        match tokio::task::spawn_blocking(move || store.sync()).await {
+        let s = store.clone();
+        let synced = tokio::task::spawn_blocking(move || {
+            let synced = s.sync();
+            if s.append_blocked().is_some() {
+                s.retry_blocked();
+            }
+            synced
+        })
+        .await;
+        metrics.spool_sync_failures(store.take_sync_failures());
+        match synced {
             Ok(Ok(Some(took))) => metrics.spool_synced(took),
             Ok(Ok(None)) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "periodic spool sync failed"),
+            Ok(Err(e)) => {
+                let message = e.to_string();
+                if let Some(repeated) = errors.should_log(&message, Instant::now()) {
+                    tracing::error!(error = %message, repeated, blocked = store.append_blocked(), "periodic spool sync failed: events answered since the last good sync may be lost on a power cut; the segment is sealed and a new one opened");
+                }
+            }
             Err(_) => return,
         }
     }

@@ -100,6 +100,7 @@ pub struct Metrics {
     spool_append: Histogram,
     spool_fsync: Histogram,
     spool_replayed: prometheus::IntCounter,
+    spool_sync_failures: prometheus::IntCounter,
     spool_dropped: IntCounterVec,
     dead_lettered: IntCounterVec,
     dead_letter_file: DeadLetterFileMetrics,
@@ -239,6 +240,13 @@ impl Metrics {
             )
             .namespace(NS),
         )?;
+        let spool_sync_failures = prometheus::IntCounter::with_opts(
+            Opts::new(
+                "spool_sync_failures_total",
+                "Failed fdatasync calls on the spool: each seals its segment; the events waiting on it were answered 503.",
+            )
+            .namespace(NS),
+        )?;
         let spool_dropped = IntCounterVec::new(
             Opts::new(
                 "spool_dropped_events_total",
@@ -301,6 +309,7 @@ impl Metrics {
         registry.register(Box::new(spool_fsync.clone()))?;
         registry.register(Box::new(spool_replayed.clone()))?;
         registry.register(Box::new(spool_dropped.clone()))?;
+        registry.register(Box::new(spool_sync_failures.clone()))?;
         registry.register(Box::new(dead_lettered.clone()))?;
         registry.register(Box::new(rejected_captured.clone()))?;
         for result in CAPTURE_RESULTS {
@@ -353,6 +362,7 @@ impl Metrics {
             spool_append,
             spool_fsync,
             spool_replayed,
+            spool_sync_failures,
             spool_dropped,
             dead_lettered,
             dead_letter_file,
@@ -430,6 +440,11 @@ impl Metrics {
 
     pub fn spool_capacity(&self, bytes: u64) {
         self.spool_capacity.set(bytes as i64);
+    }
+
+    /// Failed spool fsyncs (`count` may be 0).
+    pub fn spool_sync_failures(&self, count: u64) {
+        self.spool_sync_failures.inc_by(count);
     }
 
     pub fn spool_replayed(&self, events: u64) {

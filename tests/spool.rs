@@ -1,7 +1,9 @@
 //! The spool's storage core: a model test against an in-memory queue under
 //! random append / acknowledge / checkpoint / restart / torn write, plus
-//! targeted tests for a corrupt tail, a corrupt middle record, a full spool
-//! and a full disk (an injected writer).
+//! targeted tests for a corrupt tail, a corrupt middle record, a full spool,
+//! a full disk and a failing fsync (an injected writer), the checkpoint file
+//! (old format still read), and the append timeout (a writer held in
+//! `write`, tokio's paused clock).
 
 use std::collections::VecDeque;
 use std::io;
@@ -9,8 +11,14 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use presence_bridge::spool::format::{
+    encode_checkpoint, CHECKPOINT_FILE_BYTES, MAX_CHECKPOINT_PAYLOAD,
+};
 use presence_bridge::spool::io::{SegmentFile, SpoolIo};
-use presence_bridge::spool::store::{list_segments, NewRecord, Store, StoreOptions};
+use presence_bridge::spool::store::{
+    list_segments, read_checkpoint_payload, NewRecord, SavedCheckpoint, Store, StoreOptions,
+    BLOCKED_SYNC_FAILED,
+};
 use presence_bridge::spool::{FsyncPolicy, SpoolError};
 use proptest::prelude::*;
 
@@ -354,6 +362,13 @@ impl SegmentFile for FillingFile {
         io::Write::write_all(&mut self.inner, buf)
     }
 
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        if self.full.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(28));
+        }
+        std::os::unix::fs::FileExt::write_all_at(&self.inner, buf, offset)
+    }
+
     fn sync(&mut self) -> io::Result<()> {
         self.inner.sync_data()
     }
@@ -417,4 +432,364 @@ fn one_bridge_per_spool_directory() {
         Err(e) => panic!("wrong error: {e}"),
         Ok(_) => panic!("a second store opened the same directory"),
     }
+}
+
+/// Real files with switchable faults: failing syncs (the fsyncgate case),
+/// failing truncates, and writes held at a gate.
+#[derive(Clone, Default)]
+struct FaultyDisk {
+    sync_fails: Arc<AtomicBool>,
+    truncate_fails: Arc<AtomicBool>,
+    gate: Arc<Gate>,
+}
+
+/// Holds writes while closed; tells the test when a write is held.
+#[derive(Default)]
+struct Gate {
+    closed: std::sync::Mutex<bool>,
+    opened: std::sync::Condvar,
+    held: std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>,
+}
+
+impl Gate {
+    fn close(&self) -> std::sync::mpsc::Receiver<()> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        *self.held.lock().unwrap() = Some(tx);
+        *self.closed.lock().unwrap() = true;
+        rx
+    }
+
+    fn open(&self) {
+        *self.closed.lock().unwrap() = false;
+        self.opened.notify_all();
+    }
+
+    fn pass(&self) {
+        let mut closed = self.closed.lock().unwrap();
+        if *closed {
+            if let Some(tx) = self.held.lock().unwrap().as_ref() {
+                let _ = tx.send(());
+            }
+        }
+        while *closed {
+            closed = self.opened.wait(closed).unwrap();
+        }
+    }
+}
+
+struct FaultyFile {
+    inner: std::fs::File,
+    disk: FaultyDisk,
+}
+
+impl SegmentFile for FaultyFile {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.disk.gate.pass();
+        io::Write::write_all(&mut self.inner, buf)
+    }
+
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        std::os::unix::fs::FileExt::write_all_at(&self.inner, buf, offset)
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        if self.disk.sync_fails.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(5));
+        }
+        self.inner.sync_data()
+    }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        if self.disk.truncate_fails.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(5));
+        }
+        self.inner.set_len(len)?;
+        io::Seek::seek(&mut self.inner, io::SeekFrom::Start(len)).map(|_| ())
+    }
+}
+
+impl SpoolIo for FaultyDisk {
+    fn create(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>> {
+        let inner = std::fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .open(path)?;
+        Ok(Box::new(FaultyFile {
+            inner,
+            disk: self.clone(),
+        }))
+    }
+}
+
+fn ids(store: &Store) -> Vec<u128> {
+    pending(store).iter().map(|r| r.0.as_u128()).collect()
+}
+
+#[test]
+fn a_failed_fsync_refuses_the_batch_seals_the_segment_and_never_brings_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = FaultyDisk::default();
+    let o = StoreOptions {
+        fsync: FsyncPolicy::Always,
+        ..opts(dir.path(), 1 << 20)
+    };
+    let (store, _) = Store::open_with_io(o.clone(), Arc::new(disk.clone())).unwrap();
+    store
+        .append(&[record(1, 100), record(2, 100)], false)
+        .unwrap();
+    let sealed = list_segments(dir.path()).unwrap()[0].1.clone();
+
+    // The fsync fails, and the bytes cannot even be cut back.
+    disk.sync_fails.store(true, Ordering::SeqCst);
+    disk.truncate_fails.store(true, Ordering::SeqCst);
+    let err = store
+        .append(&[record(3, 100), record(4, 100)], false)
+        .unwrap_err();
+    assert!(matches!(err, SpoolError::SyncFailed(_)), "{err}");
+    assert_eq!(store.take_sync_failures(), 1);
+    assert_eq!(store.append_blocked(), Some(BLOCKED_SYNC_FAILED));
+    assert_eq!(store.stats().pending, 2);
+    let sealed_len = std::fs::metadata(&sealed).unwrap().len();
+
+    // While syncs fail, nothing is answered 200.
+    assert!(store.append(&[record(5, 100)], false).is_err());
+
+    // Syncs work again: appends go to a new segment, never to the sealed one.
+    disk.sync_fails.store(false, Ordering::SeqCst);
+    disk.truncate_fails.store(false, Ordering::SeqCst);
+    let a = store.append(&[record(6, 100)], false).unwrap();
+    assert_eq!(a.last_seq, 3, "the refused batch's sequences are reused");
+    assert_eq!(store.append_blocked(), None);
+    store.append(&[record(7, 100)], false).unwrap();
+    assert_eq!(std::fs::metadata(&sealed).unwrap().len(), sealed_len);
+    assert!(list_segments(dir.path()).unwrap().len() >= 2);
+    assert_eq!(ids(&store), vec![1, 2, 6, 7]);
+    drop(store);
+
+    // The refused records are still in the sealed file (the cut failed):
+    // recovery knows them as never committed.
+    let (store, report) = Store::open(o).unwrap();
+    assert_eq!(report.uncommitted_records, 2, "{report:?}");
+    assert_eq!(report.corrupt_regions, 0);
+    assert_eq!(ids(&store), vec![1, 2, 6, 7]);
+}
+
+#[test]
+fn a_failed_periodic_sync_stops_answers_until_a_sync_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = FaultyDisk::default();
+    let o = StoreOptions {
+        fsync: FsyncPolicy::Interval,
+        ..opts(dir.path(), 1 << 20)
+    };
+    let (store, _) = Store::open_with_io(o.clone(), Arc::new(disk.clone())).unwrap();
+    store
+        .append(&[record(1, 100), record(2, 100)], false)
+        .unwrap();
+
+    disk.sync_fails.store(true, Ordering::SeqCst);
+    assert!(matches!(store.sync(), Err(SpoolError::SyncFailed(_))));
+    assert_eq!(store.take_sync_failures(), 1);
+    // No new segment can be made durable: appends are refused.
+    assert!(store.append_blocked().is_some());
+    assert!(store.append(&[record(3, 100)], false).is_err());
+    assert!(!store.retry_blocked());
+
+    disk.sync_fails.store(false, Ordering::SeqCst);
+    assert!(store.retry_blocked());
+    assert_eq!(store.append_blocked(), None);
+    store.append(&[record(4, 100)], false).unwrap();
+    // The events answered before the failure are kept (and delivered).
+    assert_eq!(ids(&store), vec![1, 2, 4]);
+    drop(store);
+    let (store, report) = Store::open(o).unwrap();
+    assert_eq!(report.uncommitted_records, 0);
+    assert_eq!(ids(&store), vec![1, 2, 4]);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_writer_answers_every_waiter_503_when_the_fsync_fails_and_counts_it() {
+    use presence_bridge::spool::Spool;
+    let dir = tempfile::tempdir().unwrap();
+    let disk = FaultyDisk::default();
+    let o = StoreOptions {
+        fsync: FsyncPolicy::Always,
+        ..opts(dir.path(), 1 << 20)
+    };
+    let (store, _) = Store::open_with_io(o, Arc::new(disk.clone())).unwrap();
+    let registry = prometheus::Registry::new();
+    let metrics = presence_bridge::metrics::Metrics::new(&registry).unwrap();
+    let (committed, _) = tokio::sync::watch::channel(0);
+    let spool = Spool::start(
+        Arc::new(store),
+        std::time::Duration::from_secs(3600),
+        metrics,
+        committed,
+    )
+    .unwrap();
+
+    // Hold the writer in its first write so the others queue up behind it
+    // and go out as one batch with one (failing) fsync.
+    let held = disk.gate.close();
+    disk.sync_fails.store(true, Ordering::SeqCst);
+    let mut waiters = Vec::new();
+    for n in 1..=20 {
+        let spool = spool.clone();
+        waiters.push(tokio::spawn(async move {
+            spool.append(record(n, 50), None).await
+        }));
+    }
+    tokio::task::spawn_blocking(move || held.recv().unwrap())
+        .await
+        .unwrap();
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    disk.gate.open();
+    // The batch whose fsync failed is refused, and so is every later one
+    // while no new segment can be made durable.
+    let mut sync_failed = 0;
+    for w in waiters {
+        match w.await.unwrap() {
+            Err(SpoolError::SyncFailed(_)) => sync_failed += 1,
+            Err(SpoolError::Io { .. }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(sync_failed >= 1);
+    let failures = registry
+        .gather()
+        .into_iter()
+        .find(|f| f.name() == "presence_bridge_spool_sync_failures_total")
+        .map(|f| f.get_metric()[0].get_counter().value())
+        .unwrap();
+    assert!(failures >= 1.0, "{failures}");
+    assert!(spool.store().append_blocked().is_some());
+    disk.sync_fails.store(false, Ordering::SeqCst);
+    let seq = spool.append(record(100, 50), None).await.unwrap();
+    assert_eq!(seq, 1, "nothing of the refused requests was committed");
+    assert_eq!(ids(spool.store()), vec![100]);
+}
+
+/// `spool.append_timeout` covers only the wait before the writer takes a
+/// request: a request the writer took is answered with its real outcome
+/// even after the timeout (200 and committed), and one it had not taken is
+/// answered 503 and never written.
+#[tokio::test(flavor = "current_thread")]
+async fn a_timed_out_append_is_never_committed_and_a_taken_one_is_answered() {
+    use presence_bridge::spool::Spool;
+    let dir = tempfile::tempdir().unwrap();
+    let disk = FaultyDisk::default();
+    let o = StoreOptions {
+        fsync: FsyncPolicy::Always,
+        ..opts(dir.path(), 1 << 20)
+    };
+    let (store, _) = Store::open_with_io(o, Arc::new(disk.clone())).unwrap();
+    let registry = prometheus::Registry::new();
+    let metrics = presence_bridge::metrics::Metrics::new(&registry).unwrap();
+    let (committed, _) = tokio::sync::watch::channel(0);
+    let timeout = std::time::Duration::from_secs(5);
+    let spool = Spool::start(Arc::new(store), timeout, metrics, committed).unwrap();
+
+    // A: taken by the writer, which then hangs in write(2).
+    let held = disk.gate.close();
+    let a = {
+        let spool = spool.clone();
+        tokio::spawn(async move { spool.append(record(1, 50), None).await })
+    };
+    tokio::task::spawn_blocking(move || held.recv().unwrap())
+        .await
+        .unwrap();
+
+    // From here time is virtual: B waits in the queue past its timeout.
+    tokio::time::pause();
+    let b = spool.append(record(2, 50), None).await;
+    assert!(matches!(b, Err(SpoolError::Timeout)), "{b:?}");
+    tokio::time::advance(timeout * 10).await;
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !a.is_finished(),
+        "A was answered while the writer still held it: {:?}",
+        a.await
+    );
+
+    // The disk comes back: A is committed and answered 200; B never written.
+    disk.gate.open();
+    tokio::time::resume();
+    let a = a
+        .await
+        .unwrap()
+        .expect("A was taken: its answer is the commit");
+    assert_eq!(a, 1);
+    let c = spool.append(record(3, 50), None).await.unwrap();
+    assert_eq!(c, 2, "B took no sequence number");
+    assert_eq!(ids(spool.store()), vec![1, 3]);
+}
+
+#[test]
+fn an_old_acked_checkpoint_is_still_read_and_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = opts(dir.path(), 1 << 20);
+    let (store, _) = Store::open(o.clone()).unwrap();
+    let batch: Vec<NewRecord> = (1..=5).map(|n| record(n, 10)).collect();
+    store.append(&batch, true).unwrap();
+    drop(store);
+    // What an older version left: `acked` (PBACKED1) with watermark 3, no `checkpoint`.
+    std::fs::remove_file(dir.path().join("checkpoint")).unwrap();
+    std::fs::write(dir.path().join("acked"), encode_checkpoint(3)).unwrap();
+    let (store, report) = Store::open(o.clone()).unwrap();
+    assert!(!report.checkpoint_lost);
+    assert_eq!(store.stats().watermark, 3);
+    assert_eq!(ids(&store), vec![4, 5]);
+    assert!(!dir.path().join("acked").exists(), "migrated");
+    assert_eq!(
+        std::fs::metadata(dir.path().join("checkpoint"))
+            .unwrap()
+            .len(),
+        CHECKPOINT_FILE_BYTES as u64
+    );
+    // Checkpoints overwrite the preallocated file in place.
+    store.ack(4, 1);
+    store.checkpoint().unwrap();
+    assert_eq!(
+        std::fs::metadata(dir.path().join("checkpoint"))
+            .unwrap()
+            .len(),
+        CHECKPOINT_FILE_BYTES as u64
+    );
+    drop(store);
+    let (store, _) = Store::open(o).unwrap();
+    assert_eq!(ids(&store), vec![5]);
+    let SavedCheckpoint::Found(payload) = read_checkpoint_payload(dir.path()).unwrap() else {
+        panic!("no checkpoint");
+    };
+    let settled = presence_bridge::spool::settle::Settlement::decode(&payload).expect("decodes");
+    assert_eq!(settled.base(), 4);
+}
+
+#[test]
+fn checkpoint_payloads_are_opaque_and_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(opts(dir.path(), 1 << 20)).unwrap();
+    let big = vec![7u8; MAX_CHECKPOINT_PAYLOAD];
+    store.write_checkpoint(&big).unwrap();
+    assert_eq!(
+        read_checkpoint_payload(dir.path()).unwrap(),
+        SavedCheckpoint::Found(big)
+    );
+    store.write_checkpoint(b"cursors").unwrap();
+    assert_eq!(
+        read_checkpoint_payload(dir.path()).unwrap(),
+        SavedCheckpoint::Found(b"cursors".to_vec())
+    );
+    assert!(matches!(
+        store.write_checkpoint(&vec![0; MAX_CHECKPOINT_PAYLOAD + 1]),
+        Err(SpoolError::CheckpointTooLarge(_))
+    ));
+    assert_eq!(
+        read_checkpoint_payload(dir.path()).unwrap(),
+        SavedCheckpoint::Found(b"cursors".to_vec())
+    );
 }

@@ -162,6 +162,86 @@ pub fn decode_checkpoint(buf: &[u8]) -> Option<u64> {
     (crc32fast::hash(&w) == crc).then(|| u64::from_le_bytes(w))
 }
 
+/// The checkpoint file (`checkpoint`): two fixed-size slots, preallocated
+/// when the file is created and then only overwritten in place, so writing
+/// a checkpoint never needs a new disk block (a full disk can still record
+/// deliveries and so free space). Each write goes to the slot not holding the
+/// newest durable checkpoint, with a generation one higher; a read takes
+/// the valid slot with the highest generation, so a torn write leaves the
+/// previous checkpoint readable.
+///
+/// ```text
+/// checkpoint := slot slot                       (CHECKPOINT_SLOT bytes each)
+/// slot       := "PBCKPT02" generation:u64le len:u32le check:u64le payload[len] zeros
+///                                               (check = FNV-1a 64 of generation, len and payload)
+/// ```
+/// The payload is opaque here (today: [`encode_checkpoint`]). The check is
+/// not a CRC-32: a CRC-32 over a message that ends with its own CRC-32 is
+/// the same constant whatever the message (CRC is linear), and today's
+/// payload ends that way, so a slot torn between two such payloads would
+/// pass (the power-cut test found it).
+pub const SLOT_MAGIC: &[u8; 8] = b"PBCKPT02";
+/// Slot header: magic, generation, payload length, check.
+pub const SLOT_HEADER: usize = 8 + 8 + 4 + 8;
+/// Largest checkpoint payload.
+pub const MAX_CHECKPOINT_PAYLOAD: usize = 32 * 1024;
+/// Bytes of one slot: the header and the largest payload, rounded up to 4 KiB pages.
+pub const CHECKPOINT_SLOT: usize = (SLOT_HEADER + MAX_CHECKPOINT_PAYLOAD).div_ceil(4096) * 4096;
+/// Bytes of the checkpoint file.
+pub const CHECKPOINT_FILE_BYTES: usize = 2 * CHECKPOINT_SLOT;
+
+/// FNV-1a 64 of the generation, the payload length and the payload.
+fn slot_check(generation: u64, payload: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let len = (payload.len() as u32).to_le_bytes();
+    for b in generation.to_le_bytes().iter().chain(&len).chain(payload) {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The bytes of a slot holding `payload` (header and payload, no padding);
+/// `None` if the payload is larger than [`MAX_CHECKPOINT_PAYLOAD`].
+pub fn encode_slot(generation: u64, payload: &[u8]) -> Option<Vec<u8>> {
+    if payload.len() > MAX_CHECKPOINT_PAYLOAD {
+        return None;
+    }
+    let mut out = Vec::with_capacity(SLOT_HEADER + payload.len());
+    out.extend_from_slice(SLOT_MAGIC);
+    out.extend_from_slice(&generation.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&slot_check(generation, payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    Some(out)
+}
+
+/// A valid slot at the start of `buf`: its generation and payload.
+pub fn decode_slot(buf: &[u8]) -> Option<(u64, &[u8])> {
+    if buf.len() < SLOT_HEADER || &buf[..8] != SLOT_MAGIC {
+        return None;
+    }
+    let generation = u64::from_le_bytes(buf[8..16].try_into().ok()?);
+    let len = u32::from_le_bytes(buf[16..20].try_into().ok()?) as usize;
+    let check = u64::from_le_bytes(buf[20..28].try_into().ok()?);
+    if len > MAX_CHECKPOINT_PAYLOAD {
+        return None;
+    }
+    let payload = buf.get(SLOT_HEADER..SLOT_HEADER + len)?;
+    (slot_check(generation, payload) == check).then_some((generation, payload))
+}
+
+/// The newest valid slot of a checkpoint file: (slot index, generation, payload).
+pub fn newest_slot(file: &[u8]) -> Option<(usize, u64, &[u8])> {
+    (0..2)
+        .filter_map(|i| {
+            let slot = file.get(i * CHECKPOINT_SLOT..)?;
+            let slot = &slot[..slot.len().min(CHECKPOINT_SLOT)];
+            decode_slot(slot).map(|(g, p)| (i, g, p))
+        })
+        .max_by_key(|(_, g, _)| *g)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,5 +295,36 @@ mod tests {
         let mut bad = encode_checkpoint(99);
         bad[9] ^= 1;
         assert_eq!(decode_checkpoint(&bad), None);
+    }
+
+    #[test]
+    fn checkpoint_slots_pick_the_newest_valid_one() {
+        let mut file = vec![0u8; CHECKPOINT_FILE_BYTES];
+        assert_eq!(newest_slot(&file), None);
+        let a = encode_slot(7, b"seven").unwrap();
+        file[..a.len()].copy_from_slice(&a);
+        let b = encode_slot(8, b"eight").unwrap();
+        file[CHECKPOINT_SLOT..CHECKPOINT_SLOT + b.len()].copy_from_slice(&b);
+        assert_eq!(newest_slot(&file), Some((1, 8, &b"eight"[..])));
+        // A torn write of slot 1: the older slot is read.
+        file[CHECKPOINT_SLOT + SLOT_HEADER + 2] ^= 1;
+        assert_eq!(newest_slot(&file), Some((0, 7, &b"seven"[..])));
+        assert!(encode_slot(1, &vec![0; MAX_CHECKPOINT_PAYLOAD]).is_some());
+        assert!(encode_slot(1, &vec![0; MAX_CHECKPOINT_PAYLOAD + 1]).is_none());
+        assert_eq!(CHECKPOINT_SLOT % 4096, 0);
+    }
+
+    #[test]
+    fn a_slot_torn_between_two_checkpoints_is_refused() {
+        // The case a CRC-32 misses: payloads ending in their own CRC-32.
+        let new = encode_slot(3, &encode_checkpoint(7)).unwrap();
+        let old = encode_slot(1, &encode_checkpoint(0)).unwrap();
+        for p in 1..new.len() {
+            let mut torn = new[..p].to_vec();
+            torn.extend_from_slice(&old[p..]);
+            if torn != new && torn != old {
+                assert_eq!(decode_slot(&torn), None, "torn at {p} accepted");
+            }
+        }
     }
 }

@@ -21,12 +21,15 @@
 //! (group commit), sequential reads, deletion by removing whole files, no
 //! compaction, and a format we document and verify ourselves.
 //!
-//! # On-disk format (version 1)
+//! # On-disk format (version 1; checkpoint file version 2)
 //! ```text
 //! spool.dir/
 //!   LOCK                       flock'd by the running bridge: one bridge per directory
 //!   00000000000000000001.seg   segments, named by the sequence number of their first record
-//!   acked                      checkpoint: every record with seq <= watermark was delivered
+//!   00000000000000000009.seg.tmp  a segment being created (removed at start if left over)
+//!   checkpoint                 two preallocated slots, overwritten in place (below)
+//!   acked                      the checkpoint of older versions: read at start if
+//!                              `checkpoint` does not exist, removed once it does
 //!   dead-letter.jsonl          events Kafka refused permanently, one JSON object per line
 //!
 //! segment := "PBSPOOL1" record*
@@ -34,29 +37,88 @@
 //! body    := seq:u64le arrival_ms:i64le id:[16]  (id = the CloudEvents id, UUID bytes)
 //!            topic_len:u16le topic key_len:u16le key value
 //!                                                 (value = the encoded envelope, the rest of body)
-//! acked   := "PBACKED1" watermark:u64le crc:u32le (crc of the 8 watermark bytes)
+//! checkpoint := slot slot                         (36 KiB each, allocated when created)
+//! slot    := "PBCKPT02" generation:u64le len:u32le check:u64le payload[len] zeros
+//!                                                 (check = FNV-1a 64 of generation, len, payload)
+//! payload := "PBACKED1" watermark:u64le crc:u32le (crc of the 8 watermark bytes; also the
+//!                                                  whole content of the old `acked` file)
 //! ```
 //! Invariants: sequence numbers increase by one from record to record and from
-//! segment to segment (gaps appear only where damaged records were skipped);
-//! only the newest segment is appended to, and after a restart appends always
-//! start a new segment; a segment is deleted only when its last record is at or
-//! below the checkpointed watermark; the checkpoint is replaced atomically
-//! (write `acked.tmp`, fsync, rename, fsync the directory).
+//! segment to segment (gaps appear only where damaged records were skipped, or
+//! where a power cut after a failed `interval` sync lost them); only the
+//! newest segment is appended to, and after a restart appends always start a
+//! new segment; a segment is deleted only when its last record is at or below
+//! the checkpointed watermark. A checkpoint is written into the slot that does
+//! not hold the newest durable one, with a higher generation, then synced: a
+//! torn write leaves the previous checkpoint readable, and no write needs a new
+//! disk block, so a full disk can still record deliveries and free space. The
+//! payload (up to 32 KiB) is opaque to the container ([`Store::write_checkpoint`],
+//! [`store::read_checkpoint_payload`]).
+//!
+//! # Sealed segments
+//! A segment is sealed (closed for good: never written again, read and deleted
+//! once delivered like any other) when it is full, when a write to it fails
+//! (ENOSPC, EIO), or when its `fdatasync` fails. A failed fsync is not retried
+//! on the same file: the kernel may have dropped the dirty pages already and
+//! would report the next fsync as a success (PostgreSQL's "fsyncgate").
+//!
+//! The next segment starts at the sealed one's next *uncommitted* sequence.
+//! After a failed write or a failed fsync under `always`, that is the first
+//! sequence of the failed batch, whose requests were all answered 503. Rule:
+//! **records of a segment at or above the first sequence of a later segment
+//! were never committed**; recovery cuts them off and counts them
+//! (`RecoveryReport::uncommitted_records`). The failed batch is also cut back
+//! at once when the file allows; the rule makes the answer true even when
+//! that cut did not reach the disk. A new segment is created as `.seg.tmp`,
+//! its header synced, renamed into place and the directory synced before any
+//! record goes into it, so the name that voids the failed batch is durable.
+//! The one gap: if no new segment can be created (the disk refuses every
+//! sync) and the bridge stops before one can, the failed batch's bytes may
+//! still be in the last segment at the next start and be delivered although
+//! answered 503 (a duplicate if the client retried, never a loss).
+//!
+//! While no segment is open (it could not be created) or the last write or
+//! sync failed, [`Store::append_blocked`] says why (for `/readyz`) and appends
+//! answer 503. The writer thread retries every second when idle
+//! ([`Store::retry_blocked`]: delete delivered segments, open a segment, write
+//! and sync 64 KiB, cut them off), so a blocked bridge taken out of the load
+//! balancer comes back by itself. The same error is logged once per 10 s with
+//! a count ([`RepeatedError`]).
 //!
 //! Recovery at start: every segment is scanned and checksummed. An incomplete
-//! or damaged tail (a torn write) is cut off; a damaged record followed by
-//! valid ones is skipped and counted (never a panic, never a crash loop);
-//! segments fully below the watermark are deleted. Everything above the
-//! watermark is sent again, oldest first, before anything newer.
+//! or damaged tail (a torn write) is cut off; records voided by a later
+//! segment are cut off; a damaged record followed by valid ones is skipped
+//! and counted (never a panic, never a crash loop); segments fully below the
+//! watermark are deleted. Everything above the watermark is sent again,
+//! oldest first, before anything newer.
 //!
 //! # Durability policies (`spool.fsync`)
 //! - `always` (default): fsync before answering 200. Concurrent requests share
-//!   one fsync. Loses nothing on a process crash or a power cut.
+//!   one fsync. Loses nothing on a process crash or a power cut. A failed
+//!   fsync answers every request of the batch 503 (none counted as accepted,
+//!   none ever delivered).
 //! - `interval`: answer after `write`, fsync every `spool.fsync_interval`. A
 //!   process crash (SIGKILL, OOM) loses nothing (the data is in the kernel); a
-//!   power cut or kernel crash can lose the last interval of answered events.
+//!   power cut or kernel crash can lose the events answered since the last
+//!   successful sync. A failed periodic sync seals the segment; the events it
+//!   held stay and are delivered if the disk still has them, but may be lost
+//!   even after later syncs succeed (they count as the window). Appends answer
+//!   503 until a new segment has been made durable (a sync succeeded).
 //! - `never`: leave flushing to the kernel. A power cut or kernel crash can lose
 //!   everything not yet written back (typically up to 30 s of events).
+//!
+//! `tests/powercut.rs` checks these promises against a page-cache model of the
+//! file layer ([`io::PageCacheIo`]) cut after every file operation.
+//!
+//! # The append timeout (`spool.append_timeout`)
+//! A 503 means "not accepted": the event is not committed, or the answer is
+//! 200. The timeout covers only the wait before the writer thread takes the
+//! request: each request goes Queued -> Claimed (by the writer, atomically)
+//! or Queued -> Abandoned (by the handler at the deadline), never both. The
+//! writer skips abandoned requests, so a timed-out event is never written;
+//! once claimed, the handler waits for the writer's real answer, however slow
+//! the disk (a hung disk holds the request; the server's connection limits
+//! bound how many).
 //!
 //! All file I/O runs on a dedicated writer thread or on tokio's blocking pool,
 //! never on the async threads. A forwarder that keeps up takes the records the
@@ -70,9 +132,11 @@ pub mod store;
 pub mod tail;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::envelope::OutboundRecord;
@@ -85,6 +149,19 @@ use store::{NewRecord, Store};
 const QUEUE: usize = 4096;
 /// Most requests written in one batch.
 const MAX_BATCH: usize = 1024;
+/// While appends are blocked, how often the idle writer looks for requests,
+/// and how often it retries ([`Store::retry_blocked`]).
+const BLOCKED_POLL: Duration = Duration::from_millis(50);
+const BLOCKED_RETRY: Duration = Duration::from_secs(1);
+/// A repeated identical error is logged once per this interval, with a count.
+pub const LOG_REPEATS_EVERY: Duration = Duration::from_secs(10);
+
+/// A request's place in the hand-over between the handler and the writer.
+const QUEUED: u8 = 0;
+/// The writer took it: its outcome is the writer's answer, whatever the wait.
+const CLAIMED: u8 = 1;
+/// The handler gave up first (`spool.append_timeout`): the writer skips it.
+const ABANDONED: u8 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -109,6 +186,11 @@ pub enum SpoolError {
     Stopped,
     #[error("the spool did not answer within spool.append_timeout")]
     Timeout,
+    /// fdatasync failed: the batch was not committed and its segment is sealed.
+    #[error("syncing the spool failed: {0}")]
+    SyncFailed(std::io::Error),
+    #[error("a checkpoint of {0} bytes is larger than 32 KiB")]
+    CheckpointTooLarge(usize),
 }
 
 impl SpoolError {
@@ -126,6 +208,10 @@ impl SpoolError {
             Self::Locked(p) => Self::Locked(p.clone()),
             Self::Stopped => Self::Stopped,
             Self::Timeout => Self::Timeout,
+            Self::SyncFailed(source) => {
+                Self::SyncFailed(std::io::Error::new(source.kind(), source.to_string()))
+            }
+            Self::CheckpointTooLarge(n) => Self::CheckpointTooLarge(*n),
         }
     }
 }
@@ -137,6 +223,17 @@ struct Request {
     status_label: Option<&'static str>,
     queued: Instant,
     reply: oneshot::Sender<Result<u64, SpoolError>>,
+    /// [`QUEUED`], then [`CLAIMED`] by the writer or [`ABANDONED`] by the handler.
+    state: Arc<AtomicU8>,
+}
+
+impl Request {
+    /// The writer takes the request, unless its handler already gave up.
+    fn claim(&self) -> bool {
+        self.state
+            .compare_exchange(QUEUED, CLAIMED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
 }
 
 /// The async handle: the [`Sink`] the webhook handler writes to.
@@ -174,27 +271,42 @@ impl Spool {
     }
 
     /// Appends one record; resolves once it is committed per the fsync policy.
+    ///
+    /// `spool.append_timeout` bounds only the wait before the writer takes
+    /// the request: an `Err(Timeout)` means the record was never written.
+    /// Once the writer has taken it, this waits for the writer's answer,
+    /// so `Ok` and committed always go together (see "The append timeout"
+    /// in the module docs).
     pub async fn append(
         &self,
         record: NewRecord,
         status_label: Option<&'static str>,
     ) -> Result<u64, SpoolError> {
-        let (reply, rx) = oneshot::channel();
+        let (reply, mut rx) = oneshot::channel();
+        let state = Arc::new(AtomicU8::new(QUEUED));
         let req = Request {
             record,
             status_label,
             queued: Instant::now(),
             reply,
+            state: state.clone(),
         };
         let deadline = tokio::time::Instant::now() + self.append_timeout;
         tokio::time::timeout_at(deadline, self.tx.send(req))
             .await
             .map_err(|_| SpoolError::Timeout)?
             .map_err(|_| SpoolError::Stopped)?;
-        tokio::time::timeout_at(deadline, rx)
-            .await
-            .map_err(|_| SpoolError::Timeout)?
-            .map_err(|_| SpoolError::Stopped)?
+        if let Ok(answer) = tokio::time::timeout_at(deadline, &mut rx).await {
+            return answer.map_err(|_| SpoolError::Stopped)?;
+        }
+        if state
+            .compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            return Err(SpoolError::Timeout);
+        }
+        // The writer has it: its answer is the truth, however long it takes.
+        rx.await.map_err(|_| SpoolError::Stopped)?
     }
 }
 
@@ -216,7 +328,10 @@ impl Sink for Spool {
 }
 
 /// The writer thread: takes every queued request, writes them as one batch
-/// with one fsync (group commit), answers each.
+/// with one fsync (group commit), answers each. Requests whose handler gave
+/// up before they were taken are skipped. While appends are blocked (a full
+/// disk, a failed fsync) and no request comes, it retries every
+/// [`BLOCKED_RETRY`] so the spool unblocks by itself.
 fn write_loop(
     store: Arc<Store>,
     mut rx: mpsc::Receiver<Request>,
@@ -230,16 +345,23 @@ fn write_loop(
     );
     let mut replies: Vec<Reply> = Vec::with_capacity(MAX_BATCH);
     let mut records: Vec<NewRecord> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.blocking_recv() {
+    let mut errors = RepeatedError::new(LOG_REPEATS_EVERY);
+    while let Some(first) = next_request(&store, &mut rx, &metrics) {
         let mut next = Some(first);
         while let Some(req) = next.take() {
-            replies.push((req.queued, req.status_label, req.reply));
-            records.push(req.record);
+            if req.claim() {
+                replies.push((req.queued, req.status_label, req.reply));
+                records.push(req.record);
+            }
             if records.len() < MAX_BATCH {
                 next = rx.try_recv().ok();
             }
         }
+        if records.is_empty() {
+            continue;
+        }
         let result = store.append(&records, false);
+        metrics.spool_sync_failures(store.take_sync_failures());
         match result {
             Ok(a) => {
                 if let Some(t) = a.sync_time {
@@ -257,11 +379,17 @@ fn write_loop(
                 // forwarder: records to memory, and its wake-up.
                 store.tail().push(first_seq, records.drain(..));
                 committed.send_replace(a.last_seq);
+                if let Some(failed) = errors.recovered() {
+                    tracing::info!(failed, "spool appends work again");
+                }
             }
             Err(e) => {
                 records.clear();
                 if !matches!(e, SpoolError::Full) {
-                    tracing::error!(error = %e, events = replies.len(), "spool append failed; answering 503");
+                    let message = e.to_string();
+                    if let Some(repeated) = errors.should_log(&message, Instant::now()) {
+                        tracing::error!(error = %message, events = replies.len(), repeated, blocked = store.append_blocked(), "spool append failed; answering 503");
+                    }
                 }
                 for (_, _, reply) in replies.drain(..) {
                     let _ = reply.send(Err(e.duplicate()));
@@ -272,5 +400,105 @@ fn write_loop(
     // Every sender is gone: the ingress has drained. Make the tail durable.
     if let Err(e) = store.sync() {
         tracing::error!(error = %e, "final spool sync failed");
+    }
+}
+
+/// The next request; `None` once every sender is gone. While appends are
+/// blocked, polls instead of sleeping in `blocking_recv`, and retries.
+fn next_request(
+    store: &Store,
+    rx: &mut mpsc::Receiver<Request>,
+    metrics: &Metrics,
+) -> Option<Request> {
+    let mut idle = BLOCKED_RETRY;
+    loop {
+        if store.append_blocked().is_none() {
+            return rx.blocking_recv();
+        }
+        match rx.try_recv() {
+            Ok(req) => return Some(req),
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) => {}
+        }
+        if idle >= BLOCKED_RETRY {
+            idle = Duration::ZERO;
+            if store.retry_blocked() {
+                tracing::info!("the spool takes appends again");
+            }
+            metrics.spool_sync_failures(store.take_sync_failures());
+            continue;
+        }
+        std::thread::sleep(BLOCKED_POLL);
+        idle += BLOCKED_POLL;
+    }
+}
+
+/// Logs a repeated identical error once per interval, with how many times it
+/// happened since the last line (one burst of refused requests is a few
+/// lines, not one per request).
+pub struct RepeatedError {
+    every: Duration,
+    last: Option<(String, Instant)>,
+    /// Occurrences not logged since the last logged line.
+    repeats: u64,
+    /// Occurrences since the last success.
+    failures: u64,
+}
+
+impl RepeatedError {
+    pub fn new(every: Duration) -> Self {
+        Self {
+            every,
+            last: None,
+            repeats: 0,
+            failures: 0,
+        }
+    }
+
+    /// `Some(n)` when this occurrence of `error` is to be logged, `n` being
+    /// how many were not logged since the previous line; `None` otherwise.
+    pub fn should_log(&mut self, error: &str, now: Instant) -> Option<u64> {
+        self.failures += 1;
+        match &self.last {
+            Some((e, at)) if e == error && now.saturating_duration_since(*at) < self.every => {
+                self.repeats += 1;
+                None
+            }
+            _ => {
+                self.last = Some((error.to_owned(), now));
+                Some(std::mem::take(&mut self.repeats))
+            }
+        }
+    }
+
+    /// After failures, the first success: how many failures there were.
+    pub fn recovered(&mut self) -> Option<u64> {
+        self.last = None;
+        self.repeats = 0;
+        (self.failures > 0).then(|| std::mem::take(&mut self.failures))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_errors_are_logged_once_per_interval_with_a_count() {
+        let mut r = RepeatedError::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        assert_eq!(r.should_log("disk full", t0), Some(0));
+        for i in 1..=8000 {
+            assert_eq!(
+                r.should_log("disk full", t0 + Duration::from_millis(i)),
+                None
+            );
+        }
+        // Another error is logged at once; the same one again after the interval.
+        assert_eq!(r.should_log("EIO", t0 + Duration::from_secs(9)), Some(8000));
+        assert_eq!(r.should_log("EIO", t0 + Duration::from_secs(19)), Some(0));
+        assert_eq!(r.recovered(), Some(8003));
+        assert_eq!(r.recovered(), None);
+        assert_eq!(r.should_log("EIO", t0 + Duration::from_secs(20)), Some(0));
     }
 }

@@ -14,15 +14,32 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::format::{
-    self, check_frame, decode_body, segment_name, FrameError, StoredRecord, FRAME_HEADER, MAGIC,
+    self, check_frame, decode_body, segment_name, FrameError, StoredRecord, CHECKPOINT_FILE_BYTES,
+    CHECKPOINT_SLOT, FRAME_HEADER, MAGIC,
 };
-use super::io::{sync_dir, DiskIo, SegmentFile, SpoolIo};
+use super::io::{DiskIo, SegmentFile, SpoolIo};
 use super::settle::Settlement;
 use super::tail::Tail;
 use super::{FsyncPolicy, SpoolError};
 
-const CHECKPOINT: &str = "acked";
-const CHECKPOINT_TMP: &str = "acked.tmp";
+/// The checkpoint: two preallocated slots overwritten in place (see [`format::SLOT_MAGIC`]).
+const CHECKPOINT: &str = "checkpoint";
+const CHECKPOINT_TMP: &str = "checkpoint.tmp";
+/// The checkpoint of versions before the slotted file: read at start when
+/// `checkpoint` does not exist yet, removed once `checkpoint` is written.
+const OLD_CHECKPOINT: &str = "acked";
+const OLD_CHECKPOINT_TMP: &str = "acked.tmp";
+/// Suffix of a segment being created (renamed to its name once its header is durable).
+const SEGMENT_TMP_SUFFIX: &str = ".tmp";
+/// Bytes a blocked store must be able to write (and sync) before it takes
+/// appends again: see [`Store::retry_blocked`].
+const PROBE_BYTES: usize = 64 * 1024;
+
+/// Why appends fail (for `/readyz` and logs): a closed set.
+pub const BLOCKED_DISK_FULL: &str = "the spool's disk is full";
+pub const BLOCKED_WRITE_FAILED: &str = "a write to the spool failed";
+pub const BLOCKED_SYNC_FAILED: &str = "an fsync of the spool failed";
+pub const BLOCKED_NO_SEGMENT: &str = "a new spool segment cannot be created";
 const LOCK: &str = "LOCK";
 /// Bytes read from a segment at a time.
 const READ_CHUNK: usize = 256 * 1024;
@@ -48,6 +65,10 @@ pub struct RecoveryReport {
     pub corrupt_regions: u64,
     /// The checkpoint was missing or unreadable (everything on disk is replayed).
     pub checkpoint_lost: bool,
+    /// Records cut because a later segment starts at or below their sequence:
+    /// written, but their fsync (or write) failed and they were answered 503
+    /// (see "Sealed segments" in [`crate::spool`]).
+    pub uncommitted_records: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -57,6 +78,10 @@ struct SegMeta {
     /// The last sequence of each topic's records in this segment: the segment
     /// can go once each of them is settled.
     topics: Vec<(String, u64)>,
+    /// Sealed after a failed write or sync: it may still hold records of the
+    /// failed batch, which recovery recognises by the next segment's first
+    /// sequence; so the segment after it stays while it does.
+    sealed_after_failure: bool,
 }
 
 impl SegMeta {
@@ -88,14 +113,25 @@ struct Shared {
 }
 
 struct Active {
-    file: Box<dyn SegmentFile>,
+    /// `None`: the segment is sealed (a write or sync failed, or it is full)
+    /// and the next append first opens a new one starting at `next_seq`.
+    file: Option<Box<dyn SegmentFile>>,
     first_seq: u64,
     len: u64,
     next_seq: u64,
     unsynced: bool,
-    /// A failed write or sync left the file in an unknown state: start a new
-    /// segment before the next append.
-    poisoned: bool,
+}
+
+/// The open checkpoint file.
+struct CheckpointState {
+    /// `None` until the file exists (creating it needs free space: retried
+    /// at each checkpoint until it works).
+    file: Option<Box<dyn SegmentFile>>,
+    /// Generation of the newest slot written (durable or not).
+    generation: u64,
+    /// Slot holding the newest checkpoint known durable: never overwritten
+    /// until the other slot is durable.
+    durable_slot: usize,
 }
 
 /// A record to append; the store assigns its sequence number.
@@ -135,6 +171,11 @@ pub struct Store {
     /// Bytes kept in the spool directory outside the segments (the dead-letter
     /// file), set by their owner; they count against `max_bytes`.
     external: Arc<AtomicU64>,
+    checkpoint_file: Mutex<CheckpointState>,
+    /// Why appends fail, while they do.
+    blocked: Mutex<Option<&'static str>>,
+    /// Failed fsyncs not yet counted in the metrics ([`Store::take_sync_failures`]).
+    sync_failures: AtomicU64,
     _lock: File,
 }
 
@@ -151,7 +192,7 @@ impl Store {
         fs::create_dir_all(&opts.dir)
             .map_err(|e| SpoolError::io("creating the spool directory", e))?;
         let lock = lock_dir(&opts.dir)?;
-        let _ = fs::remove_file(opts.dir.join(CHECKPOINT_TMP));
+        remove_leftovers(&opts.dir)?;
         let (mut settle, checkpoint_lost) = read_settlement(&opts.dir)?;
         let mut report = RecoveryReport {
             checkpoint_lost,
@@ -162,15 +203,20 @@ impl Store {
         let mut last_seq = settle.base();
         let mut bytes = 0;
         let mut pending: BTreeMap<String, u64> = BTreeMap::new();
-        for (first, path) in list_segments(&opts.dir)? {
-            let scan = scan_segment(&path, &settle)?;
+        let files = list_segments(&opts.dir)?;
+        for (i, (first, path)) in files.iter().enumerate() {
+            let (first, path) = (*first, path.as_path());
+            // Records at or above the next segment's first sequence were never committed.
+            let void_from = files.get(i + 1).map(|(f, _)| *f);
+            let scan = scan_segment(path, &settle, void_from)?;
             report.torn_bytes += scan.torn_bytes;
             report.corrupt_regions += scan.corrupt_regions;
-            if scan.torn_bytes > 0 {
-                truncate(&path, scan.valid_end)?;
+            report.uncommitted_records += scan.void_records;
+            if scan.torn_bytes > 0 || scan.void_records > 0 {
+                truncate(path, scan.valid_end)?;
             }
             if scan.meta.settled(&settle) {
-                fs::remove_file(&path)
+                fs::remove_file(path)
                     .map_err(|e| SpoolError::io("removing a delivered segment", e))?;
                 continue;
             }
@@ -196,7 +242,7 @@ impl Store {
         report.segments = segments.len();
         // Appends always go to a fresh segment after a restart: never after a cut tail.
         let next_seq = last_seq + 1;
-        let file = new_segment(io.as_ref(), &opts, next_seq)?;
+        let file = new_segment(io.as_ref(), &opts, next_seq).map_err(|(e, _)| e)?;
         let header = MAGIC.len() as u64;
         segments.insert(
             next_seq,
@@ -206,6 +252,7 @@ impl Store {
             },
         );
         bytes += header;
+        let checkpoint_file = open_checkpoint(io.as_ref(), &opts, &settle.encode());
         let store = Self {
             io,
             shared: Mutex::new(Shared {
@@ -217,16 +264,18 @@ impl Store {
                 bytes,
             }),
             active: Mutex::new(Active {
-                file,
+                file: Some(file),
                 first_seq: next_seq,
                 len: header,
                 next_seq,
                 unsynced: false,
-                poisoned: false,
             }),
             opts,
             tail: Tail::default(),
             external: Arc::default(),
+            checkpoint_file: Mutex::new(checkpoint_file),
+            blocked: Mutex::new(None),
+            sync_failures: AtomicU64::new(0),
             _lock: lock,
         };
         Ok((store, report))
@@ -261,9 +310,69 @@ impl Store {
     }
 
     /// Why appends fail right now, if they do (for `/readyz`): set by a failed
-    /// write or sync, cleared by the next append that succeeds.
+    /// write or sync, or a segment that cannot be created; cleared by the next
+    /// append that succeeds, or by [`Store::retry_blocked`]. One of the
+    /// `BLOCKED_*` constants.
     pub fn append_blocked(&self) -> Option<&'static str> {
-        None
+        *self.blocked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_blocked(&self, reason: Option<&'static str>) {
+        *self.blocked.lock().unwrap_or_else(|p| p.into_inner()) = reason;
+    }
+
+    /// Failed fsyncs since the last call (for the metrics).
+    pub fn take_sync_failures(&self) -> u64 {
+        self.sync_failures.swap(0, Ordering::Relaxed)
+    }
+
+    fn active(&self) -> MutexGuard<'_, Active> {
+        self.active.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// While appends are blocked and no request comes (a blocked bridge is
+    /// taken out of the load balancer): removes delivered segments, opens a
+    /// segment if none is open, and checks that 64 KiB can be
+    /// written and synced (then cut off again). True when appends are
+    /// expected to work again (the block is cleared).
+    pub fn retry_blocked(&self) -> bool {
+        if self.append_blocked().is_none() {
+            return true;
+        }
+        let mut active = self.active();
+        self.delete_delivered();
+        if active.file.is_none() && self.open_segment(&mut active).is_err() {
+            return false;
+        }
+        let len = active.len;
+        let Some(file) = active.file.as_mut() else {
+            return false;
+        };
+        let probe = file
+            .write_at(len, &[0; PROBE_BYTES])
+            .and_then(|()| file.truncate(len));
+        let probe = match probe {
+            Ok(()) => file.sync().map_err(|e| (e, true)),
+            Err(e) => Err((e, false)),
+        };
+        match probe {
+            Ok(()) => {
+                active.unsynced = false;
+                self.set_blocked(None);
+                true
+            }
+            Err((e, synced)) => {
+                if synced {
+                    self.sync_failures.fetch_add(1, Ordering::Relaxed);
+                }
+                if synced || file.truncate(len).is_err() {
+                    self.seal(&mut active, blocked_reason(&e, BLOCKED_SYNC_FAILED));
+                } else {
+                    self.set_blocked(Some(blocked_reason(&e, BLOCKED_WRITE_FAILED)));
+                }
+                false
+            }
+        }
     }
 
     /// True when an append of `bytes` more would not fit. The segments and
@@ -281,8 +390,12 @@ impl Store {
     /// Appends a batch as one write, synced per policy (`sync` forces a sync).
     /// Returns the sequence of the last record. All or nothing: on error no
     /// record of the batch is visible and the file is cut back.
+    ///
+    /// A failed write or sync seals the segment for good and opens a new one
+    /// starting at the same sequence, so the records of the failed batch are
+    /// never committed (see "Sealed segments" in [`crate::spool`]).
     pub fn append(&self, batch: &[NewRecord], sync: bool) -> Result<Appended, SpoolError> {
-        let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        let mut active = self.active();
         let size: u64 = batch
             .iter()
             .map(|r| format::framed_len(&r.topic, &r.key, &r.value) as u64)
@@ -290,8 +403,10 @@ impl Store {
         if self.is_full(size) {
             return Err(SpoolError::Full);
         }
-        if active.poisoned
-            || (active.len + size > self.opts.segment_bytes && active.next_seq > active.first_seq)
+        if active.file.is_none() {
+            self.delete_delivered();
+            self.open_segment(&mut active)?;
+        } else if active.len + size > self.opts.segment_bytes && active.next_seq > active.first_seq
         {
             self.roll(&mut active)?;
         }
@@ -309,23 +424,38 @@ impl Store {
             );
         }
         let mut sync_time = None;
-        let written = active.file.write_all(&buf).and_then(|()| {
-            if sync || self.opts.fsync == FsyncPolicy::Always {
-                let started = std::time::Instant::now();
-                let r = active.file.sync();
-                sync_time = Some(started.elapsed());
-                r
-            } else {
-                Ok(())
-            }
-        });
-        if let Err(e) = written {
-            let len = active.len;
-            if active.file.truncate(len).is_err() {
-                active.poisoned = true;
-            }
+        let len = active.len;
+        let Some(file) = active.file.as_mut() else {
+            return Err(SpoolError::io(
+                "appending to the spool",
+                io::Error::other("no open segment"),
+            ));
+        };
+        if let Err(e) = file.write_all(&buf) {
+            // Cut back what landed (best effort: the new segment below makes
+            // the records void whatever is left), and never write here again.
+            let _ = file.truncate(len);
+            self.seal(&mut active, blocked_reason(&e, BLOCKED_WRITE_FAILED));
+            let _ = self.open_segment(&mut active);
             return Err(SpoolError::io("appending to the spool", e));
         }
+        if sync || self.opts.fsync == FsyncPolicy::Always {
+            let started = std::time::Instant::now();
+            let synced = file.sync();
+            sync_time = Some(started.elapsed());
+            if let Err(e) = synced {
+                // The kernel may have dropped the pages already and would
+                // report a later fsync of this file as a success: the batch is
+                // answered 503, the segment sealed, and a new one starts at
+                // the batch's first sequence, which voids the batch's records.
+                self.sync_failures.fetch_add(1, Ordering::Relaxed);
+                let _ = file.truncate(len);
+                self.seal(&mut active, BLOCKED_SYNC_FAILED);
+                let _ = self.open_segment(&mut active);
+                return Err(SpoolError::SyncFailed(e));
+            }
+        }
+        self.set_blocked(None);
         active.unsynced = self.opts.fsync != FsyncPolicy::Always && !sync;
         active.len += buf.len() as u64;
         let last = first + batch.len() as u64 - 1;
@@ -352,49 +482,95 @@ impl Store {
 
     /// Syncs the active segment if anything was written since the last sync;
     /// returns how long the sync took.
+    ///
+    /// A failed sync (`spool.fsync = "interval"`: the records were answered
+    /// already) seals the segment, keeps its records, and opens a new one;
+    /// until a new segment could be created (its header and directory entry
+    /// synced), appends fail.
     pub fn sync(&self) -> Result<Option<std::time::Duration>, SpoolError> {
-        let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        let mut active = self.active();
         if !active.unsynced {
             return Ok(None);
         }
+        let Some(file) = active.file.as_mut() else {
+            return Ok(None);
+        };
         let started = std::time::Instant::now();
-        active
-            .file
-            .sync()
-            .map_err(|e| SpoolError::io("syncing the spool", e))?;
+        if let Err(e) = file.sync() {
+            self.sync_failures.fetch_add(1, Ordering::Relaxed);
+            self.seal(&mut active, BLOCKED_SYNC_FAILED);
+            let _ = self.open_segment(&mut active);
+            return Err(SpoolError::SyncFailed(e));
+        }
         active.unsynced = false;
         Ok(Some(started.elapsed()))
     }
 
-    fn roll(&self, active: &mut Active) -> Result<(), SpoolError> {
-        if !active.poisoned {
-            active
-                .file
-                .sync()
-                .map_err(|e| SpoolError::io("syncing a full segment", e))?;
+    /// Closes the active segment for good (it is deleted once delivered) and
+    /// marks appends blocked for `reason`. The next segment starts at the
+    /// active one's next sequence.
+    fn seal(&self, active: &mut Active, reason: &'static str) {
+        active.file = None;
+        active.unsynced = false;
+        let mut s = self.shared();
+        if let Some(m) = s.segments.get_mut(&active.first_seq) {
+            m.sealed_after_failure = true;
         }
+        s.active_first = active.next_seq;
+        drop(s);
+        self.set_blocked(Some(reason));
+        self.delete_delivered();
+    }
+
+    /// Opens a new segment starting at `active.next_seq`; on failure appends
+    /// stay blocked.
+    fn open_segment(&self, active: &mut Active) -> Result<(), SpoolError> {
         let next = active.next_seq;
-        let file = new_segment(self.io.as_ref(), &self.opts, next)?;
+        let file = match new_segment(self.io.as_ref(), &self.opts, next) {
+            Ok(f) => f,
+            Err((e, source)) => {
+                // Keep the first cause (a failed fsync) unless the disk is full.
+                let otherwise = self.append_blocked().unwrap_or(BLOCKED_NO_SEGMENT);
+                self.set_blocked(Some(blocked_reason(&source, otherwise)));
+                return Err(e);
+            }
+        };
         let header = MAGIC.len() as u64;
         *active = Active {
-            file,
+            file: Some(file),
             first_seq: next,
             len: header,
             next_seq: next,
             unsynced: false,
-            poisoned: false,
         };
         let mut s = self.shared();
-        s.segments.insert(
+        // A sealed segment without records has the same name: it was replaced.
+        let replaced = s.segments.insert(
             next,
             SegMeta {
                 bytes: header,
                 ..SegMeta::default()
             },
         );
+        s.bytes = s.bytes.saturating_sub(replaced.map_or(0, |m| m.bytes)) + header;
         s.active_first = next;
-        s.bytes += header;
-        drop(s);
+        Ok(())
+    }
+
+    fn roll(&self, active: &mut Active) -> Result<(), SpoolError> {
+        if active.unsynced {
+            if let Some(file) = active.file.as_mut() {
+                // The records were answered already (interval, never): a
+                // failed sync is counted, and the segment sealed as planned.
+                if file.sync().is_err() {
+                    self.sync_failures.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        active.file = None;
+        active.unsynced = false;
+        self.shared().active_first = active.next_seq;
+        self.open_segment(active)?;
         self.delete_delivered();
         Ok(())
     }
@@ -430,24 +606,44 @@ impl Store {
             }
             (s.settle.clone(), s.settle.encode())
         };
-        let dir = &self.opts.dir;
-        let tmp = dir.join(CHECKPOINT_TMP);
-        let durable = self.opts.fsync != FsyncPolicy::Never;
-        let write = || -> io::Result<()> {
-            let mut f = File::create(&tmp)?;
-            io::Write::write_all(&mut f, &payload)?;
-            if durable {
-                f.sync_all()?;
-            }
-            fs::rename(&tmp, dir.join(CHECKPOINT))?;
-            if durable {
-                sync_dir(dir)?;
-            }
-            Ok(())
-        };
-        write().map_err(|e| SpoolError::io("writing the checkpoint", e))?;
+        self.write_checkpoint(&payload)?;
         self.shared().checkpointed = settle;
         self.delete_delivered();
+        Ok(())
+    }
+
+    /// Makes `payload` (at most [`format::MAX_CHECKPOINT_PAYLOAD`] bytes) the
+    /// checkpoint, durably unless `spool.fsync = "never"`. Overwrites the slot
+    /// that does not hold the newest durable checkpoint, in place: no new
+    /// disk block is needed (once the file exists), so it works on a full
+    /// disk. On error the previous checkpoint stays readable.
+    pub fn write_checkpoint(&self, payload: &[u8]) -> Result<(), SpoolError> {
+        if payload.len() > format::MAX_CHECKPOINT_PAYLOAD {
+            return Err(SpoolError::CheckpointTooLarge(payload.len()));
+        }
+        let mut c = self
+            .checkpoint_file
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let durable = self.opts.fsync != FsyncPolicy::Never;
+        let generation = c.generation + 1;
+        let slot = 1 - c.durable_slot;
+        let Some(file) = c.file.as_mut() else {
+            let created = create_checkpoint(self.io.as_ref(), &self.opts, payload)
+                .map_err(|e| SpoolError::io("creating the checkpoint file", e))?;
+            *c = created;
+            return Ok(());
+        };
+        let bytes = format::encode_slot(generation, payload)
+            .ok_or(SpoolError::CheckpointTooLarge(payload.len()))?;
+        let written = file
+            .write_at((slot * CHECKPOINT_SLOT) as u64, &bytes)
+            .and_then(|()| if durable { file.sync() } else { Ok(()) });
+        // A failed write may have reached the disk in part: the next one gets
+        // a higher generation, and goes to the same slot again.
+        c.generation = generation;
+        written.map_err(|e| SpoolError::io("writing the checkpoint", e))?;
+        c.durable_slot = slot;
         Ok(())
     }
 
@@ -455,15 +651,20 @@ impl Store {
     fn delete_delivered(&self) {
         let doomed: Vec<u64> = {
             let s = self.shared();
-            s.segments
-                .iter()
-                .filter(|(first, m)| **first != s.active_first && m.settled(&s.checkpointed))
-                .map(|(first, _)| *first)
-                .collect()
+            let mut doomed = Vec::new();
+            let mut after_failed_seal = false;
+            for (first, m) in &s.segments {
+                if *first != s.active_first && !after_failed_seal && m.settled(&s.checkpointed) {
+                    doomed.push(*first);
+                } else {
+                    after_failed_seal = m.sealed_after_failure;
+                }
+            }
+            doomed
         };
         for first in doomed {
             let path = self.opts.dir.join(segment_name(first));
-            match fs::remove_file(&path) {
+            match self.io.remove(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => {
@@ -765,9 +966,17 @@ struct Scan {
     valid_end: u64,
     torn_bytes: u64,
     corrupt_regions: u64,
+    /// Records at or above `void_from` (never committed).
+    void_records: u64,
 }
 
-fn scan_segment(path: &Path, settle: &Settlement) -> Result<Scan, SpoolError> {
+/// Scans a segment; records with a sequence at or above `void_from` (the
+/// next segment's first) and everything after them are not part of it.
+fn scan_segment(
+    path: &Path,
+    settle: &Settlement,
+    void_from: Option<u64>,
+) -> Result<Scan, SpoolError> {
     let len = fs::metadata(path)
         .map_err(|e| SpoolError::io("reading a segment", e))?
         .len();
@@ -778,9 +987,13 @@ fn scan_segment(path: &Path, settle: &Settlement) -> Result<Scan, SpoolError> {
         valid_end: c.offset(),
         torn_bytes: 0,
         corrupt_regions: 0,
+        void_records: 0,
     };
     loop {
         match c.next(len)? {
+            Next::Record(r) if void_from.is_some_and(|v| r.seq >= v) || scan.void_records > 0 => {
+                scan.void_records += 1;
+            }
             Next::Record(r) => {
                 if !settle.is_settled(r.seq, &r.topic) {
                     *scan.pending.entry(r.topic.clone()).or_default() += 1;
@@ -803,6 +1016,10 @@ fn scan_segment(path: &Path, settle: &Settlement) -> Result<Scan, SpoolError> {
             }
         }
     }
+    if scan.void_records > 0 {
+        // Whatever follows void records belongs to the failed write too.
+        scan.torn_bytes = 0;
+    }
     Ok(scan)
 }
 
@@ -816,22 +1033,147 @@ fn truncate(path: &Path, len: u64) -> Result<(), SpoolError> {
         .map_err(|e| SpoolError::io("cutting a torn tail", e))
 }
 
+/// Creates the segment starting at `first_seq`: written as `<name>.tmp`,
+/// header synced, then renamed (replacing a sealed segment without records
+/// of the same name, atomically) and the directory synced. The segment file
+/// is thus always whole, and once this returns its name is durable, which
+/// is what voids the records of a failed write in the segment before it.
 fn new_segment(
     io: &dyn SpoolIo,
     opts: &StoreOptions,
     first_seq: u64,
-) -> Result<Box<dyn SegmentFile>, SpoolError> {
+) -> Result<Box<dyn SegmentFile>, (SpoolError, io::Error)> {
     let path = opts.dir.join(segment_name(first_seq));
+    let tmp = opts
+        .dir
+        .join(format!("{}{SEGMENT_TMP_SUFFIX}", segment_name(first_seq)));
+    if tmp.exists() {
+        let _ = io.remove(&tmp);
+    }
+    let dup = |e: &io::Error| io::Error::new(e.kind(), e.to_string());
     let mut f = io
-        .create(&path)
-        .map_err(|e| SpoolError::io("creating a segment", e))?;
-    f.write_all(MAGIC)
-        .and_then(|()| f.sync())
-        .map_err(|e| SpoolError::io("writing a segment header", e))?;
+        .create(&tmp)
+        .map_err(|e| (SpoolError::io("creating a segment", dup(&e)), e))?;
+    let header = f.write_all(MAGIC).and_then(|()| f.sync());
+    if let Err(e) = header.and_then(|()| io.rename(&tmp, &path)) {
+        drop(f);
+        let _ = io.remove(&tmp);
+        return Err((SpoolError::io("writing a segment header", dup(&e)), e));
+    }
     if opts.fsync != FsyncPolicy::Never {
-        sync_dir(&opts.dir).map_err(|e| SpoolError::io("syncing the spool directory", e))?;
+        io.sync_dir(&opts.dir)
+            .map_err(|e| (SpoolError::io("syncing the spool directory", dup(&e)), e))?;
     }
     Ok(f)
+}
+
+/// The blocked reason for an I/O error: a full disk, or `otherwise`.
+fn blocked_reason(e: &io::Error, otherwise: &'static str) -> &'static str {
+    if e.kind() == io::ErrorKind::StorageFull || e.raw_os_error() == Some(28) {
+        BLOCKED_DISK_FULL
+    } else {
+        otherwise
+    }
+}
+
+/// Removes what an interrupted write left: temporary checkpoint and segment files.
+fn remove_leftovers(dir: &Path) -> Result<(), SpoolError> {
+    let _ = fs::remove_file(dir.join(OLD_CHECKPOINT_TMP));
+    let _ = fs::remove_file(dir.join(CHECKPOINT_TMP));
+    for entry in fs::read_dir(dir).map_err(|e| SpoolError::io("listing the spool directory", e))? {
+        let entry = entry.map_err(|e| SpoolError::io("listing the spool directory", e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name
+            .strip_suffix(SEGMENT_TMP_SUFFIX)
+            .and_then(format::parse_segment_name)
+            .is_some()
+        {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
+}
+
+/// Opens the checkpoint file, creating it (with `payload`) if it does not
+/// exist or holds no valid slot. A failure is logged and leaves it to be
+/// created at the next checkpoint.
+fn open_checkpoint(io: &dyn SpoolIo, opts: &StoreOptions, payload: &[u8]) -> CheckpointState {
+    let path = opts.dir.join(CHECKPOINT);
+    if let Ok(bytes) = fs::read(&path) {
+        if let Some((slot, generation, _)) = format::newest_slot(&bytes) {
+            if bytes.len() == CHECKPOINT_FILE_BYTES {
+                match io.open(&path) {
+                    Ok(file) => {
+                        return CheckpointState {
+                            file: Some(file),
+                            generation,
+                            durable_slot: slot,
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot open the spool checkpoint for writing; retrying at the next checkpoint");
+                        return CheckpointState {
+                            file: None,
+                            generation,
+                            durable_slot: slot,
+                        };
+                    }
+                }
+            }
+        }
+    }
+    match create_checkpoint(io, opts, payload) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot create the spool checkpoint file; retrying at the next checkpoint");
+            CheckpointState {
+                file: None,
+                generation: 0,
+                durable_slot: 1,
+            }
+        }
+    }
+}
+
+/// Creates the checkpoint file at its full size (every block allocated now,
+/// so later checkpoints overwrite in place), with `payload` in slot 0, under
+/// a temporary name renamed into place; then removes the old `acked` file.
+fn create_checkpoint(
+    io: &dyn SpoolIo,
+    opts: &StoreOptions,
+    payload: &[u8],
+) -> io::Result<CheckpointState> {
+    let dir = &opts.dir;
+    let tmp = dir.join(CHECKPOINT_TMP);
+    if tmp.exists() {
+        let _ = io.remove(&tmp);
+    }
+    let mut bytes = vec![0u8; CHECKPOINT_FILE_BYTES];
+    let generation = 1;
+    let slot = format::encode_slot(generation, payload)
+        .ok_or_else(|| io::Error::other("checkpoint payload larger than 32 KiB"))?;
+    bytes[..slot.len()].copy_from_slice(&slot);
+    let mut f = io.create(&tmp)?;
+    let written = f
+        .write_all(&bytes)
+        .and_then(|()| f.sync())
+        .and_then(|()| io.rename(&tmp, &dir.join(CHECKPOINT)))
+        .and_then(|()| io.sync_dir(dir));
+    if let Err(e) = written {
+        drop(f);
+        let _ = io.remove(&tmp);
+        return Err(e);
+    }
+    let old = dir.join(OLD_CHECKPOINT);
+    if old.exists() && io.remove(&old).is_ok() {
+        let _ = io.sync_dir(dir);
+    }
+    Ok(CheckpointState {
+        file: Some(f),
+        generation,
+        durable_slot: 0,
+    })
 }
 
 /// Segment files in sequence order.
@@ -854,12 +1196,45 @@ pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, SpoolError> {
 /// The settled set, and whether a checkpoint file existed but was unreadable
 /// (then nothing is taken as settled: everything on disk is sent again).
 pub fn read_settlement(dir: &Path) -> Result<(Settlement, bool), SpoolError> {
-    match fs::read(dir.join(CHECKPOINT)) {
-        Ok(buf) => {
-            Ok(Settlement::decode(&buf).map_or((Settlement::default(), true), |s| (s, false)))
+    Ok(match read_checkpoint_payload(dir)? {
+        SavedCheckpoint::Missing => (Settlement::default(), false),
+        SavedCheckpoint::Unreadable => (Settlement::default(), true),
+        SavedCheckpoint::Found(payload) => {
+            Settlement::decode(&payload).map_or((Settlement::default(), true), |s| (s, false))
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok((Settlement::default(), false)),
+    })
+}
+
+/// What the checkpoint files of a spool directory hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SavedCheckpoint {
+    /// No checkpoint was ever written.
+    Missing,
+    /// A checkpoint file exists but no slot of it is valid.
+    Unreadable,
+    /// The newest valid payload (from `checkpoint`, or the whole old `acked` file).
+    Found(Vec<u8>),
+}
+
+/// Reads the newest valid checkpoint payload: the newest valid slot of
+/// `checkpoint`, or else the content of an `acked` file left by an older
+/// version (a version-1 payload, which [`Settlement::decode`] reads).
+pub fn read_checkpoint_payload(dir: &Path) -> Result<SavedCheckpoint, SpoolError> {
+    let read = |name: &str| match fs::read(dir.join(name)) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(SpoolError::io("reading the checkpoint", e)),
+    };
+    let current = read(CHECKPOINT)?;
+    if let Some(bytes) = &current {
+        if let Some((_, _, payload)) = format::newest_slot(bytes) {
+            return Ok(SavedCheckpoint::Found(payload.to_vec()));
+        }
+    }
+    match read(OLD_CHECKPOINT)? {
+        Some(old) => Ok(SavedCheckpoint::Found(old)),
+        None if current.is_some() => Ok(SavedCheckpoint::Unreadable),
+        None => Ok(SavedCheckpoint::Missing),
     }
 }
 
@@ -900,8 +1275,10 @@ pub fn inspect(dir: &Path) -> Result<(u64, bool, Vec<SegmentReport>), SpoolError
     let (settle, checkpoint_lost) = read_settlement(dir)?;
     let watermark = settle.base();
     let mut out = Vec::new();
-    for (first, path) in list_segments(dir)? {
-        let scan = scan_segment(&path, &settle)?;
+    let files = list_segments(dir)?;
+    for (i, (first, path)) in files.iter().enumerate() {
+        let (first, path) = (*first, path.clone());
+        let scan = scan_segment(&path, &settle, files.get(i + 1).map(|(f, _)| *f))?;
         out.push(SegmentReport {
             file: path
                 .file_name()
