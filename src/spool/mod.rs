@@ -40,15 +40,18 @@
 //! checkpoint := slot slot                         (36 KiB each, allocated when created)
 //! slot    := "PBCKPT02" generation:u64le len:u32le check:u64le payload[len] zeros
 //!                                                 (check = FNV-1a 64 of generation, len, payload)
-//! payload := "PBACKED1" watermark:u64le crc:u32le (crc of the 8 watermark bytes; also the
-//!                                                  whole content of the old `acked` file)
+//! payload := the settled set, see [`settle`]: "PBSETTL2" base and a cursor per
+//!            topic; or the version-1 "PBACKED1" watermark:u64le crc:u32le (also the
+//!            whole content of the old `acked` file), read as a base with no cursors
 //! ```
 //! Invariants: sequence numbers increase by one from record to record and from
 //! segment to segment (gaps appear only where damaged records were skipped, or
 //! where a power cut after a failed `interval` sync lost them); only the
 //! newest segment is appended to, and after a restart appends always start a
-//! new segment; a segment is deleted only when its last record is at or below
-//! the checkpointed watermark. A checkpoint is written into the slot that does
+//! new segment; a segment is deleted only when every record in it is settled
+//! (delivered or dead-lettered) by the checkpointed settled set, per topic
+//! ([`settle`]), and never while the segment before it was sealed by a
+//! failure (see below). A checkpoint is written into the slot that does
 //! not hold the newest durable one, with a higher generation, then synced: a
 //! torn write leaves the previous checkpoint readable, and no write needs a new
 //! disk block, so a full disk can still record deliveries and free space. The
@@ -88,9 +91,9 @@
 //! Recovery at start: every segment is scanned and checksummed. An incomplete
 //! or damaged tail (a torn write) is cut off; records voided by a later
 //! segment are cut off; a damaged record followed by valid ones is skipped
-//! and counted (never a panic, never a crash loop); segments fully below the
-//! watermark are deleted. Everything above the watermark is sent again,
-//! oldest first, before anything newer.
+//! and counted (never a panic, never a crash loop); segments whose records are
+//! all settled are deleted. Every unsettled record is sent again, each topic
+//! from its own cursor, oldest first, before anything newer.
 //!
 //! # Durability policies (`spool.fsync`)
 //! - `always` (default): fsync before answering 200. Concurrent requests share
