@@ -38,7 +38,12 @@ pub fn producer_config(settings: &KafkaSettings, brokers: &str) -> ClientConfig 
         .set("reconnect.backoff.ms", "100")
         .set("reconnect.backoff.max.ms", "10000")
         .set("retry.backoff.ms", "100")
-        .set("retry.backoff.max.ms", "5000");
+        .set("retry.backoff.max.ms", "5000")
+        // A topic missing from the metadata fails its queued records after
+        // this (librdkafka waits 30 s by default), so a missing destination
+        // is held and shown within seconds; its lane retries with backoff,
+        // so a topic created a moment ago loses nothing by failing once.
+        .set("topic.metadata.propagation.max.ms", "5000");
     for (k, v) in &settings.properties {
         cfg.set(k, v);
     }

@@ -151,13 +151,14 @@ impl Settlement {
         );
     }
 
-    /// Caps every position at `committed` (a checkpoint from a spool whose tail
-    /// was lost must not settle records written later).
-    pub fn clamp(&mut self, committed: u64) {
-        self.base = self.base.min(committed);
-        for l in self.topics.values_mut() {
-            l.through = l.through.min(committed);
-        }
+    /// The highest sequence any position names: every sequence up to it was
+    /// handed out already, so new records must be numbered above it (else a
+    /// cursor would count them as settled).
+    pub fn highest(&self) -> u64 {
+        self.topics
+            .values()
+            .map(|l| l.through)
+            .fold(self.base, u64::max)
     }
 
     /// The checkpoint payload.

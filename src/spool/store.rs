@@ -200,12 +200,16 @@ impl Store {
         };
 
         let mut segments = BTreeMap::new();
-        let mut last_seq = settle.base();
+        // Sequence numbers are never reused: every sequence a cursor names,
+        // and every sequence before a segment's name, was handed out already
+        // (the records may be gone: settled and deleted, or lost at a power cut).
+        let mut last_seq = settle.highest();
         let mut bytes = 0;
         let mut pending: BTreeMap<String, u64> = BTreeMap::new();
         let files = list_segments(&opts.dir)?;
         for (i, (first, path)) in files.iter().enumerate() {
             let (first, path) = (*first, path.as_path());
+            last_seq = last_seq.max(first.saturating_sub(1));
             // Records at or above the next segment's first sequence were never committed.
             let void_from = files.get(i + 1).map(|(f, _)| *f);
             let scan = scan_segment(path, &settle, void_from)?;
@@ -233,8 +237,6 @@ impl Store {
                 },
             );
         }
-        // A checkpoint never vouches for records that are not on disk.
-        settle.clamp(last_seq);
         for (t, n) in &pending {
             settle.appended(t, *n);
         }
