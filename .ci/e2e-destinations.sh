@@ -26,11 +26,13 @@
 # exit status 0 only on PASS.
 #
 # Knobs (env): E2E_TIMEOUT (whole run, s, default 600), E2E_READY_TIMEOUT (60),
-#   E2E_FLOW_TIMEOUT (20), E2E_RELEASE_TIMEOUT (90: a held lane's backoff caps
-#   at 30 s), E2E_STOP_TIMEOUT (30), E2E_PER_PHONE (3 events for each of 2
+#   E2E_FLOW_TIMEOUT (20), E2E_BLOCKED_TIMEOUT (45: from posting to the
+#   blocked flag, see below), E2E_RELEASE_TIMEOUT (90: a held lane's backoff
+#   caps at 30 s), E2E_STOP_TIMEOUT (30), E2E_PER_PHONE (3 events for each of 2
 #   phones per instance), E2E_HELD_TOPIC (tenantX's topic, default
 #   whatsapp.presence.tenantx.v1; pointing it at the default topic must make
-#   the "held" checks fail), E2E_KEEP (keep work dir), RUST_LOG (default
+#   the "held" checks fail), E2E_EXTRA_TOML (lines appended to the bridge's
+#   configuration file), E2E_KEEP (keep work dir), RUST_LOG (default
 #   info), plus those of .ci/tansu.sh.
 # shellcheck disable=SC2317  # functions run from the EXIT trap
 set -euo pipefail
@@ -38,7 +40,7 @@ set -euo pipefail
 E2E_TIMEOUT="${E2E_TIMEOUT:-600}"
 E2E_READY_TIMEOUT="${E2E_READY_TIMEOUT:-60}"
 E2E_FLOW_TIMEOUT="${E2E_FLOW_TIMEOUT:-20}"
-E2E_BLOCKED_TIMEOUT="${E2E_BLOCKED_TIMEOUT:-90}"
+E2E_BLOCKED_TIMEOUT="${E2E_BLOCKED_TIMEOUT:-45}"
 E2E_RELEASE_TIMEOUT="${E2E_RELEASE_TIMEOUT:-90}"
 E2E_STOP_TIMEOUT="${E2E_STOP_TIMEOUT:-30}"
 E2E_PER_PHONE="${E2E_PER_PHONE:-3}"
@@ -102,6 +104,7 @@ TOKEN="e2e-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
 cat >"$WORK/bridge.toml" <<EOF
 [kafka.topic_by_instance]
 "$HELD_INSTANCE" = "$HELD_TOPIC"
+${E2E_EXTRA_TOML:-}
 EOF
 export PRESENCE_BRIDGE__HTTP__LISTEN="127.0.0.1:$HTTP_PORT"
 export PRESENCE_BRIDGE__ADMIN__LISTEN="127.0.0.1:$ADMIN_PORT"
@@ -350,7 +353,23 @@ else
   fail "$TOPIC content while $HELD_TOPIC is held (see FAIL lines above)"
 fi
 
-# The held lane reports itself; wait for the report (the first refusal comes
+# Held from the start: tenantX's events are all pending in the spool while the
+# other instance's are through, and the probe already says the topic is missing.
+scrape
+code="$(readyz)"
+pend="$(metric presence_bridge_destination_pending_events "topic=\"$HELD_TOPIC\"")"
+r_topic="$(readyz_field components kafka topics "$HELD_TOPIC")"
+if [[ "$pend" == "$N_HELD" && "$code" == 200 && "$r_topic" == missing ]]; then
+  ok "$((SECONDS - POSTED_AT))s after posting: $HELD_INSTANCE's $pend events pending (destination_pending_events), /readyz 200 with topics.$HELD_TOPIC missing"
+else
+  fail "$((SECONDS - POSTED_AT))s after posting: destination_pending_events{topic=\"$HELD_TOPIC\"} $pend (want $N_HELD), /readyz $code (want 200), topics.$HELD_TOPIC=$r_topic (want missing)"
+fi
+
+# The held lane reports itself as blocked once the producer fails a record:
+# librdkafka queues records for a topic the metadata says does not exist for
+# topic.metadata.propagation.max.ms (default 30 s) before it fails them with
+# UNKNOWN_TOPIC, so the flag comes about 30 s after posting (the events are
+# held all along). Wait for the report (the first refusal comes
 # from the broker), then check everything at once.
 blocked_sel="topic=\"$HELD_TOPIC\""
 held_ok=""
