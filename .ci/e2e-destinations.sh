@@ -17,6 +17,10 @@
 #             pending events = tenantX's count and an unknown_topic error;
 #             /readyz is 200 with the destination blocked and the topic
 #             missing; the broker did not auto-create the topic.
+#   blocked:  the other instance posts a second batch; within E2E_FLOW_TIMEOUT
+#             s it is in the default topic and settled (spool_events = the
+#             held count, deliveries_total >= the other's count), every event
+#             of the other instance once, per phone in posting order.
 #   released: the topic is created; within E2E_RELEASE_TIMEOUT s every
 #             tenantX event is in it, per phone in posting order; the blocked
 #             gauge returns to 0, nothing is pending, /readyz says flowing and
@@ -251,7 +255,9 @@ wait_delivered() {
 }
 
 metric() {  # metric NAME LABELS: the sample's value, or "absent"
-  awk -v want="$1{$2}" '$1 == want { print $2; found = 1 } END { if (!found) print "absent" }' \
+  local want="$1"
+  [[ -z "$2" ]] || want="$1{$2}"
+  awk -v want="$want" '$1 == want { print $2; found = 1 } END { if (!found) print "absent" }' \
     "$WORK/metrics.last"
 }
 scrape() { curl -s --max-time 5 "$ADMIN/metrics" >"$WORK/metrics.last" || : >"$WORK/metrics.last"; }
@@ -273,16 +279,19 @@ PY
 }
 
 # ------------------------------------------------------------ post
-# Writes $WORK/posted.json: accepted events in posting order. Two phones per
-# instance, E2E_PER_PHONE events each, interleaved, statuses varying.
-post_rc=0
-timeout 120 "$TANSU_PYTHON" - "$HTTP" "$TOKEN" "$E2E_PER_PHONE" "$WORK/posted.json" \
-  "$HELD_INSTANCE" "$OTHER_INSTANCE" >"$WORK/post.out" 2>&1 <<'PY' || post_rc=$?
-import json, random, sys, urllib.error, urllib.request
+# post_batch SEED INSTANCE...: for each instance its two phones, E2E_PER_PHONE
+# events each, interleaved in a fixed pseudo-random order, statuses varying;
+# appends the accepted events to $WORK/posted.json in posting order (a phone's
+# sequence goes on across batches). tenantX posts on the instance route, the
+# other instance on the plain route (instance from the body).
+cat >"$WORK/post.py" <<'PY'
+import json, os, random, sys, urllib.error, urllib.request
 
-base, token, per_phone, out, held, other = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
+base, token, per_phone, out, held, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], int(sys.argv[6])
+instances = sys.argv[7:]
 STATUSES = ["UNAVAILABLE", "AVAILABLE", "COMPOSING", "PAUSED", "RECORDING"]
-failures, posted = [], []
+posted = json.load(open(out)) if os.path.exists(out) else []
+failures, new = [], 0
 
 def post(url, body):
     req = urllib.request.Request(f"{url}?token={token}", data=json.dumps(body).encode(),
@@ -295,18 +304,26 @@ def post(url, body):
     except Exception as e:
         return None, str(e).encode()
 
-routes = {held: f"{base}/webhooks/zapi/instances/{held}/presence",   # instance in the path
-          other: f"{base}/webhooks/zapi/presence"}                    # instance in the body only
-phones = {held: ["5511987650101", "5511987650102"], other: ["5511987650201", "5511987650202"]}
-order = [(i, p) for i in (held, other) for p in phones[i] for _ in range(per_phone)]
-random.Random(20240610).shuffle(order)
+def route(inst):
+    if inst == held:
+        return f"{base}/webhooks/zapi/instances/{inst}/presence"
+    return f"{base}/webhooks/zapi/presence"
+
+def phones(inst):
+    n = 1 if inst == held else 2
+    return [f"55119876{n}0{k}01" for k in (1, 2)]
+
+order = [(i, p) for i in instances for p in phones(i) for _ in range(per_phone)]
+random.Random(seed).shuffle(order)
 count = {}
+for p in posted:
+    count[p["phone"]] = count.get(p["phone"], 0) + 1
 for inst, phone in order:
     n = count.get(phone, 0)
     count[phone] = n + 1
     body = {"type": "PresenceChatCallback", "phone": phone, "status": STATUSES[n % 5],
             "lastSeen": None, "instanceId": inst}
-    status, raw = post(routes[inst], body)
+    status, raw = post(route(inst), body)
     try:
         rid = json.loads(raw)["id"] if status == 200 else None
     except Exception:
@@ -315,20 +332,30 @@ for inst, phone in order:
         failures.append(f"POST {inst} ...{phone[-4:]} #{n}: HTTP {status} {raw[:200]!r}")
         continue
     posted.append({"id": rid, "phone": phone, "status": body["status"], "instanceId": inst})
+    new += 1
 json.dump(posted, open(out, "w"))
-for i in (held, other):
-    print(f"{i}: {sum(p['instanceId'] == i for p in posted)} accepted of {2 * per_phone}")
+print(f"batch {seed}: {new} of {len(order)} accepted ({', '.join(instances)})")
 for f in failures:
     print("FAIL", f)
 sys.exit(1 if failures else 0)
 PY
-cat "$WORK/post.out" >&2
-POSTED_AT=$SECONDS
-N_EACH=$((2 * E2E_PER_PHONE))
 count_of() {
   "$TANSU_PYTHON" -c 'import json,sys; print(sum(p["instanceId"] == sys.argv[2] for p in json.load(open(sys.argv[1]))))' \
     "$WORK/posted.json" "$1" 2>/dev/null || echo 0
 }
+post_batch() {
+  local seed="$1" rc=0
+  shift
+  timeout 120 "$TANSU_PYTHON" "$WORK/post.py" "$HTTP" "$TOKEN" "$E2E_PER_PHONE" "$WORK/posted.json" \
+    "$HELD_INSTANCE" "$seed" "$@" >"$WORK/post.out" 2>&1 || rc=$?
+  cat "$WORK/post.out" >&2
+  return $rc
+}
+
+N_EACH=$((2 * E2E_PER_PHONE))
+post_rc=0
+post_batch 1 "$HELD_INSTANCE" "$OTHER_INSTANCE" || post_rc=$?
+POSTED_AT=$SECONDS
 N_HELD="$(count_of "$HELD_INSTANCE")"
 N_OTHER="$(count_of "$OTHER_INSTANCE")"
 if [[ $post_rc -eq 0 && "$N_HELD" -eq "$N_EACH" && "$N_OTHER" -eq "$N_EACH" ]]; then
@@ -425,6 +452,57 @@ say "bridge log lines about $HELD_TOPIC while held:"
 grep -F "$HELD_TOPIC" "$BRIDGE_LOG" | head -n 8 >&2 || say "(none)"
 say "log lines about $HELD_TOPIC so far: $(grep -cF "$HELD_TOPIC" "$BRIDGE_LOG" || true); producer rebuilds logged: $(grep -ciE 'new producer|rebuil|recreat' "$BRIDGE_LOG" || true)"
 
+# While the lane is blocked (the librdkafka error is in: the old forwarder
+# rewound everything here and rebuilt its producer every 30 s), the other
+# instance posts again: its new events must reach Kafka within seconds, once
+# each, and be settled in the spool (the spool holds only tenantX's).
+post_rc=0
+post_batch 2 "$OTHER_INSTANCE" || post_rc=$?
+POSTED2_AT=$SECONDS
+N_OTHER="$(count_of "$OTHER_INSTANCE")"
+if [[ $post_rc -eq 0 && "$N_OTHER" -eq $((2 * N_EACH)) ]]; then
+  ok "posted $N_EACH more events for $OTHER_INSTANCE while $HELD_TOPIC is blocked, each answered 200"
+else
+  die "posting batch 2: rc=$post_rc, $OTHER_INSTANCE has $N_OTHER of $((2 * N_EACH)) accepted"
+fi
+if wait_delivered "$TOPIC" "$OTHER_INSTANCE" $((POSTED2_AT + E2E_FLOW_TIMEOUT)); then
+  FLOW2_SECS=$((SECONDS - POSTED2_AT))
+  ok "$OTHER_INSTANCE's second batch in $TOPIC ${FLOW2_SECS}s after posting, while $HELD_TOPIC is blocked ($(cat "$WORK/progress"))"
+else
+  fail "$OTHER_INSTANCE's second batch not all in $TOPIC within ${E2E_FLOW_TIMEOUT}s while $HELD_TOPIC is blocked: $(cat "$WORK/progress")"
+fi
+settled=""
+deadline=$((POSTED2_AT + E2E_FLOW_TIMEOUT))
+while :; do
+  bridge_alive
+  scrape
+  sp="$(metric presence_bridge_spool_events "")"
+  dl="$(metric presence_bridge_kafka_deliveries_total 'result="delivered"')"
+  pd="$(metric presence_bridge_destination_pending_events "topic=\"$TOPIC\"")"
+  if [[ "$sp" == "$N_HELD" && "$pd" == 0 && "$dl" != absent ]] && ((dl >= N_OTHER)); then
+    settled=1; break
+  fi
+  ((SECONDS < deadline)) || break
+  sleep 0.5
+done
+if [[ -n "$settled" ]]; then
+  ok "settled: spool_events $sp (= $HELD_INSTANCE's $N_HELD), kafka_deliveries_total{result=\"delivered\"} $dl >= $N_OTHER, destination_pending_events{topic=\"$TOPIC\"} 0"
+else
+  fail "not settled within ${E2E_FLOW_TIMEOUT}s: spool_events $sp (want $N_HELD), kafka_deliveries_total{result=\"delivered\"} $dl (want >= $N_OTHER), destination_pending_events{topic=\"$TOPIC\"} $pd (want 0)"
+fi
+if "$TANSU_PYTHON" "$WORK/check.py" verify "$WORK/posted.json" "$WORK/$TOPIC.jsonl" \
+    "$OTHER_INSTANCE" "$TOPIC" "$HELD_INSTANCE" 0 >"$WORK/verify-other.out" 2>&1; then
+  ok "$(cat "$WORK/verify-other.out")"
+else
+  cat "$WORK/verify-other.out" >&2
+  fail "$TOPIC content with $HELD_TOPIC blocked, both batches (see FAIL lines above)"
+fi
+# pending for the held destination is unchanged
+scrape
+pend="$(metric presence_bridge_destination_pending_events "$blocked_sel")"
+[[ "$pend" == "$N_HELD" ]] && ok "destination_pending_events{$blocked_sel} still $pend" \
+  || fail "destination_pending_events{$blocked_sel} $pend after batch 2 (want $N_HELD)"
+
 # ------------------------------------------------------------ released
 tansu_create_topic "$HELD_TOPIC" "$PARTITIONS" || die "could not create topic $HELD_TOPIC"
 CREATED_AT=$SECONDS
@@ -486,6 +564,6 @@ else
   if [[ $rc -eq 0 ]]; then ok "bridge exited 0 after SIGTERM in $((SECONDS - t0))s"
   else fail "bridge exited $rc after SIGTERM (want 0)"; fi
 fi
-say "timings: other instance delivered ${FLOW_SECS:-?}s after posting (bound ${E2E_FLOW_TIMEOUT}s); $HELD_INSTANCE delivered ${RELEASE_SECS:-?}s after topic creation (bound ${E2E_RELEASE_TIMEOUT}s)"
+say "timings: other instance delivered ${FLOW_SECS:-?}s after posting (bound ${E2E_FLOW_TIMEOUT}s), again ${FLOW2_SECS:-?}s after posting while blocked; blocked flag ${BLOCKED_SECS:-?}s after posting (bound ${E2E_BLOCKED_TIMEOUT}s); $HELD_INSTANCE delivered ${RELEASE_SECS:-?}s after topic creation (bound ${E2E_RELEASE_TIMEOUT}s)"
 
 exit 0
