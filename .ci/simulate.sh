@@ -14,7 +14,10 @@ cd "$(dirname "$0")/.."
 SEEDS="${1:-1000000}"
 FIRST="${2:-0}"
 JOBS="${3:-$(nproc)}"
-CHUNK=2000
+# Chunks of at most 2,000 seeds, and at least one chunk per job.
+CHUNK=$(( (SEEDS + JOBS - 1) / JOBS ))
+[ "$CHUNK" -gt 2000 ] && CHUNK=2000
+[ "$CHUNK" -lt 1 ] && CHUNK=1
 started=$(date +%s)
 
 echo "building the simulation (release)"
