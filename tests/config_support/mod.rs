@@ -2,8 +2,6 @@
 //! TOML file, and loading that must succeed or fail.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
-
 use presence_bridge::config::{load, Settings};
 
 pub fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -13,10 +11,15 @@ pub fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-pub fn file(contents: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("presence-bridge-{}.toml", uuid::Uuid::now_v7()));
-    std::fs::write(&path, contents).unwrap();
-    path
+/// A temporary TOML file, removed when the returned path is dropped.
+pub fn file(contents: &str) -> tempfile::TempPath {
+    let mut f = tempfile::Builder::new()
+        .prefix("presence-bridge-")
+        .suffix(".toml")
+        .tempfile()
+        .unwrap();
+    std::io::Write::write_all(&mut f, contents.as_bytes()).unwrap();
+    f.into_temp_path()
 }
 
 pub fn ok(file_text: Option<&str>, vars: &[(&str, &str)]) -> Settings {
