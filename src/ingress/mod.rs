@@ -102,6 +102,9 @@ pub struct Webhook<S> {
     rate: RateLimits,
     /// Capture of invalid input (off unless `rejected.topic` is set).
     rejected: RejectedSettings,
+    /// 503s (spool full or failing) come in floods: one log line per
+    /// interval with a count, not one per request.
+    unavailable_log: std::sync::Mutex<crate::spool::RepeatedError>,
 }
 
 /// Where a request's body stands when the handler has decided its answer.
@@ -181,6 +184,9 @@ impl<S: Sink> Webhook<S> {
                 topic: None,
                 max_bytes: 0,
             },
+            unavailable_log: std::sync::Mutex::new(crate::spool::RepeatedError::new(
+                crate::spool::LOG_REPEATS_EVERY,
+            )),
         }
     }
 
@@ -406,8 +412,20 @@ impl<S: Sink> Webhook<S> {
     fn log_rejection(&self, rejection: &Rejection, client: Option<IpAddr>) {
         let client = client.map(tracing::field::display);
         match rejection {
-            Rejection::Unavailable(SinkError::Unavailable(detail)) => {
-                tracing::warn!(reason = rejection.code(), detail = %detail, "event not accepted: sink unavailable");
+            Rejection::Unavailable(e) => {
+                let detail = match e {
+                    SinkError::Unavailable(detail) => detail.as_str(),
+                    _ => "",
+                };
+                let key = format!("{}: {detail}", rejection.code());
+                let repeats = self
+                    .unavailable_log
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .should_log(&key, std::time::Instant::now());
+                if let Some(repeats) = repeats {
+                    tracing::warn!(reason = rejection.code(), detail, repeats, "events not accepted: the spool cannot take them (503); the same answer is logged once per interval, `repeats` since the last line");
+                }
             }
             // Floods are counted in the metric; one log line each would flood too.
             Rejection::NotFound
