@@ -557,20 +557,7 @@ else
 fi
 
 # ------------------------------------------------------------ shutdown
-say "SIGTERM to bridge pid $BRIDGE_PID"
-kill -TERM "$BRIDGE_PID" 2>/dev/null || true
-t0=$SECONDS
-while kill -0 "$BRIDGE_PID" 2>/dev/null && ((SECONDS - t0 < E2E_STOP_TIMEOUT)); do sleep 0.2; done
-if kill -0 "$BRIDGE_PID" 2>/dev/null; then
-  fail "bridge still running ${E2E_STOP_TIMEOUT}s after SIGTERM"
-  tansu_kill_pid "$BRIDGE_PID" 1
-  BRIDGE_PID=""
-else
-  rc=0; wait "$BRIDGE_PID" || rc=$?
-  BRIDGE_PID=""
-  if [[ $rc -eq 0 ]]; then ok "bridge exited 0 after SIGTERM in $((SECONDS - t0))s"
-  else fail "bridge exited $rc after SIGTERM (want 0)"; fi
-fi
+e2e_stop_bridge
 say "timings: other instance delivered ${FLOW_SECS:-?}s after posting (bound ${E2E_FLOW_TIMEOUT}s), again ${FLOW2_SECS:-?}s after posting while blocked; blocked flag ${BLOCKED_SECS:-?}s after posting (bound ${E2E_BLOCKED_TIMEOUT}s); $HELD_INSTANCE delivered ${RELEASE_SECS:-?}s after topic creation (bound ${E2E_RELEASE_TIMEOUT}s)"
 
 exit 0

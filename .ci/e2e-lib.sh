@@ -105,3 +105,23 @@ _e2e_watchdog() {
   ) &
   WATCHDOG_PID=$!
 }
+
+# SIGTERMs the bridge ($BRIDGE_PID): it must exit 0 within $E2E_STOP_TIMEOUT
+# seconds (else it is killed and the check fails). Clears BRIDGE_PID.
+e2e_stop_bridge() {
+  local t0 rc
+  say "SIGTERM to bridge pid $BRIDGE_PID"
+  kill -TERM "$BRIDGE_PID" 2>/dev/null || true
+  t0=$SECONDS
+  while kill -0 "$BRIDGE_PID" 2>/dev/null && ((SECONDS - t0 < E2E_STOP_TIMEOUT)); do sleep 0.2; done
+  if kill -0 "$BRIDGE_PID" 2>/dev/null; then
+    fail "bridge still running ${E2E_STOP_TIMEOUT}s after SIGTERM"
+    tansu_kill_pid "$BRIDGE_PID" 1
+    BRIDGE_PID=""
+  else
+    rc=0; wait "$BRIDGE_PID" || rc=$?
+    BRIDGE_PID=""
+    if [[ $rc -eq 0 ]]; then ok "bridge exited 0 after SIGTERM in $((SECONDS - t0))s"
+    else fail "bridge exited $rc after SIGTERM (want 0)"; fi
+  fi
+}

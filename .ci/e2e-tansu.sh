@@ -335,20 +335,7 @@ PY
 if [[ $verify_rc -eq 0 ]]; then ok "read-back verification"; else fail "read-back verification (see FAIL lines above)"; fi
 
 # ------------------------------------------------------------ shutdown
-say "SIGTERM to bridge pid $BRIDGE_PID"
-kill -TERM "$BRIDGE_PID" 2>/dev/null || true
-t0=$SECONDS
-while kill -0 "$BRIDGE_PID" 2>/dev/null && ((SECONDS - t0 < E2E_STOP_TIMEOUT)); do sleep 0.2; done
-if kill -0 "$BRIDGE_PID" 2>/dev/null; then
-  fail "bridge still running ${E2E_STOP_TIMEOUT}s after SIGTERM"
-  tansu_kill_pid "$BRIDGE_PID" 1
-  BRIDGE_PID=""
-else
-  rc=0; wait "$BRIDGE_PID" || rc=$?
-  BRIDGE_PID=""
-  if [[ $rc -eq 0 ]]; then ok "bridge exited 0 after SIGTERM in $((SECONDS - t0))s"
-  else fail "bridge exited $rc after SIGTERM (want 0)"; fi
-fi
+e2e_stop_bridge
 spooled="$(find "$WORK/spool" -type f 2>/dev/null | wc -l)"
 say "spool dir after shutdown: $spooled file(s)"
 
