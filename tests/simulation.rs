@@ -772,6 +772,18 @@ fn every_schedule_keeps_the_promise_part_4() {
     fixed_part(3);
 }
 
+/// Seeds that once failed (found by `.ci/simulate.sh`), kept as regressions:
+/// 2977, a sequence number reused after a restart once the newest records
+/// were settled and their segment deleted (lost events); 211072, the bytes
+/// of a batch refused on a failed fsync coming back at a power cut after the
+/// segment that voided them was deleted (a 503 delivered).
+#[test]
+fn seeds_that_once_failed() {
+    for seed in [2977, 211_072] {
+        run_seeds(seed, 1);
+    }
+}
+
 /// A destination refused for the whole run holds only its own events: every
 /// other topic's events are delivered within a bound while it is held, and the
 /// held ones follow, in order, once it is fixed.

@@ -216,14 +216,17 @@ impl Store {
             report.torn_bytes += scan.torn_bytes;
             report.corrupt_regions += scan.corrupt_regions;
             report.uncommitted_records += scan.void_records;
-            if scan.torn_bytes > 0 || scan.void_records > 0 {
-                truncate(path, scan.valid_end)?;
-            }
             if scan.meta.settled(&settle) {
-                fs::remove_file(path)
+                io.remove(path)
                     .map_err(|e| SpoolError::io("removing a delivered segment", e))?;
                 continue;
             }
+            // Cut what is not part of the segment (a torn tail, records of a
+            // failed batch), and make the segment's length durable in any case:
+            // a batch whose fsync failed was cut back only in the page cache,
+            // and its bytes may still be on the disk, to come back at a power
+            // cut once the segment that voids them is gone.
+            truncate(io.as_ref(), path, scan.valid_end)?;
             for (t, n) in scan.pending {
                 *pending.entry(t).or_default() += n;
             }
@@ -1025,13 +1028,14 @@ fn scan_segment(
     Ok(scan)
 }
 
-fn truncate(path: &Path, len: u64) -> Result<(), SpoolError> {
-    let f = fs::OpenOptions::new()
-        .write(true)
+/// Cuts a segment back to `len` bytes, durably, through the io layer (so a
+/// simulated power cut knows the cut was made).
+fn truncate(io: &dyn SpoolIo, path: &Path, len: u64) -> Result<(), SpoolError> {
+    let mut f = io
         .open(path)
         .map_err(|e| SpoolError::io("opening a segment to cut a torn tail", e))?;
-    f.set_len(len)
-        .and_then(|()| f.sync_all())
+    f.truncate(len)
+        .and_then(|()| f.sync())
         .map_err(|e| SpoolError::io("cutting a torn tail", e))
 }
 
