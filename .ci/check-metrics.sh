@@ -6,9 +6,10 @@ bin=$1
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 http=127.0.0.1:$(free_port); admin=127.0.0.1:$(free_port)
 log=$(mktemp)
+metrics=$(mktemp)
 PRESENCE_BRIDGE__HTTP__LISTEN=$http PRESENCE_BRIDGE__ADMIN__LISTEN=$admin "$bin" serve --dev >"$log" 2>&1 &
 pid=$!
-trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true' EXIT
+trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -f "$log" "$metrics"' EXIT
 for _ in $(seq 1 100); do
   curl -fsS "http://$admin/readyz" >/dev/null 2>&1 && break
   sleep 0.2
@@ -17,7 +18,6 @@ curl -fsS "http://$admin/readyz" >/dev/null || { cat "$log"; echo "serve --dev n
 curl -fsS -X POST "http://$http/webhooks/zapi/presence" -H 'Content-Type: application/json' \
   -d '{"type":"PresenceChatCallback","phone":"5544999999999","status":"COMPOSING","lastSeen":null,"instanceId":"instance.id"}'
 echo
-metrics=$(mktemp)
 curl -fsS "http://$admin/metrics" >"$metrics"
 promtool check metrics <"$metrics"
 grep -q '^presence_bridge_events_accepted_total{status="COMPOSING"} 1$' "$metrics" || { echo "accepted counter did not move"; exit 1; }
