@@ -11,26 +11,6 @@ use hyper::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Opens a connection and sends the head and the first half of a POST body.
-async fn half_sent_request(b: &Bridge, body: &str) -> (TcpStream, String) {
-    let mut s = TcpStream::connect(b.running.webhook_addr).await.unwrap();
-    let head = format!(
-        "POST /webhooks/zapi/presence?token={TOKEN} HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    let (first, rest) = body.split_at(body.len() / 2);
-    s.write_all(head.as_bytes()).await.unwrap();
-    s.write_all(first.as_bytes()).await.unwrap();
-    // The connection is being served once the gauge counts it.
-    for _ in 0..200 {
-        if b.metric("presence_bridge_http_connections_open") >= 1.0 {
-            return (s, rest.to_owned());
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("connection never reached the server");
-}
-
 #[tokio::test]
 async fn in_flight_request_finishes_and_its_event_is_delivered() {
     let b = Bridge::start().await;

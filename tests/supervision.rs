@@ -18,7 +18,6 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Only guards a hang; every wait below ends on the event itself.
 const HANG: Duration = Duration::from_secs(30);
@@ -165,26 +164,6 @@ async fn an_interval_sync_loop_that_ends_or_panics_stops_the_bridge() {
     let interval = [("PRESENCE_BRIDGE__SPOOL__FSYNC", "interval")];
     fails(Component::SpoolSync, Fault::End, false, &interval).await;
     fails(Component::SpoolSync, Fault::Panic, false, &interval).await;
-}
-
-/// Opens a connection and sends the head and half the body of a POST.
-async fn half_sent_request(api: &Api, body: &str) -> (TcpStream, String) {
-    let mut s = TcpStream::connect(api.running.webhook_addr).await.unwrap();
-    let head = format!(
-        "POST /webhooks/zapi/presence?token={TOKEN} HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    let (first, rest) = body.split_at(body.len() / 2);
-    s.write_all(head.as_bytes()).await.unwrap();
-    s.write_all(first.as_bytes()).await.unwrap();
-    // Served once the gauge counts it (bounded wait for the event).
-    for _ in 0..400 {
-        if api.metric("presence_bridge_http_connections_open") >= 1.0 {
-            return (s, rest.to_owned());
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("connection never reached the server");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -346,3 +346,28 @@ pub fn free_addr() -> SocketAddr {
         .local_addr()
         .unwrap()
 }
+
+/// Opens a connection and sends the head and the first half of a POST body;
+/// returns once the bridge serves the connection (the gauge counts it), with
+/// the rest of the body to send.
+pub async fn half_sent_request(api: &Api, body: &str) -> (tokio::net::TcpStream, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(api.running.webhook_addr)
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /webhooks/zapi/presence?token={TOKEN} HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    let (first, rest) = body.split_at(body.len() / 2);
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(first.as_bytes()).await.unwrap();
+    // A bounded wait for the event itself, not a sleep as proof.
+    for _ in 0..400 {
+        if api.metric("presence_bridge_http_connections_open") >= 1.0 {
+            return (s, rest.to_owned());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("connection never reached the server");
+}
