@@ -16,9 +16,11 @@
 //! - [`presence`]: pure validation and normalization of the provider's callback.
 //! - [`envelope`]: the wire contract, one frozen file per major version.
 //! - [`sink`]: the seam between ingress and whatever keeps accepted events.
-//! - [`spool`]: the durable retry buffer (segmented log, group commit, recovery).
-//! - [`publisher`]: the idempotent Kafka producer, error classification, the
-//!   forwarder from the spool, dead letters.
+//! - [`spool`]: the durable retry buffer (segmented log, group commit, recovery,
+//!   what is settled per topic).
+//! - [`publisher`]: the idempotent Kafka producer behind the `Produce` seam,
+//!   the error policy, the forwarder (one lane per destination topic), dead
+//!   letters.
 //! - [`admin`], [`health`], [`metrics`]: `/metrics`, `/livez`, `/readyz`.
 //! - [`dev`]: the embedded development broker of `serve --dev`.
 //! - [`tail`]: the operator's topic reader.
