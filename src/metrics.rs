@@ -16,20 +16,13 @@ const NS: &str = "presence_bridge";
 
 /// Routes as metric label values.
 pub const ROUTES: &[&str] = &["presence", "presence_instance", "other"];
-/// Rejection reasons as metric label values (see `ingress::reply::Rejection::code`).
-pub const REJECT_REASONS: &[&str] = &[
-    "not_found",
-    "method_not_allowed",
-    "unauthorized",
-    "client_forbidden",
-    "instance_forbidden",
-    "token_not_for_instance",
-    "rate_limited_client",
-    "rate_limited_instance",
+/// Why an event was rejected: a POST to an event route whose body (its
+/// Content-Type, size, JSON, fields, or the instance it names) was refused
+/// (the `reason` of `presence_bridge_events_rejected_total`; see
+/// `ingress::reply::Rejection::is_rejected_event`).
+pub const EVENT_REJECT_REASONS: &[&str] = &[
     "unsupported_media_type",
     "payload_too_large",
-    "body_timeout",
-    "body_unreadable",
     "malformed_json",
     "missing_field",
     "wrong_type",
@@ -39,6 +32,22 @@ pub const REJECT_REASONS: &[&str] = &[
     "invalid_last_seen",
     "invalid_instance_id",
     "instance_mismatch",
+];
+/// Why a request that was not a rejected event was refused: unknown paths and
+/// methods, authentication and access, rate limits, bodies that never
+/// arrived, and 503s (the `reason` of
+/// `presence_bridge_http_requests_refused_total`).
+pub const REQUEST_REFUSED_REASONS: &[&str] = &[
+    "not_found",
+    "method_not_allowed",
+    "unauthorized",
+    "client_forbidden",
+    "instance_forbidden",
+    "token_not_for_instance",
+    "rate_limited_client",
+    "rate_limited_instance",
+    "body_timeout",
+    "body_unreadable",
     "spool_full",
     "unavailable",
 ];
@@ -89,6 +98,7 @@ pub struct Metrics {
     connections_open: IntGauge,
     events_accepted: IntCounterVec,
     events_rejected: IntCounterVec,
+    requests_refused: IntCounterVec,
     kafka_deliveries: IntCounterVec,
     delivery_latency: Histogram,
     broker_reachable: IntGauge,
@@ -151,7 +161,17 @@ impl Metrics {
         let events_rejected = IntCounterVec::new(
             Opts::new(
                 "events_rejected_total",
-                "Webhook requests not accepted, by reason.",
+                "Events refused for their content: POSTs to an event route whose body \
+                 (Content-Type, size, JSON, fields, instance) was refused, by reason.",
+            )
+            .namespace(NS),
+            &["reason"],
+        )?;
+        let requests_refused = IntCounterVec::new(
+            Opts::new(
+                "http_requests_refused_total",
+                "Webhook requests refused for anything but their event's content (unknown path \
+                 or method, authentication, access, rate limits, body timeout, 503), by reason.",
             )
             .namespace(NS),
             &["reason"],
@@ -296,6 +316,7 @@ impl Metrics {
         registry.register(Box::new(connections_open.clone()))?;
         registry.register(Box::new(events_accepted.clone()))?;
         registry.register(Box::new(events_rejected.clone()))?;
+        registry.register(Box::new(requests_refused.clone()))?;
         registry.register(Box::new(kafka_deliveries.clone()))?;
         registry.register(Box::new(delivery_latency.clone()))?;
         registry.register(Box::new(broker_reachable.clone()))?;
@@ -336,8 +357,11 @@ impl Metrics {
         for status in STATUSES {
             events_accepted.with_label_values(&[status]);
         }
-        for reason in REJECT_REASONS {
+        for reason in EVENT_REJECT_REASONS {
             events_rejected.with_label_values(&[reason]);
+        }
+        for reason in REQUEST_REFUSED_REASONS {
+            requests_refused.with_label_values(&[reason]);
         }
         for result in DeliveryResult::ALL {
             kafka_deliveries.with_label_values(&[result.as_str()]);
@@ -351,6 +375,7 @@ impl Metrics {
             connections_open,
             events_accepted,
             events_rejected,
+            requests_refused,
             kafka_deliveries,
             delivery_latency,
             broker_reachable,
@@ -403,8 +428,18 @@ impl Metrics {
             .inc();
     }
 
-    pub fn event_rejected(&self, reason: &'static str) {
-        self.events_rejected.with_label_values(&[reason]).inc();
+    /// A webhook request was not accepted: counted in
+    /// `presence_bridge_events_rejected_total` when it was an event refused
+    /// for its content ([`EVENT_REJECT_REASONS`]), else in
+    /// `presence_bridge_http_requests_refused_total`
+    /// ([`REQUEST_REFUSED_REASONS`]).
+    pub fn request_rejected(&self, rejection: &crate::ingress::reply::Rejection) {
+        let counter = if rejection.is_rejected_event() {
+            &self.events_rejected
+        } else {
+            &self.requests_refused
+        };
+        counter.with_label_values(&[rejection.code()]).inc();
     }
 
     pub fn delivery_finished(&self, result: DeliveryResult, since_arrival: Option<Duration>) {
@@ -546,6 +581,67 @@ mod tests {
             r#"presence_bridge_http_requests_total{method="POST",route="presence",status="200"} 1"#
         ));
         assert!(text.contains(r#"presence_bridge_events_rejected_total{reason="invalid_phone"} 0"#));
+    }
+
+    /// The two rejection counters split `reply::catalogue()` between them:
+    /// every reason in exactly one vocabulary, that vocabulary's counter is
+    /// the one that moves, and every series exists at 0 before the first
+    /// request.
+    #[test]
+    fn rejection_vocabularies_match_the_catalogue() {
+        use std::collections::BTreeSet;
+        const EVENTS: &str = "presence_bridge_events_rejected_total";
+        const REFUSED: &str = "presence_bridge_http_requests_refused_total";
+        let events: BTreeSet<&str> = EVENT_REJECT_REASONS.iter().copied().collect();
+        let refused: BTreeSet<&str> = REQUEST_REFUSED_REASONS.iter().copied().collect();
+        assert_eq!(events.len(), EVENT_REJECT_REASONS.len(), "duplicate");
+        assert_eq!(refused.len(), REQUEST_REFUSED_REASONS.len(), "duplicate");
+        assert!(
+            events.is_disjoint(&refused),
+            "{:?}",
+            events.intersection(&refused)
+        );
+
+        let (registry, _) = Metrics::standalone();
+        let fresh = String::from_utf8(render(&registry)).unwrap();
+        for (name, vocabulary) in [(EVENTS, &events), (REFUSED, &refused)] {
+            for reason in vocabulary.iter() {
+                let sample = format!("{name}{{reason=\"{reason}\"}} 0\n");
+                assert!(fresh.contains(&sample), "{sample} not pre-registered");
+            }
+        }
+
+        let mut seen = BTreeSet::new();
+        for rejection in crate::ingress::reply::catalogue() {
+            let code = rejection.code();
+            seen.insert(code);
+            let (counter, vocabulary, other) = if rejection.is_rejected_event() {
+                (EVENTS, &events, REFUSED)
+            } else {
+                (REFUSED, &refused, EVENTS)
+            };
+            assert!(
+                vocabulary.contains(code),
+                "{code} ({rejection:?}) not in {counter}'s vocabulary"
+            );
+            let (registry, m) = Metrics::standalone();
+            m.request_rejected(&rejection);
+            let text = String::from_utf8(render(&registry)).unwrap();
+            let moved = format!("{counter}{{reason=\"{code}\"}} 1\n");
+            assert!(
+                text.contains(&moved),
+                "{rejection:?} did not count in {counter}"
+            );
+            assert!(
+                !text.contains(&format!("{other}{{reason=\"{code}\"}}")),
+                "{code} also has a series in {other}"
+            );
+        }
+        let vocabularies: BTreeSet<&str> = events.union(&refused).copied().collect();
+        assert_eq!(
+            seen, vocabularies,
+            "vocabulary reasons the catalogue never answers, or the reverse"
+        );
     }
 }
 

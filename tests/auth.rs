@@ -41,9 +41,10 @@ fn assert_rejected(r: &Reply, status: StatusCode, code: &str) {
     assert_eq!(r.body["error"], code, "{:?}", r.body);
 }
 
+/// Authentication, access and rate limits refuse requests, not events.
 fn rejected(b: &Bridge, reason: &str) -> f64 {
     b.metric(&format!(
-        r#"presence_bridge_events_rejected_total{{reason="{reason}"}}"#
+        r#"presence_bridge_http_requests_refused_total{{reason="{reason}"}}"#
     ))
 }
 

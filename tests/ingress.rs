@@ -7,8 +7,25 @@ use hyper::{Method, StatusCode};
 
 const PRESENCE: &str = "/webhooks/zapi/presence";
 
+/// Events refused for their content (400 on the body, 413, 415).
 fn rejected(reason: &str) -> String {
     format!("presence_bridge_events_rejected_total{{reason=\"{reason}\"}}")
+}
+
+/// Requests refused for anything else (404, 405, 401, 408, 503, ...).
+fn refused(reason: &str) -> String {
+    format!("presence_bridge_http_requests_refused_total{{reason=\"{reason}\"}}")
+}
+
+/// Asserts `reason` was counted `n` times as a refused request and has no
+/// series among rejected events (a request that never was an event).
+fn assert_refused(text: &str, reason: &str, n: f64) {
+    assert_eq!(metric_value(text, &refused(reason)), n, "{reason}");
+    let event = format!("{} ", rejected(reason));
+    assert!(
+        !text.lines().any(|l| l.starts_with(&event)),
+        "{reason} counted as a rejected event"
+    );
 }
 
 #[tokio::test]
@@ -107,7 +124,7 @@ async fn tokens_are_required_and_accepted_from_every_carrier() {
         )
         .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(b.metric(&rejected("unauthorized")), 2.0);
+    assert_refused(&b.metrics(), "unauthorized", 2.0);
 
     let bearer = format!("Bearer {TOKEN}");
     for headers in [
@@ -136,7 +153,8 @@ async fn unknown_paths_404_and_wrong_methods_405_with_allow() {
         b.send(Method::GET, "/metrics", &[], "").await.status,
         StatusCode::NOT_FOUND
     );
-    assert_eq!(b.metric(&rejected("method_not_allowed")), 3.0);
+    assert_refused(&b.metrics(), "method_not_allowed", 3.0);
+    assert_refused(&b.metrics(), "not_found", 2.0);
 }
 
 #[tokio::test]
@@ -309,7 +327,7 @@ async fn a_sink_that_cannot_take_the_event_answers_503_with_retry_after() {
         // Server errors are answered generically: no detail leaks out.
         assert!(!r.body["message"].as_str().unwrap().contains("disk"));
         let text = String::from_utf8(presence_bridge::metrics::render(&registry)).unwrap();
-        assert_eq!(metric_value(&text, &rejected(code)), 1.0);
+        assert_refused(&text, code, 1.0);
         assert_eq!(
             metric_value(
                 &text,
@@ -411,7 +429,7 @@ async fn slow_bodies_get_408_and_slow_heads_are_dropped() {
         .await
         .expect("answered");
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert_eq!(b.metric(&rejected("body_timeout")), 1.0);
+    assert_refused(&b.metrics(), "body_timeout", 1.0);
 
     let mut s = tokio::net::TcpStream::connect(b.running.webhook_addr)
         .await

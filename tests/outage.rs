@@ -188,7 +188,7 @@ async fn a_full_spool_answers_503_and_readiness_follows() {
     assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(refused.body["error"], "spool_full");
     assert!(refused.headers.contains_key("retry-after"));
-    assert!(b.metric("presence_bridge_events_rejected_total{reason=\"spool_full\"}") >= 1.0);
+    assert!(b.metric("presence_bridge_http_requests_refused_total{reason=\"spool_full\"}") >= 1.0);
     // Readiness turns 503 (a gauge tick later).
     let mut unready = false;
     for _ in 0..100 {

@@ -455,7 +455,7 @@ impl<S: Sink> Handler for Webhook<S> {
             .process(&route, client, &parts, &mut body, &mut captured)
             .await;
         if let Err(rejection) = &outcome {
-            self.metrics.event_rejected(rejection.code());
+            self.metrics.request_rejected(rejection);
             self.log_rejection(rejection, client);
         }
         // Before the capture (which may wait on the sink): the client is

@@ -108,6 +108,35 @@ impl Rejection {
         matches!(self, Self::Invalid(_) | Self::InstanceMismatch)
     }
 
+    /// True when the request was an event we refused for what it carries: a
+    /// POST to an event route whose body (Content-Type, size, JSON, fields,
+    /// the instance it names) we refused. These count in
+    /// `presence_bridge_events_rejected_total`; every other rejection (who
+    /// sent it, where, how fast, how slowly, or our own state) counts in
+    /// `presence_bridge_http_requests_refused_total`. Decided per
+    /// [`Self::code`], so each reason lives in exactly one of the two.
+    pub fn is_rejected_event(&self) -> bool {
+        match self {
+            Self::UnsupportedMediaType
+            | Self::PayloadTooLarge { .. }
+            | Self::Invalid(_)
+            // Shares its code with the body's `instanceId` check.
+            | Self::InvalidPathInstance
+            | Self::InstanceMismatch => true,
+            Self::NotFound
+            | Self::MethodNotAllowed
+            | Self::Unauthorized
+            | Self::ClientForbidden
+            | Self::InstanceForbidden
+            | Self::TokenNotForInstance
+            | Self::RateLimitedClient { .. }
+            | Self::RateLimitedInstance { .. }
+            | Self::BodyTimeout
+            | Self::BodyUnreadable(_)
+            | Self::Unavailable(_) => false,
+        }
+    }
+
     /// The offending field, when there is one (the error body's `field`).
     pub fn field(&self) -> Option<&'static str> {
         match self {
