@@ -39,8 +39,9 @@
 //! cannot drain a tenant's rate limit, and instance allowlisting is not
 //! revealed to callers without a token.
 //!
-//! Never logs a token, a query string, or a full phone number; the client
-//! address is logged with rejections.
+//! Never logs a token, a query string, a raw path, or a full phone number;
+//! rejections are logged with the client address, the route's template and,
+//! when known, the instance id (a valid one from the path, or the body's).
 
 pub mod access;
 pub mod auth;
@@ -211,6 +212,7 @@ impl<S: Sink> Webhook<S> {
         req: &Parts,
         body: &mut RequestBody,
         captured: &mut Captured,
+        instance: &mut Option<InstanceId>,
     ) -> Outcome {
         if !self.access.allows(client) {
             return Err(Rejection::ClientForbidden);
@@ -238,8 +240,10 @@ impl<S: Sink> Webhook<S> {
                 InstanceId::parse(&decoded).map_err(|_| Rejection::InvalidPathInstance)
             })
             .transpose()?;
+        // From here on `instance` is the path's instance, known for logs.
+        *instance = path_instance;
         let grant = self.auth.check(&req.headers, req.uri.query())?;
-        if let Some(instance) = &path_instance {
+        if let Some(instance) = instance.as_ref() {
             self.admit_instance(grant, instance)?;
         }
         if !is_json(&req.headers) {
@@ -257,11 +261,24 @@ impl<S: Sink> Webhook<S> {
         if capture {
             captured.body = Some(body.clone());
         }
-        let event = PresenceEvent::from_json(&body)?;
-        match &path_instance {
+        let event = match PresenceEvent::from_json(&body) {
+            Ok(event) => event,
+            Err(e) => {
+                if instance.is_none() {
+                    *instance = body_instance(&body);
+                }
+                return Err(e.into());
+            }
+        };
+        match instance.as_ref() {
             Some(p) if *p != event.instance_id => return Err(Rejection::InstanceMismatch),
             Some(_) => {}
-            None => self.admit_instance(grant, &event.instance_id)?,
+            None => {
+                if let Err(refused) = self.admit_instance(grant, &event.instance_id) {
+                    *instance = Some(event.instance_id);
+                    return Err(refused);
+                }
+            }
         }
 
         let id = new_event_id();
@@ -373,7 +390,13 @@ impl<S: Sink> Webhook<S> {
 
     /// Stores an invalid request's body and reason through the sink, to the
     /// `rejected.topic`, when capture is on. The client's answer stays the 4xx.
-    async fn capture(&self, route: &Route, rejection: &Rejection, captured: Captured) {
+    async fn capture(
+        &self,
+        route: &Route,
+        instance: Option<&InstanceId>,
+        rejection: &Rejection,
+        captured: Captured,
+    ) {
         let (Some(topic), Some(body)) = (&self.rejected.topic, captured.body) else {
             return;
         };
@@ -404,13 +427,30 @@ impl<S: Sink> Webhook<S> {
             Ok(()) => self.metrics.rejected_input_captured(true),
             Err(e) => {
                 self.metrics.rejected_input_captured(false);
-                tracing::warn!(reason = rejection.code(), error = %e, "rejected input could not be captured");
+                tracing::warn!(
+                    reason = rejection.code(),
+                    route = route.template(),
+                    instance_id = instance.map(InstanceId::as_str),
+                    error = %e,
+                    "rejected input could not be captured"
+                );
             }
         }
     }
 
-    fn log_rejection(&self, rejection: &Rejection, client: Option<IpAddr>) {
+    /// Logs a rejection with its reason, route template, client address and,
+    /// when known (a valid instance in the path, or a parsed body), the
+    /// instance id; never the raw path or query (tokens).
+    fn log_rejection(
+        &self,
+        rejection: &Rejection,
+        route: &Route,
+        instance: Option<&InstanceId>,
+        client: Option<IpAddr>,
+    ) {
         let client = client.map(tracing::field::display);
+        let route = route.template();
+        let instance_id = instance.map(InstanceId::as_str);
         match rejection {
             Rejection::Unavailable(e) => {
                 let detail = match e {
@@ -432,10 +472,23 @@ impl<S: Sink> Webhook<S> {
             | Rejection::MethodNotAllowed
             | Rejection::RateLimitedClient { .. }
             | Rejection::RateLimitedInstance { .. } => {
-                tracing::debug!(reason = rejection.code(), client, "request rejected");
+                tracing::debug!(
+                    reason = rejection.code(),
+                    route,
+                    instance_id,
+                    client,
+                    "request rejected"
+                );
             }
             other => {
-                tracing::info!(reason = other.code(), client, detail = %other, "request rejected")
+                tracing::info!(
+                    reason = other.code(),
+                    route,
+                    instance_id,
+                    client,
+                    detail = %other,
+                    "request rejected"
+                )
             }
         }
     }
@@ -451,12 +504,20 @@ impl<S: Sink> Handler for Webhook<S> {
         let client = self.access.client(peer, &parts.headers);
         let mut captured = Captured::default();
         let mut body = RequestBody::Unread { body, read: 0 };
+        let mut instance = None;
         let outcome = self
-            .process(&route, client, &parts, &mut body, &mut captured)
+            .process(
+                &route,
+                client,
+                &parts,
+                &mut body,
+                &mut captured,
+                &mut instance,
+            )
             .await;
         if let Err(rejection) = &outcome {
             self.metrics.request_rejected(rejection);
-            self.log_rejection(rejection, client);
+            self.log_rejection(rejection, &route, instance.as_ref(), client);
         }
         // Before the capture (which may wait on the sink): the client is
         // still sending, and the answer waits for this anyway.
@@ -472,7 +533,8 @@ impl<S: Sink> Handler for Webhook<S> {
             }
         };
         if let Err(rejection) = &outcome {
-            self.capture(&route, rejection, captured).await;
+            self.capture(&route, instance.as_ref(), rejection, captured)
+                .await;
         }
         let mut response = reply::respond(&outcome);
         if !reusable {
@@ -486,6 +548,19 @@ impl<S: Sink> Handler for Webhook<S> {
         );
         response
     }
+}
+
+/// The valid `instanceId` of a body that failed validation for another
+/// reason, for the rejection's log line (only bodies of authenticated
+/// requests get here; the rejection path alone pays for the second parse).
+fn body_instance(body: &[u8]) -> Option<InstanceId> {
+    #[derive(serde::Deserialize)]
+    struct OnlyInstance<'a> {
+        #[serde(rename = "instanceId", borrow)]
+        instance_id: Option<std::borrow::Cow<'a, str>>,
+    }
+    let only: OnlyInstance<'_> = serde_json::from_slice(body).ok()?;
+    InstanceId::parse(&only.instance_id?).ok()
 }
 
 /// `application/json`, or any `application/*+json`, with optional parameters.
@@ -555,6 +630,19 @@ mod tests {
             assert_eq!(is_json(&h), want, "{ct}");
         }
         assert!(!is_json(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn a_failed_body_names_its_instance_only_when_valid() {
+        let instance = |body: &str| body_instance(body.as_bytes()).map(|i| i.to_string());
+        assert_eq!(
+            instance(r#"{"phone":"12","instanceId":"tenant-b"}"#).as_deref(),
+            Some("tenant-b")
+        );
+        assert_eq!(instance(r#"{"phone":"12","instanceId":"a b/c"}"#), None);
+        assert_eq!(instance(r#"{"phone":"12","instanceId":7}"#), None);
+        assert_eq!(instance(r#"{"phone":"12"}"#), None);
+        assert_eq!(instance("not json"), None);
     }
 
     #[test]

@@ -27,6 +27,16 @@ impl Route {
         }
     }
 
+    /// The route's template for logs (a closed set): never the raw path,
+    /// which may carry anything a caller put there.
+    pub fn template(&self) -> &'static str {
+        match self {
+            Self::Presence => "/webhooks/zapi/presence",
+            Self::PresenceForInstance(_) => "/webhooks/zapi/instances/{instanceId}/presence",
+            Self::Unknown => "other",
+        }
+    }
+
     /// Metric label (closed set).
     pub fn label(&self) -> &'static str {
         match self {
@@ -58,5 +68,10 @@ mod tests {
         for (path, want) in cases {
             assert_eq!(Route::parse(path), want, "{path}");
         }
+        assert_eq!(
+            Route::parse("/webhooks/zapi/instances/ABC123/presence").template(),
+            "/webhooks/zapi/instances/{instanceId}/presence"
+        );
+        assert_eq!(Route::parse("/secret/path").template(), "other");
     }
 }
