@@ -323,6 +323,21 @@ fn a_closed_stderr_drops_lines_and_never_stops_the_bridge() {
     drop(reader);
     let mut serve = serve_dev(Stdio::from(writer));
 
+    // SIGPIPE is ignored (Rust's default for binaries): a closed pipe is an
+    // EPIPE error the writer handles, not a signal that ends the process.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", serve.child.id())).unwrap();
+    let ignored = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .map(|hex| u64::from_str_radix(hex.trim(), 16).unwrap())
+        .unwrap();
+    const SIGPIPE: u32 = 13;
+    assert_eq!(
+        ignored >> (SIGPIPE - 1) & 1,
+        1,
+        "SIGPIPE is not ignored: {status}"
+    );
+
     // Each of these is logged (rejections at info, the accepted event at debug).
     for _ in 0..3 {
         let (status, body) = post(&serve, "{not json");
