@@ -322,6 +322,7 @@ impl Metrics {
         registry.register(Box::new(broker_reachable.clone()))?;
         registry.register(Box::new(ready.clone()))?;
         registry.register(Box::new(build_info))?;
+        registry.register(Box::new(LogLinesDropped::new()?))?;
         registry.register(Box::new(spool_events.clone()))?;
         registry.register(Box::new(spool_bytes.clone()))?;
         registry.register(Box::new(spool_capacity.clone()))?;
@@ -541,6 +542,41 @@ fn status_label(status: u16) -> &'static str {
         500 => "500",
         503 => "503",
         _ => "other",
+    }
+}
+
+/// `presence_bridge_log_lines_dropped_total`: read at scrape time from
+/// [`crate::logging::lines_dropped`], because logging starts before any registry.
+struct LogLinesDropped {
+    opts: Opts,
+    template: prometheus::IntCounter,
+}
+
+impl LogLinesDropped {
+    fn new() -> Result<Self, prometheus::Error> {
+        let opts = Opts::new(
+            "log_lines_dropped_total",
+            "Log lines dropped because stderr could not take them (closed or full pipe).",
+        )
+        .namespace(NS);
+        let template = prometheus::IntCounter::with_opts(opts.clone())?;
+        Ok(Self { opts, template })
+    }
+}
+
+impl prometheus::core::Collector for LogLinesDropped {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.template.desc()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        match prometheus::IntCounter::with_opts(self.opts.clone()) {
+            Ok(now) => {
+                now.inc_by(crate::logging::lines_dropped());
+                now.collect()
+            }
+            Err(_) => Vec::new(),
+        }
     }
 }
 

@@ -21,7 +21,13 @@
 //!   values and Z-API does not retry, so rejecting them would lose data.
 //! - `lastSeen`: null, epoch seconds, epoch milliseconds (any value of 10^11 or
 //!   more is taken as milliseconds), or an RFC 3339 string; normalized to RFC 3339
-//!   UTC with milliseconds.
+//!   UTC with milliseconds. From 1970-01-01 to 9999-12-31 only: a value outside
+//!   gets its own message naming the range (same code, `invalid_last_seen`).
+//! - A required field that is absent is `missing_field` ("is required"); present
+//!   but blank is `missing_field` too ("is empty"); `null` or another JSON type
+//!   is `wrong_type`, naming the type that was sent.
+//! - The body: a leading UTF-8 byte-order mark is ignored; an empty body and a
+//!   body that is JSON but not an object get their own messages.
 //! - `instanceId`: required, 1 to 128 characters of `A-Z a-z 0-9 . _ -`.
 //!
 //! Never log a [`Phone`] with `Display`: use [`Phone::masked`].
@@ -50,17 +56,24 @@ const MAX_EPOCH_MILLIS: i64 = 253_402_300_799_999;
 /// field gets a precise error. Unknown extra fields are tolerated.
 #[derive(Debug, Default, Deserialize)]
 pub struct RawCallback<'a> {
-    #[serde(rename = "type", default, borrow)]
+    #[serde(rename = "type", default, borrow, deserialize_with = "present")]
     pub kind: Option<Field<'a>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "present")]
     pub phone: Option<Field<'a>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "present")]
     pub status: Option<Field<'a>>,
-    /// Absent and `null` are the same: no last-seen time.
-    #[serde(rename = "lastSeen", default, borrow)]
+    /// Absent and `null` are the same for this field: no last-seen time.
+    #[serde(rename = "lastSeen", default, borrow, deserialize_with = "present")]
     pub last_seen: Option<Field<'a>>,
-    #[serde(rename = "instanceId", default, borrow)]
+    #[serde(rename = "instanceId", default, borrow, deserialize_with = "present")]
     pub instance_id: Option<Field<'a>>,
+}
+
+/// A field that is present is `Some`, even when it is `null`: serde's own
+/// `Option` would read `null` as absent, and `"status": null` would then be
+/// reported as missing.
+fn present<'de: 'a, 'a, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Field<'a>>, D::Error> {
+    Field::deserialize(d).map(Some)
 }
 
 /// One JSON value of a callback field, strings borrowed when unescaped.
@@ -68,11 +81,28 @@ pub struct RawCallback<'a> {
 pub enum Field<'a> {
     Str(Cow<'a, str>),
     Int(i64),
-    /// A number that is not an integer of `i64` range.
-    OtherNumber,
+    /// An integer above `i64::MAX`.
+    BigInt,
+    /// A number written with a fraction or an exponent (`1.5`, `1e20`).
+    Float(f64),
     Null,
-    /// A boolean, an array or an object.
-    Other,
+    Bool,
+    Array,
+    Object,
+}
+
+impl Field<'_> {
+    /// The JSON type, as an error message names it (`got null`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Str(_) => "a string",
+            Self::Int(_) | Self::BigInt | Self::Float(_) => "a number",
+            Self::Null => "null",
+            Self::Bool => "a boolean",
+            Self::Array => "an array",
+            Self::Object => "an object",
+        }
+    }
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
@@ -96,10 +126,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
                 Ok(Field::Int(v))
             }
             fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(i64::try_from(v).map_or(Field::OtherNumber, Field::Int))
+                Ok(i64::try_from(v).map_or(Field::BigInt, Field::Int))
             }
-            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(Field::OtherNumber)
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(Field::Float(v))
             }
             fn visit_unit<E>(self) -> Result<Self::Value, E> {
                 Ok(Field::Null)
@@ -108,14 +138,14 @@ impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
                 Ok(Field::Null)
             }
             fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Field::Other)
+                Ok(Field::Bool)
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
                 self,
                 mut a: A,
             ) -> Result<Self::Value, A::Error> {
                 while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(Field::Other)
+                Ok(Field::Array)
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
@@ -125,7 +155,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
                     .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
                     .is_some()
                 {}
-                Ok(Field::Other)
+                Ok(Field::Object)
             }
         }
         d.deserialize_any(V)
@@ -138,10 +168,15 @@ impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
 pub enum PresenceError {
     #[error("field `{field}` is required")]
     Missing { field: &'static str },
-    #[error("field `{field}` must be {expected}")]
+    /// Present but empty or only whitespace: the same code as [`Self::Missing`].
+    #[error("field `{field}` is empty; it is required")]
+    Empty { field: &'static str },
+    #[error("field `{field}` must be {expected}, got {got}")]
     WrongType {
         field: &'static str,
         expected: &'static str,
+        /// The JSON type that was sent ([`Field::kind`]).
+        got: &'static str,
     },
     #[error("field `type` must be `PresenceChatCallback`")]
     UnsupportedType,
@@ -152,9 +187,11 @@ pub enum PresenceError {
     #[error("field `status` must be one of UNAVAILABLE, AVAILABLE, COMPOSING, PAUSED, RECORDING (or up to 32 letters and underscores)")]
     InvalidStatus,
     #[error(
-        "field `lastSeen` must be null, epoch seconds, epoch milliseconds or an RFC 3339 timestamp"
+        "field `lastSeen` must be null, an integer of epoch seconds or milliseconds, or an RFC 3339 timestamp"
     )]
     InvalidLastSeen,
+    #[error("field `lastSeen` is out of range: accepted are 1970-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z, as epoch seconds 0 to 99999999999 or epoch milliseconds 100000000000 to 253402300799999")]
+    LastSeenOutOfRange,
     #[error("field `instanceId` must be 1 to 128 characters of A-Z, a-z, 0-9, `.`, `_` or `-`")]
     InvalidInstanceId,
 }
@@ -163,12 +200,12 @@ impl PresenceError {
     /// Stable machine-readable code; also a metric label value (closed set).
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Missing { .. } => "missing_field",
+            Self::Missing { .. } | Self::Empty { .. } => "missing_field",
             Self::WrongType { .. } => "wrong_type",
             Self::UnsupportedType => "unsupported_type",
             Self::InvalidPhone => "invalid_phone",
             Self::InvalidStatus => "invalid_status",
-            Self::InvalidLastSeen => "invalid_last_seen",
+            Self::InvalidLastSeen | Self::LastSeenOutOfRange => "invalid_last_seen",
             Self::InvalidInstanceId => "invalid_instance_id",
         }
     }
@@ -176,11 +213,13 @@ impl PresenceError {
     /// The JSON field the error is about.
     pub fn field(&self) -> &'static str {
         match self {
-            Self::Missing { field } | Self::WrongType { field, .. } => field,
+            Self::Missing { field } | Self::Empty { field } | Self::WrongType { field, .. } => {
+                field
+            }
             Self::UnsupportedType => "type",
             Self::InvalidPhone => "phone",
             Self::InvalidStatus => "status",
-            Self::InvalidLastSeen => "lastSeen",
+            Self::InvalidLastSeen | Self::LastSeenOutOfRange => "lastSeen",
             Self::InvalidInstanceId => "instanceId",
         }
     }
@@ -467,11 +506,25 @@ impl PresenceEvent {
         self.last_seen_ms.map(|ms| Millis(ms).to_string())
     }
 
-    /// Parses and validates a JSON body.
+    /// Parses and validates a JSON body. A leading UTF-8 byte-order mark is
+    /// ignored (RFC 8259, section 8.1, allows a parser to).
     pub fn from_json(body: &[u8]) -> Result<Self, ParseError> {
-        // Serde would read a JSON array positionally into the struct.
-        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(ParseError::NotAnObject);
+        let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+        let first = body
+            .iter()
+            .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+            .ok_or(ParseError::Empty)?;
+        if *first != b'{' {
+            // Serde would read a JSON array positionally into the struct: say
+            // what the body is instead, or where it stops being JSON.
+            return Err(
+                match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                    Err(e) => ParseError::Json(e),
+                    Ok(_) => ParseError::NotAnObject {
+                        got: json_kind(*first),
+                    },
+                },
+            );
         }
         let raw: RawCallback = serde_json::from_slice(body).map_err(ParseError::Json)?;
         Ok(Self::try_from(raw)?)
@@ -483,8 +536,13 @@ impl PresenceEvent {
 pub enum ParseError {
     #[error("body is not valid JSON: {0}")]
     Json(serde_json::Error),
-    #[error("body must be a JSON object")]
-    NotAnObject,
+    #[error("body is empty; it must be a JSON object")]
+    Empty,
+    #[error("body must be a JSON object, got {got}")]
+    NotAnObject {
+        /// The JSON type that was sent ([`Field::kind`]'s words).
+        got: &'static str,
+    },
     #[error(transparent)]
     Invalid(#[from] PresenceError),
 }
@@ -492,30 +550,45 @@ pub enum ParseError {
 impl ParseError {
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Json(_) | Self::NotAnObject => "malformed_json",
+            Self::Json(_) | Self::Empty | Self::NotAnObject { .. } => "malformed_json",
             Self::Invalid(e) => e.code(),
         }
     }
 
     pub fn field(&self) -> Option<&'static str> {
         match self {
-            Self::Json(_) | Self::NotAnObject => None,
+            Self::Json(_) | Self::Empty | Self::NotAnObject { .. } => None,
             Self::Invalid(e) => Some(e.field()),
         }
     }
 }
 
+/// The JSON type of a value that starts with `first`, in [`Field::kind`]'s words.
+fn json_kind(first: u8) -> &'static str {
+    match first {
+        b'[' => "an array",
+        b'"' => "a string",
+        b't' | b'f' => "a boolean",
+        b'n' => "null",
+        b'{' => "an object",
+        _ => "a number",
+    }
+}
+
+/// A required string: absent is `Missing`, present but blank is `Empty`, any
+/// other JSON type (`null` included) is `WrongType` naming what was sent.
 fn required_str<'a>(
     value: Option<&'a Field<'_>>,
     field: &'static str,
 ) -> Result<&'a str, PresenceError> {
     match value {
-        None | Some(Field::Null) => Err(PresenceError::Missing { field }),
-        Some(Field::Str(s)) if s.trim().is_empty() => Err(PresenceError::Missing { field }),
+        None => Err(PresenceError::Missing { field }),
+        Some(Field::Str(s)) if s.trim().is_empty() => Err(PresenceError::Empty { field }),
         Some(Field::Str(s)) => Ok(s),
-        Some(_) => Err(PresenceError::WrongType {
+        Some(other) => Err(PresenceError::WrongType {
             field,
             expected: "a string",
+            got: other.kind(),
         }),
     }
 }
@@ -523,19 +596,25 @@ fn required_str<'a>(
 fn normalize_last_seen(value: Option<&Field<'_>>) -> Result<Option<i64>, PresenceError> {
     let millis = match value {
         None | Some(Field::Null) => return Ok(None),
-        Some(Field::Int(v)) if *v < 0 => return Err(PresenceError::InvalidLastSeen),
+        Some(Field::Int(v)) if *v < 0 => return Err(PresenceError::LastSeenOutOfRange),
         Some(Field::Int(v)) if *v >= MILLIS_THRESHOLD => *v,
         Some(Field::Int(v)) => v * 1000,
+        Some(Field::BigInt) => return Err(PresenceError::LastSeenOutOfRange),
+        // A whole number written with an exponent (`1e20`) that no epoch
+        // value can reach is out of range; any other non-integer is malformed.
+        Some(Field::Float(v)) if v.fract() == 0.0 && (*v < 0.0 || *v > MAX_EPOCH_MILLIS as f64) => {
+            return Err(PresenceError::LastSeenOutOfRange)
+        }
         Some(Field::Str(s)) => {
             let t = OffsetDateTime::parse(s.trim(), &Rfc3339)
                 .map_err(|_| PresenceError::InvalidLastSeen)?;
             i64::try_from(t.unix_timestamp_nanos().div_euclid(1_000_000))
-                .map_err(|_| PresenceError::InvalidLastSeen)?
+                .map_err(|_| PresenceError::LastSeenOutOfRange)?
         }
         Some(_) => return Err(PresenceError::InvalidLastSeen),
     };
     if !(0..=MAX_EPOCH_MILLIS).contains(&millis) {
-        return Err(PresenceError::InvalidLastSeen);
+        return Err(PresenceError::LastSeenOutOfRange);
     }
     Ok(Some(millis))
 }
@@ -721,18 +800,32 @@ mod tests {
             assert_eq!(got.as_deref(), *want, "lastSeen {raw}");
         }
         for bad in [
-            json!(-1),
             json!(1.5),
+            json!(1.7e9),
             json!("yesterday"),
             json!(true),
             json!([]),
             json!("1700000000"),
-            json!(i64::MAX),
         ] {
             assert_eq!(
                 event(with("lastSeen", bad.clone())),
                 Err(PresenceError::InvalidLastSeen),
                 "{bad}"
+            );
+        }
+        for out_of_range in [
+            json!(-1),
+            json!(i64::MAX),
+            json!(u64::MAX),
+            json!(1e20),
+            json!(-1e20),
+            json!(MAX_EPOCH_MILLIS + 1),
+            json!("1969-12-31T23:59:59.999Z"),
+        ] {
+            assert_eq!(
+                event(with("lastSeen", out_of_range.clone())),
+                Err(PresenceError::LastSeenOutOfRange),
+                "{out_of_range}"
             );
         }
         let mut absent = base();
@@ -749,23 +842,36 @@ mod tests {
             ),
             (
                 with("type", json!(null)),
-                PresenceError::Missing { field: "type" },
+                PresenceError::WrongType {
+                    field: "type",
+                    expected: "a string",
+                    got: "null",
+                },
+            ),
+            (
+                with("status", json!(null)),
+                PresenceError::WrongType {
+                    field: "status",
+                    expected: "a string",
+                    got: "null",
+                },
             ),
             (
                 with("phone", json!(5544999999999_i64)),
                 PresenceError::WrongType {
                     field: "phone",
                     expected: "a string",
+                    got: "a number",
                 },
             ),
             (
                 with("phone", json!("")),
-                PresenceError::Missing { field: "phone" },
+                PresenceError::Empty { field: "phone" },
             ),
             (with("status", json!("???")), PresenceError::InvalidStatus),
             (
-                with("instanceId", json!("")),
-                PresenceError::Missing {
+                with("instanceId", json!(" ")),
+                PresenceError::Empty {
                     field: "instanceId",
                 },
             ),
@@ -800,5 +906,21 @@ mod tests {
         assert_eq!(err.code(), "malformed_json");
         let err = PresenceEvent::from_json(b"[1,2]").unwrap_err();
         assert_eq!(err.code(), "malformed_json");
+        assert_eq!(err.to_string(), "body must be a JSON object, got an array");
+        for empty in [&b""[..], b" \r\n\t", b"\xEF\xBB\xBF"] {
+            let err = PresenceEvent::from_json(empty).unwrap_err();
+            assert!(matches!(err, ParseError::Empty), "{empty:?}: {err}");
+            assert_eq!(err.code(), "malformed_json");
+        }
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_ignored() {
+        let body = format!("\u{feff}{}", base());
+        let e = PresenceEvent::from_json(body.as_bytes()).unwrap();
+        assert_eq!(e.status, PresenceStatus::Available);
+        // Only one, and only at the start.
+        let twice = format!("\u{feff}\u{feff}{}", base());
+        assert!(PresenceEvent::from_json(twice.as_bytes()).is_err());
     }
 }

@@ -166,24 +166,29 @@ pub fn catalogue() -> Vec<Rejection> {
     use crate::presence::PresenceError as P;
     let invalid = [
         P::Missing { field: "phone" },
+        P::Empty { field: "phone" },
         P::WrongType {
             field: "phone",
             expected: "a string",
+            got: "null",
         },
         P::UnsupportedType,
         P::InvalidPhone,
         P::InvalidStatus,
         P::InvalidLastSeen,
+        P::LastSeenOutOfRange,
         P::InvalidInstanceId,
     ];
     for p in &invalid {
         match p {
             P::Missing { .. }
+            | P::Empty { .. }
             | P::WrongType { .. }
             | P::UnsupportedType
             | P::InvalidPhone
             | P::InvalidStatus
             | P::InvalidLastSeen
+            | P::LastSeenOutOfRange
             | P::InvalidInstanceId => {}
         }
     }
@@ -202,7 +207,8 @@ pub fn catalogue() -> Vec<Rejection> {
         Rejection::BodyTimeout,
         Rejection::BodyUnreadable("connection reset".into()),
         Rejection::Invalid(ParseError::Json(json_error)),
-        Rejection::Invalid(ParseError::NotAnObject),
+        Rejection::Invalid(ParseError::Empty),
+        Rejection::Invalid(ParseError::NotAnObject { got: "an array" }),
         Rejection::InvalidPathInstance,
         Rejection::InstanceMismatch,
         Rejection::Unavailable(SinkError::Full),
@@ -224,7 +230,10 @@ pub fn catalogue() -> Vec<Rejection> {
             | Rejection::BodyTimeout
             | Rejection::BodyUnreadable(_)
             | Rejection::Invalid(
-                ParseError::Json(_) | ParseError::NotAnObject | ParseError::Invalid(_),
+                ParseError::Json(_)
+                | ParseError::Empty
+                | ParseError::NotAnObject { .. }
+                | ParseError::Invalid(_),
             )
             | Rejection::InvalidPathInstance
             | Rejection::InstanceMismatch
