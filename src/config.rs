@@ -85,7 +85,7 @@ pub const OWNED_PROPERTIES: &[(&str, Option<&str>, &str)] = &[
 /// (`sasl.pasword`, `ssl.key.passwd`, `sasl.jass.config`).
 const SECRET_WORDS: &[&str] = &[
     "pass", "pasw", "pwd", "secret", "secert", "token", "key", "pem", "jaas", "jass", "cred",
-    "user", "private", "auth",
+    "user", "private",
 ];
 
 /// Whether the value of librdkafka property `key` is a secret: never printed,

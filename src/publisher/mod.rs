@@ -150,7 +150,7 @@ impl Scrubber {
     pub fn new(properties: &BTreeMap<String, String>) -> Self {
         let mut secrets = Vec::new();
         for (k, v) in properties {
-            if !crate::config::is_secret_property(k) || v.is_empty() {
+            if !crate::config::is_secret_property(k) || trivial(v) {
                 continue;
             }
             secrets.push(v.clone());
@@ -163,7 +163,7 @@ impl Scrubber {
         // text without hiding anything; whole values are always removed.
         let whole: Vec<&String> = properties
             .iter()
-            .filter(|(k, v)| crate::config::is_secret_property(k) && !v.is_empty())
+            .filter(|(k, v)| crate::config::is_secret_property(k) && !trivial(v))
             .map(|(_, v)| v)
             .collect();
         secrets.retain(|s| s.len() >= 4 || whole.contains(&s));
@@ -196,6 +196,11 @@ impl Scrubber {
             other => other,
         }
     }
+}
+
+/// A value that hides nothing and would blank ordinary words (`true`).
+fn trivial(v: &str) -> bool {
+    v.is_empty() || v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("false")
 }
 
 /// Forwards librdkafka's client-level errors and log lines to the log, with
