@@ -415,12 +415,7 @@ fn spool_tool(settings: &Settings, cmd: SpoolCommand) -> ExitCode {
 }
 
 fn check_config(settings: &Settings) -> ExitCode {
-    if let Err(e) =
-        crate::publisher::producer_config(&settings.kafka, "localhost:9092").create_native_config()
-    {
-        eprintln!("presence-bridge: configuration error: kafka.properties: {e}");
-        return ExitCode::from(2);
-    }
+    // librdkafka checked every property at load (config::load).
     if let Some(tls) = &settings.http.tls {
         if let Err(e) = crate::tls::Tls::check(tls) {
             eprintln!("presence-bridge: configuration error: {e}");
@@ -429,6 +424,9 @@ fn check_config(settings: &Settings) -> ExitCode {
     }
     let text = serde_json::to_string_pretty(&settings.redacted_json()).unwrap_or_default();
     println!("{text}");
+    for w in &settings.warnings {
+        eprintln!("warning: {w}");
+    }
     if settings.kafka.brokers.is_empty() {
         eprintln!(
             "note: kafka.brokers is empty: `serve` will refuse to start unless run with --dev"
@@ -445,6 +443,9 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 
 fn serve(settings: Settings, args: ServeArgs) -> ExitCode {
     crate::logging::init(settings.log.format, &settings.log.level);
+    for w in &settings.warnings {
+        tracing::warn!(warning = %w, "configuration");
+    }
     // Lives on this thread until the runtime is gone.
     let mut embedded = None;
     let (brokers, dev) = if args.dev {

@@ -22,16 +22,92 @@ pub use crate::spool::FsyncPolicy;
 pub const ENV_PREFIX: &str = "PRESENCE_BRIDGE";
 
 /// librdkafka properties the bridge sets itself, with the only value allowed
-/// in `kafka.properties` (None: not settable there at all).
-pub const SAFETY_PROPERTIES: &[(&str, Option<&str>)] = &[
-    ("bootstrap.servers", None),
-    ("metadata.broker.list", None),
-    ("enable.idempotence", Some("true")),
-    ("acks", Some("all")),
-    ("request.required.acks", Some("all")),
-    ("message.timeout.ms", None),
-    ("delivery.timeout.ms", None),
-    ("transactional.id", None),
+/// in `kafka.properties` (None: not settable there at all) and what to use
+/// instead. Aliases are listed too. Every other property is passed as is and
+/// wins over the bridge's defaults (`client.id`, backoffs, ...).
+pub const OWNED_PROPERTIES: &[(&str, Option<&str>, &str)] = &[
+    ("bootstrap.servers", None, "use kafka.brokers"),
+    ("metadata.broker.list", None, "use kafka.brokers"),
+    (
+        "enable.idempotence",
+        Some("true"),
+        "the bridge always produces idempotently",
+    ),
+    (
+        "acks",
+        Some("all"),
+        "the bridge always waits for all replicas",
+    ),
+    (
+        "request.required.acks",
+        Some("all"),
+        "the bridge always waits for all replicas",
+    ),
+    (
+        "message.timeout.ms",
+        None,
+        "the spool retries until delivered",
+    ),
+    (
+        "delivery.timeout.ms",
+        None,
+        "the spool retries until delivered",
+    ),
+    (
+        "transactional.id",
+        None,
+        "the bridge does not use transactions",
+    ),
+    ("linger.ms", None, "use kafka.linger"),
+    ("queue.buffering.max.ms", None, "use kafka.linger"),
+    ("compression.type", None, "use kafka.compression"),
+    ("compression.codec", None, "use kafka.compression"),
+    (
+        "group.id",
+        None,
+        "the bridge only produces; `tail` uses a group of its own",
+    ),
+    (
+        "enable.auto.commit",
+        None,
+        "the bridge only produces; `tail` never commits",
+    ),
+    (
+        "enable.partition.eof",
+        None,
+        "the bridge only produces; `tail` sets it itself",
+    ),
+];
+
+/// Words in a property name that mark its value as secret. They cover
+/// librdkafka's sensitive properties (`sasl.password`, `ssl.key.pem`,
+/// `sasl.oauthbearer.client.secret`, ...) and common misspellings
+/// (`sasl.pasword`, `ssl.key.passwd`, `sasl.jass.config`).
+const SECRET_WORDS: &[&str] = &[
+    "pass", "pasw", "pwd", "secret", "secert", "token", "key", "pem", "jaas", "jass", "cred",
+    "user", "private",
+];
+
+/// Whether the value of librdkafka property `key` is a secret: never printed,
+/// scrubbed from librdkafka's texts. File paths (`*.location`, `*.file`, the
+/// Kerberos keytab) are not secrets; SASL `*.config` strings are (OAUTHBEARER's
+/// carries `clientSecret=`).
+pub fn is_secret_property(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    let path = k.ends_with(".location") || k.ends_with(".file") || k.ends_with(".keytab");
+    if path {
+        return false;
+    }
+    let sasl_config = k.starts_with("sasl") && k.contains("conf");
+    sasl_config || SECRET_WORDS.iter().any(|w| k.contains(w))
+}
+
+/// Variables that start like ours but belong to the project's tooling
+/// (`docker-compose.yml`, the test suite, CI), so are not warned about.
+const NOT_SETTINGS: &[&str] = &[
+    "PRESENCE_BRIDGE_TOKEN",
+    "PRESENCE_BRIDGE_TEST_BIN",
+    "PRESENCE_BRIDGE_CI_VENV",
 ];
 
 /// A configuration error; the message always names the key.
@@ -41,6 +117,10 @@ pub enum ConfigError {
     Load(#[from] config::ConfigError),
     #[error("{key}: {reason}")]
     Invalid { key: String, reason: String },
+    /// A `PRESENCE_BRIDGE__*` variable maps to no key or holds a value of the
+    /// wrong shape; its value is not repeated.
+    #[error("environment variable {var}: {reason}")]
+    Env { var: String, reason: String },
 }
 
 fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
@@ -85,6 +165,11 @@ pub struct Settings {
     pub log: LogSettings,
     pub shutdown: ShutdownSettings,
     pub rejected: RejectedSettings,
+    /// Things accepted but worth a word: a value adjusted, a variable that
+    /// looks like ours and is ignored. `check-config` prints them, `serve`
+    /// logs them at start.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -236,10 +321,37 @@ pub fn load(
     file: Option<&Path>,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Settings, ConfigError> {
-    let env: config::Map<String, String> = env
-        .into_iter()
-        .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
-        .collect();
+    let mut warnings = Vec::new();
+    let mut ours = config::Map::new();
+    for (var, value) in env {
+        if var.starts_with(&format!("{ENV_PREFIX}__")) {
+            ours.insert(var, value);
+        } else if looks_like_ours(&var) {
+            warnings.push(format!(
+                "environment variable {var} is ignored: it looks like a presence-bridge \
+                 setting, but settings are {ENV_PREFIX}__SECTION__KEY with two underscores{}",
+                suggest_variable(&var)
+            ));
+        }
+    }
+    // Each variable alone first, so an error names the variable, not only the key.
+    for (var, value) in &ours {
+        let one = config::Config::builder()
+            .add_source(
+                config::Environment::with_prefix(ENV_PREFIX)
+                    .separator("__")
+                    .source(Some(config::Map::from([(var.clone(), value.clone())]))),
+            )
+            .build()
+            .and_then(|c| c.try_deserialize::<raw::Root>());
+        if let Err(e) = one {
+            return Err(ConfigError::Env {
+                var: var.clone(),
+                reason: without_value(&e.to_string(), value),
+            });
+        }
+    }
+    let env = ours;
     let mut builder = config::Config::builder();
     if let Some(path) = file {
         if !path.is_file() {
@@ -256,7 +368,82 @@ pub fn load(
             .source(Some(env)),
     );
     let raw: raw::Root = builder.build()?.try_deserialize()?;
-    Settings::from_raw(raw)
+    let mut settings = Settings::from_raw(raw)?;
+    settings.warnings.extend(warnings);
+    Ok(settings)
+}
+
+/// `reason` with `value` taken out; when it cannot be (a short value that
+/// also occurs in the words), a reason that does not quote it.
+fn without_value(reason: &str, value: &str) -> String {
+    let r = reason.replace(&format!("\"{value}\""), "<value>");
+    // Fewer than four characters are no secret and would match ordinary words.
+    if value.len() < 4 || !r.contains(value) {
+        r
+    } else {
+        "cannot be read as this setting (value not shown)".to_owned()
+    }
+}
+
+/// A variable that is not `PRESENCE_BRIDGE__...` but was likely meant to be:
+/// one underscore, other letter case, or a prefix a typo or two away.
+fn looks_like_ours(var: &str) -> bool {
+    if NOT_SETTINGS.contains(&var) {
+        return false;
+    }
+    let upper = var.to_ascii_uppercase();
+    if upper.starts_with(ENV_PREFIX) {
+        return true;
+    }
+    // The closest prefix of the name, one or two characters longer or shorter.
+    let name: Vec<char> = upper.chars().collect();
+    let lo = ENV_PREFIX.len().saturating_sub(2);
+    (lo..=ENV_PREFIX.len() + 2)
+        .filter(|n| *n <= name.len())
+        .any(|n| edit_distance(&name[..n], ENV_PREFIX) <= 2)
+}
+
+fn edit_distance(a: &[char], b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let swap = i > 0 && j > 0 && *ca == b[j - 1] && a[i - 1] == *cb;
+            cur[j + 1] = (prev[j] + usize::from(ca != cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+            if swap {
+                // A transposition counts once (`BRIGDE`).
+                cur[j + 1] = cur[j + 1].min(prev[j].saturating_sub(1) + 1);
+            }
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// `; did you mean PRESENCE_BRIDGE__HTTP__LISTEN?` when the rest of the name
+/// starts with a section.
+fn suggest_variable(var: &str) -> String {
+    const SECTIONS: &[&str] = &[
+        "HTTP", "ADMIN", "KAFKA", "AUTH", "ACCESS", "LIMITS", "SPOOL", "LOG", "SHUTDOWN",
+        "REJECTED",
+    ];
+    let upper = var.to_ascii_uppercase();
+    let rest = upper
+        .strip_prefix(ENV_PREFIX)
+        .unwrap_or("")
+        .trim_start_matches('_');
+    for section in SECTIONS {
+        if let Some(key) = rest.strip_prefix(section) {
+            let key = key.trim_start_matches('_');
+            if !key.is_empty() {
+                return format!("; did you mean {ENV_PREFIX}__{section}__{key}?");
+            }
+        }
+    }
+    String::new()
 }
 
 impl Settings {
@@ -309,21 +496,16 @@ impl Settings {
         }
         let properties = flatten("kafka.properties", k.properties)?;
         for (key, value) in &properties {
-            if let Some((_, allowed)) = SAFETY_PROPERTIES.iter().find(|(k, _)| k == key) {
-                let hint = match key.as_str() {
-                    "bootstrap.servers" | "metadata.broker.list" => "; use kafka.brokers",
-                    "message.timeout.ms" | "delivery.timeout.ms" => {
-                        "; the spool retries until delivered"
-                    }
-                    _ => "",
-                };
+            if let Some((_, allowed, instead)) = OWNED_PROPERTIES.iter().find(|(k, ..)| k == key) {
                 if allowed.is_none_or(|a| a != value) {
                     return Err(invalid(
                         format!("kafka.properties.{key}"),
-                        format!("conflicts with a safety setting of the bridge{hint}"),
+                        format!("is set by the bridge itself; {instead}"),
                     ));
                 }
             }
+            crate::publisher::check_property(key, value)
+                .map_err(|e| invalid(format!("kafka.properties.{key}"), e.to_string()))?;
         }
         let compression = k.compression.to_ascii_lowercase();
         if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&compression.as_str()) {
@@ -332,15 +514,36 @@ impl Settings {
                 "must be one of none, gzip, snappy, lz4, zstd",
             ));
         }
+        let linger = duration("kafka.linger", &k.linger)?;
+        if linger.subsec_nanos() % 1_000_000 != 0 || linger > Duration::from_secs(900) {
+            return Err(invalid(
+                "kafka.linger",
+                "must be whole milliseconds, at most 900s (librdkafka's linger.ms)",
+            ));
+        }
         let kafka = KafkaSettings {
             brokers,
             topic: k.topic,
             topic_by_instance,
             properties,
             compression,
-            linger: duration("kafka.linger", &k.linger)?,
+            linger,
             probe_interval: duration("kafka.probe_interval", &k.probe_interval)?,
         };
+        // The whole producer configuration, as `serve` will build it.
+        crate::publisher::check_config(&crate::publisher::producer_config(
+            &kafka,
+            "localhost:9092",
+        ))
+        .map_err(|(key, e)| {
+            let key = if kafka.properties.contains_key(&key) {
+                format!("kafka.properties.{key}")
+            } else {
+                format!("kafka (librdkafka property {key})")
+            };
+            invalid(key, e.to_string())
+        })?;
+        let mut warnings = Vec::new();
 
         let auth = auth_settings(raw.auth)?;
         let access = AccessSettings {
@@ -374,9 +577,30 @@ impl Settings {
         if max_bytes < 1024 * 1024 {
             return Err(invalid("spool.max_bytes", "must be at least 1MiB"));
         }
-        let segment_bytes = byte_size("spool.segment_bytes", &sp.segment_bytes)?
-            .min(max_bytes / 8)
-            .max(64 * 1024);
+        // A segment is at most an eighth of the spool, so deleting delivered
+        // segments always frees room: the default (64MiB) follows a small
+        // spool.max_bytes, a value set explicitly is shrunk with a warning.
+        let segment_bytes = match &sp.segment_bytes {
+            None => (64u64 << 20).min(max_bytes / 8),
+            Some(v) => {
+                let b = byte_size("spool.segment_bytes", v)?;
+                if b < 64 * 1024 {
+                    return Err(invalid("spool.segment_bytes", "must be at least 64KiB"));
+                }
+                if b > max_bytes / 8 {
+                    warnings.push(format!(
+                        "spool.segment_bytes: {b} bytes is more than an eighth of \
+                         spool.max_bytes ({max_bytes} bytes); using {} bytes. Set \
+                         spool.segment_bytes to at most {} to silence this",
+                        max_bytes / 8,
+                        max_bytes / 8
+                    ));
+                    max_bytes / 8
+                } else {
+                    b
+                }
+            }
+        };
         let fsync = match sp.fsync.to_ascii_lowercase().as_str() {
             "always" => FsyncPolicy::Always,
             "interval" => FsyncPolicy::Interval,
@@ -433,12 +657,13 @@ impl Settings {
             spool,
             log: LogSettings {
                 format,
-                level: raw.log.level,
+                level: log_level("log.level", &raw.log.level)?,
             },
             shutdown: ShutdownSettings {
                 deadline: duration("shutdown.deadline", &raw.shutdown.deadline)?,
             },
             rejected,
+            warnings,
         })
     }
 
@@ -596,6 +821,38 @@ fn tls_settings(tls: raw::Tls) -> Result<Option<TlsSettings>, ConfigError> {
     }
 }
 
+/// A level (`info`) or comma-separated `TARGET=LEVEL` directives with an
+/// optional level alone (`warn,presence_bridge=debug`). `EnvFilter` would take
+/// `warning` as a target name and log nothing, so only real levels pass.
+fn log_level(key: &str, v: &str) -> Result<String, ConfigError> {
+    const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+    let v = v.trim();
+    if v.is_empty() {
+        return Err(invalid(key, "must not be empty"));
+    }
+    for d in v.split(',').map(str::trim) {
+        let (target, level) = match d.split_once('=') {
+            Some((t, l)) => (Some(t.trim()), l.trim()),
+            None => (None, d),
+        };
+        let target_ok = target.is_none_or(|t| {
+            !t.is_empty()
+                && t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '-' | '.'))
+        });
+        if !target_ok || !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(invalid(
+                key,
+                format!(
+                    "`{d}` is not a level (off, error, warn, info, debug, trace) \
+                     or TARGET=LEVEL; directives are separated by commas"
+                ),
+            ));
+        }
+    }
+    Ok(v.to_owned())
+}
+
 fn socket_addr(key: &str, v: &str) -> Result<SocketAddr, ConfigError> {
     v.parse().map_err(|_| {
         invalid(
@@ -713,17 +970,12 @@ fn redacted_properties<S: serde::Serializer>(
     p: &BTreeMap<String, String>,
     s: S,
 ) -> Result<S::Ok, S::Error> {
-    let secretish = |k: &str| {
-        ["password", "secret", "key", "token", "jaas"]
-            .iter()
-            .any(|w| k.contains(w))
-    };
     let shown: BTreeMap<&str, &str> = p
         .iter()
         .map(|(k, v)| {
             (
                 k.as_str(),
-                if secretish(k) {
+                if is_secret_property(k) {
                     "<redacted>"
                 } else {
                     v.as_str()
@@ -964,7 +1216,8 @@ pub mod raw {
     pub struct Spool {
         pub dir: PathBuf,
         pub max_bytes: String,
-        pub segment_bytes: String,
+        /// None: 64MiB, or an eighth of `max_bytes` if that is less.
+        pub segment_bytes: Option<String>,
         pub fsync: String,
         pub fsync_interval: String,
         pub append_timeout: String,
@@ -976,7 +1229,7 @@ pub mod raw {
             Self {
                 dir: PathBuf::from("data/spool"),
                 max_bytes: "1GiB".into(),
-                segment_bytes: "64MiB".into(),
+                segment_bytes: None,
                 fsync: "always".into(),
                 fsync_interval: "100ms".into(),
                 append_timeout: "5s".into(),

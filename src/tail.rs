@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::DEV_DISCOVERY_PATH;
 use crate::config::Settings;
+use crate::publisher::{BridgeContext, Scrubber};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum From {
@@ -78,11 +79,14 @@ pub async fn run(
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false");
 
+    let scrubber = Scrubber::new(&settings.kafka.properties);
     let partitions = {
-        let cfg = cfg.clone();
+        let (cfg, scrubber) = (cfg.clone(), scrubber.clone());
         let topic = topic.clone();
         tokio::task::spawn_blocking(move || -> Result<Vec<i32>, TailError> {
-            let probe: BaseConsumer = cfg.create()?;
+            let probe: BaseConsumer<BridgeContext> = cfg
+                .create_with_context(BridgeContext::new(scrubber.clone()))
+                .map_err(|e| scrubber.error(e))?;
             let md = probe.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
             Ok(md
                 .topics()
@@ -97,7 +101,9 @@ pub async fn run(
     if partitions.is_empty() {
         return Err(TailError::NoSuchTopic(topic));
     }
-    let consumer: StreamConsumer = cfg.create()?;
+    let consumer: StreamConsumer<BridgeContext> = cfg
+        .create_with_context(BridgeContext::new(scrubber.clone()))
+        .map_err(|e| scrubber.error(e))?;
     let mut tpl = TopicPartitionList::new();
     let offset = match opts.from {
         From::Beginning => Offset::Beginning,

@@ -2,6 +2,10 @@
 //! forwarder that drains the spool, the dead-letter place, a broker
 //! reachability probe, and a bounded flush on shutdown.
 //!
+//! Every text from librdkafka passes a [`Scrubber`] that removes the values
+//! of secret properties; a property librdkafka refuses is named by its key
+//! only ([`PropertyError`]).
+//!
 //! Safety settings (`enable.idempotence=true`, hence `acks=all` and ordered
 //! retries per partition; `message.timeout.ms=0`, so librdkafka never drops a
 //! retriable message: the spool holds it) are set last so nothing in
@@ -15,9 +19,11 @@ pub mod destination;
 pub mod forward;
 pub mod produce;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::util::Timeout;
@@ -26,13 +32,20 @@ use rdkafka::ClientContext;
 use crate::config::KafkaSettings;
 use crate::metrics::Metrics;
 
-/// Builds the librdkafka producer configuration: our defaults, then the
-/// user's properties, then our safety settings, which win.
+/// Builds the librdkafka producer configuration: our defaults (which
+/// `kafka.properties` may override, `client.id` among them), then the user's
+/// properties, then the settings the bridge owns, which win. `config` refuses
+/// the owned ones in `kafka.properties` ([`crate::config::OWNED_PROPERTIES`]),
+/// so nothing set there is silently replaced.
 pub fn producer_config(settings: &KafkaSettings, brokers: &str) -> ClientConfig {
     let mut cfg = ClientConfig::new();
     // Topics are created by operators; a metadata probe or a produce to a
     // missing topic must not create one with broker defaults.
     cfg.set("allow.auto.create.topics", "false")
+        .set(
+            "client.id",
+            concat!("presence-bridge/", env!("CARGO_PKG_VERSION")),
+        )
         // Capped exponential backoff (librdkafka adds jitter) between
         // reconnects and between retries while the broker is away.
         .set("reconnect.backoff.ms", "100")
@@ -48,10 +61,6 @@ pub fn producer_config(settings: &KafkaSettings, brokers: &str) -> ClientConfig 
         cfg.set(k, v);
     }
     cfg.set("bootstrap.servers", brokers)
-        .set(
-            "client.id",
-            concat!("presence-bridge/", env!("CARGO_PKG_VERSION")),
-        )
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("compression.type", &settings.compression)
@@ -62,14 +71,180 @@ pub fn producer_config(settings: &KafkaSettings, brokers: &str) -> ClientConfig 
     cfg
 }
 
-/// Forwards librdkafka's client-level errors to the log. Reachability is
-/// decided by the metadata probe alone, so the gauge and `/readyz` agree.
-pub struct BridgeContext;
+/// Why librdkafka refused a property. Carries no value: the value of a
+/// misspelled `sasl.password` is a password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PropertyError {
+    #[error("not a librdkafka property (check the spelling; value not shown)")]
+    Unknown,
+    #[error("librdkafka refuses its value (value not shown){}", explain(.0))]
+    Invalid(String),
+}
+
+fn explain(why: &str) -> String {
+    if why.is_empty() {
+        String::new()
+    } else {
+        format!(": {why}")
+    }
+}
+
+/// Asks librdkafka whether it takes `key = value`, without creating a client.
+pub fn check_property(key: &str, value: &str) -> Result<(), PropertyError> {
+    let mut cfg = ClientConfig::new();
+    cfg.set(key, value);
+    match cfg.create_native_config() {
+        Ok(_) => Ok(()),
+        Err(e) => Err(property_error(&e, value)),
+    }
+}
+
+/// The check of a whole configuration, with the key librdkafka refused.
+pub fn check_config(cfg: &ClientConfig) -> Result<(), (String, PropertyError)> {
+    match cfg.create_native_config() {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let key = match &e {
+                KafkaError::ClientConfig(_, _, key, _) => key.clone(),
+                _ => String::new(),
+            };
+            let value = cfg.get(&key).unwrap_or_default();
+            Err((key, property_error(&e, value)))
+        }
+    }
+}
+
+fn property_error(e: &KafkaError, value: &str) -> PropertyError {
+    use rdkafka::types::RDKafkaConfRes as R;
+    match e {
+        KafkaError::ClientConfig(R::RD_KAFKA_CONF_UNKNOWN, ..) => PropertyError::Unknown,
+        KafkaError::ClientConfig(_, desc, _, _) => {
+            // librdkafka writes `Invalid value "VALUE" for configuration
+            // property "KEY"`; its explanation is kept only once the value is
+            // out of it.
+            let desc = desc.replace(&format!("\"{value}\""), "\"<value>\"");
+            // Fewer than four characters are no secret and would match
+            // ordinary words.
+            if value.len() < 4 || !desc.contains(value) {
+                PropertyError::Invalid(desc)
+            } else {
+                PropertyError::Invalid(String::new())
+            }
+        }
+        _ => PropertyError::Invalid(String::new()),
+    }
+}
+
+/// Takes the values of secret properties out of librdkafka's texts (client
+/// creation errors, error events, log lines) before they reach an output.
+/// librdkafka may quote part of a value (`Unrecognized
+/// sasl.oauthbearer.config beginning at: clientSecret=...`), so each word and
+/// each `name=value` half of a secret value is removed too.
+#[derive(Debug, Clone, Default)]
+pub struct Scrubber {
+    /// Longest first, so a value is removed before any part of it.
+    secrets: Arc<Vec<String>>,
+}
+
+impl Scrubber {
+    pub fn new(properties: &BTreeMap<String, String>) -> Self {
+        let mut secrets = Vec::new();
+        for (k, v) in properties {
+            if !crate::config::is_secret_property(k) || trivial(v) {
+                continue;
+            }
+            secrets.push(v.clone());
+            for word in v.split(|c: char| c.is_whitespace() || c == ',' || c == ';') {
+                secrets.push(word.to_owned());
+                secrets.extend(word.split('=').map(str::to_owned));
+            }
+        }
+        // Parts shorter than four characters (`=`, `on`) would mangle the
+        // text without hiding anything; whole values are always removed.
+        let whole: Vec<&String> = properties
+            .iter()
+            .filter(|(k, v)| crate::config::is_secret_property(k) && !trivial(v))
+            .map(|(_, v)| v)
+            .collect();
+        secrets.retain(|s| s.len() >= 4 || whole.contains(&s));
+        secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        secrets.dedup();
+        Self {
+            secrets: Arc::new(secrets),
+        }
+    }
+
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for s in self.secrets.iter() {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), "<redacted>");
+            }
+        }
+        out
+    }
+
+    /// The same error with no secret in its text; a refused property is
+    /// named by its key only.
+    pub fn error(&self, e: KafkaError) -> KafkaError {
+        match e {
+            KafkaError::ClientConfig(_, _, ref key, ref value) => {
+                let why = property_error(&e, value);
+                KafkaError::ClientCreation(format!("kafka.properties.{key}: {why}"))
+            }
+            KafkaError::ClientCreation(text) => KafkaError::ClientCreation(self.scrub(&text)),
+            other => other,
+        }
+    }
+}
+
+/// A value that hides nothing and would blank ordinary words (`true`).
+fn trivial(v: &str) -> bool {
+    v.is_empty() || v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("false")
+}
+
+/// Forwards librdkafka's client-level errors and log lines to the log, with
+/// secret values scrubbed. Reachability is decided by the metadata probe
+/// alone, so the gauge and `/readyz` agree.
+#[derive(Debug, Clone, Default)]
+pub struct BridgeContext {
+    scrubber: Scrubber,
+}
+
+impl BridgeContext {
+    pub fn new(scrubber: Scrubber) -> Self {
+        Self { scrubber }
+    }
+}
 
 impl ClientContext for BridgeContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        let message = self.scrubber.scrub(log_message);
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", "librdkafka: {fac} {message}")
+            }
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(target: "librdkafka", "librdkafka: {fac} {message}")
+            }
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", "librdkafka: {fac} {message}")
+            }
+            RDKafkaLogLevel::Debug => {
+                tracing::debug!(target: "librdkafka", "librdkafka: {fac} {message}")
+            }
+        }
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         use rdkafka::types::RDKafkaErrorCode as C;
-        match error.rdkafka_error_code() {
+        let reason = self.scrubber.scrub(reason);
+        let code = error.rdkafka_error_code();
+        let error = self.scrubber.scrub(&error.to_string());
+        match code {
             // Repeated many times a second during an outage; the probe logs the
             // transition once and the reachability gauge shows it.
             Some(C::AllBrokersDown | C::BrokerTransportFailure | C::Resolve) => {
@@ -79,6 +254,8 @@ impl ClientContext for BridgeContext {
         }
     }
 }
+
+impl rdkafka::consumer::ConsumerContext for BridgeContext {}
 
 /// The Kafka producer and its helpers. Cheap to clone.
 #[derive(Clone)]
@@ -90,7 +267,10 @@ pub struct KafkaPublisher {
 impl KafkaPublisher {
     /// Creates the producer (no network I/O happens here).
     pub fn new(settings: &KafkaSettings, brokers: &str, metrics: Metrics) -> KafkaResult<Self> {
-        let producer = producer_config(settings, brokers).create_with_context(BridgeContext)?;
+        let scrubber = Scrubber::new(&settings.properties);
+        let producer = producer_config(settings, brokers)
+            .create_with_context(BridgeContext::new(scrubber.clone()))
+            .map_err(|e| scrubber.error(e))?;
         Ok(Self { producer, metrics })
     }
 
@@ -139,5 +319,62 @@ impl KafkaPublisher {
         })
         .await
         .unwrap_or(-1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn the_scrubber_removes_secret_values_and_their_parts() {
+        let s = Scrubber::new(&props(&[
+            (
+                "sasl.oauthbearer.config",
+                "principal=svc clientSecret=Zq9-oauth-secret scope=x",
+            ),
+            ("sasl.password", "hunter2hunter2"),
+            ("ssl.keystore.location", "/etc/kafka/ks.p12"),
+            ("security.protocol", "SASL_SSL"),
+        ]));
+        // librdkafka quotes the rest of a value it cannot parse.
+        let text = s.scrub(
+            "Unrecognized sasl.oauthbearer.config beginning at: clientSecret=Zq9-oauth-secret scope=x; pw hunter2hunter2",
+        );
+        assert!(!text.contains("Zq9"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(
+            text.contains("Unrecognized sasl.oauthbearer.config"),
+            "{text}"
+        );
+        // Paths and plain settings stay readable.
+        let text = s.scrub("ssl.keystore.location /etc/kafka/ks.p12 over SASL_SSL");
+        assert_eq!(
+            text,
+            "ssl.keystore.location /etc/kafka/ks.p12 over SASL_SSL"
+        );
+    }
+
+    #[test]
+    fn a_refused_property_is_named_without_its_value() {
+        let e = check_property("sasl.pasword", "hunter2hunter2").unwrap_err();
+        assert_eq!(e, PropertyError::Unknown);
+        let e = check_property("linger.ms", "hunter2hunter2").unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let mut cfg = ClientConfig::new();
+        cfg.set("sasl.pasword", "hunter2hunter2");
+        let Err(e) = cfg.create_native_config() else {
+            panic!("librdkafka took an unknown property");
+        };
+        let e = Scrubber::default().error(e);
+        assert!(e.to_string().contains("sasl.pasword"), "{e}");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
     }
 }

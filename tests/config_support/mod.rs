@@ -59,3 +59,35 @@ pub fn check_config(vars: &[(&str, &str)]) -> (serde_json::Value, String) {
     let stdout = String::from_utf8(out.stdout).unwrap();
     (serde_json::from_str(&stdout).unwrap(), stdout)
 }
+
+/// What a run of the binary printed.
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the binary with `--config file` (if any), `args` and `vars`, in `cwd`.
+pub fn run(
+    cwd: &std::path::Path,
+    config: Option<&std::path::Path>,
+    args: &[&str],
+    vars: &[(&str, &str)],
+) -> Run {
+    let mut c = bin();
+    c.current_dir(cwd);
+    if let Some(path) = config {
+        c.arg("--config").arg(path);
+    }
+    let out = c
+        .args(args)
+        .envs(vars.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
