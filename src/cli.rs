@@ -279,7 +279,7 @@ fn dead_letter_tool(
             });
             let store = match opened {
                 Ok((s, _)) => s,
-                Err(SpoolError::Locked(d)) => {
+                Err(SpoolError::Locked { dir: d, .. }) => {
                     eprintln!(
                         "presence-bridge dead-letter replay: a running bridge holds {}/LOCK.\n  \
                          Replay appends to the spool, which one process writes at a time: stop the bridge \
