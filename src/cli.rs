@@ -322,12 +322,10 @@ fn dead_letter_tool(
 fn spool_tool(settings: &Settings, cmd: SpoolCommand) -> ExitCode {
     use crate::spool::store;
     let dir = &settings.spool.dir;
-    if !dir.is_dir() {
-        eprintln!(
-            "presence-bridge spool: {} is not a directory (spool.dir)",
-            dir.display()
-        );
-        return ExitCode::FAILURE;
+    // Exit 2 (the configuration points elsewhere), never "all checksums ok".
+    if let Err(e) = crate::spool::dir::recognise(dir) {
+        eprintln!("presence-bridge spool: spool.dir: {e}");
+        return ExitCode::from(2);
     }
     let running = store::is_locked(dir);
     if running {
@@ -339,7 +337,7 @@ fn spool_tool(settings: &Settings, cmd: SpoolCommand) -> ExitCode {
     let (watermark, checkpoint_lost, segments) = match store::inspect(dir) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("presence-bridge spool: {e}");
+            eprintln!("presence-bridge spool: spool.dir: {e}");
             return ExitCode::FAILURE;
         }
     };

@@ -106,6 +106,22 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn listing(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.path(), e.metadata().unwrap().len())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 // ---- 1. Opening the spool: every error names the path -----------------------
 
 #[test]
@@ -242,4 +258,78 @@ fn serve_names_a_file_in_place_of_the_spool_directory() {
         )),
         "{err}"
     );
+}
+
+// ---- 2. spool verify / inspect refuse what is not a spool -------------------
+
+fn not_a_spool(dir: &Path, why: &str) {
+    let cwd = tempdir();
+    for cmd in ["verify", "inspect"] {
+        let out = run(bin(cwd.path(), dir).args(["spool", cmd]));
+        let (err, text) = (stderr(&out), stdout(&out));
+        assert_eq!(out.status.code(), Some(2), "spool {cmd}: {err}{text}");
+        assert!(
+            err.contains(&format!(
+                "spool.dir: {} is not a spool: {why}",
+                dir.display()
+            )),
+            "spool {cmd}: {err}"
+        );
+        assert!(!text.contains("checksums ok"), "spool {cmd}: {text}");
+        assert!(text.is_empty(), "spool {cmd}: {text}");
+    }
+}
+
+#[test]
+fn verify_and_inspect_refuse_a_directory_of_other_files() {
+    let t = tempdir();
+    std::fs::write(t.path().join("passwd"), b"root:x:0:0\n").unwrap();
+    std::fs::create_dir(t.path().join("ssl")).unwrap();
+    not_a_spool(t.path(), "it holds none of a spool's files");
+}
+
+#[test]
+fn verify_and_inspect_refuse_etc() {
+    not_a_spool(Path::new("/etc"), "it holds none of a spool's files");
+}
+
+#[test]
+fn verify_and_inspect_refuse_an_empty_directory() {
+    let t = tempdir();
+    not_a_spool(t.path(), "it is an empty directory");
+}
+
+#[test]
+fn verify_and_inspect_refuse_a_missing_path() {
+    let t = tempdir();
+    not_a_spool(&t.path().join("nothing"), "it does not exist");
+}
+
+#[test]
+fn a_fresh_spool_verifies_ok_and_a_spool_without_its_lock_too() {
+    let t = tempdir();
+    drop(Store::open(opts(t.path())).unwrap());
+    let names: Vec<String> = listing(t.path())
+        .iter()
+        .map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["00000000000000000001.seg", "LOCK", "checkpoint"],
+        "what a fresh spool holds"
+    );
+    let check = |why: &str| {
+        let out = run(bin(t.path(), t.path()).args(["spool", "verify"]));
+        assert_eq!(out.status.code(), Some(0), "{why}: {}", stderr(&out));
+        assert!(stdout(&out).contains("all checksums ok"), "{why}");
+        let out = run(bin(t.path(), t.path()).args(["spool", "inspect"]));
+        assert_eq!(out.status.code(), Some(0), "{why}: {}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["pending_events"], 0, "{why}");
+    };
+    check("fresh");
+    // Segments copied elsewhere for a look, without LOCK and checkpoint.
+    std::fs::remove_file(t.path().join("LOCK")).unwrap();
+    std::fs::remove_file(t.path().join("checkpoint")).unwrap();
+    check("segments only");
 }
