@@ -425,6 +425,9 @@ fn check_config(settings: &Settings) -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    if let Err(code) = check_spool_dir(&settings.spool.dir) {
+        return code;
+    }
     let text = serde_json::to_string_pretty(&settings.redacted_json()).unwrap_or_default();
     println!("{text}");
     if settings.kafka.brokers.is_empty() {
@@ -433,6 +436,34 @@ fn check_config(settings: &Settings) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// `check-config`'s check of `spool.dir` ([`crate::spool::dir::check_dir`]):
+/// an error is a configuration error (exit 2); a running bridge holding the
+/// lock is normal beside it, so only a warning.
+fn check_spool_dir(dir: &std::path::Path) -> Result<(), ExitCode> {
+    match crate::spool::dir::check_dir(dir) {
+        Ok(c) if c.in_use => {
+            let pid = c.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+            eprintln!(
+                "warning: spool.dir {}: a running presence-bridge{pid} holds its lock; `serve` with this configuration would refuse to start beside it",
+                dir.display()
+            );
+            Ok(())
+        }
+        Ok(c) if !c.exists => {
+            eprintln!(
+                "note: spool.dir {} does not exist yet; `serve` creates it",
+                dir.display()
+            );
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(e) => {
+            eprintln!("presence-bridge: configuration error: spool.dir: {e}");
+            Err(ExitCode::from(2))
+        }
+    }
 }
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {

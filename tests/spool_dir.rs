@@ -333,3 +333,138 @@ fn a_fresh_spool_verifies_ok_and_a_spool_without_its_lock_too() {
     std::fs::remove_file(t.path().join("checkpoint")).unwrap();
     check("segments only");
 }
+
+// ---- 3. check-config checks the spool directory -----------------------------
+
+fn check_config(cwd: &Path, dir: &Path) -> Output {
+    run(bin(cwd, dir).arg("check-config"))
+}
+
+fn assert_config_error(out: &Output, expected: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "presence-bridge: configuration error: spool.dir: {expected}"
+        )),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "{}", stdout(out));
+}
+
+#[test]
+fn check_config_fails_for_a_file_in_place_of_the_directory() {
+    let t = tempdir();
+    let file = t.path().join("spool");
+    std::fs::write(&file, b"x").unwrap();
+    let out = check_config(t.path(), &file);
+    assert_config_error(
+        &out,
+        &format!("{} exists and is not a directory", file.display()),
+    );
+}
+
+#[test]
+fn check_config_fails_for_a_directory_under_a_file() {
+    let t = tempdir();
+    let file = t.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    let dir = file.join("a").join("spool");
+    let out = check_config(t.path(), &dir);
+    assert_config_error(
+        &out,
+        &format!(
+            "cannot create the directory {}: {} is not a directory",
+            dir.display(),
+            file.display()
+        ),
+    );
+}
+
+#[test]
+fn check_config_fails_when_the_directory_cannot_be_created() {
+    let t = tempdir();
+    let parent = t.path().join("ro");
+    std::fs::create_dir(&parent).unwrap();
+    let _writable = read_only(&parent);
+    let dir = parent.join("spool").join("x");
+    let out = run(unprivileged(bin(t.path(), &dir).arg("check-config")));
+    assert_config_error(
+        &out,
+        &format!(
+            "creating the directory {}: Permission denied",
+            dir.display()
+        ),
+    );
+    assert!(!parent.join("spool").exists());
+}
+
+#[test]
+fn check_config_fails_when_the_directory_is_not_writable() {
+    let t = tempdir();
+    let dir = t.path().join("spool");
+    drop(Store::open(opts(&dir)).unwrap());
+    let _writable = read_only(&dir);
+    let before = listing(&dir);
+    let out = run(unprivileged(bin(t.path(), &dir).arg("check-config")));
+    assert_config_error(
+        &out,
+        &format!("creating a file in {}: Permission denied", dir.display()),
+    );
+    assert_eq!(listing(&dir), before);
+}
+
+#[test]
+fn check_config_passes_a_missing_directory_it_could_create_and_leaves_nothing() {
+    let t = tempdir();
+    let dir = t.path().join("data").join("spool");
+    let out = check_config(t.path(), &dir);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "note: spool.dir {} does not exist yet; `serve` creates it",
+            dir.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(listing(t.path()).is_empty(), "{:?}", listing(t.path()));
+}
+
+#[test]
+fn check_config_warns_beside_a_running_bridge_and_leaves_its_lock() {
+    let t = tempdir();
+    let dir = t.path().join("spool");
+    let (held, _) = Store::open(opts(&dir)).unwrap();
+    let before = listing(&dir);
+    let lock_text = std::fs::read_to_string(dir.join("LOCK")).unwrap();
+    let out = check_config(t.path(), &dir);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&format!(
+            "warning: spool.dir {}: a running presence-bridge (pid {}) holds its lock",
+            dir.display(),
+            std::process::id()
+        )),
+        "{err}"
+    );
+    // Undisturbed: same files, same holder, and the lock still held.
+    assert_eq!(listing(&dir), before);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("LOCK")).unwrap(),
+        lock_text
+    );
+    assert!(matches!(
+        Store::open(opts(&dir)),
+        Err(SpoolError::Locked { .. })
+    ));
+    drop(held);
+    // A stopped bridge's spool: no warning, nothing changed, lock free.
+    let before = listing(&dir);
+    let out = check_config(t.path(), &dir);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("spool.dir"), "{}", stderr(&out));
+    assert_eq!(listing(&dir), before);
+    Store::open(opts(&dir)).unwrap();
+}
