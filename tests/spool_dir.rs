@@ -206,6 +206,21 @@ fn an_unreadable_checkpoint_is_named() {
 }
 
 #[test]
+fn a_first_segment_that_cannot_be_created_names_the_directory() {
+    let t = tempdir();
+    // Fails for root too: a directory where the new segment's temporary file goes.
+    std::fs::create_dir(t.path().join("00000000000000000001.seg.tmp")).unwrap();
+    let e = open_err(t.path());
+    assert!(
+        e.contains(&format!(
+            "creating the first segment in {}: ",
+            t.path().display()
+        )),
+        "{e}"
+    );
+}
+
+#[test]
 fn a_read_only_file_system_says_so() {
     let e = SpoolError::file(
         "creating the directory",

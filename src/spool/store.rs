@@ -246,7 +246,9 @@ impl Store {
         report.segments = segments.len();
         // Appends always go to a fresh segment after a restart: never after a cut tail.
         let next_seq = last_seq + 1;
-        let file = new_segment(io.as_ref(), &opts, next_seq).map_err(|(e, _)| e)?;
+        // Named here, at start; the same failure later (a full disk) stays an `Io` error.
+        let file = new_segment(io.as_ref(), &opts, next_seq)
+            .map_err(|(_, e)| SpoolError::file("creating the first segment in", &opts.dir, e))?;
         let header = MAGIC.len() as u64;
         segments.insert(
             next_seq,
@@ -1068,23 +1070,16 @@ fn new_segment(
     let dup = |e: &io::Error| io::Error::new(e.kind(), e.to_string());
     let mut f = io
         .create(&tmp)
-        .map_err(|e| (SpoolError::file("creating the segment", &tmp, dup(&e)), e))?;
+        .map_err(|e| (SpoolError::io("creating a segment", dup(&e)), e))?;
     let header = f.write_all(MAGIC).and_then(|()| f.sync());
     if let Err(e) = header.and_then(|()| io.rename(&tmp, &path)) {
         drop(f);
         let _ = io.remove(&tmp);
-        return Err((
-            SpoolError::file("writing the header of the segment", &path, dup(&e)),
-            e,
-        ));
+        return Err((SpoolError::io("writing a segment header", dup(&e)), e));
     }
     if opts.fsync != FsyncPolicy::Never {
-        io.sync_dir(&opts.dir).map_err(|e| {
-            (
-                SpoolError::file("syncing the directory", &opts.dir, dup(&e)),
-                e,
-            )
-        })?;
+        io.sync_dir(&opts.dir)
+            .map_err(|e| (SpoolError::io("syncing the spool directory", dup(&e)), e))?;
     }
     Ok(f)
 }
