@@ -24,7 +24,8 @@
 //! # On-disk format (version 1; checkpoint file version 2)
 //! ```text
 //! spool.dir/
-//!   LOCK                       flock'd by the running bridge: one bridge per directory
+//!   LOCK                       flock'd by the running bridge: one bridge per directory;
+//!                              holds its pid, to name it to a process refused the lock ([`dir`])
 //!   00000000000000000001.seg   segments, named by the sequence number of their first record
 //!   00000000000000000009.seg.tmp  a segment being created (removed at start if left over)
 //!   checkpoint                 two preallocated slots, overwritten in place (below)
