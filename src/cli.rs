@@ -279,7 +279,7 @@ fn dead_letter_tool(
             });
             let store = match opened {
                 Ok((s, _)) => s,
-                Err(SpoolError::Locked(d)) => {
+                Err(SpoolError::Locked { dir: d, .. }) => {
                     eprintln!(
                         "presence-bridge dead-letter replay: a running bridge holds {}/LOCK.\n  \
                          Replay appends to the spool, which one process writes at a time: stop the bridge \
@@ -322,12 +322,10 @@ fn dead_letter_tool(
 fn spool_tool(settings: &Settings, cmd: SpoolCommand) -> ExitCode {
     use crate::spool::store;
     let dir = &settings.spool.dir;
-    if !dir.is_dir() {
-        eprintln!(
-            "presence-bridge spool: {} is not a directory (spool.dir)",
-            dir.display()
-        );
-        return ExitCode::FAILURE;
+    // Exit 2 (the configuration points elsewhere), never "all checksums ok".
+    if let Err(e) = crate::spool::dir::recognise(dir) {
+        eprintln!("presence-bridge spool: spool.dir: {e}");
+        return ExitCode::from(2);
     }
     let running = store::is_locked(dir);
     if running {
@@ -339,7 +337,7 @@ fn spool_tool(settings: &Settings, cmd: SpoolCommand) -> ExitCode {
     let (watermark, checkpoint_lost, segments) = match store::inspect(dir) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("presence-bridge spool: {e}");
+            eprintln!("presence-bridge spool: spool.dir: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -422,6 +420,9 @@ fn check_config(settings: &Settings) -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    if let Err(code) = check_spool_dir(&settings.spool.dir) {
+        return code;
+    }
     let text = serde_json::to_string_pretty(&settings.redacted_json()).unwrap_or_default();
     println!("{text}");
     for w in &settings.warnings {
@@ -433,6 +434,34 @@ fn check_config(settings: &Settings) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// `check-config`'s check of `spool.dir` ([`crate::spool::dir::check_dir`]):
+/// an error is a configuration error (exit 2); a running bridge holding the
+/// lock is normal beside it, so only a warning.
+fn check_spool_dir(dir: &std::path::Path) -> Result<(), ExitCode> {
+    match crate::spool::dir::check_dir(dir) {
+        Ok(c) if c.in_use => {
+            let pid = c.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+            eprintln!(
+                "warning: spool.dir {}: a running presence-bridge{pid} holds its lock; `serve` with this configuration would refuse to start beside it",
+                dir.display()
+            );
+            Ok(())
+        }
+        Ok(c) if !c.exists => {
+            eprintln!(
+                "note: spool.dir {} does not exist yet; `serve` creates it",
+                dir.display()
+            );
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(e) => {
+            eprintln!("presence-bridge: configuration error: spool.dir: {e}");
+            Err(ExitCode::from(2))
+        }
+    }
 }
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {

@@ -428,7 +428,7 @@ fn one_bridge_per_spool_directory() {
     let dir = tempfile::tempdir().unwrap();
     let (_store, _) = Store::open(opts(dir.path(), 1 << 20)).unwrap();
     match Store::open(opts(dir.path(), 1 << 20)) {
-        Err(SpoolError::Locked(_)) => {}
+        Err(SpoolError::Locked { .. }) => {}
         Err(e) => panic!("wrong error: {e}"),
         Ok(_) => panic!("a second store opened the same directory"),
     }

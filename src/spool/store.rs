@@ -40,7 +40,7 @@ pub const BLOCKED_DISK_FULL: &str = "the spool's disk is full";
 pub const BLOCKED_WRITE_FAILED: &str = "a write to the spool failed";
 pub const BLOCKED_SYNC_FAILED: &str = "an fsync of the spool failed";
 pub const BLOCKED_NO_SEGMENT: &str = "a new spool segment cannot be created";
-const LOCK: &str = "LOCK";
+use super::dir::LOCK;
 /// Bytes read from a segment at a time.
 const READ_CHUNK: usize = 256 * 1024;
 
@@ -189,9 +189,8 @@ impl Store {
         opts: StoreOptions,
         io: Arc<dyn SpoolIo>,
     ) -> Result<(Self, RecoveryReport), SpoolError> {
-        fs::create_dir_all(&opts.dir)
-            .map_err(|e| SpoolError::io("creating the spool directory", e))?;
-        let lock = lock_dir(&opts.dir)?;
+        super::dir::create(&opts.dir)?;
+        let lock = super::dir::lock(&opts.dir)?;
         remove_leftovers(&opts.dir)?;
         let (mut settle, checkpoint_lost) = read_settlement(&opts.dir)?;
         let mut report = RecoveryReport {
@@ -218,7 +217,7 @@ impl Store {
             report.uncommitted_records += scan.void_records;
             if scan.meta.settled(&settle) {
                 io.remove(path)
-                    .map_err(|e| SpoolError::io("removing a delivered segment", e))?;
+                    .map_err(|e| SpoolError::file("removing the delivered segment", path, e))?;
                 continue;
             }
             // Cut what is not part of the segment (a torn tail, records of a
@@ -247,7 +246,9 @@ impl Store {
         report.segments = segments.len();
         // Appends always go to a fresh segment after a restart: never after a cut tail.
         let next_seq = last_seq + 1;
-        let file = new_segment(io.as_ref(), &opts, next_seq).map_err(|(e, _)| e)?;
+        // Named here, at start; the same failure later (a full disk) stays an `Io` error.
+        let file = new_segment(io.as_ref(), &opts, next_seq)
+            .map_err(|(_, e)| SpoolError::file("creating the first segment in", &opts.dir, e))?;
         let header = MAGIC.len() as u64;
         segments.insert(
             next_seq,
@@ -855,6 +856,8 @@ enum Next {
 /// Sequential frame reader over one segment file.
 struct Cursor {
     file: File,
+    /// For errors.
+    path: PathBuf,
     buf: Vec<u8>,
     /// File offset of `buf[0]`.
     base: u64,
@@ -864,15 +867,17 @@ struct Cursor {
 
 impl Cursor {
     fn open(path: &Path) -> Result<Self, SpoolError> {
-        let mut file = File::open(path).map_err(|e| SpoolError::io("opening a segment", e))?;
+        let mut file =
+            File::open(path).map_err(|e| SpoolError::file("opening the segment", path, e))?;
         let mut magic = [0u8; 8];
         let header_ok = file.read_exact(&mut magic).is_ok() && &magic == MAGIC;
         if !header_ok {
             file.seek(SeekFrom::Start(0))
-                .map_err(|e| SpoolError::io("reading a segment", e))?;
+                .map_err(|e| SpoolError::file("reading the segment", path, e))?;
         }
         Ok(Self {
             file,
+            path: path.to_path_buf(),
             buf: Vec::new(),
             base: if header_ok { MAGIC.len() as u64 } else { 0 },
             pos: 0,
@@ -904,7 +909,7 @@ impl Cursor {
             let got = self
                 .file
                 .read(&mut self.buf[old..])
-                .map_err(|e| SpoolError::io("reading a segment", e))?;
+                .map_err(|e| SpoolError::file("reading the segment", &self.path, e))?;
             self.buf.truncate(old + got);
             if got == 0 {
                 self.eof = true;
@@ -982,9 +987,15 @@ fn scan_segment(
     settle: &Settlement,
     void_from: Option<u64>,
 ) -> Result<Scan, SpoolError> {
-    let len = fs::metadata(path)
-        .map_err(|e| SpoolError::io("reading a segment", e))?
-        .len();
+    let meta = fs::metadata(path).map_err(|e| SpoolError::file("reading the segment", path, e))?;
+    if !meta.is_file() {
+        return Err(SpoolError::file(
+            "reading the segment",
+            path,
+            io::Error::other("not a regular file: move it out of spool.dir"),
+        ));
+    }
+    let len = meta.len();
     let mut c = Cursor::open(path)?;
     let mut scan = Scan {
         meta: SegMeta::default(),
@@ -1033,10 +1044,10 @@ fn scan_segment(
 fn truncate(io: &dyn SpoolIo, path: &Path, len: u64) -> Result<(), SpoolError> {
     let mut f = io
         .open(path)
-        .map_err(|e| SpoolError::io("opening a segment to cut a torn tail", e))?;
+        .map_err(|e| SpoolError::file("opening the segment to cut a torn tail", path, e))?;
     f.truncate(len)
         .and_then(|()| f.sync())
-        .map_err(|e| SpoolError::io("cutting a torn tail", e))
+        .map_err(|e| SpoolError::file("cutting the torn tail of the segment", path, e))
 }
 
 /// Creates the segment starting at `first_seq`: written as `<name>.tmp`,
@@ -1086,8 +1097,8 @@ fn blocked_reason(e: &io::Error, otherwise: &'static str) -> &'static str {
 fn remove_leftovers(dir: &Path) -> Result<(), SpoolError> {
     let _ = fs::remove_file(dir.join(OLD_CHECKPOINT_TMP));
     let _ = fs::remove_file(dir.join(CHECKPOINT_TMP));
-    for entry in fs::read_dir(dir).map_err(|e| SpoolError::io("listing the spool directory", e))? {
-        let entry = entry.map_err(|e| SpoolError::io("listing the spool directory", e))?;
+    for entry in fs::read_dir(dir).map_err(|e| SpoolError::file("listing the directory", dir, e))? {
+        let entry = entry.map_err(|e| SpoolError::file("listing the directory", dir, e))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if name
@@ -1185,8 +1196,8 @@ fn create_checkpoint(
 /// Segment files in sequence order.
 pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, SpoolError> {
     let mut out = Vec::new();
-    for entry in fs::read_dir(dir).map_err(|e| SpoolError::io("listing the spool directory", e))? {
-        let entry = entry.map_err(|e| SpoolError::io("listing the spool directory", e))?;
+    for entry in fs::read_dir(dir).map_err(|e| SpoolError::file("listing the directory", dir, e))? {
+        let entry = entry.map_err(|e| SpoolError::file("listing the directory", dir, e))?;
         if let Some(first) = entry
             .file_name()
             .to_str()
@@ -1229,7 +1240,11 @@ pub fn read_checkpoint_payload(dir: &Path) -> Result<SavedCheckpoint, SpoolError
     let read = |name: &str| match fs::read(dir.join(name)) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(SpoolError::io("reading the checkpoint", e)),
+        Err(e) => Err(SpoolError::file(
+            "reading the checkpoint",
+            &dir.join(name),
+            e,
+        )),
     };
     let current = read(CHECKPOINT)?;
     if let Some(bytes) = &current {
@@ -1248,20 +1263,6 @@ pub fn read_checkpoint_payload(dir: &Path) -> Result<SavedCheckpoint, SpoolError
 /// a checkpoint file existed but was unreadable.
 pub fn read_checkpoint(dir: &Path) -> Result<(u64, bool), SpoolError> {
     read_settlement(dir).map(|(s, lost)| (s.base(), lost))
-}
-
-fn lock_dir(dir: &Path) -> Result<File, SpoolError> {
-    let f = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join(LOCK))
-        .map_err(|e| SpoolError::io("opening the spool lock", e))?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(fs::TryLockError::WouldBlock) => Err(SpoolError::Locked(dir.to_path_buf())),
-        Err(fs::TryLockError::Error(e)) => Err(SpoolError::io("locking the spool directory", e)),
-    }
 }
 
 /// Per-segment health, for `spool inspect` and `spool verify`. Read-only.
@@ -1313,7 +1314,7 @@ pub fn is_locked(dir: &Path) -> bool {
 pub fn oldest_pending(dir: &Path, watermark: u64) -> Result<Option<i64>, SpoolError> {
     for (_, path) in list_segments(dir)? {
         let len = fs::metadata(&path)
-            .map_err(|e| SpoolError::io("reading a segment", e))?
+            .map_err(|e| SpoolError::file("reading the segment", &path, e))?
             .len();
         let mut c = Cursor::open(&path)?;
         loop {
