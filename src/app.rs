@@ -87,8 +87,21 @@ pub enum AppError {
 
 impl AppError {
     /// A mistake in the configuration (exit code 2) rather than a runtime failure.
+    /// A `spool.dir` that cannot be a spool, or a producer librdkafka refuses
+    /// to create from the settings, is the operator's to fix, like a bad
+    /// certificate; a failing disk or a held lock is not.
     pub fn is_config(&self) -> bool {
-        matches!(self, Self::Tls(_))
+        match self {
+            Self::Tls(_) => true,
+            Self::Producer(e) => matches!(e, rdkafka::error::KafkaError::ClientCreation(_)),
+            Self::Spool(e) => matches!(
+                e,
+                SpoolError::NotADirectory(_)
+                    | SpoolError::ParentNotADirectory { .. }
+                    | SpoolError::NotASpool { .. }
+            ),
+            Self::Bind { .. } | Self::Metrics(_) => false,
+        }
     }
 }
 

@@ -17,6 +17,24 @@ use crate::dev::EmbeddedBroker;
 use crate::health::{DevBroker, DEV_WARNING};
 use crate::tail::{self, TailOptions};
 
+/// `eprintln!` that never panics: a closed stderr (`2>&1 | head`, a log
+/// collector gone) loses the line, the command still exits with its code.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
+/// `println!` that never panics: a reader that stops early (`| head`) ends
+/// the output, not the process.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "presence-bridge",
@@ -125,7 +143,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let settings = match config::load(cli.config.as_deref(), std::env::vars()) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("presence-bridge: configuration error: {e}");
+            errln!("presence-bridge: configuration error: {e}");
             return ExitCode::from(2);
         }
     };
@@ -157,21 +175,25 @@ fn dead_letter_tool(
             let mut lines = match tools::Lines::open(dir) {
                 Ok(Some(l)) => l,
                 Ok(None) => {
-                    eprintln!(
+                    errln!(
                         "no dead letters ({} does not exist)",
                         tools::path(dir).display()
                     );
                     return ExitCode::SUCCESS;
                 }
                 Err(e) => {
-                    eprintln!("presence-bridge dead-letter list: {e}");
+                    errln!("presence-bridge dead-letter list: {e}");
                     return ExitCode::FAILURE;
                 }
             };
             if !args.json {
-                println!(
+                outln!(
                     "{:<8} {:<36} {:<24} {:<14} {:<24} KEY",
-                    "SEQ", "ID", "TOPIC", "REASON", "DEAD-LETTERED AT"
+                    "SEQ",
+                    "ID",
+                    "TOPIC",
+                    "REASON",
+                    "DEAD-LETTERED AT"
                 );
             }
             let (mut shown, mut total, mut unreadable) = (0u64, 0u64, 0u64);
@@ -180,7 +202,7 @@ fn dead_letter_tool(
                     Ok(Some((_, line))) => line,
                     Ok(None) => break,
                     Err(e) => {
-                        eprintln!("presence-bridge dead-letter list: {e}");
+                        errln!("presence-bridge dead-letter list: {e}");
                         return ExitCode::FAILURE;
                     }
                 };
@@ -188,7 +210,7 @@ fn dead_letter_tool(
                     Line::Letter(l) => l,
                     Line::Unreadable { line, why } => {
                         unreadable += 1;
-                        eprintln!("line {line}: unreadable: {why} (left in the file)");
+                        errln!("line {line}: unreadable: {why} (left in the file)");
                         continue;
                     }
                 };
@@ -217,9 +239,9 @@ fn dead_letter_tool(
                         "value_bytes": value_bytes,
                         "replayable": l.to_record(false).is_some(),
                     });
-                    println!("{row}");
+                    outln!("{row}");
                 } else {
-                    println!(
+                    outln!(
                         "{:<8} {:<36} {:<24} {:<14} {:<24} {}",
                         l.seq.map_or_else(dash, |s| s.to_string()),
                         l.id.map_or_else(dash, |i| i.hyphenated().to_string()),
@@ -230,7 +252,7 @@ fn dead_letter_tool(
                     );
                 }
             }
-            eprintln!("{shown} of {total} dead letter(s) shown; {unreadable} unreadable line(s)");
+            errln!("{shown} of {total} dead letter(s) shown; {unreadable} unreadable line(s)");
             ExitCode::SUCCESS
         }
         DeadLetterCommand::Replay(args) => {
@@ -255,18 +277,18 @@ fn dead_letter_tool(
             if args.dry_run {
                 return match tools::plan(dir, &opts) {
                     Ok(r) => {
-                        println!("{}", serde_json::to_string(&r).unwrap_or_default());
-                        eprintln!(
+                        outln!("{}", serde_json::to_string(&r).unwrap_or_default());
+                        errln!(
                             "dry run: {} of {} selected dead letter(s) would be put back into the spool; {} format-1 line(s) would stay (--include-legacy)",
                             r.replayed, r.selected, r.skipped_legacy
                         );
                         if store::is_locked(dir) {
-                            eprintln!("note: a running bridge holds {}/LOCK: stop it before the real replay", dir.display());
+                            errln!("note: a running bridge holds {}/LOCK: stop it before the real replay", dir.display());
                         }
                         ExitCode::SUCCESS
                     }
                     Err(e) => {
-                        eprintln!("presence-bridge dead-letter replay: {e}");
+                        errln!("presence-bridge dead-letter replay: {e}");
                         ExitCode::FAILURE
                     }
                 };
@@ -280,7 +302,7 @@ fn dead_letter_tool(
             let store = match opened {
                 Ok((s, _)) => s,
                 Err(SpoolError::Locked { dir: d, .. }) => {
-                    eprintln!(
+                    errln!(
                         "presence-bridge dead-letter replay: a running bridge holds {}/LOCK.\n  \
                          Replay appends to the spool, which one process writes at a time: stop the bridge \
                          (it keeps its spool), run\n    {again}\n  \
@@ -291,14 +313,14 @@ fn dead_letter_tool(
                     return ExitCode::from(2);
                 }
                 Err(e) => {
-                    eprintln!("presence-bridge dead-letter replay: {e}");
+                    errln!("presence-bridge dead-letter replay: {e}");
                     return ExitCode::FAILURE;
                 }
             };
             match tools::replay(&store, &opts) {
                 Ok(r) => {
-                    println!("{}", serde_json::to_string(&r).unwrap_or_default());
-                    eprintln!(
+                    outln!("{}", serde_json::to_string(&r).unwrap_or_default());
+                    errln!(
                         "replayed {} dead letter(s) into the spool (seq {}); {} already there; {} format-1 line(s) left (--include-legacy); the bridge sends them at its next start",
                         r.replayed,
                         match (r.first_seq, r.last_seq) {
@@ -311,7 +333,7 @@ fn dead_letter_tool(
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    eprintln!("presence-bridge dead-letter replay: {e}");
+                    errln!("presence-bridge dead-letter replay: {e}");
                     ExitCode::FAILURE
                 }
             }
@@ -324,12 +346,12 @@ fn spool_tool(settings: &Settings, cmd: SpoolCommand) -> ExitCode {
     let dir = &settings.spool.dir;
     // Exit 2 (the configuration points elsewhere), never "all checksums ok".
     if let Err(e) = crate::spool::dir::recognise(dir) {
-        eprintln!("presence-bridge spool: spool.dir: {e}");
+        errln!("presence-bridge spool: spool.dir: {e}");
         return ExitCode::from(2);
     }
     let running = store::is_locked(dir);
     if running {
-        eprintln!(
+        errln!(
             "warning: a running bridge holds {}/LOCK: figures may change while they are read",
             dir.display()
         );
@@ -337,7 +359,7 @@ fn spool_tool(settings: &Settings, cmd: SpoolCommand) -> ExitCode {
     let (watermark, checkpoint_lost, segments) = match store::inspect(dir) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("presence-bridge spool: spool.dir: {e}");
+            errln!("presence-bridge spool: spool.dir: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -367,7 +389,7 @@ fn spool_tool(settings: &Settings, cmd: SpoolCommand) -> ExitCode {
                 "dead_letters": dead_letters,
                 "segments": segments,
             });
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&report).unwrap_or_default()
             );
@@ -380,7 +402,7 @@ fn spool_tool(settings: &Settings, cmd: SpoolCommand) -> ExitCode {
                 } else {
                     "ok"
                 };
-                println!(
+                outln!(
                     "{state:8} {} records {}..{} bytes {} torn_bytes {} corrupt_regions {}",
                     s.file,
                     s.first_seq,
@@ -391,18 +413,18 @@ fn spool_tool(settings: &Settings, cmd: SpoolCommand) -> ExitCode {
                 );
             }
             if checkpoint_lost {
-                println!(
+                outln!(
                     "DAMAGED  acked (checkpoint unreadable: every stored event will be sent again)"
                 );
             }
             if damaged.is_empty() && !checkpoint_lost {
-                println!(
+                outln!(
                     "spool verify: {} segment(s), {pending} pending event(s), all checksums ok",
                     segments.len()
                 );
                 ExitCode::SUCCESS
             } else {
-                println!(
+                outln!(
                     "spool verify: {} damaged segment(s); the bridge cuts torn tails and skips damaged records at start",
                     damaged.len()
                 );
@@ -416,7 +438,7 @@ fn check_config(settings: &Settings) -> ExitCode {
     // librdkafka checked every property at load (config::load).
     if let Some(tls) = &settings.http.tls {
         if let Err(e) = crate::tls::Tls::check(tls) {
-            eprintln!("presence-bridge: configuration error: {e}");
+            errln!("presence-bridge: configuration error: {e}");
             return ExitCode::from(2);
         }
     }
@@ -424,14 +446,12 @@ fn check_config(settings: &Settings) -> ExitCode {
         return code;
     }
     let text = serde_json::to_string_pretty(&settings.redacted_json()).unwrap_or_default();
-    println!("{text}");
+    outln!("{text}");
     for w in &settings.warnings {
-        eprintln!("warning: {w}");
+        errln!("warning: {w}");
     }
     if settings.kafka.brokers.is_empty() {
-        eprintln!(
-            "note: kafka.brokers is empty: `serve` will refuse to start unless run with --dev"
-        );
+        errln!("note: kafka.brokers is empty: `serve` will refuse to start unless run with --dev");
     }
     ExitCode::SUCCESS
 }
@@ -443,14 +463,14 @@ fn check_spool_dir(dir: &std::path::Path) -> Result<(), ExitCode> {
     match crate::spool::dir::check_dir(dir) {
         Ok(c) if c.in_use => {
             let pid = c.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
-            eprintln!(
+            errln!(
                 "warning: spool.dir {}: a running presence-bridge{pid} holds its lock; `serve` with this configuration would refuse to start beside it",
                 dir.display()
             );
             Ok(())
         }
         Ok(c) if !c.exists => {
-            eprintln!(
+            errln!(
                 "note: spool.dir {} does not exist yet; `serve` creates it",
                 dir.display()
             );
@@ -458,7 +478,7 @@ fn check_spool_dir(dir: &std::path::Path) -> Result<(), ExitCode> {
         }
         Ok(_) => Ok(()),
         Err(e) => {
-            eprintln!("presence-bridge: configuration error: spool.dir: {e}");
+            errln!("presence-bridge: configuration error: spool.dir: {e}");
             Err(ExitCode::from(2))
         }
     }
@@ -497,7 +517,7 @@ fn serve(settings: Settings, args: ServeArgs) -> ExitCode {
             }
         }
     } else if settings.kafka.brokers.is_empty() {
-        eprintln!(
+        errln!(
             "presence-bridge: no Kafka brokers configured.\n  Set kafka.brokers in the --config file \
              (brokers = [\"kafka-1:9092\"]) or PRESENCE_BRIDGE__KAFKA__BROKERS=kafka-1:9092,kafka-2:9092,\n  \
              or run `presence-bridge serve --dev` for an embedded development broker that keeps nothing."
@@ -515,7 +535,7 @@ fn serve(settings: Settings, args: ServeArgs) -> ExitCode {
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("presence-bridge: cannot start the runtime: {e}");
+            errln!("presence-bridge: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -525,7 +545,7 @@ fn serve(settings: Settings, args: ServeArgs) -> ExitCode {
             Ok(r) => r,
             Err(e) if e.is_config() => {
                 tracing::error!(error = %e, "cannot start: configuration error");
-                eprintln!("presence-bridge: configuration error: {e}");
+                errln!("presence-bridge: configuration error: {e}");
                 return ExitCode::from(2);
             }
             Err(e) => {
@@ -577,7 +597,7 @@ fn run_tail(settings: Settings, args: TailArgs) -> ExitCode {
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("presence-bridge: cannot start the runtime: {e}");
+            errln!("presence-bridge: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -599,7 +619,7 @@ fn run_tail(settings: Settings, args: TailArgs) -> ExitCode {
     match result {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("presence-bridge tail: {e}");
+            errln!("presence-bridge tail: {e}");
             ExitCode::FAILURE
         }
     }

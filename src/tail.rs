@@ -113,7 +113,14 @@ pub async fn run(
         tpl.add_partition_offset(&topic, p, offset)?;
     }
     consumer.assign(&tpl)?;
-    eprintln!("tail: reading {topic} from {brokers} (Ctrl-C to stop)");
+    {
+        use std::io::Write as _;
+        // A closed stderr loses the line; it never stops `tail`.
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "tail: reading {topic} from {brokers} (Ctrl-C to stop)"
+        );
+    }
 
     let mut printed = 0u64;
     use std::io::Write;

@@ -406,3 +406,25 @@ fn every_line_of_a_serve_dev_run_is_logfmt() {
         "a full phone in the log:\n{log}"
     );
 }
+
+/// Errors printed before logging starts (a configuration error) are lost on
+/// a closed stderr, and the exit code stays the one that says why: 2.
+#[test]
+fn a_closed_stderr_keeps_the_exit_code_of_a_configuration_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [&["serve"][..], &["check-config"][..]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let status = Command::new(env!("CARGO_BIN_EXE_presence-bridge"))
+            .args(args)
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PRESENCE_BRIDGE__LOG__LEVEL", "warning")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(writer))
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(2), "{args:?}");
+    }
+}

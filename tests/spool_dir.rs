@@ -265,10 +265,12 @@ fn serve_names_a_file_in_place_of_the_spool_directory() {
     std::fs::write(&file, b"x").unwrap();
     let out = run(bin(t.path(), &file).arg("serve"));
     let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    // The operator's to fix: a configuration error (exit 2), said on a plain
+    // stderr line as well as in the log.
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
         err.contains(&format!(
-            "spool.dir: {} exists and is not a directory",
+            "presence-bridge: configuration error: spool.dir: {} exists and is not a directory",
             file.display()
         )),
         "{err}"
