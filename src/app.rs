@@ -131,6 +131,7 @@ pub struct Running {
 impl Running {
     /// Starts the shutdown (idempotent). `/readyz` turns 503 at once.
     pub fn shutdown(&self) {
+        self.health.begin_shutdown();
         self.shutdown.cancel();
     }
 
@@ -258,6 +259,8 @@ impl Supervisor {
                 }
             }
         }
+        // Readiness off before anyone waiting on the token looks at it.
+        self.health.begin_shutdown();
         self.shutdown.cancel();
     }
 }

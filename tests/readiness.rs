@@ -30,7 +30,7 @@ async fn every_configured_topic_is_probed_and_a_missing_one_keeps_the_bridge_rea
 
     // Waits for the probe's answer itself (bounded: only guards a hang).
     let mut seen = Value::Null;
-    for _ in 0..400 {
+    for _ in 0..2400 {
         let (status, body) = b.get(&b.admin_url("/readyz")).await;
         assert_eq!(
             status,
@@ -39,7 +39,11 @@ async fn every_configured_topic_is_probed_and_a_missing_one_keeps_the_bridge_rea
         );
         seen = serde_json::from_str(&body).unwrap();
         let topics = &seen["components"]["kafka"]["topics"];
-        if topics[&rejected] == "present" && topics["tenant-x-not-created"] == "missing" {
+        if topics[&rejected] == "present"
+            && topics["tenant-x-not-created"] == "missing"
+            && topics["dead-letters-not-created"] == "missing"
+            && topics[b.topic.as_str()] == "present"
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
