@@ -250,7 +250,11 @@ impl Metrics {
         let spool_dropped = IntCounterVec::new(
             Opts::new(
                 "spool_dropped_events_total",
-                "Damaged spool records dropped at recovery (regions for corrupt_record, writes for torn_write).",
+                "Spool data dropped as damaged. corrupt_record: records (events) lost in damaged regions, \
+                 counted once from the sequence numbers on both sides of each region, whether recovery \
+                 or a reader found it, records already delivered to every topic left out; \
+                 torn_write: 1 for each start whose recovery cut a torn write off the spool \
+                 (never answered 200).",
             )
             .namespace(NS),
             &["reason"],

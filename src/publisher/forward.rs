@@ -513,8 +513,8 @@ impl<P: Produce> Forwarder<P> {
                             if skipped > 0 {
                                 self.metrics.spool_dropped("corrupt_record", skipped);
                                 tracing::error!(
-                                    regions = skipped,
-                                    "damaged spool records skipped while reading"
+                                    events = skipped,
+                                    "damaged spool records skipped while reading (events lost)"
                                 );
                             }
                             lane.carry.extend(records);
