@@ -97,6 +97,8 @@ pub struct Metrics {
     spool_bytes: IntGauge,
     spool_capacity: IntGauge,
     spool_oldest_age: prometheus::Gauge,
+    /// Where the spool gauges are read from at each scrape.
+    spool_source: SpoolSource,
     spool_append: Histogram,
     spool_fsync: Histogram,
     spool_replayed: prometheus::IntCounter,
@@ -305,10 +307,14 @@ impl Metrics {
         registry.register(Box::new(broker_reachable.clone()))?;
         registry.register(Box::new(ready.clone()))?;
         registry.register(Box::new(build_info))?;
-        registry.register(Box::new(spool_events.clone()))?;
-        registry.register(Box::new(spool_bytes.clone()))?;
+        let spool_source = SpoolSource::default();
+        registry.register(Box::new(SpoolLevels {
+            events: spool_events.clone(),
+            bytes: spool_bytes.clone(),
+            oldest_age: spool_oldest_age.clone(),
+            source: spool_source.clone(),
+        }))?;
         registry.register(Box::new(spool_capacity.clone()))?;
-        registry.register(Box::new(spool_oldest_age.clone()))?;
         registry.register(Box::new(spool_append.clone()))?;
         registry.register(Box::new(spool_fsync.clone()))?;
         registry.register(Box::new(spool_replayed.clone()))?;
@@ -361,6 +367,7 @@ impl Metrics {
             spool_bytes,
             spool_capacity,
             spool_oldest_age,
+            spool_source,
             spool_append,
             spool_fsync,
             spool_replayed,
@@ -434,10 +441,33 @@ impl Metrics {
         self.spool_fsync.observe(took.as_secs_f64());
     }
 
+    /// Sets the spool gauges; overwritten at the next scrape once
+    /// [`Metrics::read_spool_from`] named a store.
     pub fn spool_levels(&self, events: u64, bytes: u64, oldest_age: Duration) {
         self.spool_events.set(events as i64);
         self.spool_bytes.set(bytes as i64);
         self.spool_oldest_age.set(oldest_age.as_secs_f64());
+    }
+
+    /// From now on `presence_bridge_spool_events`, `_bytes` and
+    /// `_oldest_event_age_seconds` are read from `store` at each scrape
+    /// (held weakly: the registry does not keep a closed spool locked).
+    pub fn read_spool_from(&self, store: &std::sync::Arc<crate::spool::store::Store>) {
+        *self
+            .spool_source
+            .store
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(std::sync::Arc::downgrade(store));
+    }
+
+    /// The arrival time (Unix ms) of the oldest event the forwarder holds
+    /// unsettled (`None`: it holds none); the age gauge counts from it at
+    /// each scrape while the spool has pending events.
+    pub fn spool_oldest_arrival(&self, arrival_ms: Option<i64>) {
+        self.spool_source.oldest_arrival_ms.store(
+            arrival_ms.unwrap_or(i64::MIN),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     pub fn spool_capacity(&self, bytes: u64) {
@@ -851,4 +881,73 @@ pub fn clock_ticks_per_second() -> Option<f64> {
         };
         (read(&pair[..word]) == AT_CLKTCK).then(|| read(&pair[word..]) as f64)
     })
+}
+
+/// What the spool gauges are read from at scrape time.
+#[derive(Clone)]
+struct SpoolSource {
+    store: std::sync::Arc<std::sync::Mutex<Option<std::sync::Weak<crate::spool::store::Store>>>>,
+    /// Unix ms; `i64::MIN`: unknown.
+    oldest_arrival_ms: std::sync::Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl Default for SpoolSource {
+    fn default() -> Self {
+        Self {
+            store: std::sync::Arc::default(),
+            oldest_arrival_ms: std::sync::Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN)),
+        }
+    }
+}
+
+/// The spool gauges, read from the store when scraped: an event committed a
+/// moment before the scrape is in `presence_bridge_spool_events`.
+struct SpoolLevels {
+    events: IntGauge,
+    bytes: IntGauge,
+    oldest_age: prometheus::Gauge,
+    source: SpoolSource,
+}
+
+impl prometheus::core::Collector for SpoolLevels {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        let mut d = self.events.desc();
+        d.extend(self.bytes.desc());
+        d.extend(self.oldest_age.desc());
+        d
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let store = self
+            .source
+            .store
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .and_then(std::sync::Weak::upgrade);
+        if let Some(store) = store {
+            let stats = store.stats();
+            self.events
+                .set(i64::try_from(stats.pending).unwrap_or(i64::MAX));
+            self.bytes
+                .set(i64::try_from(stats.bytes).unwrap_or(i64::MAX));
+            let oldest = self
+                .source
+                .oldest_arrival_ms
+                .load(std::sync::atomic::Ordering::Relaxed);
+            let age = if stats.pending == 0 || oldest == i64::MIN {
+                0.0
+            } else {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(oldest, |d| d.as_millis() as i64);
+                now.saturating_sub(oldest).max(0) as f64 / 1000.0
+            };
+            self.oldest_age.set(age);
+        }
+        let mut out = self.events.collect();
+        out.extend(self.bytes.collect());
+        out.extend(self.oldest_age.collect());
+        out
+    }
 }

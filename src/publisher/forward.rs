@@ -201,6 +201,9 @@ struct Lane<D> {
     /// Highest sequence ever handed to the producer (resends are counted).
     max_sent: u64,
     last_progress: Instant,
+    /// Arrival of the oldest unsettled event last seen in the window or the
+    /// carry, kept while the lane waits with both empty (after a failure).
+    oldest_seen: Option<i64>,
 }
 
 impl<D> Lane<D> {
@@ -389,7 +392,7 @@ impl<P: Produce> Forwarder<P> {
                         rebuild_at = Some(Instant::now() + self.jitter(producer_backoff, newest));
                         producer_backoff = (producer_backoff * 2).min(BACKOFF_CAP);
                     }
-                    self.refresh(&lanes).await;
+                    self.refresh(&mut lanes).await;
                 }
             }
         }
@@ -464,6 +467,7 @@ impl<P: Produce> Forwarder<P> {
             backoff: BACKOFF_FIRST,
             max_sent: self.store.stats().committed.min(self.replay_until),
             last_progress: Instant::now(),
+            oldest_seen: None,
         });
     }
 
@@ -721,16 +725,27 @@ impl<P: Produce> Forwarder<P> {
             .destination_state(&lane.topic, lane.held.map(HoldReason::as_str), pending);
     }
 
-    /// Updates the gauges and writes a checkpoint if anything settled.
-    async fn refresh(&self, lanes: &[Lane<P::Delivery>]) {
+    /// Updates the gauges and writes a checkpoint if anything settled. The
+    /// spool's levels are read from the store at each scrape; only the
+    /// oldest unsettled event's arrival comes from here.
+    async fn refresh(&self, lanes: &mut [Lane<P::Delivery>]) {
         let stats = self.store.stats();
-        let age = match lanes.iter().filter_map(Lane::oldest_arrival).min() {
+        for lane in lanes.iter_mut() {
+            lane.oldest_seen = match lane.oldest_arrival() {
+                Some(ms) => Some(ms),
+                None if self.store.pending_of(&lane.topic) > 0 => lane.oldest_seen,
+                None => None,
+            };
+        }
+        let oldest = lanes.iter().filter_map(|l| l.oldest_seen).min();
+        let age = match oldest {
             Some(ms) if stats.pending > 0 => since(ms),
             _ => Duration::ZERO,
         };
+        self.metrics.spool_oldest_arrival(oldest);
         self.metrics.spool_levels(stats.pending, stats.bytes, age);
         self.health.spool_levels(stats.pending, stats.bytes);
-        for lane in lanes {
+        for lane in lanes.iter() {
             self.show(lane);
         }
         let store = self.store.clone();
