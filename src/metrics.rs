@@ -61,22 +61,38 @@ pub const STATUSES: &[&str] = &[
     "OTHER",
 ];
 
-/// How one Kafka delivery ended.
+/// How one Kafka delivery report (or refusal at send) ended, by the class
+/// of its error (`publisher::classify`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryResult {
+    /// Acknowledged by the broker.
     Delivered,
+    /// A retriable error or a lost result: the event is sent again.
     RetriableError,
+    /// The record itself was refused: dead-lettered.
     PermanentError,
+    /// The destination refused us: the topic is held.
+    DestinationError,
+    /// The producer is broken: it is replaced and everything resent.
+    Fatal,
 }
 
 impl DeliveryResult {
-    pub const ALL: [Self; 3] = [Self::Delivered, Self::RetriableError, Self::PermanentError];
+    pub const ALL: [Self; 5] = [
+        Self::Delivered,
+        Self::RetriableError,
+        Self::PermanentError,
+        Self::DestinationError,
+        Self::Fatal,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Delivered => "delivered",
             Self::RetriableError => "retriable_error",
             Self::PermanentError => "permanent_error",
+            Self::DestinationError => "destination_error",
+            Self::Fatal => "fatal",
         }
     }
 }
@@ -99,6 +115,7 @@ pub struct Metrics {
     spool_oldest_age: prometheus::Gauge,
     /// Where the spool gauges are read from at each scrape.
     spool_source: SpoolSource,
+    kafka_client: KafkaClientMetrics,
     spool_append: Histogram,
     spool_fsync: Histogram,
     spool_replayed: prometheus::IntCounter,
@@ -161,7 +178,11 @@ impl Metrics {
         let kafka_deliveries = IntCounterVec::new(
             Opts::new(
                 "kafka_deliveries_total",
-                "Kafka delivery attempts, by result.",
+                "Delivery reports the forwarder received (one per record handed to the producer, \
+                 or refused by it at send), by result: delivered, retriable_error (incl. lost results; \
+                 sent again), permanent_error (record refused: dead-lettered), destination_error \
+                 (topic held), fatal (producer replaced). librdkafka retries on its own and reports \
+                 nothing while no broker answers: see kafka_connection_attempts_total.",
             )
             .namespace(NS),
             &["result"],
@@ -368,6 +389,7 @@ impl Metrics {
             spool_capacity,
             spool_oldest_age,
             spool_source,
+            kafka_client: KafkaClientMetrics::new(registry)?,
             spool_append,
             spool_fsync,
             spool_replayed,
@@ -423,6 +445,11 @@ impl Metrics {
         if let (DeliveryResult::Delivered, Some(d)) = (result, since_arrival) {
             self.delivery_latency.observe(d.as_secs_f64());
         }
+    }
+
+    /// An acknowledged event was settled, `since_arrival` after it arrived.
+    pub fn delivery_acknowledged(&self, since_arrival: Duration) {
+        self.delivery_latency.observe(since_arrival.as_secs_f64());
     }
 
     pub fn broker_reachability(&self, reachable: bool) {
@@ -949,5 +976,53 @@ impl prometheus::core::Collector for SpoolLevels {
         out.extend(self.bytes.collect());
         out.extend(self.oldest_age.collect());
         out
+    }
+}
+
+/// What librdkafka does on its own, from its statistics (every
+/// `statistics.interval.ms`): with `message.timeout.ms = 0` it retries without
+/// end and reports nothing to the forwarder while no broker answers, so these
+/// are the counters that move during an outage.
+#[derive(Clone)]
+struct KafkaClientMetrics {
+    connection_attempts: prometheus::IntCounter,
+    request_retries: prometheus::IntCounter,
+}
+
+impl KafkaClientMetrics {
+    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let connection_attempts = prometheus::IntCounter::with_opts(
+            Opts::new(
+                "kafka_connection_attempts_total",
+                "Connection attempts of the bridge's Kafka clients to brokers, successful or failed \
+                 (librdkafka statistics `connects`, summed over brokers). Climbs during a broker outage: \
+                 librdkafka reconnects with backoff (100 ms doubling to 10 s) while events wait in it.",
+            )
+            .namespace(NS),
+        )?;
+        let request_retries = prometheus::IntCounter::with_opts(
+            Opts::new(
+                "kafka_request_retries_total",
+                "Requests (produce batches among them) librdkafka sent to a broker again after a \
+                 failure or timeout (statistics `txretries`, summed over brokers).",
+            )
+            .namespace(NS),
+        )?;
+        registry.register(Box::new(connection_attempts.clone()))?;
+        registry.register(Box::new(request_retries.clone()))?;
+        Ok(Self {
+            connection_attempts,
+            request_retries,
+        })
+    }
+}
+
+impl Metrics {
+    /// Growth of librdkafka's counters since its previous statistics report.
+    pub fn kafka_client_activity(&self, connection_attempts: u64, request_retries: u64) {
+        self.kafka_client
+            .connection_attempts
+            .inc_by(connection_attempts);
+        self.kafka_client.request_retries.inc_by(request_retries);
     }
 }

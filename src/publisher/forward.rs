@@ -150,6 +150,8 @@ struct InFlight<D> {
     /// `None` when the producer refused the record before queueing it.
     delivery: Option<D>,
     finished: Option<Result<(), KafkaError>>,
+    /// Its result was counted in `presence_bridge_kafka_deliveries_total`.
+    counted: bool,
 }
 
 impl<D: Future<Output = Result<(), KafkaError>> + Unpin> InFlight<D> {
@@ -344,8 +346,6 @@ impl<P: Produce> Forwarder<P> {
                     if fatal {
                         tracing::warn!("the Kafka producer is broken; rebuilding it and resending every destination's unsettled events");
                         producer.purge();
-                        self.metrics
-                            .delivery_finished(DeliveryResult::RetriableError, None);
                         for lane in lanes.iter_mut() {
                             let from = lane.first_unsettled();
                             self.begin_drain(lane, from);
@@ -428,6 +428,10 @@ impl<P: Produce> Forwarder<P> {
                     break;
                 }
                 if let Some(e) = lane.window.pop_front() {
+                    if !e.counted {
+                        self.metrics
+                            .delivery_finished(DeliveryResult::Delivered, None);
+                    }
                     self.delivered(&e.rec);
                     settled += 1;
                 }
@@ -570,6 +574,7 @@ impl<P: Produce> Forwarder<P> {
                         rec,
                         delivery,
                         finished,
+                        counted: false,
                     });
                     if stop {
                         lane.refused_at_send = true;
@@ -592,6 +597,11 @@ impl<P: Produce> Forwarder<P> {
         };
         lane.last_progress = Instant::now();
         let result = entry.finished.take().unwrap_or(Err(KafkaError::Canceled));
+        if !entry.counted {
+            entry.counted = true;
+            self.metrics
+                .delivery_finished(delivery_result(&result), None);
+        }
         if lane.mode == Mode::Draining {
             if lane.window.is_empty() {
                 self.end_drain(lane);
@@ -612,6 +622,8 @@ impl<P: Produce> Forwarder<P> {
                         break;
                     }
                     if let Some(e) = lane.window.pop_front() {
+                        self.metrics
+                            .delivery_finished(DeliveryResult::Delivered, None);
                         self.delivered(&e.rec);
                         settled += 1;
                     }
@@ -629,8 +641,6 @@ impl<P: Produce> Forwarder<P> {
                     {
                         Ok(()) => {
                             self.metrics.dead_lettered(reason);
-                            self.metrics
-                                .delivery_finished(DeliveryResult::PermanentError, None);
                             if entry.rec.seq <= self.replay_until {
                                 self.metrics.spool_replayed(1);
                             }
@@ -653,8 +663,6 @@ impl<P: Produce> Forwarder<P> {
                 }
                 ErrorClass::Retriable => {
                     tracing::warn!(topic = %lane.topic, error = %e, "delivery failed; sending this destination's events again from the failed one");
-                    self.metrics
-                        .delivery_finished(DeliveryResult::RetriableError, None);
                     self.begin_drain(lane, entry.rec.seq);
                     false
                 }
@@ -702,9 +710,9 @@ impl<P: Produce> Forwarder<P> {
         jitter(d, self.seed ^ salt.rotate_left(17))
     }
 
+    /// An acknowledged event is settled (its report was counted already).
     fn delivered(&self, rec: &StoredRecord) {
-        self.metrics
-            .delivery_finished(DeliveryResult::Delivered, Some(since(rec.arrival_ms)));
+        self.metrics.delivery_acknowledged(since(rec.arrival_ms));
         if rec.seq <= self.replay_until {
             self.metrics.spool_replayed(1);
         }
@@ -777,6 +785,19 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
+/// How a delivery report is counted in `presence_bridge_kafka_deliveries_total`.
+fn delivery_result(r: &Result<(), KafkaError>) -> DeliveryResult {
+    match r {
+        Ok(()) => DeliveryResult::Delivered,
+        Err(e) => match classify(e) {
+            ErrorClass::Retriable => DeliveryResult::RetriableError,
+            ErrorClass::Record => DeliveryResult::PermanentError,
+            ErrorClass::Destination(_) => DeliveryResult::DestinationError,
+            ErrorClass::Fatal => DeliveryResult::Fatal,
+        },
+    }
+}
+
 /// Closed set of dead-letter reasons (metric label values).
 fn dead_letter_reason(e: &KafkaError) -> &'static str {
     match e.rdkafka_error_code() {
@@ -825,6 +846,28 @@ mod tests {
                 "{j:?}"
             );
         }
+    }
+
+    #[test]
+    fn each_report_is_counted_by_its_class() {
+        let err = |c| Err(KafkaError::MessageProduction(c));
+        assert_eq!(delivery_result(&Ok(())), DeliveryResult::Delivered);
+        assert_eq!(
+            delivery_result(&Err(KafkaError::Canceled)),
+            DeliveryResult::RetriableError
+        );
+        assert_eq!(
+            delivery_result(&err(C::MessageSizeTooLarge)),
+            DeliveryResult::PermanentError
+        );
+        assert_eq!(
+            delivery_result(&err(C::TopicAuthorizationFailed)),
+            DeliveryResult::DestinationError
+        );
+        assert_eq!(
+            delivery_result(&err(C::OutOfOrderSequenceNumber)),
+            DeliveryResult::Fatal
+        );
     }
 
     #[test]

@@ -43,7 +43,10 @@ pub fn producer_config(settings: &KafkaSettings, brokers: &str) -> ClientConfig 
         // this (librdkafka waits 30 s by default), so a missing destination
         // is held and shown within seconds; its lane retries with backoff,
         // so a topic created a moment ago loses nothing by failing once.
-        .set("topic.metadata.propagation.max.ms", "5000");
+        .set("topic.metadata.propagation.max.ms", "5000")
+        // Feeds presence_bridge_kafka_connection_attempts_total and
+        // _request_retries_total (BridgeContext::stats).
+        .set("statistics.interval.ms", "1000");
     for (k, v) in &settings.properties {
         cfg.set(k, v);
     }
@@ -62,11 +65,30 @@ pub fn producer_config(settings: &KafkaSettings, brokers: &str) -> ClientConfig 
     cfg
 }
 
-/// Forwards librdkafka's client-level errors to the log. Reachability is
-/// decided by the metadata probe alone, so the gauge and `/readyz` agree.
-pub struct BridgeContext;
+/// Forwards librdkafka's client-level errors to the log, and the growth of
+/// its connection attempts and request retries to the metrics. Reachability
+/// is decided by the metadata probe alone, so the gauge and `/readyz` agree.
+pub struct BridgeContext {
+    metrics: Metrics,
+    /// This client's totals at its previous statistics report.
+    seen: std::sync::Mutex<(u64, u64)>,
+}
 
 impl ClientContext for BridgeContext {
+    fn stats(&self, stats: rdkafka::Statistics) {
+        let (mut connects, mut retries) = (0u64, 0u64);
+        for b in stats.brokers.values() {
+            connects += b.connects.unwrap_or(0).max(0) as u64;
+            retries += b.txretries;
+        }
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        self.metrics.kafka_client_activity(
+            connects.saturating_sub(seen.0),
+            retries.saturating_sub(seen.1),
+        );
+        *seen = (seen.0.max(connects), seen.1.max(retries));
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         use rdkafka::types::RDKafkaErrorCode as C;
         match error.rdkafka_error_code() {
@@ -90,7 +112,11 @@ pub struct KafkaPublisher {
 impl KafkaPublisher {
     /// Creates the producer (no network I/O happens here).
     pub fn new(settings: &KafkaSettings, brokers: &str, metrics: Metrics) -> KafkaResult<Self> {
-        let producer = producer_config(settings, brokers).create_with_context(BridgeContext)?;
+        let context = BridgeContext {
+            metrics: metrics.clone(),
+            seen: std::sync::Mutex::new((0, 0)),
+        };
+        let producer = producer_config(settings, brokers).create_with_context(context)?;
         Ok(Self { producer, metrics })
     }
 
