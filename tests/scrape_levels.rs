@@ -1,5 +1,5 @@
-//! The spool gauges of `/metrics` and the spool section of `/readyz` are read
-//! from the store when scraped: an event committed just before a scrape is
+//! The spool gauges of `/metrics` (per destination too) and the spool section
+//! of `/readyz` are read from the store when scraped: an event committed just before a scrape is
 //! in both, with no periodic refresh in between.
 
 mod common;
@@ -76,6 +76,11 @@ async fn an_event_posted_just_before_a_scrape_is_counted() {
             f64::from(i),
             "scrape right after event {i}"
         );
+        let per_topic = format!(
+            "presence_bridge_destination_pending_events{{topic=\"{}\"}}",
+            b.topic
+        );
+        assert_eq!(metric_value(&text, &per_topic), f64::from(i), "{per_topic}");
         let (_, body) = b.get(&b.admin_url("/readyz")).await;
         let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(ready["components"]["spool"]["events"], i, "{ready}");

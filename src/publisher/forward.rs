@@ -269,6 +269,7 @@ impl<P: Produce> Forwarder<P> {
     /// Ends early only if it cannot run at all.
     pub async fn run(self, stop: StopSignal) -> Result<(), ForwardError> {
         let mut producer = (self.make_producer)().map_err(ForwardError::Producer)?;
+        self.destinations.read_pending_from(&self.store);
         let mut lanes: Vec<Lane<P::Delivery>> = Vec::new();
         for t in &self.topics {
             self.add_lane(&mut lanes, t);
