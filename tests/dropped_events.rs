@@ -137,6 +137,18 @@ fn damage_found_while_running_is_counted_once_by_all_readers() {
 }
 
 #[test]
+fn damage_growing_over_a_counted_region_counts_only_the_new_records() {
+    let dir = spool_of(10, &["a"]);
+    damage(&data_segment(dir.path()), &[4]);
+    let (store, report) = Store::open(opts(dir.path())).unwrap();
+    assert_eq!(report.corrupt_records, 1);
+    // Its neighbour goes bad while running: one region of two, one of them new.
+    damage(&data_segment(dir.path()), &[3]);
+    let (got, lost) = read_all(&store, &["a"]);
+    assert_eq!((got, lost), (8, 1));
+}
+
+#[test]
 fn settled_records_in_a_damaged_region_are_not_counted_as_lost() {
     let dir = spool_of(10, &["a"]);
     {

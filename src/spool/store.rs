@@ -181,10 +181,10 @@ pub struct Store {
     blocked: Mutex<Option<&'static str>>,
     /// Failed fsyncs not yet counted in the metrics ([`Store::take_sync_failures`]).
     sync_failures: AtomicU64,
-    /// The first lost sequence of every damaged region counted already (at
-    /// recovery or by a reader), so each is counted once whoever meets it
-    /// again; entries below the oldest segment are dropped with it.
-    damaged: Mutex<std::collections::BTreeSet<u64>>,
+    /// The records of every damaged region counted already (at recovery or
+    /// by a reader), so each record is counted once whoever meets it again;
+    /// entries below the oldest segment are dropped with it.
+    damaged: Mutex<Damaged>,
     _lock: File,
 }
 
@@ -216,7 +216,7 @@ impl Store {
         let mut bytes = 0;
         let mut pending: BTreeMap<String, u64> = BTreeMap::new();
         let files = list_segments(&opts.dir)?;
-        let mut damaged = std::collections::BTreeSet::new();
+        let mut damaged = Damaged::default();
         for (i, (first, path)) in files.iter().enumerate() {
             let (first, path) = (*first, path.as_path());
             last_seq = last_seq.max(first.saturating_sub(1));
@@ -226,9 +226,7 @@ impl Store {
             report.torn_bytes += scan.torn_bytes;
             report.corrupt_regions += scan.corrupt_regions;
             for (from, through) in &scan.damaged {
-                if damaged.insert(*from) {
-                    report.corrupt_records += lost_records(*from, *through, settle.base());
-                }
+                report.corrupt_records += damaged.count(*from, *through, settle.base());
             }
             report.uncommitted_records += scan.void_records;
             if scan.meta.settled(&settle) {
@@ -352,16 +350,10 @@ impl Store {
     /// or by another reader).
     fn note_damage(&self, from: u64, through: u64) -> u64 {
         let base = self.shared().settle.base();
-        let new = self
-            .damaged
+        self.damaged
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(from);
-        if new {
-            lost_records(from, through, base)
-        } else {
-            0
-        }
+            .count(from, through, base)
     }
 
     fn active(&self) -> MutexGuard<'_, Active> {
@@ -717,7 +709,7 @@ impl Store {
             let oldest = s.segments.keys().next().copied().unwrap_or(u64::MAX);
             drop(s);
             let mut damaged = self.damaged.lock().unwrap_or_else(|p| p.into_inner());
-            *damaged = damaged.split_off(&oldest);
+            damaged.0 = damaged.0.split_off(&oldest);
         }
     }
 
@@ -1104,13 +1096,35 @@ fn scan_segment(
     Ok(scan)
 }
 
-/// Records of `from..=through` not settled for every topic (above `base`).
-fn lost_records(from: u64, through: u64, base: u64) -> u64 {
-    let from = from.max(base + 1);
-    if through < from {
-        0
-    } else {
-        through - from + 1
+/// The damaged records counted so far, as ranges `from => through`.
+#[derive(Debug, Default)]
+struct Damaged(BTreeMap<u64, u64>);
+
+impl Damaged {
+    /// Records `from..=through` above `base` (not settled for every topic)
+    /// that no earlier region covered; remembers the range.
+    fn count(&mut self, from: u64, through: u64, base: u64) -> u64 {
+        let from_new = from.max(base + 1);
+        let mut new = 0;
+        let mut at = from_new;
+        for (&f, &t) in self.0.range(..=through) {
+            if t < at {
+                continue;
+            }
+            if f > at {
+                new += f - at;
+            }
+            at = at.max(t.saturating_add(1));
+            if at > through {
+                break;
+            }
+        }
+        if at <= through {
+            new += through - at + 1;
+        }
+        let kept = self.0.entry(from).or_insert(through);
+        *kept = (*kept).max(through);
+        new
     }
 }
 
