@@ -748,9 +748,10 @@ async fn open_spool(
         );
     }
     if report.corrupt_regions > 0 {
-        metrics.spool_dropped("corrupt_record", report.corrupt_regions);
+        metrics.spool_dropped("corrupt_record", report.corrupt_records);
         tracing::error!(
             regions = report.corrupt_regions,
+            events = report.corrupt_records,
             "skipped damaged records in the spool; run `presence-bridge spool verify`"
         );
     }

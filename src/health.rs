@@ -146,6 +146,7 @@ impl Health {
         for t in &names {
             metrics.kafka_topic_missing(t, false);
         }
+        metrics.read_spool_from(&store);
         let h = Self {
             shutting_down: AtomicBool::new(false),
             broker: AtomicU8::new(UNKNOWN),
@@ -167,7 +168,8 @@ impl Health {
     }
 
     /// Kept for the forwarder's periodic report: the levels themselves are read
-    /// from the store, this only refreshes `presence_bridge_ready`.
+    /// from the store (here and by the metrics, at each scrape), this only
+    /// refreshes `presence_bridge_ready`.
     pub fn spool_levels(&self, _events: u64, _bytes: u64) {
         self.refresh();
     }

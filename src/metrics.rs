@@ -70,22 +70,38 @@ pub const STATUSES: &[&str] = &[
     "OTHER",
 ];
 
-/// How one Kafka delivery ended.
+/// How one Kafka delivery report (or refusal at send) ended, by the class
+/// of its error (`publisher::classify`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryResult {
+    /// Acknowledged by the broker.
     Delivered,
+    /// A retriable error or a lost result: the event is sent again.
     RetriableError,
+    /// The record itself was refused: dead-lettered.
     PermanentError,
+    /// The destination refused us: the topic is held.
+    DestinationError,
+    /// The producer is broken: it is replaced and everything resent.
+    Fatal,
 }
 
 impl DeliveryResult {
-    pub const ALL: [Self; 3] = [Self::Delivered, Self::RetriableError, Self::PermanentError];
+    pub const ALL: [Self; 5] = [
+        Self::Delivered,
+        Self::RetriableError,
+        Self::PermanentError,
+        Self::DestinationError,
+        Self::Fatal,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Delivered => "delivered",
             Self::RetriableError => "retriable_error",
             Self::PermanentError => "permanent_error",
+            Self::DestinationError => "destination_error",
+            Self::Fatal => "fatal",
         }
     }
 }
@@ -107,6 +123,9 @@ pub struct Metrics {
     spool_bytes: IntGauge,
     spool_capacity: IntGauge,
     spool_oldest_age: prometheus::Gauge,
+    /// Where the spool gauges are read from at each scrape.
+    spool_source: SpoolSource,
+    kafka_client: KafkaClientMetrics,
     spool_append: Histogram,
     spool_fsync: Histogram,
     spool_replayed: prometheus::IntCounter,
@@ -179,7 +198,11 @@ impl Metrics {
         let kafka_deliveries = IntCounterVec::new(
             Opts::new(
                 "kafka_deliveries_total",
-                "Kafka delivery attempts, by result.",
+                "Delivery reports the forwarder received (one per record handed to the producer, \
+                 or refused by it at send), by result: delivered, retriable_error (incl. lost results; \
+                 sent again), permanent_error (record refused: dead-lettered), destination_error \
+                 (topic held), fatal (producer replaced). librdkafka retries on its own and reports \
+                 nothing while no broker answers: see kafka_connection_attempts_total.",
             )
             .namespace(NS),
             &["result"],
@@ -270,7 +293,11 @@ impl Metrics {
         let spool_dropped = IntCounterVec::new(
             Opts::new(
                 "spool_dropped_events_total",
-                "Damaged spool records dropped at recovery (regions for corrupt_record, writes for torn_write).",
+                "Spool data dropped as damaged. corrupt_record: records (events) lost in damaged regions, \
+                 counted once from the sequence numbers on both sides of each region, whether recovery \
+                 or a reader found it, records already delivered to every topic left out; \
+                 torn_write: 1 for each start whose recovery cut a torn write off the spool \
+                 (never answered 200).",
             )
             .namespace(NS),
             &["reason"],
@@ -323,10 +350,14 @@ impl Metrics {
         registry.register(Box::new(ready.clone()))?;
         registry.register(Box::new(build_info))?;
         registry.register(Box::new(LogLinesDropped::new()?))?;
-        registry.register(Box::new(spool_events.clone()))?;
-        registry.register(Box::new(spool_bytes.clone()))?;
+        let spool_source = SpoolSource::default();
+        registry.register(Box::new(SpoolLevels {
+            events: spool_events.clone(),
+            bytes: spool_bytes.clone(),
+            oldest_age: spool_oldest_age.clone(),
+            source: spool_source.clone(),
+        }))?;
         registry.register(Box::new(spool_capacity.clone()))?;
-        registry.register(Box::new(spool_oldest_age.clone()))?;
         registry.register(Box::new(spool_append.clone()))?;
         registry.register(Box::new(spool_fsync.clone()))?;
         registry.register(Box::new(spool_replayed.clone()))?;
@@ -348,9 +379,7 @@ impl Metrics {
             spool_dropped.with_label_values(&[reason]);
         }
         #[cfg(target_os = "linux")]
-        registry.register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ))?;
+        registry.register(Box::new(ProcessMetrics::for_self()?))?;
 
         for route in ROUTES {
             http_duration.with_label_values(&[route]);
@@ -385,6 +414,8 @@ impl Metrics {
             spool_bytes,
             spool_capacity,
             spool_oldest_age,
+            spool_source,
+            kafka_client: KafkaClientMetrics::new(registry)?,
             spool_append,
             spool_fsync,
             spool_replayed,
@@ -452,6 +483,11 @@ impl Metrics {
         }
     }
 
+    /// An acknowledged event was settled, `since_arrival` after it arrived.
+    pub fn delivery_acknowledged(&self, since_arrival: Duration) {
+        self.delivery_latency.observe(since_arrival.as_secs_f64());
+    }
+
     pub fn broker_reachability(&self, reachable: bool) {
         self.broker_reachable.set(i64::from(reachable));
     }
@@ -468,10 +504,33 @@ impl Metrics {
         self.spool_fsync.observe(took.as_secs_f64());
     }
 
+    /// Sets the spool gauges; overwritten at the next scrape once
+    /// [`Metrics::read_spool_from`] named a store.
     pub fn spool_levels(&self, events: u64, bytes: u64, oldest_age: Duration) {
         self.spool_events.set(events as i64);
         self.spool_bytes.set(bytes as i64);
         self.spool_oldest_age.set(oldest_age.as_secs_f64());
+    }
+
+    /// From now on `presence_bridge_spool_events`, `_bytes` and
+    /// `_oldest_event_age_seconds` are read from `store` at each scrape
+    /// (held weakly: the registry does not keep a closed spool locked).
+    pub fn read_spool_from(&self, store: &std::sync::Arc<crate::spool::store::Store>) {
+        *self
+            .spool_source
+            .store
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(std::sync::Arc::downgrade(store));
+    }
+
+    /// The arrival time (Unix ms) of the oldest event the forwarder holds
+    /// unsettled (`None`: it holds none); the age gauge counts from it at
+    /// each scrape while the spool has pending events.
+    pub fn spool_oldest_arrival(&self, arrival_ms: Option<i64>) {
+        self.spool_source.oldest_arrival_ms.store(
+            arrival_ms.unwrap_or(i64::MIN),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     pub fn spool_capacity(&self, bytes: u64) {
@@ -887,5 +946,215 @@ impl Metrics {
             .topic_missing
             .with_label_values(&[topic])
             .set(i64::from(missing));
+    }
+}
+
+/// The process metrics of `prometheus`' `ProcessCollector` (memory, file
+/// descriptors, threads, start time), except `process_cpu_seconds_total`:
+/// that crate counts it in whole seconds (an integer counter), so a bridge
+/// that used 0.63 s showed 0 and `rate()` was a staircase. This one reads the
+/// same source (`utime + stime` of `/proc/self/stat`, every thread, living or
+/// ended) divided by the kernel's clock tick rate (`AT_CLKTCK`, usually
+/// 100 Hz): a resolution of one tick, 10 ms.
+#[cfg(target_os = "linux")]
+struct ProcessMetrics {
+    inner: prometheus::process_collector::ProcessCollector,
+    cpu: prometheus::Counter,
+    ticks_per_second: f64,
+}
+
+#[cfg(target_os = "linux")]
+const CPU_SECONDS: &str = "process_cpu_seconds_total";
+
+#[cfg(target_os = "linux")]
+impl ProcessMetrics {
+    fn for_self() -> Result<Self, prometheus::Error> {
+        let cpu = prometheus::Counter::with_opts(Opts::new(
+            CPU_SECONDS,
+            "Total user and system CPU time spent in seconds (every thread; resolution: one clock tick, 10 ms).",
+        ))?;
+        Ok(Self {
+            inner: prometheus::process_collector::ProcessCollector::for_self(),
+            cpu,
+            ticks_per_second: clock_ticks_per_second().unwrap_or(100.0),
+        })
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl prometheus::core::Collector for ProcessMetrics {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        let mut descs: Vec<&prometheus::core::Desc> = self
+            .inner
+            .desc()
+            .into_iter()
+            .filter(|d| d.fq_name != CPU_SECONDS)
+            .collect();
+        descs.extend(self.cpu.desc());
+        descs
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let mut families: Vec<_> = self
+            .inner
+            .collect()
+            .into_iter()
+            .filter(|f| f.name() != CPU_SECONDS)
+            .collect();
+        if let Some(ticks) = process_cpu_ticks() {
+            let delta = ticks / self.ticks_per_second - self.cpu.get();
+            if delta > 0.0 {
+                self.cpu.inc_by(delta);
+            }
+        }
+        families.extend(self.cpu.collect());
+        families
+    }
+}
+
+/// User plus system CPU time of this process (every thread, living or
+/// ended), in clock ticks, from `/proc/self/stat`.
+#[cfg(target_os = "linux")]
+pub fn process_cpu_ticks() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64)
+}
+
+/// The kernel's clock tick rate (`AT_CLKTCK` of `/proc/self/auxv`), which
+/// `/proc/self/stat` counts CPU time in.
+#[cfg(target_os = "linux")]
+pub fn clock_ticks_per_second() -> Option<f64> {
+    const AT_CLKTCK: u64 = 17;
+    let auxv = std::fs::read("/proc/self/auxv").ok()?;
+    let word = std::mem::size_of::<usize>();
+    auxv.chunks_exact(2 * word).find_map(|pair| {
+        let read = |b: &[u8]| -> u64 {
+            let mut buf = [0u8; 8];
+            buf[..word].copy_from_slice(b);
+            u64::from_ne_bytes(buf)
+        };
+        (read(&pair[..word]) == AT_CLKTCK).then(|| read(&pair[word..]) as f64)
+    })
+}
+
+/// What the spool gauges are read from at scrape time.
+#[derive(Clone)]
+struct SpoolSource {
+    store: std::sync::Arc<std::sync::Mutex<Option<std::sync::Weak<crate::spool::store::Store>>>>,
+    /// Unix ms; `i64::MIN`: unknown.
+    oldest_arrival_ms: std::sync::Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl Default for SpoolSource {
+    fn default() -> Self {
+        Self {
+            store: std::sync::Arc::default(),
+            oldest_arrival_ms: std::sync::Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN)),
+        }
+    }
+}
+
+/// The spool gauges, read from the store when scraped: an event committed a
+/// moment before the scrape is in `presence_bridge_spool_events`.
+struct SpoolLevels {
+    events: IntGauge,
+    bytes: IntGauge,
+    oldest_age: prometheus::Gauge,
+    source: SpoolSource,
+}
+
+impl prometheus::core::Collector for SpoolLevels {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        let mut d = self.events.desc();
+        d.extend(self.bytes.desc());
+        d.extend(self.oldest_age.desc());
+        d
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let store = self
+            .source
+            .store
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .and_then(std::sync::Weak::upgrade);
+        if let Some(store) = store {
+            let stats = store.stats();
+            self.events
+                .set(i64::try_from(stats.pending).unwrap_or(i64::MAX));
+            self.bytes
+                .set(i64::try_from(stats.bytes).unwrap_or(i64::MAX));
+            let oldest = self
+                .source
+                .oldest_arrival_ms
+                .load(std::sync::atomic::Ordering::Relaxed);
+            let age = if stats.pending == 0 || oldest == i64::MIN {
+                0.0
+            } else {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(oldest, |d| d.as_millis() as i64);
+                now.saturating_sub(oldest).max(0) as f64 / 1000.0
+            };
+            self.oldest_age.set(age);
+        }
+        let mut out = self.events.collect();
+        out.extend(self.bytes.collect());
+        out.extend(self.oldest_age.collect());
+        out
+    }
+}
+
+/// What librdkafka does on its own, from its statistics (every
+/// `statistics.interval.ms`): with `message.timeout.ms = 0` it retries without
+/// end and reports nothing to the forwarder while no broker answers, so these
+/// are the counters that move during an outage.
+#[derive(Clone)]
+struct KafkaClientMetrics {
+    connection_attempts: prometheus::IntCounter,
+    request_retries: prometheus::IntCounter,
+}
+
+impl KafkaClientMetrics {
+    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let connection_attempts = prometheus::IntCounter::with_opts(
+            Opts::new(
+                "kafka_connection_attempts_total",
+                "Connection attempts of the bridge's Kafka clients to brokers, successful or failed \
+                 (librdkafka statistics `connects`, summed over brokers). Climbs during a broker outage: \
+                 librdkafka reconnects with backoff (100 ms doubling to 10 s) while events wait in it.",
+            )
+            .namespace(NS),
+        )?;
+        let request_retries = prometheus::IntCounter::with_opts(
+            Opts::new(
+                "kafka_request_retries_total",
+                "Requests (produce batches among them) librdkafka sent to a broker again after a \
+                 failure or timeout (statistics `txretries`, summed over brokers).",
+            )
+            .namespace(NS),
+        )?;
+        registry.register(Box::new(connection_attempts.clone()))?;
+        registry.register(Box::new(request_retries.clone()))?;
+        Ok(Self {
+            connection_attempts,
+            request_retries,
+        })
+    }
+}
+
+impl Metrics {
+    /// Growth of librdkafka's counters since its previous statistics report.
+    pub fn kafka_client_activity(&self, connection_attempts: u64, request_retries: u64) {
+        self.kafka_client
+            .connection_attempts
+            .inc_by(connection_attempts);
+        self.kafka_client.request_retries.inc_by(request_retries);
     }
 }

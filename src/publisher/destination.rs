@@ -7,10 +7,14 @@
 //! configuration) is counted under `other`.
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, Weak};
 
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use super::classify::HoldReason;
+use crate::spool::store::Store;
 
 /// The label for topics that are not configured.
 pub const OTHER: &str = "other";
@@ -22,6 +26,49 @@ pub struct DestinationMetrics {
     held: IntGaugeVec,
     errors: IntCounterVec,
     resent: IntCounterVec,
+    /// Where `destination_pending_events` is read from at each scrape.
+    store: Arc<Mutex<Option<Weak<Store>>>>,
+}
+
+/// `presence_bridge_destination_pending_events`, read from the spool when
+/// scraped (the configured topics, and the sum of any other under `other`).
+struct PendingGauges {
+    gauges: IntGaugeVec,
+    configured: BTreeSet<String>,
+    store: Arc<Mutex<Option<Weak<Store>>>>,
+}
+
+impl Collector for PendingGauges {
+    fn desc(&self) -> Vec<&Desc> {
+        self.gauges.desc()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let store = self
+            .store
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .and_then(Weak::upgrade);
+        if let Some(store) = store {
+            let mut other = 0u64;
+            for t in store.topics() {
+                if !self.configured.contains(&t) {
+                    other += store.pending_of(&t);
+                }
+            }
+            for t in &self.configured {
+                let n = store.pending_of(t);
+                self.gauges
+                    .with_label_values(&[t])
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+            self.gauges
+                .with_label_values(&[OTHER])
+                .set(i64::try_from(other).unwrap_or(i64::MAX));
+        }
+        self.gauges.collect()
+    }
 }
 
 impl DestinationMetrics {
@@ -42,7 +89,7 @@ impl DestinationMetrics {
         let held = IntGaugeVec::new(
             Opts::new(
                 "destination_pending_events",
-                "Events in the spool not yet delivered, per destination (topic).",
+                "Events in the spool not yet delivered, per destination (topic), read from the spool at each scrape.",
             )
             .namespace(ns),
             &["topic"],
@@ -63,16 +110,23 @@ impl DestinationMetrics {
             .namespace(ns),
             &["topic"],
         )?;
+        let configured: BTreeSet<String> = configured.into_iter().collect();
+        let store = Arc::default();
         registry.register(Box::new(blocked.clone()))?;
-        registry.register(Box::new(held.clone()))?;
+        registry.register(Box::new(PendingGauges {
+            gauges: held.clone(),
+            configured: configured.clone(),
+            store: Arc::clone(&store),
+        }))?;
         registry.register(Box::new(errors.clone()))?;
         registry.register(Box::new(resent.clone()))?;
         let me = Self {
-            configured: configured.into_iter().collect(),
+            configured,
             blocked,
             held,
             errors,
             resent,
+            store,
         };
         for t in me.configured.iter().map(String::as_str).chain([OTHER]) {
             me.blocked.with_label_values(&[t]).set(0);
@@ -83,6 +137,12 @@ impl DestinationMetrics {
             }
         }
         Ok(me)
+    }
+
+    /// From now on `presence_bridge_destination_pending_events` is read from
+    /// `store` at each scrape (held weakly).
+    pub fn read_pending_from(&self, store: &Arc<Store>) {
+        *self.store.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::downgrade(store));
     }
 
     /// A standalone set on its own registry (tests, tools).

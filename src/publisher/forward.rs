@@ -150,6 +150,8 @@ struct InFlight<D> {
     /// `None` when the producer refused the record before queueing it.
     delivery: Option<D>,
     finished: Option<Result<(), KafkaError>>,
+    /// Its result was counted in `presence_bridge_kafka_deliveries_total`.
+    counted: bool,
 }
 
 impl<D: Future<Output = Result<(), KafkaError>> + Unpin> InFlight<D> {
@@ -201,6 +203,9 @@ struct Lane<D> {
     /// Highest sequence ever handed to the producer (resends are counted).
     max_sent: u64,
     last_progress: Instant,
+    /// Arrival of the oldest unsettled event last seen in the window or the
+    /// carry, kept while the lane waits with both empty (after a failure).
+    oldest_seen: Option<i64>,
 }
 
 impl<D> Lane<D> {
@@ -264,6 +269,7 @@ impl<P: Produce> Forwarder<P> {
     /// Ends early only if it cannot run at all.
     pub async fn run(self, stop: StopSignal) -> Result<(), ForwardError> {
         let mut producer = (self.make_producer)().map_err(ForwardError::Producer)?;
+        self.destinations.read_pending_from(&self.store);
         let mut lanes: Vec<Lane<P::Delivery>> = Vec::new();
         for t in &self.topics {
             self.add_lane(&mut lanes, t);
@@ -341,8 +347,6 @@ impl<P: Produce> Forwarder<P> {
                     if fatal {
                         tracing::warn!("the Kafka producer is broken; rebuilding it and resending every destination's unsettled events");
                         producer.purge();
-                        self.metrics
-                            .delivery_finished(DeliveryResult::RetriableError, None);
                         for lane in lanes.iter_mut() {
                             let from = lane.first_unsettled();
                             self.begin_drain(lane, from);
@@ -389,7 +393,7 @@ impl<P: Produce> Forwarder<P> {
                         rebuild_at = Some(Instant::now() + self.jitter(producer_backoff, newest));
                         producer_backoff = (producer_backoff * 2).min(BACKOFF_CAP);
                     }
-                    self.refresh(&lanes).await;
+                    self.refresh(&mut lanes).await;
                 }
             }
         }
@@ -425,6 +429,10 @@ impl<P: Produce> Forwarder<P> {
                     break;
                 }
                 if let Some(e) = lane.window.pop_front() {
+                    if !e.counted {
+                        self.metrics
+                            .delivery_finished(DeliveryResult::Delivered, None);
+                    }
                     self.delivered(&e.rec);
                     settled += 1;
                 }
@@ -464,6 +472,7 @@ impl<P: Produce> Forwarder<P> {
             backoff: BACKOFF_FIRST,
             max_sent: self.store.stats().committed.min(self.replay_until),
             last_progress: Instant::now(),
+            oldest_seen: None,
         });
     }
 
@@ -513,8 +522,8 @@ impl<P: Produce> Forwarder<P> {
                             if skipped > 0 {
                                 self.metrics.spool_dropped("corrupt_record", skipped);
                                 tracing::error!(
-                                    regions = skipped,
-                                    "damaged spool records skipped while reading"
+                                    events = skipped,
+                                    "damaged spool records skipped while reading (events lost)"
                                 );
                             }
                             lane.carry.extend(records);
@@ -566,6 +575,7 @@ impl<P: Produce> Forwarder<P> {
                         rec,
                         delivery,
                         finished,
+                        counted: false,
                     });
                     if stop {
                         lane.refused_at_send = true;
@@ -588,6 +598,11 @@ impl<P: Produce> Forwarder<P> {
         };
         lane.last_progress = Instant::now();
         let result = entry.finished.take().unwrap_or(Err(KafkaError::Canceled));
+        if !entry.counted {
+            entry.counted = true;
+            self.metrics
+                .delivery_finished(delivery_result(&result), None);
+        }
         if lane.mode == Mode::Draining {
             if lane.window.is_empty() {
                 self.end_drain(lane);
@@ -608,6 +623,8 @@ impl<P: Produce> Forwarder<P> {
                         break;
                     }
                     if let Some(e) = lane.window.pop_front() {
+                        self.metrics
+                            .delivery_finished(DeliveryResult::Delivered, None);
                         self.delivered(&e.rec);
                         settled += 1;
                     }
@@ -625,8 +642,6 @@ impl<P: Produce> Forwarder<P> {
                     {
                         Ok(()) => {
                             self.metrics.dead_lettered(reason);
-                            self.metrics
-                                .delivery_finished(DeliveryResult::PermanentError, None);
                             if entry.rec.seq <= self.replay_until {
                                 self.metrics.spool_replayed(1);
                             }
@@ -649,8 +664,6 @@ impl<P: Produce> Forwarder<P> {
                 }
                 ErrorClass::Retriable => {
                     tracing::warn!(topic = %lane.topic, error = %e, "delivery failed; sending this destination's events again from the failed one");
-                    self.metrics
-                        .delivery_finished(DeliveryResult::RetriableError, None);
                     self.begin_drain(lane, entry.rec.seq);
                     false
                 }
@@ -698,9 +711,9 @@ impl<P: Produce> Forwarder<P> {
         jitter(d, self.seed ^ salt.rotate_left(17))
     }
 
+    /// An acknowledged event is settled (its report was counted already).
     fn delivered(&self, rec: &StoredRecord) {
-        self.metrics
-            .delivery_finished(DeliveryResult::Delivered, Some(since(rec.arrival_ms)));
+        self.metrics.delivery_acknowledged(since(rec.arrival_ms));
         if rec.seq <= self.replay_until {
             self.metrics.spool_replayed(1);
         }
@@ -721,16 +734,27 @@ impl<P: Produce> Forwarder<P> {
             .destination_state(&lane.topic, lane.held.map(HoldReason::as_str), pending);
     }
 
-    /// Updates the gauges and writes a checkpoint if anything settled.
-    async fn refresh(&self, lanes: &[Lane<P::Delivery>]) {
+    /// Updates the gauges and writes a checkpoint if anything settled. The
+    /// spool's levels are read from the store at each scrape; only the
+    /// oldest unsettled event's arrival comes from here.
+    async fn refresh(&self, lanes: &mut [Lane<P::Delivery>]) {
         let stats = self.store.stats();
-        let age = match lanes.iter().filter_map(Lane::oldest_arrival).min() {
+        for lane in lanes.iter_mut() {
+            lane.oldest_seen = match lane.oldest_arrival() {
+                Some(ms) => Some(ms),
+                None if self.store.pending_of(&lane.topic) > 0 => lane.oldest_seen,
+                None => None,
+            };
+        }
+        let oldest = lanes.iter().filter_map(|l| l.oldest_seen).min();
+        let age = match oldest {
             Some(ms) if stats.pending > 0 => since(ms),
             _ => Duration::ZERO,
         };
+        self.metrics.spool_oldest_arrival(oldest);
         self.metrics.spool_levels(stats.pending, stats.bytes, age);
         self.health.spool_levels(stats.pending, stats.bytes);
-        for lane in lanes {
+        for lane in lanes.iter() {
             self.show(lane);
         }
         let store = self.store.clone();
@@ -759,6 +783,19 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
+    }
+}
+
+/// How a delivery report is counted in `presence_bridge_kafka_deliveries_total`.
+fn delivery_result(r: &Result<(), KafkaError>) -> DeliveryResult {
+    match r {
+        Ok(()) => DeliveryResult::Delivered,
+        Err(e) => match classify(e) {
+            ErrorClass::Retriable => DeliveryResult::RetriableError,
+            ErrorClass::Record => DeliveryResult::PermanentError,
+            ErrorClass::Destination(_) => DeliveryResult::DestinationError,
+            ErrorClass::Fatal => DeliveryResult::Fatal,
+        },
     }
 }
 
@@ -810,6 +847,28 @@ mod tests {
                 "{j:?}"
             );
         }
+    }
+
+    #[test]
+    fn each_report_is_counted_by_its_class() {
+        let err = |c| Err(KafkaError::MessageProduction(c));
+        assert_eq!(delivery_result(&Ok(())), DeliveryResult::Delivered);
+        assert_eq!(
+            delivery_result(&Err(KafkaError::Canceled)),
+            DeliveryResult::RetriableError
+        );
+        assert_eq!(
+            delivery_result(&err(C::MessageSizeTooLarge)),
+            DeliveryResult::PermanentError
+        );
+        assert_eq!(
+            delivery_result(&err(C::TopicAuthorizationFailed)),
+            DeliveryResult::DestinationError
+        );
+        assert_eq!(
+            delivery_result(&err(C::OutOfOrderSequenceNumber)),
+            DeliveryResult::Fatal
+        );
     }
 
     #[test]

@@ -56,7 +56,10 @@ pub fn producer_config(settings: &KafkaSettings, brokers: &str) -> ClientConfig 
         // this (librdkafka waits 30 s by default), so a missing destination
         // is held and shown within seconds; its lane retries with backoff,
         // so a topic created a moment ago loses nothing by failing once.
-        .set("topic.metadata.propagation.max.ms", "5000");
+        .set("topic.metadata.propagation.max.ms", "5000")
+        // Feeds presence_bridge_kafka_connection_attempts_total and
+        // _request_retries_total (BridgeContext::stats).
+        .set("statistics.interval.ms", "1000");
     for (k, v) in &settings.properties {
         cfg.set(k, v);
     }
@@ -204,16 +207,29 @@ fn trivial(v: &str) -> bool {
 }
 
 /// Forwards librdkafka's client-level errors and log lines to the log, with
-/// secret values scrubbed. Reachability is decided by the metadata probe
-/// alone, so the gauge and `/readyz` agree.
-#[derive(Debug, Clone, Default)]
+/// secret values scrubbed, and (for the producer) the growth of its
+/// connection attempts and request retries to the metrics. Reachability is
+/// decided by the metadata probe alone, so the gauge and `/readyz` agree.
+#[derive(Default)]
 pub struct BridgeContext {
     scrubber: Scrubber,
+    metrics: Option<Metrics>,
+    /// This client's totals at its previous statistics report.
+    seen: std::sync::Mutex<(u64, u64)>,
 }
 
 impl BridgeContext {
     pub fn new(scrubber: Scrubber) -> Self {
-        Self { scrubber }
+        Self {
+            scrubber,
+            ..Self::default()
+        }
+    }
+
+    /// Also counts librdkafka's connection attempts and retries in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 }
 
@@ -237,6 +253,23 @@ impl ClientContext for BridgeContext {
                 tracing::debug!(target: "librdkafka", "librdkafka: {fac} {message}")
             }
         }
+    }
+
+    fn stats(&self, stats: rdkafka::Statistics) {
+        let Some(metrics) = &self.metrics else {
+            return;
+        };
+        let (mut connects, mut retries) = (0u64, 0u64);
+        for b in stats.brokers.values() {
+            connects += b.connects.unwrap_or(0).max(0) as u64;
+            retries += b.txretries;
+        }
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        metrics.kafka_client_activity(
+            connects.saturating_sub(seen.0),
+            retries.saturating_sub(seen.1),
+        );
+        *seen = (seen.0.max(connects), seen.1.max(retries));
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -268,8 +301,9 @@ impl KafkaPublisher {
     /// Creates the producer (no network I/O happens here).
     pub fn new(settings: &KafkaSettings, brokers: &str, metrics: Metrics) -> KafkaResult<Self> {
         let scrubber = Scrubber::new(&settings.properties);
+        let context = BridgeContext::new(scrubber.clone()).with_metrics(metrics.clone());
         let producer = producer_config(settings, brokers)
-            .create_with_context(BridgeContext::new(scrubber.clone()))
+            .create_with_context(context)
             .map_err(|e| scrubber.error(e))?;
         Ok(Self { producer, metrics })
     }

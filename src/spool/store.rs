@@ -63,6 +63,11 @@ pub struct RecoveryReport {
     pub torn_bytes: u64,
     /// Damaged regions skipped in the middle of segments.
     pub corrupt_regions: u64,
+    /// Records lost in those regions: counted from the sequence numbers of
+    /// the good records on both sides of each region (the records of a
+    /// segment are numbered without gaps), records already settled for every
+    /// topic left out. What `presence_bridge_spool_dropped_events_total{reason="corrupt_record"}` counts.
+    pub corrupt_records: u64,
     /// The checkpoint was missing or unreadable (everything on disk is replayed).
     pub checkpoint_lost: bool,
     /// Records cut because a later segment starts at or below their sequence:
@@ -176,6 +181,10 @@ pub struct Store {
     blocked: Mutex<Option<&'static str>>,
     /// Failed fsyncs not yet counted in the metrics ([`Store::take_sync_failures`]).
     sync_failures: AtomicU64,
+    /// The records of every damaged region counted already (at recovery or
+    /// by a reader), so each record is counted once whoever meets it again;
+    /// entries below the oldest segment are dropped with it.
+    damaged: Mutex<Damaged>,
     _lock: File,
 }
 
@@ -206,6 +215,7 @@ impl Store {
         let mut bytes = 0;
         let mut pending: BTreeMap<String, u64> = BTreeMap::new();
         let files = list_segments(&opts.dir)?;
+        let mut damaged = Damaged::default();
         for (i, (first, path)) in files.iter().enumerate() {
             let (first, path) = (*first, path.as_path());
             last_seq = last_seq.max(first.saturating_sub(1));
@@ -214,6 +224,9 @@ impl Store {
             let scan = scan_segment(path, &settle, void_from)?;
             report.torn_bytes += scan.torn_bytes;
             report.corrupt_regions += scan.corrupt_regions;
+            for (from, through) in &scan.damaged {
+                report.corrupt_records += damaged.count(*from, *through, settle.base());
+            }
             report.uncommitted_records += scan.void_records;
             if scan.meta.settled(&settle) {
                 io.remove(path)
@@ -282,6 +295,7 @@ impl Store {
             checkpoint_file: Mutex::new(checkpoint_file),
             blocked: Mutex::new(None),
             sync_failures: AtomicU64::new(0),
+            damaged: Mutex::new(damaged),
             _lock: lock,
         };
         Ok((store, report))
@@ -330,6 +344,17 @@ impl Store {
     /// Failed fsyncs since the last call (for the metrics).
     pub fn take_sync_failures(&self) -> u64 {
         self.sync_failures.swap(0, Ordering::Relaxed)
+    }
+
+    /// A reader met a damaged region whose records are `from..=through`:
+    /// the records lost in it, or 0 if it was counted already (at recovery
+    /// or by another reader).
+    fn note_damage(&self, from: u64, through: u64) -> u64 {
+        let base = self.shared().settle.base();
+        self.damaged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .count(from, through, base)
     }
 
     fn active(&self) -> MutexGuard<'_, Active> {
@@ -682,6 +707,10 @@ impl Store {
             if let Some(m) = s.segments.remove(&first) {
                 s.bytes = s.bytes.saturating_sub(m.bytes);
             }
+            let oldest = s.segments.keys().next().copied().unwrap_or(u64::MAX);
+            drop(s);
+            let mut damaged = self.damaged.lock().unwrap_or_else(|p| p.into_inner());
+            damaged.0 = damaged.0.split_off(&oldest);
         }
     }
 
@@ -752,7 +781,9 @@ impl Reader {
     }
 
     /// Up to `max` committed records from the reader's position. Damaged
-    /// records met on the way are skipped and counted in the second value.
+    /// records met on the way are skipped; the second value is the records
+    /// lost in damaged regions no one counted before (recovery counts those
+    /// it finds, and each region is counted once whichever reader meets it).
     pub fn read(
         &mut self,
         store: &Store,
@@ -822,8 +853,10 @@ impl Reader {
                     }
                 }
                 Next::Corrupt => {
-                    skipped += 1;
-                    if !cursor.resync(meta_bytes)? {
+                    let found = cursor.resync(meta_bytes)?;
+                    let (from, through) = cursor.damaged_range(found, meta_last);
+                    skipped += store.note_damage(from, through);
+                    if found.is_none() {
                         self.next_seq = meta_last.unwrap_or(self.next_seq) + 1;
                     }
                 }
@@ -863,6 +896,10 @@ struct Cursor {
     base: u64,
     pos: usize,
     eof: bool,
+    /// The segment's first sequence (from its name).
+    first_seq: u64,
+    /// The sequence of the last good record read.
+    last_seq: Option<u64>,
 }
 
 impl Cursor {
@@ -875,6 +912,11 @@ impl Cursor {
             file.seek(SeekFrom::Start(0))
                 .map_err(|e| SpoolError::file("reading the segment", path, e))?;
         }
+        let first_seq = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(format::parse_segment_name)
+            .unwrap_or(0);
         Ok(Self {
             file,
             path: path.to_path_buf(),
@@ -882,7 +924,23 @@ impl Cursor {
             base: if header_ok { MAGIC.len() as u64 } else { 0 },
             pos: 0,
             eof: false,
+            first_seq,
+            last_seq: None,
         })
+    }
+
+    /// The sequences of the records in the damaged region just skipped: from
+    /// the one after the last good record (or the segment's first) to the one
+    /// before `next`, the first good record after the damage (records of a
+    /// segment are numbered without gaps), or to `last` when none follows.
+    /// At least one record: the damaged frame's.
+    fn damaged_range(&self, next: Option<u64>, last: Option<u64>) -> (u64, u64) {
+        let from = self.last_seq.map_or(self.first_seq, |s| s + 1);
+        let through = match next {
+            Some(n) => n.saturating_sub(1),
+            None => last.unwrap_or(from),
+        };
+        (from, through.max(from))
     }
 
     fn offset(&self) -> u64 {
@@ -938,6 +996,7 @@ impl Cursor {
                 match decode_body(body) {
                     Ok(r) => {
                         self.pos += FRAME_HEADER + len;
+                        self.last_seq = Some(r.seq);
                         Ok(Next::Record(r))
                     }
                     Err(_) => Ok(Next::Corrupt),
@@ -950,21 +1009,22 @@ impl Cursor {
         }
     }
 
-    /// Skips forward from a damaged frame to the next whole, valid frame.
-    /// False when none follows (the damage runs to the end: a torn tail).
-    fn resync(&mut self, limit: u64) -> Result<bool, SpoolError> {
+    /// Skips forward from a damaged frame to the next whole, valid frame;
+    /// returns its sequence. `None` when none follows (the damage runs to
+    /// the end: a torn tail).
+    fn resync(&mut self, limit: u64) -> Result<Option<u64>, SpoolError> {
         // Rare path: look at the rest of the segment at once.
         self.fill(usize::MAX / 2, limit)?;
         let rest = &self.buf[self.pos..];
         for skip in 1..rest.len() {
             if let Ok(len) = check_frame(&rest[skip..]) {
-                if decode_body(&rest[skip + FRAME_HEADER..skip + FRAME_HEADER + len]).is_ok() {
+                if let Ok(r) = decode_body(&rest[skip + FRAME_HEADER..skip + FRAME_HEADER + len]) {
                     self.pos += skip;
-                    return Ok(true);
+                    return Ok(Some(r.seq));
                 }
             }
         }
-        Ok(false)
+        Ok(None)
     }
 }
 
@@ -976,6 +1036,8 @@ struct Scan {
     valid_end: u64,
     torn_bytes: u64,
     corrupt_regions: u64,
+    /// The records of each damaged region (first and last sequence), below `void_from`.
+    damaged: Vec<(u64, u64)>,
     /// Records at or above `void_from` (never committed).
     void_records: u64,
 }
@@ -1003,6 +1065,7 @@ fn scan_segment(
         valid_end: c.offset(),
         torn_bytes: 0,
         corrupt_regions: 0,
+        damaged: Vec::new(),
         void_records: 0,
     };
     loop {
@@ -1019,8 +1082,13 @@ fn scan_segment(
             }
             Next::Corrupt => {
                 let at = c.offset();
-                if c.resync(len)? {
+                if let Some(next) = c.resync(len)? {
                     scan.corrupt_regions += 1;
+                    let (from, through) = c.damaged_range(Some(next), None);
+                    let through = void_from.map_or(through, |v| through.min(v.saturating_sub(1)));
+                    if scan.void_records == 0 && from <= through {
+                        scan.damaged.push((from, through));
+                    }
                 } else {
                     scan.torn_bytes = len - at;
                     break;
@@ -1037,6 +1105,38 @@ fn scan_segment(
         scan.torn_bytes = 0;
     }
     Ok(scan)
+}
+
+/// The damaged records counted so far, as ranges `from => through`.
+#[derive(Debug, Default)]
+struct Damaged(BTreeMap<u64, u64>);
+
+impl Damaged {
+    /// Records `from..=through` above `base` (not settled for every topic)
+    /// that no earlier region covered; remembers the range.
+    fn count(&mut self, from: u64, through: u64, base: u64) -> u64 {
+        let from_new = from.max(base + 1);
+        let mut new = 0;
+        let mut at = from_new;
+        for (&f, &t) in self.0.range(..=through) {
+            if t < at {
+                continue;
+            }
+            if f > at {
+                new += f - at;
+            }
+            at = at.max(t.saturating_add(1));
+            if at > through {
+                break;
+            }
+        }
+        if at <= through {
+            new += through - at + 1;
+        }
+        let kept = self.0.entry(from).or_insert(through);
+        *kept = (*kept).max(through);
+        new
+    }
 }
 
 /// Cuts a segment back to `len` bytes, durably, through the io layer (so a
@@ -1322,7 +1422,7 @@ pub fn oldest_pending(dir: &Path, watermark: u64) -> Result<Option<i64>, SpoolEr
                 Next::Record(r) if r.seq > watermark => return Ok(Some(r.arrival_ms)),
                 Next::Record(_) => {}
                 Next::Corrupt => {
-                    if !c.resync(len)? {
+                    if c.resync(len)?.is_none() {
                         break;
                     }
                 }
