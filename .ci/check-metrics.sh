@@ -7,9 +7,10 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 http=127.0.0.1:$(free_port); admin=127.0.0.1:$(free_port)
 log=$(mktemp)
 metrics=$(mktemp)
-PRESENCE_BRIDGE__HTTP__LISTEN=$http PRESENCE_BRIDGE__ADMIN__LISTEN=$admin "$bin" serve --dev >"$log" 2>&1 &
+work=$(mktemp -d) # the default spool.dir (data/spool) goes here, not into the checkout
+PRESENCE_BRIDGE__HTTP__LISTEN=$http PRESENCE_BRIDGE__ADMIN__LISTEN=$admin PRESENCE_BRIDGE__SPOOL__DIR=$work/spool "$bin" serve --dev >"$log" 2>&1 &
 pid=$!
-trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -f "$log" "$metrics"' EXIT
+trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$log" "$metrics" "$work"' EXIT
 for _ in $(seq 1 100); do
   curl -fsS "http://$admin/readyz" >/dev/null 2>&1 && break
   sleep 0.2

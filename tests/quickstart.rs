@@ -19,9 +19,16 @@ impl Drop for Serve {
     }
 }
 
-fn bridge_cmd(http: std::net::SocketAddr, admin: std::net::SocketAddr) -> Command {
+/// Run from `dir` as a user would from a fresh directory: the default
+/// `spool.dir` (`data/spool`) lands there, not in the source tree.
+fn bridge_cmd(
+    dir: &std::path::Path,
+    http: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_presence-bridge"));
-    c.env_clear()
+    c.current_dir(dir)
+        .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("PRESENCE_BRIDGE__HTTP__LISTEN", http.to_string())
         .env("PRESENCE_BRIDGE__ADMIN__LISTEN", admin.to_string())
@@ -48,8 +55,10 @@ async fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_dev_then_post_then_tail_then_sigterm() {
     let (http_addr, admin_addr) = (free_addr(), free_addr());
+    let dir = tempfile::tempdir().unwrap();
+    let workdir = dir.path().to_owned();
     let mut serve = Serve(
-        bridge_cmd(http_addr, admin_addr)
+        bridge_cmd(&workdir, http_addr, admin_addr)
             .args(["serve", "--dev"])
             .stderr(Stdio::piped())
             .spawn()
@@ -90,7 +99,7 @@ async fn serve_dev_then_post_then_tail_then_sigterm() {
         .to_owned();
 
     let tail = tokio::task::spawn_blocking(move || {
-        bridge_cmd(http_addr, admin_addr)
+        bridge_cmd(&workdir, http_addr, admin_addr)
             .args(["tail", "--limit", "1", "--idle-timeout", "20s"])
             .output()
             .unwrap()
