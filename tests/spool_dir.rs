@@ -49,7 +49,11 @@ fn tempdir() -> tempfile::TempDir {
 /// The binary with only `PATH`, `spool.dir` and a port-free configuration,
 /// run in `cwd` (so a relative default never lands in the repository).
 fn bin(cwd: &Path, spool_dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_presence-bridge"));
+    bin_at(Path::new(env!("CARGO_BIN_EXE_presence-bridge")), cwd, spool_dir)
+}
+
+fn bin_at(program: &Path, cwd: &Path, spool_dir: &Path) -> Command {
+    let mut c = Command::new(program);
     c.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("PRESENCE_BRIDGE__SPOOL__DIR", spool_dir)
@@ -63,11 +67,18 @@ fn bin(cwd: &Path, spool_dir: &Path) -> Command {
     c
 }
 
-/// As an unprivileged user: as root, started as nobody.
-fn unprivileged(c: &mut Command) -> &mut Command {
-    if is_root() {
-        c.uid(NOBODY).gid(NOBODY);
+/// [`bin`] as an unprivileged user: as root, started as nobody, from a copy
+/// of the binary in `cwd` (a [`tempdir`] everyone may traverse): the build
+/// directory may be private to root (a clone in a `mktemp -d` directory).
+fn unprivileged(cwd: &Path, spool_dir: &Path) -> Command {
+    if !is_root() {
+        return bin(cwd, spool_dir);
     }
+    let copy = cwd.join("presence-bridge");
+    std::fs::copy(env!("CARGO_BIN_EXE_presence-bridge"), &copy).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut c = bin_at(&copy, cwd, spool_dir);
+    c.uid(NOBODY).gid(NOBODY);
     c
 }
 
@@ -243,7 +254,7 @@ fn serve_names_an_unwritable_spool_directory() {
     let dir = t.path().join("spool");
     std::fs::create_dir(&dir).unwrap();
     let _writable = read_only(&dir);
-    let out = run(unprivileged(bin(t.path(), &dir).arg("serve")));
+    let out = run(unprivileged(t.path(), &dir).arg("serve"));
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     let lock = dir.join("LOCK");
@@ -405,7 +416,7 @@ fn check_config_fails_when_the_directory_cannot_be_created() {
     std::fs::create_dir(&parent).unwrap();
     let _writable = read_only(&parent);
     let dir = parent.join("spool").join("x");
-    let out = run(unprivileged(bin(t.path(), &dir).arg("check-config")));
+    let out = run(unprivileged(t.path(), &dir).arg("check-config"));
     assert_config_error(
         &out,
         &format!(
@@ -423,7 +434,7 @@ fn check_config_fails_when_the_directory_is_not_writable() {
     drop(Store::open(opts(&dir)).unwrap());
     let _writable = read_only(&dir);
     let before = listing(&dir);
-    let out = run(unprivileged(bin(t.path(), &dir).arg("check-config")));
+    let out = run(unprivileged(t.path(), &dir).arg("check-config"));
     assert_config_error(
         &out,
         &format!("creating a file in {}: Permission denied", dir.display()),
