@@ -289,3 +289,142 @@ fn stalled_h2_bodies_stay_within_the_budget_and_the_excess_is_refused() {
         0.0
     );
 }
+
+/// A sink that takes every event.
+struct Accepting;
+
+impl presence_bridge::sink::Sink for Accepting {
+    async fn accept(
+        &self,
+        _record: presence_bridge::envelope::OutboundRecord,
+    ) -> Result<(), presence_bridge::sink::SinkError> {
+        Ok(())
+    }
+}
+
+/// Opens an HTTP/1.1 request from `source` declaring `declared` body bytes
+/// and sends `sent` of them; the stream is returned to read the answer.
+async fn h1_request(
+    target: SocketAddr,
+    source: Ipv4Addr,
+    declared: usize,
+    body: &[u8],
+) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(IpAddr::V4(source), 0)).unwrap();
+    let mut stream = socket.connect(target).await.unwrap();
+    let head = format!(
+        "POST /webhooks/zapi/presence HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: {declared}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    stream
+}
+
+/// The status line and body of the answer on `stream` (hang guard only).
+async fn h1_answer(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf))
+        .await
+        .expect("an answer before the hang guard")
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[tokio::test]
+async fn http1_bodies_share_the_budget_and_give_it_back() {
+    use presence_bridge::ingress::budget::BodyBudget;
+    use presence_bridge::ingress::{auth::Auth, BodyLimits, Webhook};
+    const MAX: usize = 64 * 1024;
+    let (registry, metrics) = presence_bridge::metrics::Metrics::standalone();
+    let settings = presence_bridge::config::load(None, Vec::new()).unwrap();
+    // Room for two bodies of `MAX`, one per client.
+    let budget = BodyBudget::new(2 * MAX as u64, MAX as u64, Some(&registry)).unwrap();
+    let webhook = Webhook::new(
+        Accepting,
+        Auth::new(Vec::new()),
+        BodyLimits {
+            max_bytes: MAX,
+            read_timeout: Duration::from_secs(60),
+        },
+        settings.kafka,
+        metrics,
+    )
+    .with_budget(budget.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = listener.local_addr().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(presence_bridge::server::serve(
+        listener,
+        std::sync::Arc::new(webhook),
+        presence_bridge::server::Limits {
+            header_read_timeout: Duration::from_secs(60),
+            ..Default::default()
+        },
+        stop.clone(),
+        None,
+    ));
+    let wait_for_in_use = |want: u64| {
+        let budget = budget.clone();
+        async move {
+            let guard = Instant::now() + Duration::from_secs(30);
+            while budget.in_use() != want {
+                assert!(Instant::now() < guard, "budget in use never reached {want}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    let event = r#"{"type":"PresenceChatCallback","phone":"5511999999999","status":"AVAILABLE","lastSeen":null,"instanceId":"instance.id"}"#;
+    let (a, b, c) = (
+        Ipv4Addr::new(127, 0, 0, 1),
+        Ipv4Addr::new(127, 0, 0, 2),
+        Ipv4Addr::new(127, 0, 0, 3),
+    );
+
+    // Client a holds its whole share with a stalled body.
+    let mut stalled_a = h1_request(target, a, MAX, &[b' '; 1000]).await;
+    wait_for_in_use(MAX as u64).await;
+    // A second body from a: 429 after the bounded wait, unread.
+    let mut second_a = h1_request(target, a, event.len(), event.as_bytes()).await;
+    let answer = h1_answer(&mut second_a).await;
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    assert!(answer.contains("retry-after: 1"), "{answer}");
+    assert!(answer.contains("body_budget_client"), "{answer}");
+
+    // Client b takes the rest of the global budget; client c then gets 503.
+    let stalled_b = h1_request(target, b, MAX, &[b' '; 1000]).await;
+    wait_for_in_use(2 * MAX as u64).await;
+    let mut first_c = h1_request(target, c, event.len(), event.as_bytes()).await;
+    let answer = h1_answer(&mut first_c).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("body_budget_exhausted"), "{answer}");
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&registry.gather())
+        .unwrap();
+    assert!(
+        text.contains(&format!(
+            "presence_bridge_http_body_budget_bytes_in_use {}",
+            2 * MAX
+        )),
+        "{text}"
+    );
+
+    // b hangs up: its bytes come back, and c is accepted.
+    drop(stalled_b);
+    wait_for_in_use(MAX as u64).await;
+    let mut second_c = h1_request(target, c, event.len(), event.as_bytes()).await;
+    let answer = h1_answer(&mut second_c).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // a finishes its body (invalid JSON: 400) and everything is given back.
+    {
+        use tokio::io::AsyncWriteExt;
+        stalled_a.write_all(&vec![b' '; MAX - 1000]).await.unwrap();
+    }
+    let answer = h1_answer(&mut stalled_a).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    wait_for_in_use(0).await;
+    assert_eq!(budget.clients_tracked(), 0);
+    stop.cancel();
+}
