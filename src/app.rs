@@ -52,6 +52,7 @@ use crate::config::Settings;
 use crate::health::{Component, DevBroker, Health};
 use crate::ingress::access::Access;
 use crate::ingress::auth::Auth;
+use crate::ingress::budget::{BodyBudget, Http2Limits};
 use crate::ingress::ratelimit::RateLimits;
 use crate::ingress::{BodyLimits, Webhook};
 use crate::metrics::Metrics;
@@ -449,6 +450,11 @@ pub async fn start_with(
             metrics.clone(),
         )
         .with_rejected(settings.rejected.clone())
+        .with_budget(BodyBudget::new(
+            settings.limits.body_budget_bytes,
+            settings.limits.body_budget_per_client_bytes,
+            Some(&registry),
+        )?)
         .with_access(
             Access::new(&settings.access),
             RateLimits::new(&settings.limits, &metrics),
@@ -509,6 +515,10 @@ pub async fn start_with(
         header_read_timeout: settings.http.header_read_timeout,
         max_connections_per_client: settings.http.max_connections_per_client.get(),
         max_requests_per_connection: settings.http.max_requests_per_connection.get(),
+        http2: Http2Limits::sized(
+            settings.limits.body_budget_per_client_bytes,
+            settings.http.max_body_bytes.get() as u64,
+        ),
     };
     // Tasks that stop at `shutdown` on their own; the drain waits for them.
     let mut background = Vec::new();

@@ -250,6 +250,10 @@ pub struct LimitsSettings {
     pub per_client: Option<RateSettings>,
     /// Buckets each limiter keeps at most (idle, full ones are evicted first).
     pub max_tracked: NonZeroUsize,
+    /// Bytes of request bodies in flight at once, all clients together.
+    pub body_budget_bytes: u64,
+    /// Bytes of request bodies in flight at once from one client address.
+    pub body_budget_per_client_bytes: u64,
 }
 
 /// A token bucket: `rate` requests per second on average, `burst` at once.
@@ -554,9 +558,32 @@ impl Settings {
             per_instance: rate_settings("limits.per_instance", &raw.limits.per_instance)?,
             per_client: rate_settings("limits.per_client", &raw.limits.per_client)?,
             max_tracked: nonzero("limits.max_tracked", raw.limits.max_tracked)?,
+            body_budget_bytes: raw.limits.body_budget_bytes,
+            body_budget_per_client_bytes: raw.limits.body_budget_per_client_bytes,
         };
         if limits.max_tracked.get() > 10_000_000 {
             return Err(invalid("limits.max_tracked", "must be at most 10000000"));
+        }
+        let max_body = http.max_body_bytes.get() as u64;
+        if limits.body_budget_per_client_bytes < max_body {
+            return Err(invalid(
+                "limits.body_budget_per_client_bytes",
+                format!(
+                    "must be at least http.max_body_bytes ({max_body}), or no body could be read"
+                ),
+            ));
+        }
+        if limits.body_budget_bytes < limits.body_budget_per_client_bytes {
+            return Err(invalid(
+                "limits.body_budget_bytes",
+                format!(
+                    "must be at least limits.body_budget_per_client_bytes ({})",
+                    limits.body_budget_per_client_bytes
+                ),
+            ));
+        }
+        if limits.body_budget_bytes > 1 << 40 {
+            return Err(invalid("limits.body_budget_bytes", "must be at most 1 TiB"));
         }
 
         let format = match raw.log.format.to_ascii_lowercase().as_str() {
@@ -1191,6 +1218,8 @@ pub mod raw {
         pub per_instance: Rate,
         pub per_client: Rate,
         pub max_tracked: u64,
+        pub body_budget_bytes: u64,
+        pub body_budget_per_client_bytes: u64,
     }
 
     impl Default for Limits {
@@ -1199,6 +1228,8 @@ pub mod raw {
                 per_instance: Rate::default(),
                 per_client: Rate::default(),
                 max_tracked: 65_536,
+                body_budget_bytes: crate::ingress::budget::DEFAULT_BUDGET_BYTES,
+                body_budget_per_client_bytes: crate::ingress::budget::DEFAULT_PER_CLIENT_BYTES,
             }
         }
     }

@@ -46,6 +46,8 @@ pub const REQUEST_REFUSED_REASONS: &[&str] = &[
     "token_not_for_instance",
     "rate_limited_client",
     "rate_limited_instance",
+    "body_budget_client",
+    "body_budget_exhausted",
     "body_timeout",
     "body_unreadable",
     "spool_full",

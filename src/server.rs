@@ -77,6 +77,8 @@ pub struct Limits {
     pub max_connections_per_client: usize,
     /// Requests served on one connection before it is closed gracefully.
     pub max_requests_per_connection: usize,
+    /// HTTP/2 streams and flow-control windows (sized from the body budget).
+    pub http2: crate::ingress::budget::Http2Limits,
 }
 
 impl Default for Limits {
@@ -86,6 +88,7 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(5),
             max_connections_per_client: 256,
             max_requests_per_connection: 1000,
+            http2: Default::default(),
         }
     }
 }
@@ -136,7 +139,10 @@ pub async fn serve_with_tls<H: Handler>(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(256)
+        .max_concurrent_streams(limits.http2.max_concurrent_streams)
+        .initial_stream_window_size(limits.http2.initial_stream_window_size)
+        .initial_connection_window_size(limits.http2.initial_connection_window_size)
+        .max_send_buf_size(limits.http2.max_send_buf_size)
         .max_header_list_size(MAX_HEAD_BYTES as u32)
         .keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(20));

@@ -697,3 +697,29 @@ fn librdkafka_error_events_are_logged_without_the_secret() {
     // Plain values stay readable.
     assert!(all.contains("OAUTHBEARER"), "{all}");
 }
+
+#[test]
+fn body_budgets_default_and_refuse_sizes_that_could_not_hold_a_body() {
+    let s = load(None, Vec::new()).unwrap();
+    assert_eq!(s.limits.body_budget_bytes, 64 * 1024 * 1024);
+    assert_eq!(s.limits.body_budget_per_client_bytes, 4 * 1024 * 1024);
+    let e = err(
+        None,
+        &[(
+            "PRESENCE_BRIDGE__LIMITS__BODY_BUDGET_PER_CLIENT_BYTES",
+            "1000",
+        )],
+    );
+    assert!(e.contains("limits.body_budget_per_client_bytes"), "{e}");
+    assert!(e.contains("http.max_body_bytes"), "{e}");
+    let e = err(
+        None,
+        &[("PRESENCE_BRIDGE__LIMITS__BODY_BUDGET_BYTES", "100000")],
+    );
+    assert!(e.contains("limits.body_budget_bytes"), "{e}");
+    let e = err(
+        None,
+        &[("PRESENCE_BRIDGE__LIMITS__BODY_BUDGET_BYTES", "lots")],
+    );
+    assert!(e.contains("body_budget_bytes"), "{e}");
+}

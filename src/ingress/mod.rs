@@ -12,7 +12,9 @@
 //!    token owner (403 `token_not_for_instance`), per-instance rate limit
 //!    (429 `rate_limited_instance`), all before the body is read
 //! 6. Content-Type (415) → Content-Length against the limit before reading
-//!    (413) → body read under a size limit (413) and a timeout (408) →
+//!    (413) → the body's bytes reserved from the memory budget, waiting at
+//!    most a second (429 `body_budget_client`, 503 `body_budget_exhausted`,
+//!    see [`budget`]) → body read under a size limit (413) and a timeout (408) →
 //!    validation (400) → path/body instance match (400)
 //! 7. without an instance in the path, the body's `instanceId` now goes
 //!    through the checks of step 5 (same codes)
@@ -45,6 +47,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod budget;
 pub mod ratelimit;
 pub mod reply;
 pub mod routes;
@@ -71,6 +74,7 @@ use crate::server::{CloseConnection, Handler, Peer};
 use crate::sink::{Sink, SinkError};
 use access::Access;
 use auth::{Auth, Grant};
+use budget::{BodyBudget, BodyPermit, Exhausted};
 use ratelimit::RateLimits;
 use reply::{Outcome, Rejection};
 use routes::Route;
@@ -101,6 +105,8 @@ pub struct Webhook<S> {
     metrics: Metrics,
     access: Access,
     rate: RateLimits,
+    /// Memory for bodies in flight (see [`budget`]).
+    budget: BodyBudget,
     /// Capture of invalid input (off unless `rejected.topic` is set).
     rejected: RejectedSettings,
     /// 503s (spool full or failing) come in floods: one log line per
@@ -163,6 +169,8 @@ impl Discard {
 struct Captured {
     body: Option<Bytes>,
     content_type: Option<hyper::header::HeaderValue>,
+    /// The body's bytes of the memory budget, held until the answer.
+    permit: Option<BodyPermit>,
 }
 
 impl<S: Sink> Webhook<S> {
@@ -181,6 +189,7 @@ impl<S: Sink> Webhook<S> {
             metrics,
             access: Access::default(),
             rate: RateLimits::default(),
+            budget: BodyBudget::default(),
             rejected: RejectedSettings {
                 topic: None,
                 max_bytes: 0,
@@ -194,6 +203,13 @@ impl<S: Sink> Webhook<S> {
     /// Turns on the capture of invalid input (see [`crate::envelope::rejected`]).
     pub fn with_rejected(mut self, rejected: RejectedSettings) -> Self {
         self.rejected = rejected;
+        self
+    }
+
+    /// Sets the memory budget for bodies in flight (default: 64 MiB, 4 MiB
+    /// per client, unregistered metrics).
+    pub fn with_budget(mut self, budget: BodyBudget) -> Self {
+        self.budget = budget;
         self
     }
 
@@ -253,6 +269,7 @@ impl<S: Sink> Webhook<S> {
         if declared_length(&req.headers).is_some_and(|len| len > limit as u64) {
             return Err(Rejection::PayloadTooLarge { limit });
         }
+        captured.permit = self.reserve(client, body).await?;
         let capture = self.rejected.topic.is_some();
         if capture {
             captured.content_type = req.headers.get(CONTENT_TYPE).cloned();
@@ -304,6 +321,33 @@ impl<S: Sink> Webhook<S> {
             .map_err(|l| Rejection::RateLimitedInstance {
                 retry_after: l.retry_after_secs(),
             })
+    }
+
+    /// Reserves the memory budget for the body about to be read: its exact
+    /// size when known (`Content-Length`), else `http.max_body_bytes`.
+    /// Nothing for a body known to be empty.
+    async fn reserve(
+        &self,
+        client: Option<IpAddr>,
+        body: &RequestBody,
+    ) -> Result<Option<BodyPermit>, Rejection> {
+        let RequestBody::Unread { body, .. } = body else {
+            return Ok(None);
+        };
+        let limit = self.limits.max_bytes as u64;
+        let bytes = body.size_hint().exact().unwrap_or(limit).min(limit);
+        if bytes == 0 {
+            return Ok(None);
+        }
+        match self.budget.reserve(client, bytes).await {
+            Ok(permit) => Ok(Some(permit)),
+            Err(Exhausted::Client) => Err(Rejection::BodyBudgetClient {
+                retry_after: budget::BUDGET_RETRY_AFTER_SECS,
+            }),
+            Err(Exhausted::Global) => Err(Rejection::BodyBudgetExhausted {
+                retry_after: budget::BUDGET_RETRY_AFTER_SECS,
+            }),
+        }
     }
 
     /// Reads the whole body under the size limit and the read timeout. Leaves
@@ -471,7 +515,9 @@ impl<S: Sink> Webhook<S> {
             Rejection::NotFound
             | Rejection::MethodNotAllowed
             | Rejection::RateLimitedClient { .. }
-            | Rejection::RateLimitedInstance { .. } => {
+            | Rejection::RateLimitedInstance { .. }
+            | Rejection::BodyBudgetClient { .. }
+            | Rejection::BodyBudgetExhausted { .. } => {
                 tracing::debug!(
                     reason = rejection.code(),
                     route,

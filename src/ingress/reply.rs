@@ -40,6 +40,10 @@ pub enum Rejection {
     UnsupportedMediaType,
     #[error("body larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    #[error("too many request bodies in flight from this client; retry after {retry_after} s")]
+    BodyBudgetClient { retry_after: u64 },
+    #[error("too many request bodies in flight; retry after {retry_after} s")]
+    BodyBudgetExhausted { retry_after: u64 },
     #[error("body not received within the read timeout")]
     BodyTimeout,
     #[error("body could not be read: {0}")]
@@ -68,6 +72,8 @@ impl Rejection {
             Self::RateLimitedInstance { .. } => "rate_limited_instance",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::BodyBudgetClient { .. } => "body_budget_client",
+            Self::BodyBudgetExhausted { .. } => "body_budget_exhausted",
             Self::BodyTimeout => "body_timeout",
             Self::BodyUnreadable(_) => "body_unreadable",
             Self::Invalid(e) => e.code(),
@@ -88,9 +94,10 @@ impl Rejection {
             Self::ClientForbidden | Self::InstanceForbidden | Self::TokenNotForInstance => {
                 StatusCode::FORBIDDEN
             }
-            Self::RateLimitedClient { .. } | Self::RateLimitedInstance { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            Self::RateLimitedClient { .. }
+            | Self::RateLimitedInstance { .. }
+            | Self::BodyBudgetClient { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::BodyBudgetExhausted { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -131,6 +138,8 @@ impl Rejection {
             | Self::TokenNotForInstance
             | Self::RateLimitedClient { .. }
             | Self::RateLimitedInstance { .. }
+            | Self::BodyBudgetClient { .. }
+            | Self::BodyBudgetExhausted { .. }
             | Self::BodyTimeout
             | Self::BodyUnreadable(_)
             | Self::Unavailable(_) => false,
@@ -204,6 +213,8 @@ pub fn catalogue() -> Vec<Rejection> {
         Rejection::RateLimitedInstance { retry_after: 3 },
         Rejection::UnsupportedMediaType,
         Rejection::PayloadTooLarge { limit: 65536 },
+        Rejection::BodyBudgetClient { retry_after: 1 },
+        Rejection::BodyBudgetExhausted { retry_after: 1 },
         Rejection::BodyTimeout,
         Rejection::BodyUnreadable("connection reset".into()),
         Rejection::Invalid(ParseError::Json(json_error)),
@@ -227,6 +238,8 @@ pub fn catalogue() -> Vec<Rejection> {
             | Rejection::RateLimitedInstance { .. }
             | Rejection::UnsupportedMediaType
             | Rejection::PayloadTooLarge { .. }
+            | Rejection::BodyBudgetClient { .. }
+            | Rejection::BodyBudgetExhausted { .. }
             | Rejection::BodyTimeout
             | Rejection::BodyUnreadable(_)
             | Rejection::Invalid(
@@ -276,7 +289,9 @@ pub fn respond(outcome: &Outcome) -> Response<Full<Bytes>> {
                     headers.insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
                 }
                 Rejection::RateLimitedClient { retry_after }
-                | Rejection::RateLimitedInstance { retry_after } => {
+                | Rejection::RateLimitedInstance { retry_after }
+                | Rejection::BodyBudgetClient { retry_after }
+                | Rejection::BodyBudgetExhausted { retry_after } => {
                     headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after));
                 }
                 _ => {}
