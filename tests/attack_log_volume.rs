@@ -1,0 +1,221 @@
+//! Attack: a client without a token (and a tenant with one) sends thousands
+//! of refused requests; the log lines they cause stay within the documented
+//! bound (`presence_bridge::lograte`), the summary lines carry the count of
+//! what was not written, and the metrics count every request.
+//!
+//! Its own test binary: it installs a global JSON subscriber that writes to a
+//! buffer (debug level, so the 404/405 lines count too), and the log limiter
+//! is process-wide.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request};
+use presence_bridge::lograte;
+use serde_json::Value;
+
+#[derive(Clone)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Requests of each kind sent (five kinds: 5,000 requests).
+const EACH: usize = 1_000;
+/// Requests in flight at once per kind.
+const CONCURRENCY: usize = 4;
+
+/// One kind of refused request: the reason it is refused with, who the
+/// limiter sees as its caller, how to send it.
+struct Kind {
+    reason: &'static str,
+    authenticated: bool,
+    method: Method,
+    path: String,
+    body: &'static str,
+}
+
+fn kinds() -> Vec<Kind> {
+    let bad_phone = r#"{"type":"PresenceChatCallback","phone":"12","status":"AVAILABLE","instanceId":"tenant-b"}"#;
+    let good = r#"{"type":"PresenceChatCallback","phone":"5544999999999","status":"AVAILABLE","instanceId":"tenant-a"}"#;
+    vec![
+        Kind {
+            reason: "unauthorized",
+            authenticated: false,
+            method: Method::POST,
+            path: "/webhooks/zapi/presence".into(),
+            body: good,
+        },
+        Kind {
+            reason: "not_found",
+            authenticated: false,
+            method: Method::POST,
+            path: "/webhooks/no/such/route".into(),
+            body: good,
+        },
+        Kind {
+            reason: "method_not_allowed",
+            authenticated: false,
+            method: Method::GET,
+            path: "/webhooks/zapi/presence".into(),
+            body: "",
+        },
+        Kind {
+            reason: "invalid_instance_id",
+            authenticated: false,
+            method: Method::POST,
+            path: "/webhooks/zapi/instances/a%20b/presence".into(),
+            body: good,
+        },
+        Kind {
+            reason: "invalid_phone",
+            authenticated: true,
+            method: Method::POST,
+            path: format!("/webhooks/zapi/presence?token={TOKEN}"),
+            body: bad_phone,
+        },
+    ]
+}
+
+fn parse(bytes: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_requests_write_a_bounded_number_of_log_lines() {
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let writer = Capture(buf.clone());
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_env_filter(tracing_subscriber::EnvFilter::new("presence_bridge=debug"))
+        .with_writer(move || writer.clone())
+        .init();
+    let b = Bridge::start().await;
+    let kinds = kinds();
+
+    let mark = buf.lock().unwrap().len();
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for kind in &kinds {
+        for _ in 0..CONCURRENCY {
+            let client = b.client.clone();
+            let url = b.url(&kind.path);
+            let (method, body, reason) = (kind.method.clone(), kind.body, kind.reason);
+            tasks.spawn(async move {
+                for _ in 0..EACH / CONCURRENCY {
+                    let req = Request::builder()
+                        .method(method.clone())
+                        .uri(&url)
+                        .header("content-type", "application/json")
+                        .body(Full::new(Bytes::from_static(body.as_bytes())))
+                        .unwrap();
+                    let resp = tokio::time::timeout(Duration::from_secs(30), client.request(req))
+                        .await
+                        .expect("an answer (hang guard)")
+                        .expect("request");
+                    let status = resp.status();
+                    let text = resp.into_body().collect().await.unwrap().to_bytes();
+                    let text = String::from_utf8_lossy(&text);
+                    assert!(
+                        status.is_client_error() && text.contains(reason),
+                        "{reason}: {status} {text}"
+                    );
+                }
+            });
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("sender");
+    }
+    let elapsed = started.elapsed();
+    let during = parse(&buf.lock().unwrap()[mark..]);
+    lograte::flush();
+    let all = parse(&buf.lock().unwrap()[mark..]);
+
+    // Intervals the attack overlapped (a window lasts at least INTERVAL).
+    let intervals = elapsed.as_secs() / lograte::INTERVAL.as_secs() + 2;
+    let sent = kinds.len() * EACH;
+    let bound = lograte::max_lines_per_interval() * intervals;
+    eprintln!(
+        "{sent} refused requests in {elapsed:?}: {} log lines written ({} bytes), bound {bound}",
+        during.len(),
+        buf.lock().unwrap().len() - mark,
+    );
+    assert!(
+        (during.len() as u64) <= bound,
+        "{} lines for {sent} requests in {elapsed:?}, over the bound {bound}",
+        during.len()
+    );
+
+    let mut full: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut suppressed: BTreeMap<&str, u64> = BTreeMap::new();
+    for line in &all {
+        let reason = line["reason"].as_str().unwrap_or_default();
+        match line["message"].as_str() {
+            Some("request rejected") => *full.entry(reason).or_default() += 1,
+            Some("log lines suppressed") => {
+                *suppressed.entry(reason).or_default() += line["suppressed"].as_u64().unwrap()
+            }
+            _ => {}
+        }
+    }
+    let text = b.metrics();
+    for kind in &kinds {
+        let budget = if kind.authenticated {
+            lograte::AUTHENTICATED
+        } else {
+            lograte::ANONYMOUS
+        };
+        let r = kind.reason;
+        let (logged, quiet) = (full.get(r).copied(), suppressed.get(r).copied());
+        let (logged, quiet) = (logged.unwrap_or(0), quiet.unwrap_or(0));
+        assert!(logged >= 1, "{r}: the first one is logged in full");
+        assert!(
+            logged <= u64::from(budget.per_reason) * intervals,
+            "{r}: {logged} full lines in {elapsed:?}"
+        );
+        assert_eq!(
+            logged + quiet,
+            EACH as u64,
+            "{r}: lines written plus lines counted in summaries"
+        );
+        assert_eq!(
+            metric_value(
+                &text,
+                &format!("presence_bridge_log_lines_suppressed_total{{reason=\"{r}\"}}")
+            ),
+            quiet as f64,
+            "{r}"
+        );
+        let counted = if r == "invalid_instance_id" || r == "invalid_phone" {
+            "presence_bridge_events_rejected_total"
+        } else {
+            "presence_bridge_http_requests_refused_total"
+        };
+        // invalid_instance_id (the path's) and invalid_phone are both
+        // events refused for their content; the others are refusals.
+        assert_eq!(
+            metric_value(&text, &format!("{counted}{{reason=\"{r}\"}}")),
+            EACH as f64,
+            "{r}: every request counted"
+        );
+    }
+}
