@@ -98,8 +98,10 @@ fn parse(bytes: &[u8]) -> Vec<Value> {
         .collect()
 }
 
+/// One test, two attacks in turn: the limiter and the log capture are
+/// process-wide, so they must not run side by side.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_requests_write_a_bounded_number_of_log_lines() {
+async fn refused_requests_and_connections_write_a_bounded_number_of_log_lines() {
     let buf = Arc::new(Mutex::new(Vec::new()));
     let writer = Capture(buf.clone());
     tracing_subscriber::fmt()
@@ -108,6 +110,72 @@ async fn refused_requests_write_a_bounded_number_of_log_lines() {
         .with_env_filter(tracing_subscriber::EnvFilter::new("presence_bridge=debug"))
         .with_writer(move || writer.clone())
         .init();
+    refused_requests(&buf).await;
+    refused_connections(&buf).await;
+}
+
+/// Counts, in `lines`, the full lines with `message` and the suppressed
+/// lines that summaries count for `reason`.
+fn tally(lines: &[Value], message: &str, reason: &str) -> (u64, u64) {
+    let (mut full, mut quiet) = (0, 0);
+    for line in lines {
+        if line["message"] == message && (line["reason"] == reason || line["reason"].is_null()) {
+            full += 1;
+        }
+        if line["message"] == "log lines suppressed" && line["reason"] == reason {
+            quiet += line["suppressed"].as_u64().unwrap();
+        }
+    }
+    (full, quiet)
+}
+
+/// Holds the per-client connection slots (4), then opens and drops
+/// `REFUSED` more connections from the same address: each is refused and
+/// counted; the `connection refused` lines stay within the quota.
+async fn refused_connections(buf: &Arc<Mutex<Vec<u8>>>) {
+    const REFUSED: usize = 300;
+    let b = Bridge::start_with(&[("PRESENCE_BRIDGE__HTTP__MAX_CONNECTIONS_PER_CLIENT", "4")]).await;
+    let addr = b.running.webhook_addr;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let sample = r#"presence_bridge_http_connections_refused_total{reason="per_client_limit"}"#;
+    let mark = buf.lock().unwrap().len();
+    let started = Instant::now();
+    for _ in 0..REFUSED {
+        drop(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    b.wait_for_value(sample, REFUSED as f64).await;
+    let elapsed = started.elapsed();
+    lograte::flush();
+    let all = parse(&buf.lock().unwrap()[mark..]);
+    let intervals = elapsed.as_secs() / lograte::INTERVAL.as_secs() + 2;
+    let (full, quiet) = tally(
+        &all,
+        "connection refused: per-client connection limit",
+        "connection_per_client_limit",
+    );
+    eprintln!("{REFUSED} refused connections in {elapsed:?}: {full} lines, {quiet} suppressed");
+    assert!(
+        full <= u64::from(lograte::ANONYMOUS.per_reason) * intervals,
+        "{full} connection lines in {elapsed:?}"
+    );
+    assert_eq!(
+        full + quiet,
+        REFUSED as u64,
+        "written plus counted in summaries"
+    );
+    assert_eq!(
+        b.metric(
+            r#"presence_bridge_log_lines_suppressed_total{reason="connection_per_client_limit"}"#
+        ),
+        quiet as f64
+    );
+    drop(held);
+}
+
+async fn refused_requests(buf: &Arc<Mutex<Vec<u8>>>) {
     let b = Bridge::start().await;
     let kinds = kinds();
 
