@@ -43,6 +43,8 @@ const CONCURRENCY: usize = 4;
 /// limiter sees as its caller, how to send it.
 struct Kind {
     reason: &'static str,
+    /// Over h2c (HTTP/2 with prior knowledge), as in the issue's reproduction.
+    h2: bool,
     authenticated: bool,
     method: Method,
     path: String,
@@ -55,6 +57,7 @@ fn kinds() -> Vec<Kind> {
     vec![
         Kind {
             reason: "unauthorized",
+            h2: true,
             authenticated: false,
             method: Method::POST,
             path: "/webhooks/zapi/presence".into(),
@@ -62,6 +65,7 @@ fn kinds() -> Vec<Kind> {
         },
         Kind {
             reason: "not_found",
+            h2: false,
             authenticated: false,
             method: Method::POST,
             path: "/webhooks/no/such/route".into(),
@@ -69,6 +73,7 @@ fn kinds() -> Vec<Kind> {
         },
         Kind {
             reason: "method_not_allowed",
+            h2: false,
             authenticated: false,
             method: Method::GET,
             path: "/webhooks/zapi/presence".into(),
@@ -76,6 +81,7 @@ fn kinds() -> Vec<Kind> {
         },
         Kind {
             reason: "invalid_instance_id",
+            h2: false,
             authenticated: false,
             method: Method::POST,
             path: "/webhooks/zapi/instances/a%20b/presence".into(),
@@ -83,6 +89,7 @@ fn kinds() -> Vec<Kind> {
         },
         Kind {
             reason: "invalid_phone",
+            h2: false,
             authenticated: true,
             method: Method::POST,
             path: format!("/webhooks/zapi/presence?token={TOKEN}"),
@@ -112,6 +119,58 @@ async fn refused_requests_and_connections_write_a_bounded_number_of_log_lines() 
         .init();
     refused_requests(&buf).await;
     refused_connections(&buf).await;
+    failed_tls_handshakes(&buf).await;
+}
+
+/// Sends `FAILED` connections that speak plain HTTP to the TLS listener:
+/// each handshake fails and is counted; its `debug` lines stay in quota.
+async fn failed_tls_handshakes(buf: &Arc<Mutex<Vec<u8>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const FAILED: usize = 300;
+    let certs = tempfile::tempdir().unwrap();
+    let c = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert, key) = (certs.path().join("tls.crt"), certs.path().join("tls.key"));
+    std::fs::write(&cert, c.cert.pem()).unwrap();
+    std::fs::write(&key, c.signing_key.serialize_pem()).unwrap();
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let b = Bridge::start_with(&[
+        ("PRESENCE_BRIDGE__HTTP__TLS__CERT", &cert),
+        ("PRESENCE_BRIDGE__HTTP__TLS__KEY", &key),
+    ])
+    .await;
+    let addr = b.running.webhook_addr;
+    let mark = buf.lock().unwrap().len();
+    let started = Instant::now();
+    for _ in 0..FAILED {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"POST /webhooks/zapi/presence HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        // The bridge closes it (an alert at most): wait for that, bounded.
+        let mut sink = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut sink)).await;
+    }
+    let sample = r#"presence_bridge_tls_handshake_failures_total{reason="error"}"#;
+    b.wait_for_value(sample, FAILED as f64).await;
+    let elapsed = started.elapsed();
+    lograte::flush();
+    let all = parse(&buf.lock().unwrap()[mark..]);
+    let intervals = elapsed.as_secs() / lograte::INTERVAL.as_secs() + 2;
+    let (full, quiet) = tally(&all, "TLS handshake failed", "tls_handshake_error");
+    eprintln!("{FAILED} failed TLS handshakes in {elapsed:?}: {full} lines, {quiet} suppressed");
+    assert!(
+        full <= u64::from(lograte::ANONYMOUS.per_reason) * intervals,
+        "{full} handshake lines in {elapsed:?}"
+    );
+    assert_eq!(
+        full + quiet,
+        FAILED as u64,
+        "written plus counted in summaries"
+    );
+    assert_eq!(
+        b.metric(r#"presence_bridge_log_lines_suppressed_total{reason="tls_handshake_error"}"#),
+        quiet as f64
+    );
 }
 
 /// Counts, in `lines`, the full lines with `message` and the suppressed
@@ -176,15 +235,28 @@ async fn refused_connections(buf: &Arc<Mutex<Vec<u8>>>) {
 }
 
 async fn refused_requests(buf: &Arc<Mutex<Vec<u8>>>) {
-    let b = Bridge::start().await;
+    // One h2c connection carries all the tokenless requests: no GOAWAY at
+    // the per-connection cap (1,000) in the middle of the count.
+    let b = Bridge::start_with(&[(
+        "PRESENCE_BRIDGE__HTTP__MAX_REQUESTS_PER_CONNECTION",
+        "100000",
+    )])
+    .await;
     let kinds = kinds();
+    let h2c = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Full<Bytes>>();
 
     let mark = buf.lock().unwrap().len();
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for kind in &kinds {
         for _ in 0..CONCURRENCY {
-            let client = b.client.clone();
+            let client = if kind.h2 {
+                h2c.clone()
+            } else {
+                b.client.clone()
+            };
             let url = b.url(&kind.path);
             let (method, body, reason) = (kind.method.clone(), kind.body, kind.reason);
             tasks.spawn(async move {
@@ -227,6 +299,15 @@ async fn refused_requests(buf: &Arc<Mutex<Vec<u8>>>) {
         during.len(),
         buf.lock().unwrap().len() - mark,
     );
+    let mut kinds_of_lines: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for line in &during {
+        let key = (
+            line["message"].as_str().unwrap_or_default(),
+            line["reason"].as_str().unwrap_or_default(),
+        );
+        *kinds_of_lines.entry(key).or_default() += 1;
+    }
+    eprintln!("lines by message and reason: {kinds_of_lines:?}");
     assert!(
         (during.len() as u64) <= bound,
         "{} lines for {sent} requests in {elapsed:?}, over the bound {bound}",
