@@ -153,7 +153,20 @@ async fn failed_tls_handshakes(buf: &Arc<Mutex<Vec<u8>>>) {
     let sample = r#"presence_bridge_tls_handshake_failures_total{reason="error"}"#;
     b.wait_for_value(sample, FAILED as f64).await;
     let elapsed = started.elapsed();
-    lograte::flush();
+    let suppressed_metric =
+        b.metric(r#"presence_bridge_log_lines_suppressed_total{reason="tls_handshake_error"}"#);
+    // The shutdown writes the summaries still pending (no flush by hand).
+    let Bridge {
+        api,
+        spool,
+        cluster,
+    } = b;
+    let running = api.into_running();
+    running.shutdown();
+    tokio::time::timeout(Duration::from_secs(60), running.wait())
+        .await
+        .expect("shutdown (hang guard)");
+    drop((spool, cluster));
     let all = parse(&buf.lock().unwrap()[mark..]);
     let intervals = elapsed.as_secs() / lograte::INTERVAL.as_secs() + 2;
     let (full, quiet) = tally(&all, "TLS handshake failed", "tls_handshake_error");
@@ -167,10 +180,7 @@ async fn failed_tls_handshakes(buf: &Arc<Mutex<Vec<u8>>>) {
         FAILED as u64,
         "written plus counted in summaries"
     );
-    assert_eq!(
-        b.metric(r#"presence_bridge_log_lines_suppressed_total{reason="tls_handshake_error"}"#),
-        quiet as f64
-    );
+    assert_eq!(suppressed_metric, quiet as f64);
 }
 
 /// Counts, in `lines`, the full lines with `message` and the suppressed
