@@ -629,6 +629,8 @@ pub async fn start_with(
             let _ = tokio::time::timeout(Duration::from_secs(1), admin_task).await;
             report.took = started.elapsed();
             report.failed = health.failed();
+            // The counts of lines held back since the last summary.
+            crate::lograte::flush();
             tracing::info!(took = ?report.took, "shutdown complete");
             report
         })

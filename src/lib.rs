@@ -25,6 +25,8 @@
 //! - [`dev`]: the embedded development broker of `serve --dev`.
 //! - [`tail`]: the operator's topic reader.
 //! - [`logging`]: text or JSON logs; phones masked, tokens never logged.
+//! - [`lograte`]: bounds the log lines remote clients can cause (quotas per
+//!   reason and interval, summaries with counts).
 
 pub mod admin;
 pub mod app;
@@ -35,6 +37,7 @@ pub mod envelope;
 pub mod health;
 pub mod ingress;
 pub mod logging;
+pub mod lograte;
 pub mod metrics;
 pub mod presence;
 pub mod publisher;

@@ -352,6 +352,7 @@ impl Metrics {
         registry.register(Box::new(ready.clone()))?;
         registry.register(Box::new(build_info))?;
         registry.register(Box::new(LogLinesDropped::new()?))?;
+        registry.register(Box::new(LogLinesSuppressed::new()?))?;
         let spool_source = SpoolSource::default();
         registry.register(Box::new(SpoolLevels {
             events: spool_events.clone(),
@@ -634,6 +635,45 @@ impl prometheus::core::Collector for LogLinesDropped {
         match prometheus::IntCounter::with_opts(self.opts.clone()) {
             Ok(now) => {
                 now.inc_by(crate::logging::lines_dropped());
+                now.collect()
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+/// `presence_bridge_log_lines_suppressed_total{reason}`: read at scrape time
+/// from the process-wide [`crate::lograte::global`] limiter.
+struct LogLinesSuppressed {
+    opts: Opts,
+    template: IntCounterVec,
+}
+
+impl LogLinesSuppressed {
+    fn new() -> Result<Self, prometheus::Error> {
+        let opts = Opts::new(
+            "log_lines_suppressed_total",
+            "Log lines not written because their reason was over its quota for the interval \
+             (rejections, refused connections); each interval's count is in a `log lines \
+             suppressed` summary line. By reason (rejection codes, connection reasons, other).",
+        )
+        .namespace(NS);
+        let template = IntCounterVec::new(opts.clone(), &["reason"])?;
+        Ok(Self { opts, template })
+    }
+}
+
+impl prometheus::core::Collector for LogLinesSuppressed {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.template.desc()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        match IntCounterVec::new(self.opts.clone(), &["reason"]) {
+            Ok(now) => {
+                for (reason, n) in crate::lograte::global().suppressed_totals() {
+                    now.with_label_values(&[reason]).inc_by(n);
+                }
                 now.collect()
             }
             Err(_) => Vec::new(),

@@ -165,7 +165,9 @@ pub async fn serve_with_tls<H: Handler>(
                 Ok(a) => a,
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
+                    if crate::lograte::admit(crate::lograte::Caller::Anonymous, "accept_failed") {
+                        tracing::warn!(error = %e, "accept failed");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -175,7 +177,14 @@ pub async fn serve_with_tls<H: Handler>(
             if let Some(m) = &metrics {
                 m.connection_refused("per_client_limit");
             }
-            tracing::debug!(%peer, "connection refused: per-client connection limit");
+            if tracing::enabled!(tracing::Level::DEBUG)
+                && crate::lograte::admit(
+                    crate::lograte::Caller::Anonymous,
+                    "connection_per_client_limit",
+                )
+            {
+                tracing::debug!(%peer, "connection refused: per-client connection limit");
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -274,7 +283,11 @@ impl<H: Handler> Connection<H> {
             let close = tokio::select! {
                 r = conn.as_mut() => {
                     if let Err(e) = r {
-                        tracing::debug!(error = %e, "connection ended with an error");
+                        if tracing::enabled!(tracing::Level::DEBUG)
+                            && crate::lograte::admit(crate::lograte::Caller::Anonymous, "connection_error")
+                        {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
                     }
                     return;
                 }
@@ -286,7 +299,11 @@ impl<H: Handler> Connection<H> {
                     let now = Instant::now();
                     match activity.idle_since() {
                         Some(since) if since + idle_limit <= now => {
-                            tracing::debug!(peer = %self.peer, "closing an idle connection");
+                            if tracing::enabled!(tracing::Level::DEBUG)
+                                && crate::lograte::admit(crate::lograte::Caller::Anonymous, "connection_idle_closed")
+                            {
+                                tracing::debug!(peer = %self.peer, "closing an idle connection");
+                            }
                             true
                         }
                         Some(since) => {
@@ -300,7 +317,11 @@ impl<H: Handler> Connection<H> {
                     }
                 }
                 _ = tokio::time::sleep_until(closed_by.unwrap_or_else(Instant::now)), if !open => {
-                    tracing::debug!(peer = %self.peer, "dropping a connection that did not close in time");
+                    if tracing::enabled!(tracing::Level::DEBUG)
+                        && crate::lograte::admit(crate::lograte::Caller::Anonymous, "connection_not_closed")
+                    {
+                        tracing::debug!(peer = %self.peer, "dropping a connection that did not close in time");
+                    }
                     return;
                 }
             };

@@ -406,12 +406,20 @@ pub async fn handshake(
         Ok(Ok(s)) => Some(s),
         Ok(Err(e)) => {
             failed("error");
-            tracing::debug!(error = %e, "TLS handshake failed");
+            if tracing::enabled!(tracing::Level::DEBUG)
+                && crate::lograte::admit(crate::lograte::Caller::Anonymous, "tls_handshake_error")
+            {
+                tracing::debug!(error = %e, "TLS handshake failed");
+            }
             None
         }
         Err(_) => {
             failed("timeout");
-            tracing::debug!("TLS handshake timed out");
+            if tracing::enabled!(tracing::Level::DEBUG)
+                && crate::lograte::admit(crate::lograte::Caller::Anonymous, "tls_handshake_timeout")
+            {
+                tracing::debug!("TLS handshake timed out");
+            }
             None
         }
     }

@@ -49,7 +49,11 @@ fn tempdir() -> tempfile::TempDir {
 /// The binary with only `PATH`, `spool.dir` and a port-free configuration,
 /// run in `cwd` (so a relative default never lands in the repository).
 fn bin(cwd: &Path, spool_dir: &Path) -> Command {
-    bin_at(Path::new(env!("CARGO_BIN_EXE_presence-bridge")), cwd, spool_dir)
+    bin_at(
+        Path::new(env!("CARGO_BIN_EXE_presence-bridge")),
+        cwd,
+        spool_dir,
+    )
 }
 
 fn bin_at(program: &Path, cwd: &Path, spool_dir: &Path) -> Command {

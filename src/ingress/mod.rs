@@ -44,6 +44,9 @@
 //! Never logs a token, a query string, a raw path, or a full phone number;
 //! rejections are logged with the client address, the route's template and,
 //! when known, the instance id (a valid one from the path, or the body's).
+//! Every rejection is counted in a metric; its log line is bounded by
+//! [`crate::lograte`] (a quota per reason and interval, then a summary line
+//! with the count), so no client can flood the logs.
 
 pub mod access;
 pub mod auth;
@@ -511,32 +514,67 @@ impl<S: Sink> Webhook<S> {
                     tracing::warn!(reason = rejection.code(), detail, repeats, "events not accepted: the spool cannot take them (503); the same answer is logged once per interval, `repeats` since the last line");
                 }
             }
-            // Floods are counted in the metric; one log line each would flood too.
+            // Counted in the metric always; lines go through the limiter
+            // (a quota per reason and interval, then one summary line).
             Rejection::NotFound
             | Rejection::MethodNotAllowed
             | Rejection::RateLimitedClient { .. }
             | Rejection::RateLimitedInstance { .. }
             | Rejection::BodyBudgetClient { .. }
             | Rejection::BodyBudgetExhausted { .. } => {
-                tracing::debug!(
-                    reason = rejection.code(),
-                    route,
-                    instance_id,
-                    client,
-                    "request rejected"
-                );
+                if tracing::enabled!(tracing::Level::DEBUG)
+                    && crate::lograte::admit(caller_of(rejection), rejection.code())
+                {
+                    tracing::debug!(
+                        reason = rejection.code(),
+                        route,
+                        instance_id,
+                        client,
+                        "request rejected"
+                    );
+                }
             }
             other => {
-                tracing::info!(
-                    reason = other.code(),
-                    route,
-                    instance_id,
-                    client,
-                    detail = %other,
-                    "request rejected"
-                )
+                if tracing::enabled!(tracing::Level::INFO)
+                    && crate::lograte::admit(caller_of(other), other.code())
+                {
+                    tracing::info!(
+                        reason = other.code(),
+                        route,
+                        instance_id,
+                        client,
+                        detail = %other,
+                        "request rejected"
+                    )
+                }
             }
         }
+    }
+}
+
+/// Whose request a rejection refused, for the log limiter's budget: the
+/// rejections answered before the token was accepted are anyone's.
+fn caller_of(rejection: &Rejection) -> crate::lograte::Caller {
+    use crate::lograte::Caller;
+    match rejection {
+        Rejection::ClientForbidden
+        | Rejection::RateLimitedClient { .. }
+        | Rejection::NotFound
+        | Rejection::MethodNotAllowed
+        | Rejection::InvalidPathInstance
+        | Rejection::Unauthorized => Caller::Anonymous,
+        Rejection::InstanceForbidden
+        | Rejection::TokenNotForInstance
+        | Rejection::RateLimitedInstance { .. }
+        | Rejection::UnsupportedMediaType
+        | Rejection::PayloadTooLarge { .. }
+        | Rejection::BodyTimeout
+        | Rejection::BodyUnreadable(_)
+        | Rejection::Invalid(_)
+        | Rejection::InstanceMismatch
+        | Rejection::Unavailable(_)
+        | Rejection::BodyBudgetClient { .. }
+        | Rejection::BodyBudgetExhausted { .. } => Caller::Authenticated,
     }
 }
 
