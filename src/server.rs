@@ -9,7 +9,13 @@
 //!
 //! Connection-level limits (see [`Limits`]): at most `max_connections` at
 //! once, of which at most `max_connections_per_client` from one address (an
-//! IPv6 /64), so one slow client cannot take every slot; the TLS handshake
+//! IPv6 /64), so one slow client cannot take every slot. Slots cannot be held
+//! by connections that do nothing (see [`Table`]): when every slot is taken,
+//! a new connection closes the one idle the longest (no request in flight:
+//! idle keep-alive, a head or a TLS handshake still arriving) instead of
+//! waiting; and under pressure (over 90 % of the slots taken) connections
+//! idle for `pressure_idle_timeout` are closed. Only when every connection
+//! has a request in flight does a new one wait in the kernel's backlog. The TLS handshake
 //! runs in the connection's own task and, like an HTTP/1.1 request head, must
 //! finish within `header_read_timeout`; a connection with no request in flight
 //! is closed after `header_read_timeout` (HTTP/1.1 by hyper's head timer, which
@@ -48,7 +54,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -77,6 +83,9 @@ pub struct Limits {
     pub max_connections_per_client: usize,
     /// Requests served on one connection before it is closed gracefully.
     pub max_requests_per_connection: usize,
+    /// Under pressure (over 90 % of `max_connections` open), a connection
+    /// with no request in flight for this long is closed.
+    pub pressure_idle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -86,6 +95,7 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(5),
             max_connections_per_client: 256,
             max_requests_per_connection: 1000,
+            pressure_idle_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -143,18 +153,25 @@ pub async fn serve_with_tls<H: Handler>(
     let builder = Arc::new(builder);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let per_client = Arc::new(ClientSlots::new(limits.max_connections_per_client));
+    let table = Arc::new(Table::default());
     let tracker = TaskTracker::new();
+    let mut sweep = tokio::time::interval(limits.pressure_idle_timeout / 4);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = sweep.tick() => {
+                // Under pressure: close what has been idle too long.
+                if table.len() * 10 > limits.max_connections * 9 {
+                    let before = Instant::now() - limits.pressure_idle_timeout;
+                    let n = table.evict_idle_since(before);
+                    if let Some(m) = &metrics {
+                        m.connections_evicted("pressure_timeout", n);
+                    }
+                }
+                continue;
+            }
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -172,13 +189,20 @@ pub async fn serve_with_tls<H: Handler>(
             tracing::debug!(%peer, "connection refused: per-client connection limit");
             continue;
         };
+        let Some(permit) = make_room(&permits, &table, &shutdown, metrics.as_ref()).await else {
+            break;
+        };
         let _ = stream.set_nodelay(true);
+        let activity = Arc::new(Activity::new(limits.max_requests_per_connection));
+        let (entry, evict) = table.register(activity.clone());
         let conn = Connection {
             handler: handler.clone(),
             builder: builder.clone(),
             limits,
             peer,
             shutdown: shutdown.clone(),
+            activity,
+            evict,
         };
         let (tls, metrics) = (tls.clone(), metrics.clone());
         tracker.spawn(async move {
@@ -196,6 +220,7 @@ pub async fn serve_with_tls<H: Handler>(
                     );
                     let stream = tokio::select! {
                         _ = conn.shutdown.cancelled() => None,
+                        _ = conn.evict.notified() => None,
                         s = handshake => s,
                     };
                     if let Some(stream) = stream {
@@ -206,6 +231,8 @@ pub async fn serve_with_tls<H: Handler>(
             if let Some(m) = &metrics {
                 m.connection_closed();
             }
+            // Out of the table before the slot is free again.
+            drop(entry);
             drop(slot);
             drop(permit);
         });
@@ -215,6 +242,34 @@ pub async fn serve_with_tls<H: Handler>(
     tracker.wait().await;
 }
 
+/// A free connection slot: at once if there is one; otherwise the connection
+/// idle the longest is closed to make one (again every 100 ms while none is
+/// idle, in case the chosen one started a request meanwhile). None on shutdown.
+async fn make_room(
+    permits: &Arc<Semaphore>,
+    table: &Table,
+    shutdown: &CancellationToken,
+    metrics: Option<&Metrics>,
+) -> Option<OwnedSemaphorePermit> {
+    loop {
+        match permits.clone().try_acquire_owned() {
+            Ok(p) => return Some(p),
+            Err(TryAcquireError::Closed) => return None,
+            Err(TryAcquireError::NoPermits) => {}
+        }
+        if table.evict_oldest_idle() {
+            if let Some(m) = metrics {
+                m.connections_evicted("slots_full", 1);
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            p = permits.clone().acquire_owned() => return p.ok(),
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+}
+
 /// One accepted connection and what serving it needs.
 struct Connection<H> {
     handler: Arc<H>,
@@ -222,6 +277,10 @@ struct Connection<H> {
     limits: Limits,
     peer: SocketAddr,
     shutdown: CancellationToken,
+    /// Its requests, as the [`Table`] sees them.
+    activity: Arc<Activity>,
+    /// Notified when the [`Table`] closes it to free its slot.
+    evict: Arc<Notify>,
 }
 
 impl<H: Handler> Connection<H> {
@@ -232,7 +291,7 @@ impl<H: Handler> Connection<H> {
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let activity = Arc::new(Activity::new(self.limits.max_requests_per_connection));
+        let activity = self.activity.clone();
         let svc = {
             let (handler, activity, peer) = (self.handler.clone(), activity.clone(), self.peer);
             let shutdown = self.shutdown.clone();
@@ -273,6 +332,14 @@ impl<H: Handler> Connection<H> {
                     return;
                 }
                 _ = self.shutdown.cancelled(), if open => true,
+                _ = self.evict.notified(), if open => {
+                    if activity.idle_since().is_some() {
+                        tracing::debug!(peer = %self.peer, "closing an idle connection to free its slot");
+                        return;
+                    }
+                    // A request started meanwhile: it finishes first.
+                    true
+                }
                 _ = activity.cap_reached.notified(), if open => activity.requests() >= max_requests,
                 _ = check.as_mut(), if open => {
                     // Idle for the whole limit? Otherwise look again when the
@@ -358,6 +425,107 @@ impl Drop for InFlight {
     }
 }
 
+/// The open connections of one listener, so that the ones doing nothing can
+/// be closed to let others in. A connection is idle while it has no request
+/// in flight: before its first request head is complete (or its TLS
+/// handshake done), and between requests. Choosing scans the table: done
+/// only when the slots are full, or at most four times per
+/// `pressure_idle_timeout` under pressure.
+#[derive(Default)]
+struct Table {
+    conns: Mutex<TableInner>,
+}
+
+#[derive(Default)]
+struct TableInner {
+    next: u64,
+    entries: HashMap<u64, Tracked>,
+}
+
+struct Tracked {
+    activity: Arc<Activity>,
+    evict: Arc<Notify>,
+    /// Already told to close: not chosen again.
+    evicting: bool,
+}
+
+impl Table {
+    fn lock(&self) -> std::sync::MutexGuard<'_, TableInner> {
+        self.conns.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    /// Adds a connection; it leaves the table when the entry is dropped.
+    fn register(self: &Arc<Self>, activity: Arc<Activity>) -> (TableEntry, Arc<Notify>) {
+        let evict = Arc::new(Notify::new());
+        let mut inner = self.lock();
+        let id = inner.next;
+        inner.next += 1;
+        inner.entries.insert(
+            id,
+            Tracked {
+                activity,
+                evict: evict.clone(),
+                evicting: false,
+            },
+        );
+        (
+            TableEntry {
+                table: self.clone(),
+                id,
+            },
+            evict,
+        )
+    }
+
+    /// Tells the connection idle the longest to close; false if none is idle.
+    fn evict_oldest_idle(&self) -> bool {
+        let mut inner = self.lock();
+        let oldest = inner
+            .entries
+            .values_mut()
+            .filter(|t| !t.evicting)
+            .filter_map(|t| t.activity.idle_since().map(|since| (since, t)))
+            .min_by_key(|(since, _)| *since);
+        match oldest {
+            Some((_, t)) => {
+                t.evicting = true;
+                t.evict.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Tells every connection idle since `before` or longer to close; returns how many.
+    fn evict_idle_since(&self, before: Instant) -> u64 {
+        let mut n = 0;
+        for t in self.lock().entries.values_mut() {
+            if !t.evicting && t.activity.idle_since().is_some_and(|s| s <= before) {
+                t.evicting = true;
+                t.evict.notify_one();
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+/// A connection's place in the [`Table`].
+struct TableEntry {
+    table: Arc<Table>,
+    id: u64,
+}
+
+impl Drop for TableEntry {
+    fn drop(&mut self) {
+        self.table.lock().entries.remove(&self.id);
+    }
+}
+
 /// Open connections per client address. Entries exist only while a client
 /// has connections, so the map holds at most `max_connections` entries.
 struct ClientSlots {
@@ -440,6 +608,42 @@ mod tests {
         let slots = Arc::new(ClientSlots::new(1));
         drop(slots.acquire(a));
         assert!(slots.open.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_connection_idle_the_longest_goes_first_and_busy_ones_stay() {
+        let table = Arc::new(Table::default());
+        let old = Arc::new(Activity::new(10));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let busy = Arc::new(Activity::new(10));
+        let (in_flight, _) = busy.begin();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let young = Arc::new(Activity::new(10));
+        // Registered youngest first: the order of the map is not the order chosen.
+        let (_e3, young_evict) = table.register(young.clone());
+        let (_e2, busy_evict) = table.register(busy.clone());
+        let (e1, old_evict) = table.register(old.clone());
+        assert_eq!(table.len(), 3);
+        assert!(table.evict_oldest_idle());
+        tokio::time::timeout(Duration::from_secs(1), old_evict.notified())
+            .await
+            .expect("the oldest idle connection is told to close");
+        // Already closing: not chosen twice; the busy one is never chosen.
+        assert!(table.evict_oldest_idle());
+        tokio::time::timeout(Duration::from_secs(1), young_evict.notified())
+            .await
+            .expect("then the next idle one");
+        assert!(!table.evict_oldest_idle(), "only a busy connection is left");
+        let before = Instant::now();
+        assert_eq!(table.evict_idle_since(before), 0);
+        drop(in_flight);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(table.evict_idle_since(before + Duration::from_secs(1)), 1);
+        tokio::time::timeout(Duration::from_secs(1), busy_evict.notified())
+            .await
+            .expect("idle long enough under pressure");
+        drop(e1);
+        assert_eq!(table.len(), 2, "a closed connection leaves the table");
     }
 
     #[test]
