@@ -165,14 +165,7 @@ pub async fn serve_with_tls<H: Handler>(
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = sweep.tick() => {
-                // Under pressure: close what has been idle too long.
-                if table.len() * 10 > limits.max_connections * 9 {
-                    let before = Instant::now() - limits.pressure_idle_timeout;
-                    let n = table.evict_idle_since(before);
-                    if let Some(m) = &metrics {
-                        m.connections_evicted("pressure_timeout", n);
-                    }
-                }
+                table.sweep(&limits, metrics.as_ref());
                 continue;
             }
             accepted = listener.accept() => match accepted {
@@ -192,7 +185,8 @@ pub async fn serve_with_tls<H: Handler>(
             tracing::debug!(%peer, "connection refused: per-client connection limit");
             continue;
         };
-        let Some(permit) = make_room(&permits, &table, &shutdown, metrics.as_ref()).await else {
+        let room = make_room(&permits, &table, &limits, &shutdown, metrics.as_ref());
+        let Some(permit) = room.await else {
             break;
         };
         let _ = stream.set_nodelay(true);
@@ -251,6 +245,7 @@ pub async fn serve_with_tls<H: Handler>(
 async fn make_room(
     permits: &Arc<Semaphore>,
     table: &Table,
+    limits: &Limits,
     shutdown: &CancellationToken,
     metrics: Option<&Metrics>,
 ) -> Option<OwnedSemaphorePermit> {
@@ -268,7 +263,7 @@ async fn make_room(
         tokio::select! {
             _ = shutdown.cancelled() => return None,
             p = permits.clone().acquire_owned() => return p.ok(),
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = tokio::time::sleep(Duration::from_millis(100)) => table.sweep(limits, metrics),
         }
     }
 }
@@ -503,6 +498,18 @@ impl Table {
         }
     }
 
+    /// Under pressure (over 90 % of the slots taken), tells every connection
+    /// idle for `pressure_idle_timeout` to close.
+    fn sweep(&self, limits: &Limits, metrics: Option<&Metrics>) {
+        if under_pressure(self.len(), limits.max_connections) {
+            let before = Instant::now() - limits.pressure_idle_timeout;
+            let n = self.evict_idle_since(before);
+            if let Some(m) = metrics {
+                m.connections_evicted("pressure_timeout", n);
+            }
+        }
+    }
+
     /// Tells every connection idle since `before` or longer to close; returns how many.
     fn evict_idle_since(&self, before: Instant) -> u64 {
         let mut n = 0;
@@ -515,6 +522,11 @@ impl Table {
         }
         n
     }
+}
+
+/// Over 90 % of the slots taken.
+fn under_pressure(open: usize, max: usize) -> bool {
+    open * 10 > max * 9
 }
 
 /// A connection's place in the [`Table`].
@@ -647,6 +659,16 @@ mod tests {
             .expect("idle long enough under pressure");
         drop(e1);
         assert_eq!(table.len(), 2, "a closed connection leaves the table");
+    }
+
+    #[test]
+    fn pressure_starts_past_90_percent_of_the_slots() {
+        assert!(!under_pressure(90, 100));
+        assert!(under_pressure(91, 100));
+        assert!(!under_pressure(9, 10));
+        assert!(under_pressure(10, 10));
+        assert!(!under_pressure(3686, 4096));
+        assert!(under_pressure(3687, 4096));
     }
 
     #[test]

@@ -9,6 +9,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use tokio::io::AsyncReadExt;
+
 use attack_support::{quantile, sources, timed, Attack};
 use common::{callback, Bridge, TOKEN};
 
@@ -72,4 +74,40 @@ async fn a_normal_client_is_answered_while_idle_connections_hold_every_slot() {
         .metric(r#"presence_bridge_http_connections_evicted_total{reason="slots_full"}"#)
         + b.metric(r#"presence_bridge_http_connections_evicted_total{reason="pressure_timeout"}"#);
     assert!(evicted > 0.0, "no eviction counted");
+}
+
+#[tokio::test]
+async fn under_pressure_idle_connections_are_closed_long_before_the_head_timeout() {
+    // A 60 s head timeout: only the pressure rule (1 s idle while over 90 %
+    // of the slots are taken) can close these connections within the guard.
+    let b = Bridge::start_with(&[
+        ("PRESENCE_BRIDGE__HTTP__MAX_CONNECTIONS", "10"),
+        ("PRESENCE_BRIDGE__HTTP__HEADER_READ_TIMEOUT", "60s"),
+    ])
+    .await;
+    let mut idle = Vec::new();
+    for _ in 0..10 {
+        idle.push(
+            tokio::net::TcpStream::connect(b.running.webhook_addr)
+                .await
+                .unwrap(),
+        );
+    }
+    b.wait_for("presence_bridge_http_connections_open", 10.0)
+        .await;
+    for s in &mut idle {
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf))
+            .await
+            .expect("closed well before the 60 s head timeout");
+        assert!(
+            matches!(read, Ok(0) | Err(_)),
+            "closed without an answer: {read:?}"
+        );
+    }
+    b.wait_for(
+        r#"presence_bridge_http_connections_evicted_total{reason="pressure_timeout"}"#,
+        10.0,
+    )
+    .await;
 }
