@@ -90,8 +90,8 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        // An idle connection costs about 15 KiB (measured: 4,000 of them
-        // took 57 MiB), so many slots are cheap; 64 per address means 64
+        // An idle connection costs about 15 KiB (4,000 of them took 55 MiB:
+        // benches/idle_connections.py), so many slots are cheap; 64 per address means 64
         // addresses are needed to fill them, and idle ones give way anyway.
         Self {
             max_connections: 4096,
