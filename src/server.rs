@@ -158,7 +158,8 @@ pub async fn serve_with_tls<H: Handler>(
     let per_client = Arc::new(ClientSlots::new(limits.max_connections_per_client));
     let table = Arc::new(Table::default());
     let tracker = TaskTracker::new();
-    let mut sweep = tokio::time::interval(limits.pressure_idle_timeout / 4);
+    let mut sweep =
+        tokio::time::interval((limits.pressure_idle_timeout / 4).max(Duration::from_millis(10)));
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
