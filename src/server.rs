@@ -15,8 +15,9 @@
 //! idle keep-alive, a head or a TLS handshake still arriving) instead of
 //! waiting; and under pressure (over 90 % of the slots taken) connections
 //! idle for `pressure_idle_timeout` are closed. Only when every connection
-//! has a request in flight does a new one wait in the kernel's backlog. The TLS handshake
-//! runs in the connection's own task and, like an HTTP/1.1 request head, must
+//! has a request in flight does a new one wait in the kernel's backlog. The
+//! TLS handshake runs in the connection's own task and, like an HTTP/1.1
+//! request head, must
 //! finish within `header_read_timeout`; a connection with no request in flight
 //! is closed after `header_read_timeout` (HTTP/1.1 by hyper's head timer, which
 //! starts when the previous response is done; HTTP/2, and a connection that
@@ -91,8 +92,9 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         // An idle connection costs about 15 KiB (4,000 of them took 55 MiB:
-        // benches/idle_connections.py), so many slots are cheap; 64 per address means 64
-        // addresses are needed to fill them, and idle ones give way anyway.
+        // benches/idle_connections.py), so many slots are cheap; at 64 per
+        // address, 64 addresses are needed to fill them, and idle ones give
+        // way anyway.
         Self {
             max_connections: 4096,
             header_read_timeout: Duration::from_secs(5),
