@@ -519,6 +519,7 @@ pub async fn start_with(
             settings.limits.body_budget_per_client_bytes,
             settings.http.max_body_bytes.get() as u64,
         ),
+        ..Limits::default()
     };
     // Tasks that stop at `shutdown` on their own; the drain waits for them.
     let mut background = Vec::new();
@@ -545,10 +546,13 @@ pub async fn start_with(
         server::serve(
             admin_listener,
             admin,
+            // Probes and scrapes send their request at once: a short head
+            // timeout, and idle connections give way to new ones (server.rs),
+            // so a flood of idle connections cannot starve /livez.
             Limits {
                 max_connections: 64,
-                header_read_timeout: Duration::from_secs(5),
-                max_connections_per_client: 64,
+                header_read_timeout: Duration::from_secs(2),
+                max_connections_per_client: 16,
                 ..Limits::default()
             },
             stop_admin.clone(),

@@ -1082,8 +1082,8 @@ pub mod raw {
                 max_body_bytes: 65_536,
                 header_read_timeout: "5s".into(),
                 body_read_timeout: "10s".into(),
-                max_connections: 1024,
-                max_connections_per_client: 256,
+                max_connections: 4096,
+                max_connections_per_client: 64,
                 max_requests_per_connection: 1000,
                 tls: Tls::default(),
             }

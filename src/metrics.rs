@@ -784,6 +784,10 @@ mod tests {
 
 /// Why the webhook listener closed a connection before serving it.
 pub const CONNECTION_REFUSED_REASONS: &[&str] = &["per_client_limit"];
+/// Why the webhook listener closed a connection with no request in flight to
+/// free its slot: `slots_full` (to let a new connection in), `pressure_timeout`
+/// (idle past the shortened timeout while over 90 % of the slots are taken).
+pub const CONNECTION_EVICTED_REASONS: &[&str] = &["slots_full", "pressure_timeout"];
 /// Why a TLS handshake failed.
 pub const TLS_HANDSHAKE_FAILURES: &[&str] = &["timeout", "error"];
 
@@ -823,6 +827,7 @@ impl DeadLetterFileMetrics {
 #[derive(Clone)]
 struct ListenerMetrics {
     connections_refused: IntCounterVec,
+    connections_evicted: IntCounterVec,
     tls_reloads: IntCounterVec,
     tls_expiry: IntGauge,
     tls_handshake_failures: IntCounterVec,
@@ -835,6 +840,15 @@ impl ListenerMetrics {
             Opts::new(
                 "http_connections_refused_total",
                 "Connections closed by the webhook listener right after accept, by reason.",
+            )
+            .namespace(NS),
+            &["reason"],
+        )?;
+        let connections_evicted = IntCounterVec::new(
+            Opts::new(
+                "http_connections_evicted_total",
+                "Connections with no request in flight closed by the webhook listener to free \
+                 their slot, by reason (slots_full, pressure_timeout).",
             )
             .namespace(NS),
             &["reason"],
@@ -883,6 +897,10 @@ impl ListenerMetrics {
         for reason in CONNECTION_REFUSED_REASONS {
             connections_refused.with_label_values(&[reason]);
         }
+        registry.register(Box::new(connections_evicted.clone()))?;
+        for reason in CONNECTION_EVICTED_REASONS {
+            connections_evicted.with_label_values(&[reason]);
+        }
         for result in ["ok", "error"] {
             tls_reloads.with_label_values(&[result]);
         }
@@ -891,6 +909,7 @@ impl ListenerMetrics {
         }
         Ok(Self {
             connections_refused,
+            connections_evicted,
             tls_reloads,
             tls_expiry,
             tls_handshake_failures,
@@ -907,6 +926,17 @@ impl Metrics {
             .connections_refused
             .with_label_values(&[reason])
             .inc();
+    }
+
+    /// `n` connections were closed to free their slots (`reason` from
+    /// [`CONNECTION_EVICTED_REASONS`]).
+    pub fn connections_evicted(&self, reason: &'static str, n: u64) {
+        if n > 0 {
+            self.listener
+                .connections_evicted
+                .with_label_values(&[reason])
+                .inc_by(n);
+        }
     }
 
     /// The body of a request answered from its head was discarded or left

@@ -9,8 +9,15 @@
 //!
 //! Connection-level limits (see [`Limits`]): at most `max_connections` at
 //! once, of which at most `max_connections_per_client` from one address (an
-//! IPv6 /64), so one slow client cannot take every slot; the TLS handshake
-//! runs in the connection's own task and, like an HTTP/1.1 request head, must
+//! IPv6 /64), so one slow client cannot take every slot. Slots cannot be held
+//! by connections that do nothing (see [`Table`]): when every slot is taken,
+//! a new connection closes the one idle the longest (no request in flight:
+//! idle keep-alive, a head or a TLS handshake still arriving) instead of
+//! waiting; and under pressure (over 90 % of the slots taken) connections
+//! idle for `pressure_idle_timeout` are closed. Only when every connection
+//! has a request in flight does a new one wait in the kernel's backlog. The
+//! TLS handshake runs in the connection's own task and, like an HTTP/1.1
+//! request head, must
 //! finish within `header_read_timeout`; a connection with no request in flight
 //! is closed after `header_read_timeout` (HTTP/1.1 by hyper's head timer, which
 //! starts when the previous response is done; HTTP/2, and a connection that
@@ -48,7 +55,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -79,16 +86,24 @@ pub struct Limits {
     pub max_requests_per_connection: usize,
     /// HTTP/2 streams and flow-control windows (sized from the body budget).
     pub http2: crate::ingress::budget::Http2Limits,
+    /// Under pressure (over 90 % of `max_connections` open), a connection
+    /// with no request in flight for this long is closed.
+    pub pressure_idle_timeout: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
+        // An idle connection costs about 15 KiB (4,000 of them took 55 MiB:
+        // benches/idle_connections.py), so many slots are cheap; at 64 per
+        // address, 64 addresses are needed to fill them, and idle ones give
+        // way anyway.
         Self {
-            max_connections: 1024,
+            max_connections: 4096,
             header_read_timeout: Duration::from_secs(5),
-            max_connections_per_client: 256,
+            max_connections_per_client: 64,
             max_requests_per_connection: 1000,
             http2: Default::default(),
+            pressure_idle_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -149,18 +164,19 @@ pub async fn serve_with_tls<H: Handler>(
     let builder = Arc::new(builder);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let per_client = Arc::new(ClientSlots::new(limits.max_connections_per_client));
+    let table = Arc::new(Table::default());
     let tracker = TaskTracker::new();
+    let mut sweep =
+        tokio::time::interval((limits.pressure_idle_timeout / 4).max(Duration::from_millis(10)));
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = sweep.tick() => {
+                table.sweep(&limits, metrics.as_ref());
+                continue;
+            }
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -187,13 +203,21 @@ pub async fn serve_with_tls<H: Handler>(
             }
             continue;
         };
+        let room = make_room(&permits, &table, &limits, &shutdown, metrics.as_ref());
+        let Some(permit) = room.await else {
+            break;
+        };
         let _ = stream.set_nodelay(true);
+        let activity = Arc::new(Activity::new(limits.max_requests_per_connection));
+        let (entry, evict) = table.register(activity.clone());
         let conn = Connection {
             handler: handler.clone(),
             builder: builder.clone(),
             limits,
             peer,
             shutdown: shutdown.clone(),
+            activity,
+            evict,
         };
         let (tls, metrics) = (tls.clone(), metrics.clone());
         tracker.spawn(async move {
@@ -211,6 +235,7 @@ pub async fn serve_with_tls<H: Handler>(
                     );
                     let stream = tokio::select! {
                         _ = conn.shutdown.cancelled() => None,
+                        _ = conn.evict.notified() => None,
                         s = handshake => s,
                     };
                     if let Some(stream) = stream {
@@ -221,6 +246,8 @@ pub async fn serve_with_tls<H: Handler>(
             if let Some(m) = &metrics {
                 m.connection_closed();
             }
+            // Out of the table before the slot is free again.
+            drop(entry);
             drop(slot);
             drop(permit);
         });
@@ -230,6 +257,35 @@ pub async fn serve_with_tls<H: Handler>(
     tracker.wait().await;
 }
 
+/// A free connection slot: at once if there is one; otherwise the connection
+/// idle the longest is closed to make one (again every 100 ms while none is
+/// idle, in case the chosen one started a request meanwhile). None on shutdown.
+async fn make_room(
+    permits: &Arc<Semaphore>,
+    table: &Table,
+    limits: &Limits,
+    shutdown: &CancellationToken,
+    metrics: Option<&Metrics>,
+) -> Option<OwnedSemaphorePermit> {
+    loop {
+        match permits.clone().try_acquire_owned() {
+            Ok(p) => return Some(p),
+            Err(TryAcquireError::Closed) => return None,
+            Err(TryAcquireError::NoPermits) => {}
+        }
+        if table.evict_oldest_idle() {
+            if let Some(m) = metrics {
+                m.connections_evicted("slots_full", 1);
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            p = permits.clone().acquire_owned() => return p.ok(),
+            _ = tokio::time::sleep(Duration::from_millis(100)) => table.sweep(limits, metrics),
+        }
+    }
+}
+
 /// One accepted connection and what serving it needs.
 struct Connection<H> {
     handler: Arc<H>,
@@ -237,6 +293,10 @@ struct Connection<H> {
     limits: Limits,
     peer: SocketAddr,
     shutdown: CancellationToken,
+    /// Its requests, as the [`Table`] sees them.
+    activity: Arc<Activity>,
+    /// Notified when the [`Table`] closes it to free its slot.
+    evict: Arc<Notify>,
 }
 
 impl<H: Handler> Connection<H> {
@@ -247,7 +307,7 @@ impl<H: Handler> Connection<H> {
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let activity = Arc::new(Activity::new(self.limits.max_requests_per_connection));
+        let activity = self.activity.clone();
         let svc = {
             let (handler, activity, peer) = (self.handler.clone(), activity.clone(), self.peer);
             let shutdown = self.shutdown.clone();
@@ -292,6 +352,14 @@ impl<H: Handler> Connection<H> {
                     return;
                 }
                 _ = self.shutdown.cancelled(), if open => true,
+                _ = self.evict.notified(), if open => {
+                    if activity.idle_since().is_some() {
+                        tracing::debug!(peer = %self.peer, "closing an idle connection to free its slot");
+                        return;
+                    }
+                    // A request started meanwhile: it finishes first.
+                    true
+                }
                 _ = activity.cap_reached.notified(), if open => activity.requests() >= max_requests,
                 _ = check.as_mut(), if open => {
                     // Idle for the whole limit? Otherwise look again when the
@@ -385,6 +453,124 @@ impl Drop for InFlight {
     }
 }
 
+/// The open connections of one listener, so that the ones doing nothing can
+/// be closed to let others in. A connection is idle while it has no request
+/// in flight: before its first request head is complete (or its TLS
+/// handshake done), and between requests. Choosing scans the table: done
+/// only when the slots are full, or at most four times per
+/// `pressure_idle_timeout` under pressure.
+#[derive(Default)]
+struct Table {
+    conns: Mutex<TableInner>,
+}
+
+#[derive(Default)]
+struct TableInner {
+    next: u64,
+    entries: HashMap<u64, Tracked>,
+}
+
+struct Tracked {
+    activity: Arc<Activity>,
+    evict: Arc<Notify>,
+    /// Already told to close: not chosen again.
+    evicting: bool,
+}
+
+impl Table {
+    fn lock(&self) -> std::sync::MutexGuard<'_, TableInner> {
+        self.conns.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    /// Adds a connection; it leaves the table when the entry is dropped.
+    fn register(self: &Arc<Self>, activity: Arc<Activity>) -> (TableEntry, Arc<Notify>) {
+        let evict = Arc::new(Notify::new());
+        let mut inner = self.lock();
+        let id = inner.next;
+        inner.next += 1;
+        inner.entries.insert(
+            id,
+            Tracked {
+                activity,
+                evict: evict.clone(),
+                evicting: false,
+            },
+        );
+        (
+            TableEntry {
+                table: self.clone(),
+                id,
+            },
+            evict,
+        )
+    }
+
+    /// Tells the connection idle the longest to close; false if none is idle.
+    fn evict_oldest_idle(&self) -> bool {
+        let mut inner = self.lock();
+        let oldest = inner
+            .entries
+            .values_mut()
+            .filter(|t| !t.evicting)
+            .filter_map(|t| t.activity.idle_since().map(|since| (since, t)))
+            .min_by_key(|(since, _)| *since);
+        match oldest {
+            Some((_, t)) => {
+                t.evicting = true;
+                t.evict.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Under pressure (over 90 % of the slots taken), tells every connection
+    /// idle for `pressure_idle_timeout` to close.
+    fn sweep(&self, limits: &Limits, metrics: Option<&Metrics>) {
+        if under_pressure(self.len(), limits.max_connections) {
+            let before = Instant::now() - limits.pressure_idle_timeout;
+            let n = self.evict_idle_since(before);
+            if let Some(m) = metrics {
+                m.connections_evicted("pressure_timeout", n);
+            }
+        }
+    }
+
+    /// Tells every connection idle since `before` or longer to close; returns how many.
+    fn evict_idle_since(&self, before: Instant) -> u64 {
+        let mut n = 0;
+        for t in self.lock().entries.values_mut() {
+            if !t.evicting && t.activity.idle_since().is_some_and(|s| s <= before) {
+                t.evicting = true;
+                t.evict.notify_one();
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+/// Over 90 % of the slots taken.
+fn under_pressure(open: usize, max: usize) -> bool {
+    open * 10 > max * 9
+}
+
+/// A connection's place in the [`Table`].
+struct TableEntry {
+    table: Arc<Table>,
+    id: u64,
+}
+
+impl Drop for TableEntry {
+    fn drop(&mut self) {
+        self.table.lock().entries.remove(&self.id);
+    }
+}
+
 /// Open connections per client address. Entries exist only while a client
 /// has connections, so the map holds at most `max_connections` entries.
 struct ClientSlots {
@@ -467,6 +653,52 @@ mod tests {
         let slots = Arc::new(ClientSlots::new(1));
         drop(slots.acquire(a));
         assert!(slots.open.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_connection_idle_the_longest_goes_first_and_busy_ones_stay() {
+        let table = Arc::new(Table::default());
+        let old = Arc::new(Activity::new(10));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let busy = Arc::new(Activity::new(10));
+        let (in_flight, _) = busy.begin();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let young = Arc::new(Activity::new(10));
+        // Registered youngest first: the order of the map is not the order chosen.
+        let (_e3, young_evict) = table.register(young.clone());
+        let (_e2, busy_evict) = table.register(busy.clone());
+        let (e1, old_evict) = table.register(old.clone());
+        assert_eq!(table.len(), 3);
+        assert!(table.evict_oldest_idle());
+        tokio::time::timeout(Duration::from_secs(1), old_evict.notified())
+            .await
+            .expect("the oldest idle connection is told to close");
+        // Already closing: not chosen twice; the busy one is never chosen.
+        assert!(table.evict_oldest_idle());
+        tokio::time::timeout(Duration::from_secs(1), young_evict.notified())
+            .await
+            .expect("then the next idle one");
+        assert!(!table.evict_oldest_idle(), "only a busy connection is left");
+        let before = Instant::now();
+        assert_eq!(table.evict_idle_since(before), 0);
+        drop(in_flight);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(table.evict_idle_since(before + Duration::from_secs(1)), 1);
+        tokio::time::timeout(Duration::from_secs(1), busy_evict.notified())
+            .await
+            .expect("idle long enough under pressure");
+        drop(e1);
+        assert_eq!(table.len(), 2, "a closed connection leaves the table");
+    }
+
+    #[test]
+    fn pressure_starts_past_90_percent_of_the_slots() {
+        assert!(!under_pressure(90, 100));
+        assert!(under_pressure(91, 100));
+        assert!(!under_pressure(9, 10));
+        assert!(under_pressure(10, 10));
+        assert!(!under_pressure(3686, 4096));
+        assert!(under_pressure(3687, 4096));
     }
 
     #[test]

@@ -358,7 +358,7 @@ fn connection_limit_keys_are_validated_and_named() {
         )
     };
     let s = presence_bridge::config::load(None, Vec::new()).unwrap();
-    assert_eq!(s.http.max_connections_per_client.get(), 256);
+    assert_eq!(s.http.max_connections_per_client.get(), 64);
     assert_eq!(s.http.max_requests_per_connection.get(), 1000);
     assert!(s.http.tls.is_none());
     for key in ["MAX_CONNECTIONS_PER_CLIENT", "MAX_REQUESTS_PER_CONNECTION"] {

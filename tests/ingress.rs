@@ -449,11 +449,26 @@ async fn the_connection_limit_queues_further_clients() {
     use tokio::io::AsyncWriteExt;
     let b = Bridge::start_with(&[("PRESENCE_BRIDGE__HTTP__MAX_CONNECTIONS", "1")]).await;
     let body = callback("5544999999999", "PAUSED");
-    // A holds the only connection slot with a half-sent request.
+    // A holds the only connection slot with a half-sent request, in flight:
+    // the handler reading its body sends `100 Continue`. (A connection with no
+    // request in flight would give its slot to B, see attack_slots.rs.)
     let mut a = tokio::net::TcpStream::connect(b.running.webhook_addr)
         .await
         .unwrap();
-    a.write_all(head(body.len()).as_bytes()).await.unwrap();
+    let a_head = head(body.len()).replace("\r\n\r\n", "\r\nexpect: 100-continue\r\n\r\n");
+    a.write_all(a_head.as_bytes()).await.unwrap();
+    let mut cont = [0u8; 25];
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read_exact(&mut a, &mut cont),
+    )
+    .await
+    .expect("100 Continue within 10 s")
+    .unwrap();
+    assert!(
+        cont.starts_with(b"HTTP/1.1 100 Continue\r\n\r\n"),
+        "{cont:?}"
+    );
     a.write_all(&body.as_bytes()[..10]).await.unwrap();
     // B's complete request waits in the backlog.
     let mut c = tokio::net::TcpStream::connect(b.running.webhook_addr)
