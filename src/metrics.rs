@@ -351,8 +351,8 @@ impl Metrics {
         registry.register(Box::new(broker_reachable.clone()))?;
         registry.register(Box::new(ready.clone()))?;
         registry.register(Box::new(build_info))?;
-        registry.register(Box::new(LogLinesDropped::new()?))?;
-        registry.register(Box::new(LogLinesSuppressed::new()?))?;
+        registry.register(Box::new(ScrapedCounter::log_lines_dropped()?))?;
+        registry.register(Box::new(ScrapedCounter::log_lines_suppressed()?))?;
         let spool_source = SpoolSource::default();
         registry.register(Box::new(SpoolLevels {
             events: spool_events.clone(),
@@ -607,77 +607,74 @@ fn status_label(status: u16) -> &'static str {
     }
 }
 
-/// `presence_bridge_log_lines_dropped_total`: read at scrape time from
-/// [`crate::logging::lines_dropped`], because logging starts before any registry.
-struct LogLinesDropped {
+/// A counter kept outside any registry (by logging, which starts before one
+/// exists) and read at scrape time: `read` gives the total per label value
+/// (`label` None: one unlabelled total).
+struct ScrapedCounter {
     opts: Opts,
-    template: prometheus::IntCounter,
-}
-
-impl LogLinesDropped {
-    fn new() -> Result<Self, prometheus::Error> {
-        let opts = Opts::new(
-            "log_lines_dropped_total",
-            "Log lines dropped because stderr could not take them (closed or full pipe).",
-        )
-        .namespace(NS);
-        let template = prometheus::IntCounter::with_opts(opts.clone())?;
-        Ok(Self { opts, template })
-    }
-}
-
-impl prometheus::core::Collector for LogLinesDropped {
-    fn desc(&self) -> Vec<&prometheus::core::Desc> {
-        self.template.desc()
-    }
-
-    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
-        match prometheus::IntCounter::with_opts(self.opts.clone()) {
-            Ok(now) => {
-                now.inc_by(crate::logging::lines_dropped());
-                now.collect()
-            }
-            Err(_) => Vec::new(),
-        }
-    }
-}
-
-/// `presence_bridge_log_lines_suppressed_total{reason}`: read at scrape time
-/// from the process-wide [`crate::lograte::global`] limiter.
-struct LogLinesSuppressed {
-    opts: Opts,
+    label: Option<&'static str>,
+    read: fn() -> Vec<(&'static str, u64)>,
     template: IntCounterVec,
 }
 
-impl LogLinesSuppressed {
-    fn new() -> Result<Self, prometheus::Error> {
-        let opts = Opts::new(
-            "log_lines_suppressed_total",
-            "Log lines not written because their reason was over its quota for the interval \
-             (rejections, refused connections); each interval's count is in a `log lines \
-             suppressed` summary line. By reason (rejection codes, connection reasons, other).",
+impl ScrapedCounter {
+    fn new(
+        opts: Opts,
+        label: Option<&'static str>,
+        read: fn() -> Vec<(&'static str, u64)>,
+    ) -> Result<Self, prometheus::Error> {
+        let opts = opts.namespace(NS);
+        let template = IntCounterVec::new(opts.clone(), label.as_slice())?;
+        Ok(Self {
+            opts,
+            label,
+            read,
+            template,
+        })
+    }
+
+    /// `presence_bridge_log_lines_dropped_total`, from [`crate::logging::lines_dropped`].
+    fn log_lines_dropped() -> Result<Self, prometheus::Error> {
+        Self::new(
+            Opts::new(
+                "log_lines_dropped_total",
+                "Log lines dropped because stderr could not take them (closed or full pipe).",
+            ),
+            None,
+            || vec![("", crate::logging::lines_dropped())],
         )
-        .namespace(NS);
-        let template = IntCounterVec::new(opts.clone(), &["reason"])?;
-        Ok(Self { opts, template })
+    }
+
+    /// `presence_bridge_log_lines_suppressed_total{reason}`, from the
+    /// process-wide [`crate::lograte::global`] limiter.
+    fn log_lines_suppressed() -> Result<Self, prometheus::Error> {
+        Self::new(
+            Opts::new(
+                "log_lines_suppressed_total",
+                "Log lines not written because their reason was over its quota for the interval \
+                 (rejections, refused connections); each interval's count is in a `log lines \
+                 suppressed` summary line. By reason (rejection codes, connection reasons, other).",
+            ),
+            Some("reason"),
+            || crate::lograte::global().suppressed_totals().collect(),
+        )
     }
 }
 
-impl prometheus::core::Collector for LogLinesSuppressed {
+impl prometheus::core::Collector for ScrapedCounter {
     fn desc(&self) -> Vec<&prometheus::core::Desc> {
         self.template.desc()
     }
 
     fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
-        match IntCounterVec::new(self.opts.clone(), &["reason"]) {
-            Ok(now) => {
-                for (reason, n) in crate::lograte::global().suppressed_totals() {
-                    now.with_label_values(&[reason]).inc_by(n);
-                }
-                now.collect()
-            }
-            Err(_) => Vec::new(),
+        let Ok(now) = IntCounterVec::new(self.opts.clone(), self.label.as_slice()) else {
+            return Vec::new();
+        };
+        for (value, n) in (self.read)() {
+            let values: &[&str] = if self.label.is_some() { &[value] } else { &[] };
+            now.with_label_values(values).inc_by(n);
         }
+        now.collect()
     }
 }
 
