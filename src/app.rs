@@ -438,6 +438,11 @@ pub async fn start_with(
         metrics.clone(),
         committed_tx,
     )?;
+    let budget = BodyBudget::new(
+        settings.limits.body_budget_bytes,
+        settings.limits.body_budget_per_client_bytes,
+        Some(&registry),
+    )?;
     let webhook = Arc::new(
         Webhook::new(
             spool,
@@ -450,11 +455,8 @@ pub async fn start_with(
             metrics.clone(),
         )
         .with_rejected(settings.rejected.clone())
-        .with_budget(BodyBudget::new(
-            settings.limits.body_budget_bytes,
-            settings.limits.body_budget_per_client_bytes,
-            Some(&registry),
-        )?)
+        .with_budget(budget.clone())
+        .with_pressure_read_timeout(settings.http.pressure_body_read_timeout)
         .with_access(
             Access::new(&settings.access),
             RateLimits::new(&settings.limits, &metrics),
@@ -519,8 +521,13 @@ pub async fn start_with(
             settings.limits.body_budget_per_client_bytes,
             settings.http.max_body_bytes.get() as u64,
         ),
+        pressure_idle_timeout: settings.http.pressure_idle_timeout,
+        pressure_body_timeout: settings.http.pressure_body_read_timeout,
         ..Limits::default()
     };
+    // Not supervised: it holds nothing, and a failure of it loses nothing.
+    let trims = crate::memtrim::trims_counter(&registry)?;
+    tokio::spawn(crate::memtrim::run(budget, trims, shutdown.clone()));
     // Tasks that stop at `shutdown` on their own; the drain waits for them.
     let mut background = Vec::new();
     if let Some(tls) = &tls {
@@ -553,10 +560,11 @@ pub async fn start_with(
                 max_connections: 64,
                 header_read_timeout: Duration::from_secs(2),
                 max_connections_per_client: 16,
+                listener: server::Listener::Admin,
                 ..Limits::default()
             },
             stop_admin.clone(),
-            None,
+            Some(metrics.clone()),
         ),
     );
     background.push(supervisor.spawn(

@@ -180,6 +180,14 @@ pub struct HttpSettings {
     pub header_read_timeout: Duration,
     #[serde(with = "human")]
     pub body_read_timeout: Duration,
+    /// Over 90 % of the connection slots taken, a connection with no request
+    /// in flight (idle, or its head still arriving) is closed after this.
+    #[serde(with = "human")]
+    pub pressure_idle_timeout: Duration,
+    /// Over 90 % of the connection slots or of the body budget taken, a body
+    /// still arriving after this is cut off (the shorter timeout applies).
+    #[serde(with = "human")]
+    pub pressure_body_read_timeout: Duration,
     pub max_connections: NonZeroUsize,
     /// Connections one client address (an IPv6 /64) may hold at once.
     pub max_connections_per_client: NonZeroUsize,
@@ -465,6 +473,14 @@ impl Settings {
             max_body_bytes,
             header_read_timeout: duration("http.header_read_timeout", &http.header_read_timeout)?,
             body_read_timeout: duration("http.body_read_timeout", &http.body_read_timeout)?,
+            pressure_idle_timeout: duration(
+                "http.pressure_idle_timeout",
+                &http.pressure_idle_timeout,
+            )?,
+            pressure_body_read_timeout: duration(
+                "http.pressure_body_read_timeout",
+                &http.pressure_body_read_timeout,
+            )?,
             max_connections: nonzero("http.max_connections", http.max_connections)?,
             max_connections_per_client: nonzero(
                 "http.max_connections_per_client",
@@ -1051,6 +1067,8 @@ pub mod raw {
         pub max_body_bytes: u64,
         pub header_read_timeout: String,
         pub body_read_timeout: String,
+        pub pressure_idle_timeout: String,
+        pub pressure_body_read_timeout: String,
         pub max_connections: u64,
         pub max_connections_per_client: u64,
         pub max_requests_per_connection: u64,
@@ -1082,6 +1100,8 @@ pub mod raw {
                 max_body_bytes: 65_536,
                 header_read_timeout: "5s".into(),
                 body_read_timeout: "10s".into(),
+                pressure_idle_timeout: "1s".into(),
+                pressure_body_read_timeout: "2s".into(),
                 max_connections: 4096,
                 max_connections_per_client: 64,
                 max_requests_per_connection: 1000,

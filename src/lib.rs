@@ -38,6 +38,7 @@ pub mod health;
 pub mod ingress;
 pub mod logging;
 pub mod lograte;
+pub mod memtrim;
 pub mod metrics;
 pub mod presence;
 pub mod publisher;

@@ -12,6 +12,8 @@ use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
+use crate::server::{Eviction, Listener};
+
 const NS: &str = "presence_bridge";
 
 /// Routes as metric label values.
@@ -449,12 +451,18 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    pub fn connection_opened(&self) {
-        self.connections_open.inc();
+    pub fn connection_opened(&self, listener: Listener) {
+        match listener {
+            Listener::Webhook => self.connections_open.inc(),
+            Listener::Admin => self.listener.admin_connections_open.inc(),
+        }
     }
 
-    pub fn connection_closed(&self) {
-        self.connections_open.dec();
+    pub fn connection_closed(&self, listener: Listener) {
+        match listener {
+            Listener::Webhook => self.connections_open.dec(),
+            Listener::Admin => self.listener.admin_connections_open.dec(),
+        }
     }
 
     pub fn event_accepted(&self, status_label: &str) {
@@ -781,10 +789,6 @@ mod tests {
 
 /// Why the webhook listener closed a connection before serving it.
 pub const CONNECTION_REFUSED_REASONS: &[&str] = &["per_client_limit"];
-/// Why the webhook listener closed a connection with no request in flight to
-/// free its slot: `slots_full` (to let a new connection in), `pressure_timeout`
-/// (idle past the shortened timeout while over 90 % of the slots are taken).
-pub const CONNECTION_EVICTED_REASONS: &[&str] = &["slots_full", "pressure_timeout"];
 /// Why a TLS handshake failed.
 pub const TLS_HANDSHAKE_FAILURES: &[&str] = &["timeout", "error"];
 
@@ -820,11 +824,15 @@ impl DeadLetterFileMetrics {
     }
 }
 
-/// Connection-level metrics of the webhook listener: refusals and TLS.
+/// Connection-level metrics of the webhook listener (refusals, evictions and
+/// TLS) and of the admin listener (open, refusals, evictions).
 #[derive(Clone)]
 struct ListenerMetrics {
     connections_refused: IntCounterVec,
     connections_evicted: IntCounterVec,
+    admin_connections_open: IntGauge,
+    admin_connections_refused: IntCounterVec,
+    admin_connections_evicted: IntCounterVec,
     tls_reloads: IntCounterVec,
     tls_expiry: IntGauge,
     tls_handshake_failures: IntCounterVec,
@@ -844,8 +852,35 @@ impl ListenerMetrics {
         let connections_evicted = IntCounterVec::new(
             Opts::new(
                 "http_connections_evicted_total",
-                "Connections with no request in flight closed by the webhook listener to free \
-                 their slot, by reason (slots_full, pressure_timeout).",
+                "Connections doing nothing useful closed by the webhook listener to free their \
+                 slot, by reason (slots_full: the longest idle, to let a new one in; slow_body: \
+                 the longest receiving a body, slots full and none idle; pressure_timeout: idle \
+                 past the shortened timeout over 90 % of the slots; pressure_body_timeout: \
+                 receiving a body past the shortened timeout over 90 % of the slots).",
+            )
+            .namespace(NS),
+            &["reason"],
+        )?;
+        let admin_connections_open = IntGauge::with_opts(
+            Opts::new(
+                "admin_connections_open",
+                "Connections open on the admin listener (probes and scrapes).",
+            )
+            .namespace(NS),
+        )?;
+        let admin_connections_refused = IntCounterVec::new(
+            Opts::new(
+                "admin_connections_refused_total",
+                "Connections closed by the admin listener right after accept, by reason.",
+            )
+            .namespace(NS),
+            &["reason"],
+        )?;
+        let admin_connections_evicted = IntCounterVec::new(
+            Opts::new(
+                "admin_connections_evicted_total",
+                "Connections closed by the admin listener to free their slot, by reason \
+                 (as presence_bridge_http_connections_evicted_total).",
             )
             .namespace(NS),
             &["reason"],
@@ -895,8 +930,15 @@ impl ListenerMetrics {
             connections_refused.with_label_values(&[reason]);
         }
         registry.register(Box::new(connections_evicted.clone()))?;
-        for reason in CONNECTION_EVICTED_REASONS {
-            connections_evicted.with_label_values(&[reason]);
+        registry.register(Box::new(admin_connections_open.clone()))?;
+        registry.register(Box::new(admin_connections_refused.clone()))?;
+        registry.register(Box::new(admin_connections_evicted.clone()))?;
+        for reason in CONNECTION_REFUSED_REASONS {
+            admin_connections_refused.with_label_values(&[reason]);
+        }
+        for why in Eviction::ALL {
+            connections_evicted.with_label_values(&[why.as_str()]);
+            admin_connections_evicted.with_label_values(&[why.as_str()]);
         }
         for result in ["ok", "error"] {
             tls_reloads.with_label_values(&[result]);
@@ -907,6 +949,9 @@ impl ListenerMetrics {
         Ok(Self {
             connections_refused,
             connections_evicted,
+            admin_connections_open,
+            admin_connections_refused,
+            admin_connections_evicted,
             tls_reloads,
             tls_expiry,
             tls_handshake_failures,
@@ -918,21 +963,22 @@ impl ListenerMetrics {
 impl Metrics {
     /// A connection was closed right after accept (`reason` from
     /// [`CONNECTION_REFUSED_REASONS`]).
-    pub fn connection_refused(&self, reason: &'static str) {
-        self.listener
-            .connections_refused
-            .with_label_values(&[reason])
-            .inc();
+    pub fn connection_refused(&self, listener: Listener, reason: &'static str) {
+        let family = match listener {
+            Listener::Webhook => &self.listener.connections_refused,
+            Listener::Admin => &self.listener.admin_connections_refused,
+        };
+        family.with_label_values(&[reason]).inc();
     }
 
-    /// `n` connections were closed to free their slots (`reason` from
-    /// [`CONNECTION_EVICTED_REASONS`]).
-    pub fn connections_evicted(&self, reason: &'static str, n: u64) {
+    /// `n` connections were closed to free their slots.
+    pub fn connections_evicted(&self, listener: Listener, why: Eviction, n: u64) {
         if n > 0 {
-            self.listener
-                .connections_evicted
-                .with_label_values(&[reason])
-                .inc_by(n);
+            let family = match listener {
+                Listener::Webhook => &self.listener.connections_evicted,
+                Listener::Admin => &self.listener.admin_connections_evicted,
+            };
+            family.with_label_values(&[why.as_str()]).inc_by(n);
         }
     }
 

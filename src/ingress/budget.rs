@@ -23,6 +23,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -150,6 +151,8 @@ struct Inner {
     /// how many of those each has: entries go when that reaches 0.
     clients: Mutex<HashMap<IpAddr, (Arc<Semaphore>, usize)>>,
     metrics: BudgetMetrics,
+    /// The most bytes reserved at once since [`BodyBudget::take_peak`].
+    peak: AtomicU64,
 }
 
 impl std::fmt::Debug for BodyBudget {
@@ -185,6 +188,7 @@ impl BodyBudget {
                 global: Arc::new(Semaphore::new(total as usize)),
                 clients: Mutex::new(HashMap::new()),
                 metrics: BudgetMetrics::new(registry)?,
+                peak: AtomicU64::new(0),
             }),
         })
     }
@@ -192,6 +196,18 @@ impl BodyBudget {
     /// Bytes reserved now.
     pub fn in_use(&self) -> u64 {
         self.inner.total - self.inner.global.available_permits() as u64
+    }
+
+    /// Over 90 % of the budget reserved: bodies starting now get the shorter
+    /// read timeout (`http.pressure_body_read_timeout`).
+    pub fn under_pressure(&self) -> bool {
+        self.in_use() * 10 > self.inner.total * 9
+    }
+
+    /// The most bytes reserved at once since the last call (the memory
+    /// trimmer's cue that a burst has passed, see [`crate::memtrim`]).
+    pub fn take_peak(&self) -> u64 {
+        self.inner.peak.swap(self.in_use(), Ordering::Relaxed)
     }
 
     /// Clients with a reservation or a wait in progress.
@@ -242,7 +258,9 @@ impl BodyBudget {
             Ok(Ok(p)) => permit.global_bytes = Some(p),
             _ => return Err(self.exhausted(Exhausted::Global)),
         }
-        inner.metrics.in_use.set(self.in_use() as i64);
+        let in_use = self.in_use();
+        inner.metrics.in_use.set(in_use as i64);
+        inner.peak.fetch_max(in_use, Ordering::Relaxed);
         Ok(permit)
     }
 

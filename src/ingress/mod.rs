@@ -73,7 +73,7 @@ use crate::envelope::rejected::RejectedInput;
 use crate::envelope::{new_event_id, OutboundRecord};
 use crate::metrics::Metrics;
 use crate::presence::{InstanceId, PresenceEvent};
-use crate::server::{CloseConnection, Handler, Peer};
+use crate::server::{BodyProgress, CloseConnection, Handler, Peer};
 use crate::sink::{Sink, SinkError};
 use access::Access;
 use auth::{Auth, Grant};
@@ -91,6 +91,9 @@ pub const DISCARD_TIMEOUT: Duration = Duration::from_secs(2);
 /// answers without needing the body (`http.max_body_bytes` if larger): enough
 /// for a body somewhat over the limit to be drained so its 413 arrives.
 pub const DISCARD_MAX_BYTES: u64 = 1024 * 1024;
+
+/// The default of `http.pressure_body_read_timeout`.
+pub const DEFAULT_PRESSURE_READ_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Limits the handler enforces on each request.
 #[derive(Debug, Clone, Copy)]
@@ -110,6 +113,9 @@ pub struct Webhook<S> {
     rate: RateLimits,
     /// Memory for bodies in flight (see [`budget`]).
     budget: BodyBudget,
+    /// The read timeout of a body that starts while over 90 % of the budget
+    /// is in use (the shorter of it and `limits.read_timeout` applies).
+    pressure_read_timeout: Duration,
     /// Capture of invalid input (off unless `rejected.topic` is set).
     rejected: RejectedSettings,
     /// 503s (spool full or failing) come in floods: one log line per
@@ -193,6 +199,7 @@ impl<S: Sink> Webhook<S> {
             access: Access::default(),
             rate: RateLimits::default(),
             budget: BodyBudget::default(),
+            pressure_read_timeout: DEFAULT_PRESSURE_READ_TIMEOUT,
             rejected: RejectedSettings {
                 topic: None,
                 max_bytes: 0,
@@ -213,6 +220,13 @@ impl<S: Sink> Webhook<S> {
     /// per client, unregistered metrics).
     pub fn with_budget(mut self, budget: BodyBudget) -> Self {
         self.budget = budget;
+        self
+    }
+
+    /// Sets the read timeout of bodies that start while over 90 % of the
+    /// budget is in use (default [`DEFAULT_PRESSURE_READ_TIMEOUT`]).
+    pub fn with_pressure_read_timeout(mut self, timeout: Duration) -> Self {
+        self.pressure_read_timeout = timeout;
         self
     }
 
@@ -278,6 +292,11 @@ impl<S: Sink> Webhook<S> {
             captured.content_type = req.headers.get(CONTENT_TYPE).cloned();
         }
         let body = self.read_body(body).await?;
+        // The body is complete: the connection is no longer one a new client
+        // may push out to get a slot (server::slots).
+        if let Some(progress) = req.extensions.get::<BodyProgress>() {
+            progress.received();
+        }
         if capture {
             captured.body = Some(body.clone());
         }
@@ -368,11 +387,13 @@ impl<S: Sink> Webhook<S> {
             ));
         };
         let limit = self.limits.max_bytes;
-        let collected = tokio::time::timeout(
-            self.limits.read_timeout,
-            Limited::new(&mut *incoming, limit).collect(),
-        )
-        .await;
+        let timeout = if self.budget.under_pressure() {
+            self.pressure_read_timeout.min(self.limits.read_timeout)
+        } else {
+            self.limits.read_timeout
+        };
+        let collected =
+            tokio::time::timeout(timeout, Limited::new(&mut *incoming, limit).collect()).await;
         match collected {
             Ok(Ok(c)) => {
                 *body = RequestBody::Read;

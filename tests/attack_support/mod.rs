@@ -1,5 +1,5 @@
-//! Connection-slot attacks for `attack_slots.rs` and `attack_admin.rs`: idle
-//! and slow-head TCP connections from several loopback addresses
+//! Connection-slot attacks for `attack_slots.rs` and `attack_admin.rs`: idle,
+//! slow-head and slow-body TCP connections from several loopback addresses
 //! (127.0.0.2 and up: Linux routes all of 127/8 to loopback), reopened as the
 //! bridge closes them, and a client whose latency is measured. Every loop is
 //! bounded in count and in time.
@@ -28,8 +28,24 @@ pub fn sources(n: u8) -> Vec<Ipv4Addr> {
     (2..2 + n).map(|i| Ipv4Addr::new(127, 0, 0, i)).collect()
 }
 
-/// A running attack: `per_source` connections from each source address, half
-/// of them sending nothing, half a request head that never ends.
+/// What one attacking connection sends.
+#[derive(Clone)]
+enum Kind {
+    /// Nothing.
+    Idle,
+    /// A request head that never ends.
+    SlowHead,
+    /// This complete request head, then its body one byte per
+    /// [`TRICKLE_EVERY`], never finished.
+    SlowBody(Arc<str>),
+}
+
+/// The pace of a slow body.
+const TRICKLE_EVERY: Duration = Duration::from_millis(200);
+/// Most bytes one slow body sends (it declares more).
+const MAX_TRICKLE: usize = 300;
+
+/// A running attack: `per_source` connections from each source address.
 pub struct Attack {
     stop: CancellationToken,
     tasks: JoinSet<u64>,
@@ -37,17 +53,46 @@ pub struct Attack {
 }
 
 impl Attack {
+    /// Half of the connections send nothing, half a request head that never ends.
     pub fn start(target: SocketAddr, sources: &[Ipv4Addr], per_source: usize) -> Self {
+        Self::spawn(target, sources, per_source, |i, j| {
+            if (i + j) % 2 == 1 {
+                Kind::SlowHead
+            } else {
+                Kind::Idle
+            }
+        })
+    }
+
+    /// Every connection sends `head` (a complete request head that declares a
+    /// body of more than 300 bytes) and then its body at one byte per 200 ms.
+    pub fn slow_bodies(
+        target: SocketAddr,
+        sources: &[Ipv4Addr],
+        per_source: usize,
+        head: &str,
+    ) -> Self {
+        let head: Arc<str> = head.into();
+        Self::spawn(target, sources, per_source, |_, _| {
+            Kind::SlowBody(head.clone())
+        })
+    }
+
+    fn spawn(
+        target: SocketAddr,
+        sources: &[Ipv4Addr],
+        per_source: usize,
+        kind: impl Fn(usize, usize) -> Kind,
+    ) -> Self {
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
         let connected = Arc::new(AtomicU64::new(0));
         for (i, src) in sources.iter().enumerate() {
             for j in 0..per_source {
-                let slow_head = (i + j) % 2 == 1;
                 tasks.spawn(hold(
                     target,
                     *src,
-                    slow_head,
+                    kind(i, j),
                     stop.clone(),
                     connected.clone(),
                 ));
@@ -93,7 +138,7 @@ async fn connect_from(src: Ipv4Addr, target: SocketAddr) -> std::io::Result<TcpS
 async fn hold(
     target: SocketAddr,
     src: Ipv4Addr,
-    slow_head: bool,
+    kind: Kind,
     stop: CancellationToken,
     connected: Arc<AtomicU64>,
 ) -> u64 {
@@ -112,16 +157,35 @@ async fn hold(
         };
         opened += 1;
         connected.fetch_add(1, Ordering::Relaxed);
-        if slow_head {
-            let _ = stream
-                .write_all(b"POST /webhooks/zapi/presence HTTP/1.1\r\nhost: t\r\n")
-                .await;
-        }
-        // Hold it until the bridge closes it (EOF or reset).
+        let (mut rd, mut wr) = stream.split();
+        let send = async {
+            match &kind {
+                Kind::Idle => {}
+                Kind::SlowHead => {
+                    let _ = wr
+                        .write_all(b"POST /webhooks/zapi/presence HTTP/1.1\r\nhost: t\r\n")
+                        .await;
+                }
+                Kind::SlowBody(head) => {
+                    if wr.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    for _ in 0..MAX_TRICKLE {
+                        tokio::time::sleep(TRICKLE_EVERY).await;
+                        if wr.write_all(b" ").await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            std::future::pending::<()>().await
+        };
+        // Hold it until the bridge closes it (EOF, reset or an answer).
         let mut buf = [0u8; 512];
         tokio::select! {
             _ = stop.cancelled() => break,
-            _ = async { while let Ok(n) = stream.read(&mut buf).await { if n == 0 { break } } } => {}
+            _ = send => {}
+            _ = async { while let Ok(n) = rd.read(&mut buf).await { if n == 0 { break } } } => {}
         }
         tokio::time::sleep(REOPEN_PAUSE).await;
     }

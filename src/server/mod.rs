@@ -10,20 +10,22 @@
 //! Connection-level limits (see [`Limits`]): at most `max_connections` at
 //! once, of which at most `max_connections_per_client` from one address (an
 //! IPv6 /64), so one slow client cannot take every slot. Slots cannot be held
-//! by connections that do nothing (see [`Table`]): when every slot is taken,
-//! a new connection closes the one idle the longest (no request in flight:
-//! idle keep-alive, a head or a TLS handshake still arriving) instead of
-//! waiting; and under pressure (over 90 % of the slots taken) connections
-//! idle for `pressure_idle_timeout` are closed. Only when every connection
-//! has a request in flight does a new one wait in the kernel's backlog. The
-//! TLS handshake runs in the connection's own task and, like an HTTP/1.1
-//! request head, must
-//! finish within `header_read_timeout`; a connection with no request in flight
-//! is closed after `header_read_timeout` (HTTP/1.1 by hyper's head timer, which
-//! starts when the previous response is done; HTTP/2, and a connection that
-//! has not sent anything yet, by the idle watch here); after
-//! `max_requests_per_connection` requests a connection is closed gracefully
-//! (HTTP/2: GOAWAY; HTTP/1.1: see below).
+//! by connections that do nothing useful (see [`slots`]): when every slot is
+//! taken, a new connection closes the one idle the longest (no request in
+//! flight: idle keep-alive, a head or a TLS handshake still arriving; for at
+//! least [`IDLE_AFTER`]), else the one whose request body has been arriving
+//! the longest (at least [`SLOW_BODY_AFTER`]; from the address holding the
+//! most connections), instead of waiting; and under pressure (over 90 % of
+//! the slots taken) connections idle for `pressure_idle_timeout` or receiving
+//! a body for `pressure_body_timeout` are closed. Only when every connection
+//! has a complete request in flight does a new one wait in the kernel's
+//! backlog. The TLS handshake runs in the connection's own task and, like an
+//! HTTP/1.1 request head, must finish within `header_read_timeout`; a
+//! connection with no request in flight is closed after `header_read_timeout`
+//! (HTTP/1.1 by hyper's head timer, which starts when the previous response
+//! is done; HTTP/2, and a connection that has not sent anything yet, by the
+//! idle watch here); after `max_requests_per_connection` requests a
+//! connection is closed gracefully (HTTP/2: GOAWAY; HTTP/1.1: see below).
 //! A connection being closed that is not done within 30 s is dropped.
 //! Request heads over 64 KiB get 431 (HTTP/1.1); HTTP/2 header lists are
 //! capped at the same size.
@@ -37,12 +39,10 @@
 //! the close is requested, and a keep-alive client would send its next
 //! request into a socket about to close.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -62,6 +62,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::metrics::Metrics;
 use crate::tls::Tls;
+
+mod slots;
+
+use slots::{Activity, ClientSlots, Standing, Table};
+pub use slots::{BodyProgress, Eviction, IDLE_AFTER, SLOW_BODY_AFTER};
 
 /// Largest request head (HTTP/1.1) or header list (HTTP/2) accepted.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -89,6 +94,21 @@ pub struct Limits {
     /// Under pressure (over 90 % of `max_connections` open), a connection
     /// with no request in flight for this long is closed.
     pub pressure_idle_timeout: Duration,
+    /// Under pressure, a connection whose requests have all been receiving
+    /// their body for this long is closed (no answer: no body is complete).
+    pub pressure_body_timeout: Duration,
+    /// Which listener these are, for its metrics.
+    pub listener: Listener,
+}
+
+/// The listener a connection metric is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Listener {
+    /// The webhook listener (`presence_bridge_http_connections_*`).
+    #[default]
+    Webhook,
+    /// The admin listener (`presence_bridge_admin_connections_*`).
+    Admin,
 }
 
 impl Default for Limits {
@@ -104,6 +124,8 @@ impl Default for Limits {
             max_requests_per_connection: 1000,
             http2: Default::default(),
             pressure_idle_timeout: Duration::from_secs(1),
+            pressure_body_timeout: Duration::from_secs(2),
+            listener: Listener::Webhook,
         }
     }
 }
@@ -174,7 +196,7 @@ pub async fn serve_with_tls<H: Handler>(
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = sweep.tick() => {
-                table.sweep(&limits, metrics.as_ref());
+                sweep_stale(&table, &limits, metrics.as_ref());
                 continue;
             }
             accepted = listener.accept() => match accepted {
@@ -191,7 +213,7 @@ pub async fn serve_with_tls<H: Handler>(
         };
         let Some(slot) = per_client.acquire(peer.ip()) else {
             if let Some(m) = &metrics {
-                m.connection_refused("per_client_limit");
+                m.connection_refused(limits.listener, "per_client_limit");
             }
             if tracing::enabled!(tracing::Level::DEBUG)
                 && crate::lograte::admit(
@@ -209,7 +231,7 @@ pub async fn serve_with_tls<H: Handler>(
         };
         let _ = stream.set_nodelay(true);
         let activity = Arc::new(Activity::new(limits.max_requests_per_connection));
-        let (entry, evict) = table.register(activity.clone());
+        let (entry, evict) = table.register(activity.clone(), peer.ip());
         let conn = Connection {
             handler: handler.clone(),
             builder: builder.clone(),
@@ -222,7 +244,7 @@ pub async fn serve_with_tls<H: Handler>(
         let (tls, metrics) = (tls.clone(), metrics.clone());
         tracker.spawn(async move {
             if let Some(m) = &metrics {
-                m.connection_opened();
+                m.connection_opened(limits.listener);
             }
             match tls {
                 None => conn.run(stream).await,
@@ -244,7 +266,7 @@ pub async fn serve_with_tls<H: Handler>(
                 }
             }
             if let Some(m) = &metrics {
-                m.connection_closed();
+                m.connection_closed(limits.listener);
             }
             // Out of the table before the slot is free again.
             drop(entry);
@@ -257,9 +279,9 @@ pub async fn serve_with_tls<H: Handler>(
     tracker.wait().await;
 }
 
-/// A free connection slot: at once if there is one; otherwise the connection
-/// idle the longest is closed to make one (again every 100 ms while none is
-/// idle, in case the chosen one started a request meanwhile). None on shutdown.
+/// A free connection slot: at once if there is one; otherwise a connection
+/// doing nothing useful is closed to make one (see [`slots`]; looked for
+/// again every [`IDLE_AFTER`] while none qualifies). None on shutdown.
 async fn make_room(
     permits: &Arc<Semaphore>,
     table: &Table,
@@ -273,16 +295,32 @@ async fn make_room(
             Err(TryAcquireError::Closed) => return None,
             Err(TryAcquireError::NoPermits) => {}
         }
-        if table.evict_oldest_idle() {
-            if let Some(m) = metrics {
-                m.connections_evicted("slots_full", 1);
-            }
+        if let (Some(why), Some(m)) = (table.evict_one(), metrics) {
+            m.connections_evicted(limits.listener, why, 1);
         }
         tokio::select! {
             _ = shutdown.cancelled() => return None,
             p = permits.clone().acquire_owned() => return p.ok(),
-            _ = tokio::time::sleep(Duration::from_millis(100)) => table.sweep(limits, metrics),
+            _ = tokio::time::sleep(IDLE_AFTER) => sweep_stale(table, limits, metrics),
         }
+    }
+}
+
+/// Under pressure (over 90 % of the slots taken), tells every connection
+/// idle for `pressure_idle_timeout`, or receiving a body for
+/// `pressure_body_timeout`, to close.
+fn sweep_stale(table: &Table, limits: &Limits, metrics: Option<&Metrics>) {
+    if !slots::under_pressure(table.len(), limits.max_connections) {
+        return;
+    }
+    let now = Instant::now();
+    let (idle, receiving) = table.evict_stale(
+        now.checked_sub(limits.pressure_idle_timeout).unwrap_or(now),
+        now.checked_sub(limits.pressure_body_timeout).unwrap_or(now),
+    );
+    if let Some(m) = metrics {
+        m.connections_evicted(limits.listener, Eviction::PressureTimeout, idle);
+        m.connections_evicted(limits.listener, Eviction::PressureBodyTimeout, receiving);
     }
 }
 
@@ -316,7 +354,8 @@ impl<H: Handler> Connection<H> {
                 let handler = handler.clone();
                 let shutdown = shutdown.clone();
                 let version = req.version();
-                let (in_flight, last) = activity.begin();
+                let (in_flight, progress, last) = activity.begin();
+                req.extensions_mut().insert(progress);
                 async move {
                     let mut resp = handler.handle(req).await;
                     let unreusable = resp.extensions_mut().remove::<CloseConnection>().is_some();
@@ -353,11 +392,11 @@ impl<H: Handler> Connection<H> {
                 }
                 _ = self.shutdown.cancelled(), if open => true,
                 _ = self.evict.notified(), if open => {
-                    if activity.idle_since().is_some() {
-                        tracing::debug!(peer = %self.peer, "closing an idle connection to free its slot");
+                    if activity.standing().can_drop() {
+                        tracing::debug!(peer = %self.peer, "closing a connection to free its slot");
                         return;
                     }
-                    // A request started meanwhile: it finishes first.
+                    // A body was completed meanwhile: its request finishes first.
                     true
                 }
                 _ = activity.cap_reached.notified(), if open => activity.requests() >= max_requests,
@@ -365,8 +404,8 @@ impl<H: Handler> Connection<H> {
                     // Idle for the whole limit? Otherwise look again when the
                     // current quiet spell (or a request's end) would reach it.
                     let now = Instant::now();
-                    match activity.idle_since() {
-                        Some(since) if since + idle_limit <= now => {
+                    match activity.standing() {
+                        Standing::Idle(since) if since + idle_limit <= now => {
                             if tracing::enabled!(tracing::Level::DEBUG)
                                 && crate::lograte::admit(crate::lograte::Caller::Anonymous, "connection_idle_closed")
                             {
@@ -374,11 +413,11 @@ impl<H: Handler> Connection<H> {
                             }
                             true
                         }
-                        Some(since) => {
+                        Standing::Idle(since) => {
                             check.as_mut().reset(since + idle_limit);
                             false
                         }
-                        None => {
+                        Standing::Receiving(_) | Standing::Busy => {
                             check.as_mut().reset(now + idle_limit);
                             false
                         }
@@ -398,317 +437,5 @@ impl<H: Handler> Connection<H> {
                 closed_by = Some(Instant::now() + CLOSE_GRACE);
             }
         }
-    }
-}
-
-/// Requests of one connection: how many so far, how many in flight, and
-/// since when none is. Two uncontended lock operations per request; the
-/// connection's task is woken only when the request cap is reached.
-struct Activity {
-    requests: AtomicUsize,
-    max_requests: usize,
-    state: Mutex<(usize, Instant)>,
-    cap_reached: Notify,
-}
-
-impl Activity {
-    fn new(max_requests: usize) -> Self {
-        Self {
-            requests: AtomicUsize::new(0),
-            max_requests,
-            state: Mutex::new((0, Instant::now())),
-            cap_reached: Notify::new(),
-        }
-    }
-
-    fn requests(&self) -> usize {
-        self.requests.load(Ordering::Relaxed)
-    }
-
-    /// None while a request is in flight.
-    fn idle_since(&self) -> Option<Instant> {
-        let (in_flight, since) = *self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        (in_flight == 0).then_some(since)
-    }
-
-    /// Counts a new request; true if it is the last one under the cap.
-    fn begin(self: &Arc<Self>) -> (InFlight, bool) {
-        let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
-        self.state.lock().unwrap_or_else(PoisonError::into_inner).0 += 1;
-        if n == self.max_requests {
-            self.cap_reached.notify_one();
-        }
-        (InFlight(self.clone()), n >= self.max_requests)
-    }
-}
-
-/// A request in flight; its end (or abandonment) restarts the idle clock.
-struct InFlight(Arc<Activity>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        let mut state = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.0 = state.0.saturating_sub(1);
-        state.1 = Instant::now();
-    }
-}
-
-/// The open connections of one listener, so that the ones doing nothing can
-/// be closed to let others in. A connection is idle while it has no request
-/// in flight: before its first request head is complete (or its TLS
-/// handshake done), and between requests. Choosing scans the table: done
-/// only when the slots are full, or at most four times per
-/// `pressure_idle_timeout` under pressure.
-#[derive(Default)]
-struct Table {
-    conns: Mutex<TableInner>,
-}
-
-#[derive(Default)]
-struct TableInner {
-    next: u64,
-    entries: HashMap<u64, Tracked>,
-}
-
-struct Tracked {
-    activity: Arc<Activity>,
-    evict: Arc<Notify>,
-    /// Already told to close: not chosen again.
-    evicting: bool,
-}
-
-impl Table {
-    fn lock(&self) -> std::sync::MutexGuard<'_, TableInner> {
-        self.conns.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn len(&self) -> usize {
-        self.lock().entries.len()
-    }
-
-    /// Adds a connection; it leaves the table when the entry is dropped.
-    fn register(self: &Arc<Self>, activity: Arc<Activity>) -> (TableEntry, Arc<Notify>) {
-        let evict = Arc::new(Notify::new());
-        let mut inner = self.lock();
-        let id = inner.next;
-        inner.next += 1;
-        inner.entries.insert(
-            id,
-            Tracked {
-                activity,
-                evict: evict.clone(),
-                evicting: false,
-            },
-        );
-        (
-            TableEntry {
-                table: self.clone(),
-                id,
-            },
-            evict,
-        )
-    }
-
-    /// Tells the connection idle the longest to close; false if none is idle.
-    fn evict_oldest_idle(&self) -> bool {
-        let mut inner = self.lock();
-        let oldest = inner
-            .entries
-            .values_mut()
-            .filter(|t| !t.evicting)
-            .filter_map(|t| t.activity.idle_since().map(|since| (since, t)))
-            .min_by_key(|(since, _)| *since);
-        match oldest {
-            Some((_, t)) => {
-                t.evicting = true;
-                t.evict.notify_one();
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Under pressure (over 90 % of the slots taken), tells every connection
-    /// idle for `pressure_idle_timeout` to close.
-    fn sweep(&self, limits: &Limits, metrics: Option<&Metrics>) {
-        if under_pressure(self.len(), limits.max_connections) {
-            let before = Instant::now() - limits.pressure_idle_timeout;
-            let n = self.evict_idle_since(before);
-            if let Some(m) = metrics {
-                m.connections_evicted("pressure_timeout", n);
-            }
-        }
-    }
-
-    /// Tells every connection idle since `before` or longer to close; returns how many.
-    fn evict_idle_since(&self, before: Instant) -> u64 {
-        let mut n = 0;
-        for t in self.lock().entries.values_mut() {
-            if !t.evicting && t.activity.idle_since().is_some_and(|s| s <= before) {
-                t.evicting = true;
-                t.evict.notify_one();
-                n += 1;
-            }
-        }
-        n
-    }
-}
-
-/// Over 90 % of the slots taken.
-fn under_pressure(open: usize, max: usize) -> bool {
-    open * 10 > max * 9
-}
-
-/// A connection's place in the [`Table`].
-struct TableEntry {
-    table: Arc<Table>,
-    id: u64,
-}
-
-impl Drop for TableEntry {
-    fn drop(&mut self) {
-        self.table.lock().entries.remove(&self.id);
-    }
-}
-
-/// Open connections per client address. Entries exist only while a client
-/// has connections, so the map holds at most `max_connections` entries.
-struct ClientSlots {
-    max: usize,
-    open: Mutex<HashMap<IpAddr, usize>>,
-}
-
-impl ClientSlots {
-    fn new(max: usize) -> Self {
-        Self {
-            max,
-            open: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// A slot for `ip`, or None if it already holds `max` connections.
-    fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<ClientSlot> {
-        let key = client_key(ip);
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        let n = open.entry(key).or_insert(0);
-        if *n >= self.max {
-            return None;
-        }
-        *n += 1;
-        Some(ClientSlot {
-            slots: self.clone(),
-            key,
-        })
-    }
-}
-
-/// IPv4 addresses count one by one; IPv6 ones by /64 (what one host usually gets).
-fn client_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(bits.into())
-        }
-        v4 => v4,
-    }
-}
-
-struct ClientSlot {
-    slots: Arc<ClientSlots>,
-    key: IpAddr,
-}
-
-impl Drop for ClientSlot {
-    fn drop(&mut self) {
-        let mut open = self
-            .slots
-            .open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = open.get_mut(&self.key) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.key);
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn one_client_gets_at_most_its_share_and_slots_come_back() {
-        let slots = Arc::new(ClientSlots::new(2));
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let b: IpAddr = "192.0.2.2".parse().unwrap();
-        let s1 = slots.acquire(a).unwrap();
-        let _s2 = slots.acquire(a).unwrap();
-        assert!(slots.acquire(a).is_none());
-        assert!(slots.acquire(b).is_some());
-        drop(s1);
-        assert!(slots.acquire(a).is_some());
-        // Entries of clients with no connection are removed.
-        let slots = Arc::new(ClientSlots::new(1));
-        drop(slots.acquire(a));
-        assert!(slots.open.lock().unwrap().is_empty());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_connection_idle_the_longest_goes_first_and_busy_ones_stay() {
-        let table = Arc::new(Table::default());
-        let old = Arc::new(Activity::new(10));
-        tokio::time::advance(Duration::from_secs(1)).await;
-        let busy = Arc::new(Activity::new(10));
-        let (in_flight, _) = busy.begin();
-        tokio::time::advance(Duration::from_secs(1)).await;
-        let young = Arc::new(Activity::new(10));
-        // Registered youngest first: the order of the map is not the order chosen.
-        let (_e3, young_evict) = table.register(young.clone());
-        let (_e2, busy_evict) = table.register(busy.clone());
-        let (e1, old_evict) = table.register(old.clone());
-        assert_eq!(table.len(), 3);
-        assert!(table.evict_oldest_idle());
-        tokio::time::timeout(Duration::from_secs(1), old_evict.notified())
-            .await
-            .expect("the oldest idle connection is told to close");
-        // Already closing: not chosen twice; the busy one is never chosen.
-        assert!(table.evict_oldest_idle());
-        tokio::time::timeout(Duration::from_secs(1), young_evict.notified())
-            .await
-            .expect("then the next idle one");
-        assert!(!table.evict_oldest_idle(), "only a busy connection is left");
-        let before = Instant::now();
-        assert_eq!(table.evict_idle_since(before), 0);
-        drop(in_flight);
-        tokio::time::advance(Duration::from_secs(2)).await;
-        assert_eq!(table.evict_idle_since(before + Duration::from_secs(1)), 1);
-        tokio::time::timeout(Duration::from_secs(1), busy_evict.notified())
-            .await
-            .expect("idle long enough under pressure");
-        drop(e1);
-        assert_eq!(table.len(), 2, "a closed connection leaves the table");
-    }
-
-    #[test]
-    fn pressure_starts_past_90_percent_of_the_slots() {
-        assert!(!under_pressure(90, 100));
-        assert!(under_pressure(91, 100));
-        assert!(!under_pressure(9, 10));
-        assert!(under_pressure(10, 10));
-        assert!(!under_pressure(3686, 4096));
-        assert!(under_pressure(3687, 4096));
-    }
-
-    #[test]
-    fn ipv6_clients_count_per_64_and_mapped_ipv4_as_ipv4() {
-        let x: IpAddr = "2001:db8:1:2::1".parse().unwrap();
-        let y: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
-        let z: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(client_key(x), client_key(y));
-        assert_ne!(client_key(x), client_key(z));
-        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
-        assert_eq!(client_key(mapped), "192.0.2.1".parse::<IpAddr>().unwrap());
     }
 }
