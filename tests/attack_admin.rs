@@ -65,4 +65,20 @@ async fn probes_answer_while_idle_connections_flood_the_admin_port() {
     );
     assert!(failures.is_empty(), "probes failed: {failures:#?}");
     assert!(max < BOUND, "slowest probe {max:?} over {BOUND:?}");
+    // Counted as the admin port's evictions, not the webhook port's.
+    let metrics = b.metrics();
+    let evicted = |family: &str| -> f64 {
+        ["slots_full", "pressure_timeout"]
+            .iter()
+            .map(|r| common::metric_value(&metrics, &format!(r#"{family}{{reason="{r}"}}"#)))
+            .sum()
+    };
+    assert!(
+        evicted("presence_bridge_admin_connections_evicted_total") > 0.0,
+        "admin evictions counted"
+    );
+    assert_eq!(
+        evicted("presence_bridge_http_connections_evicted_total"),
+        0.0
+    );
 }
