@@ -51,6 +51,7 @@
 pub mod access;
 pub mod auth;
 pub mod budget;
+pub mod metrics;
 pub mod ratelimit;
 pub mod reply;
 pub mod routes;

@@ -17,6 +17,7 @@ pub mod classify;
 pub mod dead_letter;
 pub mod destination;
 pub mod forward;
+pub mod metrics;
 pub mod produce;
 
 use std::collections::BTreeMap;

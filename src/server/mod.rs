@@ -63,6 +63,7 @@ use tokio_util::task::TaskTracker;
 use crate::metrics::Metrics;
 use crate::tls::Tls;
 
+pub mod metrics;
 mod slots;
 
 use slots::{Activity, ClientSlots, Standing, Table};

@@ -132,6 +132,7 @@
 pub mod dir;
 pub mod format;
 pub mod io;
+pub mod metrics;
 pub mod settle;
 pub mod store;
 pub mod tail;
