@@ -33,7 +33,7 @@ const DECLARED: u64 = 64 * 1024;
 const SENT: usize = 60 * 1024;
 /// Resident memory the bridge may grow by past the budget: HTTP/2 windows
 /// (64 KiB per connection), per-stream state, allocator slack. Documented in
-/// README "Resource bounds" and SECURITY.md.
+/// docs/security-and-limits.md "Resource bounds" and SECURITY.md.
 const OVERHEAD: u64 = 24 * 1024 * 1024;
 
 /// A body that sends one chunk and then never another (nor its end).
@@ -278,7 +278,7 @@ fn stalled_h2_bodies_stay_within_the_budget_and_the_excess_is_refused() {
     assert_eq!(refused_global as usize, count(503));
     // Everything is given back once the attack is over. Resident memory
     // is reported, not asserted: glibc keeps some freed pages in its arenas
-    // (README "Resource bounds").
+    // (docs/security-and-limits.md "Resource bounds").
     eprintln!(
         "RSS after the attack: {} KiB (+{} KiB over the baseline)",
         rss(&serve) / 1024,
