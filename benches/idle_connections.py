@@ -2,7 +2,7 @@
 """Memory per idle connection: starts `BINARY serve --dev` with room for N connections,
 opens N that send nothing or half a request head, and prints the resident-set growth per
 connection. Usage: benches/idle_connections.py BINARY [N=4000] (needs `ulimit -n` > N + 100).
-Sizes the default http.max_connections (README, Connection slots under attack)."""
+Sizes the default http.max_connections (docs/security-and-limits.md, Connection slots under attack)."""
 import os
 import shutil
 import socket

@@ -7,7 +7,7 @@
 //! [`PresenceEvent::try_from`] is the only way to build a validated event, and
 //! only a validated event can be put in an envelope.
 //!
-//! Normalization rules (documented in the README, pinned by golden tests):
+//! Normalization rules (documented in `docs/http-api.md`, pinned by golden tests):
 //! - `type` must be exactly `PresenceChatCallback`.
 //! - `phone`: `+`, spaces, dots, dashes and parentheses are stripped; a person's
 //!   number is 8 to 15 digits after that (a `@s.whatsapp.net` or `@c.us` suffix is

@@ -33,7 +33,7 @@ const DECLARED: u64 = 64 * 1024;
 const SENT: usize = 60 * 1024;
 /// Resident memory the bridge may grow by past the budget: HTTP/2 windows
 /// (64 KiB per connection), per-stream state, allocator slack. Documented in
-/// README "Resource bounds" and SECURITY.md.
+/// docs/security-and-limits.md "Resource bounds" and SECURITY.md.
 const OVERHEAD: u64 = 24 * 1024 * 1024;
 
 /// Resident memory the bridge may keep past its baseline once a burst is over
@@ -281,7 +281,7 @@ fn stalled_h2_bodies_stay_within_the_budget_and_the_excess_is_refused() {
     assert_eq!(refused_client as usize, count(429));
     assert_eq!(refused_global as usize, count(503));
     // Everything is given back once the attack is over: the budget at once,
-    // the memory once the trimmer has seen the burst pass (README "Resource
+    // the memory once the trimmer has seen the burst pass (docs/security-and-limits.md "Resource
     // bounds"). Wait for the trim itself; the loop only guards a hang.
     for _ in 0..300 {
         if metric(&serve, "presence_bridge_memory_trims_total") >= 1.0 {

@@ -22,7 +22,7 @@ const REQUESTS: usize = 100;
 const PHASE_BUDGET: Duration = Duration::from_secs(20);
 /// A single request's guard (a hang, not a bound).
 const GUARD: Duration = Duration::from_secs(5);
-/// The documented bound (SECURITY.md, README "Connection slots").
+/// The documented bound (SECURITY.md, docs/security-and-limits.md "Connection slots").
 const P99_BOUND: Duration = Duration::from_secs(1);
 
 /// The normal client's request: a fresh connection, `connection: close`.

@@ -1,5 +1,5 @@
 //! Kafka delivery errors sorted into what the forwarder does about them. The
-//! README's error-policy table is this file in prose.
+//! error-policy table in `docs/delivery.md` is this file in prose.
 //!
 //! - **Record**: this record can never be written as it is (too large,
 //!   invalid): dead-letter it; the ones behind it go on.
