@@ -101,9 +101,9 @@ pub const REASONS: usize = OTHER + 1;
 
 /// The reason code of table slot `i`.
 fn reason_at(i: usize) -> &'static str {
-    let lists = [
-        EVENT_REJECT_REASONS,
-        REQUEST_REFUSED_REASONS,
+    let lists: [&[&str]; 3] = [
+        &EVENT_REJECT_REASONS,
+        &REQUEST_REFUSED_REASONS,
         CONNECTION_REASONS,
     ];
     let mut i = i;

@@ -397,7 +397,7 @@ pub async fn handshake(
     limit: Duration,
     metrics: Option<&Metrics>,
 ) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
-    let failed = |reason: &'static str| {
+    let failed = |reason: crate::server::metrics::HandshakeFailure| {
         if let Some(m) = metrics {
             m.tls_handshake_failed(reason);
         }
@@ -405,7 +405,7 @@ pub async fn handshake(
     match tokio::time::timeout(limit, tls.acceptor().accept(stream)).await {
         Ok(Ok(s)) => Some(s),
         Ok(Err(e)) => {
-            failed("error");
+            failed(crate::server::metrics::HandshakeFailure::Error);
             if tracing::enabled!(tracing::Level::DEBUG)
                 && crate::lograte::admit(crate::lograte::Caller::Anonymous, "tls_handshake_error")
             {
@@ -414,7 +414,7 @@ pub async fn handshake(
             None
         }
         Err(_) => {
-            failed("timeout");
+            failed(crate::server::metrics::HandshakeFailure::Timeout);
             if tracing::enabled!(tracing::Level::DEBUG)
                 && crate::lograte::admit(crate::lograte::Caller::Anonymous, "tls_handshake_timeout")
             {

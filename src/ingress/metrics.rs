@@ -9,51 +9,44 @@ use std::time::Duration;
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
+use super::reply::Reason;
 use crate::metrics::{Metrics, NS};
 
 /// Routes as metric label values.
-pub const ROUTES: &[&str] = &["presence", "presence_instance", "other"];
+pub const ROUTES: [&str; 3] = super::routes::ROUTE_LABELS;
 /// Why an event was rejected: a POST to an event route whose body (its
 /// Content-Type, size, JSON, fields, or the instance it names) was refused
-/// (the `reason` of `presence_bridge_events_rejected_total`; see
-/// `ingress::reply::Rejection::is_rejected_event`).
-pub const EVENT_REJECT_REASONS: &[&str] = &[
-    "unsupported_media_type",
-    "payload_too_large",
-    "malformed_json",
-    "missing_field",
-    "wrong_type",
-    "unsupported_type",
-    "invalid_phone",
-    "invalid_status",
-    "invalid_last_seen",
-    "invalid_instance_id",
-    "instance_mismatch",
-];
+/// (the `reason` of `presence_bridge_events_rejected_total`), from
+/// [`Reason::ALL`](super::reply::Reason::ALL).
+pub const EVENT_REJECT_REASONS: [&str; Reason::count(true)] = Reason::codes(true);
 /// Why a request that was not a rejected event was refused: unknown paths and
 /// methods, authentication and access, rate limits, bodies that never
 /// arrived, and 503s (the `reason` of
-/// `presence_bridge_http_requests_refused_total`).
-pub const REQUEST_REFUSED_REASONS: &[&str] = &[
-    "not_found",
-    "method_not_allowed",
-    "unauthorized",
-    "client_forbidden",
-    "instance_forbidden",
-    "token_not_for_instance",
-    "rate_limited_client",
-    "rate_limited_instance",
-    "body_budget_client",
-    "body_budget_exhausted",
-    "body_timeout",
-    "body_unreadable",
-    "spool_full",
-    "unavailable",
-];
+/// `presence_bridge_http_requests_refused_total`), from [`Reason::ALL`](super::reply::Reason::ALL).
+pub const REQUEST_REFUSED_REASONS: [&str; Reason::count(false)] = Reason::codes(false);
 /// What became of a rejected request's capture (`rejected.topic`).
 pub const CAPTURE_RESULTS: &[&str] = &["stored", "dropped"];
-/// Rate limiters as metric label values.
-pub const LIMITERS: &[&str] = &["client", "instance"];
+/// The rate limiters (the `limiter` label of
+/// `presence_bridge_rate_limit_active_evictions_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimiterLabel {
+    Client,
+    Instance,
+}
+
+impl LimiterLabel {
+    pub const ALL: [Self; 2] = [Self::Client, Self::Instance];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Client => "client",
+            Self::Instance => "instance",
+        }
+    }
+}
+
+/// The label values of [`LimiterLabel::ALL`].
+pub const LIMITERS: [&str; 2] = [LimiterLabel::ALL[0].as_str(), LimiterLabel::ALL[1].as_str()];
 /// Presence statuses as metric label values.
 pub const STATUSES: &[&str] = &[
     "UNAVAILABLE",
@@ -179,8 +172,8 @@ impl IngressMetrics {
         for result in CAPTURE_RESULTS {
             rejected_captured.with_label_values(&[result]);
         }
-        for limiter in LIMITERS {
-            rate_limit_evictions.with_label_values(&[limiter]);
+        for limiter in LimiterLabel::ALL {
+            rate_limit_evictions.with_label_values(&[limiter.as_str()]);
         }
         for result in super::Discard::ALL {
             unread_bodies.with_label_values(&[result.as_str()]);
@@ -231,12 +224,11 @@ impl Metrics {
         counter.with_label_values(&[rejection.code()]).inc();
     }
 
-    /// A rate-limit bucket still in use was dropped for room; `limiter` is
-    /// one of [`LIMITERS`].
-    pub fn rate_limit_bucket_evicted(&self, limiter: &'static str) {
+    /// A rate-limit bucket still in use was dropped for room.
+    pub fn rate_limit_bucket_evicted(&self, limiter: LimiterLabel) {
         self.ingress
             .rate_limit_evictions
-            .with_label_values(&[limiter])
+            .with_label_values(&[limiter.as_str()])
             .inc();
     }
 

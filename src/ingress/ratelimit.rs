@@ -21,6 +21,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::metrics::LimiterLabel;
 use crate::config::{LimitsSettings, RateSettings};
 use crate::metrics::Metrics;
 
@@ -104,7 +105,7 @@ pub struct Limiter<K> {
     per_shard: usize,
     pick: RandomState,
     /// Counts evictions of buckets still in use, under this limiter label.
-    evictions: Option<(Metrics, &'static str)>,
+    evictions: Option<(Metrics, LimiterLabel)>,
 }
 
 impl<K: Hash + Eq + Clone> Limiter<K> {
@@ -120,7 +121,7 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
     }
 
     /// Counts forced evictions in `presence_bridge_rate_limit_active_evictions_total`.
-    pub fn counted(mut self, metrics: Metrics, limiter: &'static str) -> Self {
+    pub fn counted(mut self, metrics: Metrics, limiter: LimiterLabel) -> Self {
         self.evictions = Some((metrics, limiter));
         self
     }
@@ -167,7 +168,7 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
         if let Some(k) = oldest {
             map.remove(&k);
             if let Some((metrics, limiter)) = &self.evictions {
-                metrics.rate_limit_bucket_evicted(limiter);
+                metrics.rate_limit_bucket_evicted(*limiter);
             }
         }
     }
@@ -194,10 +195,10 @@ impl RateLimits {
         Self {
             per_client: s
                 .per_client
-                .map(|r| Limiter::new(r, cap).counted(metrics.clone(), "client")),
+                .map(|r| Limiter::new(r, cap).counted(metrics.clone(), LimiterLabel::Client)),
             per_instance: s
                 .per_instance
-                .map(|r| Limiter::new(r, cap).counted(metrics.clone(), "instance")),
+                .map(|r| Limiter::new(r, cap).counted(metrics.clone(), LimiterLabel::Instance)),
         }
     }
 
@@ -355,7 +356,8 @@ mod tests {
     #[test]
     fn forced_evictions_are_counted() {
         let (registry, metrics) = Metrics::standalone();
-        let l: Limiter<u32> = Limiter::new(rate(1.0, 1), SHARDS).counted(metrics, "client");
+        let l: Limiter<u32> =
+            Limiter::new(rate(1.0, 1), SHARDS).counted(metrics, LimiterLabel::Client);
         let t0 = Instant::now();
         // Every bucket emptied and still refilling: room only by force.
         for k in 0..(SHARDS as u32 * 8) {

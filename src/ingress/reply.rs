@@ -58,9 +58,69 @@ pub enum Rejection {
     Unavailable(#[from] SinkError),
 }
 
-impl Rejection {
-    /// Stable code: the error body's `error` and the metric's `reason` label.
-    pub fn code(&self) -> &'static str {
+/// The stable code of a [`Rejection`]: the error body's `error` and the
+/// `reason` label of the rejection metrics. The one list of codes: the
+/// metrics create their series from [`Reason::ALL`], the log limiter sizes
+/// its table from it, and a test checks it against [`catalogue`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    NotFound,
+    MethodNotAllowed,
+    Unauthorized,
+    ClientForbidden,
+    InstanceForbidden,
+    TokenNotForInstance,
+    RateLimitedClient,
+    RateLimitedInstance,
+    UnsupportedMediaType,
+    PayloadTooLarge,
+    BodyBudgetClient,
+    BodyBudgetExhausted,
+    BodyTimeout,
+    BodyUnreadable,
+    MalformedJson,
+    MissingField,
+    WrongType,
+    UnsupportedType,
+    InvalidPhone,
+    InvalidStatus,
+    InvalidLastSeen,
+    InvalidInstanceId,
+    InstanceMismatch,
+    SpoolFull,
+    Unavailable,
+}
+
+impl Reason {
+    pub const ALL: [Self; 25] = [
+        Self::NotFound,
+        Self::MethodNotAllowed,
+        Self::Unauthorized,
+        Self::ClientForbidden,
+        Self::InstanceForbidden,
+        Self::TokenNotForInstance,
+        Self::RateLimitedClient,
+        Self::RateLimitedInstance,
+        Self::UnsupportedMediaType,
+        Self::PayloadTooLarge,
+        Self::BodyBudgetClient,
+        Self::BodyBudgetExhausted,
+        Self::BodyTimeout,
+        Self::BodyUnreadable,
+        Self::MalformedJson,
+        Self::MissingField,
+        Self::WrongType,
+        Self::UnsupportedType,
+        Self::InvalidPhone,
+        Self::InvalidStatus,
+        Self::InvalidLastSeen,
+        Self::InvalidInstanceId,
+        Self::InstanceMismatch,
+        Self::SpoolFull,
+        Self::Unavailable,
+    ];
+
+    pub const fn code(self) -> &'static str {
         match self {
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -68,20 +128,142 @@ impl Rejection {
             Self::ClientForbidden => "client_forbidden",
             Self::InstanceForbidden => "instance_forbidden",
             Self::TokenNotForInstance => "token_not_for_instance",
-            Self::RateLimitedClient { .. } => "rate_limited_client",
-            Self::RateLimitedInstance { .. } => "rate_limited_instance",
+            Self::RateLimitedClient => "rate_limited_client",
+            Self::RateLimitedInstance => "rate_limited_instance",
             Self::UnsupportedMediaType => "unsupported_media_type",
-            Self::PayloadTooLarge { .. } => "payload_too_large",
-            Self::BodyBudgetClient { .. } => "body_budget_client",
-            Self::BodyBudgetExhausted { .. } => "body_budget_exhausted",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::BodyBudgetClient => "body_budget_client",
+            Self::BodyBudgetExhausted => "body_budget_exhausted",
             Self::BodyTimeout => "body_timeout",
-            Self::BodyUnreadable(_) => "body_unreadable",
-            Self::Invalid(e) => e.code(),
-            Self::InvalidPathInstance => "invalid_instance_id",
+            Self::BodyUnreadable => "body_unreadable",
+            Self::MalformedJson => "malformed_json",
+            Self::MissingField => "missing_field",
+            Self::WrongType => "wrong_type",
+            Self::UnsupportedType => "unsupported_type",
+            Self::InvalidPhone => "invalid_phone",
+            Self::InvalidStatus => "invalid_status",
+            Self::InvalidLastSeen => "invalid_last_seen",
+            Self::InvalidInstanceId => "invalid_instance_id",
             Self::InstanceMismatch => "instance_mismatch",
-            Self::Unavailable(SinkError::Full) => "spool_full",
-            Self::Unavailable(_) => "unavailable",
+            Self::SpoolFull => "spool_full",
+            Self::Unavailable => "unavailable",
         }
+    }
+
+    /// True for an event we refused for what it carries: a POST to an event
+    /// route whose body (Content-Type, size, JSON, fields, the instance it
+    /// names) we refused. These count in
+    /// `presence_bridge_events_rejected_total`; every other reason (who sent
+    /// it, where, how fast, how slowly, or our own state) counts in
+    /// `presence_bridge_http_requests_refused_total`.
+    pub const fn is_event(self) -> bool {
+        match self {
+            Self::UnsupportedMediaType
+            | Self::PayloadTooLarge
+            | Self::MalformedJson
+            | Self::MissingField
+            | Self::WrongType
+            | Self::UnsupportedType
+            | Self::InvalidPhone
+            | Self::InvalidStatus
+            | Self::InvalidLastSeen
+            | Self::InvalidInstanceId
+            | Self::InstanceMismatch => true,
+            Self::NotFound
+            | Self::MethodNotAllowed
+            | Self::Unauthorized
+            | Self::ClientForbidden
+            | Self::InstanceForbidden
+            | Self::TokenNotForInstance
+            | Self::RateLimitedClient
+            | Self::RateLimitedInstance
+            | Self::BodyBudgetClient
+            | Self::BodyBudgetExhausted
+            | Self::BodyTimeout
+            | Self::BodyUnreadable
+            | Self::SpoolFull
+            | Self::Unavailable => false,
+        }
+    }
+
+    /// The codes of the reasons whose [`Self::is_event`] is `event`, in
+    /// [`Self::ALL`]'s order (`N` must be their number: checked at compile time).
+    pub const fn codes<const N: usize>(event: bool) -> [&'static str; N] {
+        let mut out = [""; N];
+        let (mut i, mut n) = (0, 0);
+        while i < Self::ALL.len() {
+            if Self::ALL[i].is_event() == event {
+                out[n] = Self::ALL[i].code();
+                n += 1;
+            }
+            i += 1;
+        }
+        assert!(n == N, "N is not the number of such reasons");
+        out
+    }
+
+    /// How many reasons have [`Self::is_event`] equal to `event`.
+    pub const fn count(event: bool) -> usize {
+        let (mut i, mut n) = (0, 0);
+        while i < Self::ALL.len() {
+            if Self::ALL[i].is_event() == event {
+                n += 1;
+            }
+            i += 1;
+        }
+        n
+    }
+
+    /// The reason of a body that failed to parse or validate.
+    fn of_parse(e: &ParseError) -> Self {
+        use crate::presence::PresenceError as P;
+        match e {
+            ParseError::Json(_) | ParseError::Empty | ParseError::NotAnObject { .. } => {
+                Self::MalformedJson
+            }
+            ParseError::Invalid(p) => match p {
+                P::Missing { .. } | P::Empty { .. } => Self::MissingField,
+                P::WrongType { .. } => Self::WrongType,
+                P::UnsupportedType => Self::UnsupportedType,
+                P::InvalidPhone => Self::InvalidPhone,
+                P::InvalidStatus => Self::InvalidStatus,
+                P::InvalidLastSeen | P::LastSeenOutOfRange => Self::InvalidLastSeen,
+                P::InvalidInstanceId => Self::InvalidInstanceId,
+            },
+        }
+    }
+}
+
+impl Rejection {
+    /// Its [`Reason`].
+    pub fn reason(&self) -> Reason {
+        match self {
+            Self::NotFound => Reason::NotFound,
+            Self::MethodNotAllowed => Reason::MethodNotAllowed,
+            Self::Unauthorized => Reason::Unauthorized,
+            Self::ClientForbidden => Reason::ClientForbidden,
+            Self::InstanceForbidden => Reason::InstanceForbidden,
+            Self::TokenNotForInstance => Reason::TokenNotForInstance,
+            Self::RateLimitedClient { .. } => Reason::RateLimitedClient,
+            Self::RateLimitedInstance { .. } => Reason::RateLimitedInstance,
+            Self::UnsupportedMediaType => Reason::UnsupportedMediaType,
+            Self::PayloadTooLarge { .. } => Reason::PayloadTooLarge,
+            Self::BodyBudgetClient { .. } => Reason::BodyBudgetClient,
+            Self::BodyBudgetExhausted { .. } => Reason::BodyBudgetExhausted,
+            Self::BodyTimeout => Reason::BodyTimeout,
+            Self::BodyUnreadable(_) => Reason::BodyUnreadable,
+            Self::Invalid(e) => Reason::of_parse(e),
+            // Shares its code with the body's `instanceId` check.
+            Self::InvalidPathInstance => Reason::InvalidInstanceId,
+            Self::InstanceMismatch => Reason::InstanceMismatch,
+            Self::Unavailable(SinkError::Full) => Reason::SpoolFull,
+            Self::Unavailable(_) => Reason::Unavailable,
+        }
+    }
+
+    /// Stable code: the error body's `error` and the metric's `reason` label.
+    pub fn code(&self) -> &'static str {
+        self.reason().code()
     }
 
     pub fn status(&self) -> StatusCode {
@@ -115,35 +297,12 @@ impl Rejection {
         matches!(self, Self::Invalid(_) | Self::InstanceMismatch)
     }
 
-    /// True when the request was an event we refused for what it carries: a
-    /// POST to an event route whose body (Content-Type, size, JSON, fields,
-    /// the instance it names) we refused. These count in
-    /// `presence_bridge_events_rejected_total`; every other rejection (who
-    /// sent it, where, how fast, how slowly, or our own state) counts in
-    /// `presence_bridge_http_requests_refused_total`. Decided per
-    /// [`Self::code`], so each reason lives in exactly one of the two.
+    /// True when the request was an event we refused for what it carries
+    /// (see [`Reason::is_event`]): counted in
+    /// `presence_bridge_events_rejected_total`, else in
+    /// `presence_bridge_http_requests_refused_total`.
     pub fn is_rejected_event(&self) -> bool {
-        match self {
-            Self::UnsupportedMediaType
-            | Self::PayloadTooLarge { .. }
-            | Self::Invalid(_)
-            // Shares its code with the body's `instanceId` check.
-            | Self::InvalidPathInstance
-            | Self::InstanceMismatch => true,
-            Self::NotFound
-            | Self::MethodNotAllowed
-            | Self::Unauthorized
-            | Self::ClientForbidden
-            | Self::InstanceForbidden
-            | Self::TokenNotForInstance
-            | Self::RateLimitedClient { .. }
-            | Self::RateLimitedInstance { .. }
-            | Self::BodyBudgetClient { .. }
-            | Self::BodyBudgetExhausted { .. }
-            | Self::BodyTimeout
-            | Self::BodyUnreadable(_)
-            | Self::Unavailable(_) => false,
-        }
+        self.reason().is_event()
     }
 
     /// The offending field, when there is one (the error body's `field`).
@@ -308,4 +467,32 @@ pub fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Fu
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// [`Reason::ALL`] and [`catalogue`] name the same codes, each code once;
+    /// a parse error's code is the provider layer's own.
+    #[test]
+    fn reasons_are_the_catalogues_codes() {
+        let all: BTreeSet<&str> = Reason::ALL.iter().map(|r| r.code()).collect();
+        assert_eq!(all.len(), Reason::ALL.len(), "a code used twice");
+        let answered: BTreeSet<&str> = catalogue().iter().map(Rejection::code).collect();
+        assert_eq!(
+            all, answered,
+            "reasons never answered, or answered without a reason"
+        );
+        for r in catalogue() {
+            if let Rejection::Invalid(e) = &r {
+                assert_eq!(r.code(), e.code(), "{e:?}");
+            }
+        }
+        assert_eq!(
+            Reason::count(true) + Reason::count(false),
+            Reason::ALL.len()
+        );
+    }
 }

@@ -1,6 +1,9 @@
 //! Webhook routes, matched on the path alone (methods are checked after, so a
 //! known path with the wrong method is a 405, an unknown one a 404).
 
+/// The `route` label values of the request metrics, one per [`Route`] variant.
+pub const ROUTE_LABELS: [&str; 3] = ["presence", "presence_instance", "other"];
+
 /// A matched route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
@@ -37,13 +40,13 @@ impl Route {
         }
     }
 
-    /// Metric label (closed set).
+    /// Metric label (closed set: [`ROUTE_LABELS`]).
     pub fn label(&self) -> &'static str {
-        match self {
-            Self::Presence => "presence",
-            Self::PresenceForInstance(_) => "presence_instance",
-            Self::Unknown => "other",
-        }
+        ROUTE_LABELS[match self {
+            Self::Presence => 0,
+            Self::PresenceForInstance(_) => 1,
+            Self::Unknown => 2,
+        }]
     }
 }
 

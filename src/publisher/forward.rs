@@ -51,6 +51,7 @@ use super::produce::{BoxFuture, Produce};
 use crate::envelope::{rejected, v1};
 use crate::health::Health;
 use crate::metrics::{DeliveryResult, Metrics};
+use crate::publisher::metrics::DeadLetterReason;
 use crate::spool::format::StoredRecord;
 use crate::spool::store::{Reader, Store};
 
@@ -520,7 +521,10 @@ impl<P: Produce> Forwarder<P> {
                     match result {
                         Ok((records, skipped)) => {
                             if skipped > 0 {
-                                self.metrics.spool_dropped("corrupt_record", skipped);
+                                self.metrics.spool_dropped(
+                                    crate::spool::metrics::DropReason::CorruptRecord,
+                                    skipped,
+                                );
                                 tracing::error!(
                                     events = skipped,
                                     "damaged spool records skipped while reading (events lost)"
@@ -637,7 +641,7 @@ impl<P: Produce> Forwarder<P> {
                     let reason = dead_letter_reason(&e);
                     match self
                         .dead_letter
-                        .park(&entry.rec, reason, &e.to_string())
+                        .park(&entry.rec, reason.as_str(), &e.to_string())
                         .await
                     {
                         Ok(()) => {
@@ -645,7 +649,7 @@ impl<P: Produce> Forwarder<P> {
                             if entry.rec.seq <= self.replay_until {
                                 self.metrics.spool_replayed(1);
                             }
-                            tracing::error!(seq = entry.rec.seq, reason, topic = %entry.rec.topic, "event refused permanently by Kafka; dead-lettered");
+                            tracing::error!(seq = entry.rec.seq, reason = reason.as_str(), topic = %entry.rec.topic, "event refused permanently by Kafka; dead-lettered");
                             self.sync_cursor(lane, 1);
                         }
                         Err(why) => {
@@ -800,12 +804,12 @@ fn delivery_result(r: &Result<(), KafkaError>) -> DeliveryResult {
 }
 
 /// Closed set of dead-letter reasons (metric label values).
-fn dead_letter_reason(e: &KafkaError) -> &'static str {
+fn dead_letter_reason(e: &KafkaError) -> DeadLetterReason {
     match e.rdkafka_error_code() {
         Some(C::MessageSizeTooLarge | C::InvalidMessageSize | C::MessageBatchTooLarge) => {
-            "too_large"
+            DeadLetterReason::TooLarge
         }
-        _ => "rejected",
+        _ => DeadLetterReason::Rejected,
     }
 }
 
@@ -878,7 +882,7 @@ mod tests {
             C::InvalidRecord,
             C::InvalidTimestamp,
         ] {
-            let r = dead_letter_reason(&KafkaError::MessageProduction(code));
+            let r = dead_letter_reason(&KafkaError::MessageProduction(code)).as_str();
             assert!(crate::metrics::DEAD_LETTER_REASONS.contains(&r), "{r}");
         }
     }

@@ -9,9 +9,49 @@ use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec,
 
 use crate::metrics::{Metrics, NS};
 
-/// Why Kafka refused an event for good (dead-letter reasons).
-pub const DEAD_LETTER_REASONS: &[&str] =
-    &["too_large", "not_authorized", "unknown_topic", "rejected"];
+/// Why Kafka refused an event for good (the `reason` of
+/// `presence_bridge_events_dead_lettered_total` and of a dead letter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterReason {
+    /// Over the broker's size limit.
+    TooLarge,
+    /// Refused for itself for any other reason.
+    Rejected,
+    /// Never produced any more (such a failure holds the destination);
+    /// exported at 0 for the dashboards and alerts that name it.
+    NotAuthorized,
+    /// As [`Self::NotAuthorized`].
+    UnknownTopic,
+}
+
+impl DeadLetterReason {
+    pub const ALL: [Self; 4] = [
+        Self::TooLarge,
+        Self::NotAuthorized,
+        Self::UnknownTopic,
+        Self::Rejected,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::TooLarge => "too_large",
+            Self::Rejected => "rejected",
+            Self::NotAuthorized => "not_authorized",
+            Self::UnknownTopic => "unknown_topic",
+        }
+    }
+}
+
+/// The label values of [`DeadLetterReason::ALL`].
+pub const DEAD_LETTER_REASONS: [&str; 4] = {
+    let mut out = [""; 4];
+    let mut i = 0;
+    while i < 4 {
+        out[i] = DeadLetterReason::ALL[i].as_str();
+        i += 1;
+    }
+    out
+};
 
 /// How one Kafka delivery report (or refusal at send) ended, by the class
 /// of its error (`publisher::classify`).
@@ -117,8 +157,8 @@ impl PublisherMetrics {
         for result in DeliveryResult::ALL {
             kafka_deliveries.with_label_values(&[result.as_str()]);
         }
-        for reason in DEAD_LETTER_REASONS {
-            dead_lettered.with_label_values(&[reason]);
+        for reason in DeadLetterReason::ALL {
+            dead_lettered.with_label_values(&[reason.as_str()]);
         }
         Ok(Self {
             kafka_deliveries,
@@ -162,11 +202,10 @@ impl Metrics {
             .set(i64::from(missing));
     }
 
-    /// `reason` is one of [`DEAD_LETTER_REASONS`].
-    pub fn dead_lettered(&self, reason: &'static str) {
+    pub fn dead_lettered(&self, reason: DeadLetterReason) {
         self.publisher
             .dead_lettered
-            .with_label_values(&[reason])
+            .with_label_values(&[reason.as_str()])
             .inc();
     }
 

@@ -8,10 +8,52 @@ use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use super::{Eviction, Listener};
 use crate::metrics::{Metrics, NS};
 
-/// Why the webhook listener closed a connection before serving it.
-pub const CONNECTION_REFUSED_REASONS: &[&str] = &["per_client_limit"];
-/// Why a TLS handshake failed.
-pub const TLS_HANDSHAKE_FAILURES: &[&str] = &["timeout", "error"];
+/// Why a listener closed a connection right after accept (the `reason` of
+/// `presence_bridge_{http,admin}_connections_refused_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Its address already held `max_connections_per_client`.
+    PerClientLimit,
+}
+
+impl Refusal {
+    pub const ALL: [Self; 1] = [Self::PerClientLimit];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::PerClientLimit => "per_client_limit",
+        }
+    }
+}
+
+/// Why a TLS handshake failed (the `reason` of
+/// `presence_bridge_tls_handshake_failures_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    /// Not done within `http.header_read_timeout`.
+    Timeout,
+    /// Refused by rustls or broken off.
+    Error,
+}
+
+impl HandshakeFailure {
+    pub const ALL: [Self; 2] = [Self::Timeout, Self::Error];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// The label values of [`Refusal::ALL`].
+pub const CONNECTION_REFUSED_REASONS: [&str; 1] = [Refusal::ALL[0].as_str()];
+/// The label values of [`HandshakeFailure::ALL`].
+pub const TLS_HANDSHAKE_FAILURES: [&str; 2] = [
+    HandshakeFailure::ALL[0].as_str(),
+    HandshakeFailure::ALL[1].as_str(),
+];
 
 /// Connection-level metrics of the webhook listener (refusals, evictions and
 /// TLS) and of the admin listener (open, refusals, evictions).
@@ -109,15 +151,15 @@ impl ListenerMetrics {
         registry.register(Box::new(tls_reloads.clone()))?;
         registry.register(Box::new(tls_expiry.clone()))?;
         registry.register(Box::new(tls_handshake_failures.clone()))?;
-        for reason in CONNECTION_REFUSED_REASONS {
-            connections_refused.with_label_values(&[reason]);
+        for reason in Refusal::ALL {
+            connections_refused.with_label_values(&[reason.as_str()]);
         }
         registry.register(Box::new(connections_evicted.clone()))?;
         registry.register(Box::new(admin_connections_open.clone()))?;
         registry.register(Box::new(admin_connections_refused.clone()))?;
         registry.register(Box::new(admin_connections_evicted.clone()))?;
-        for reason in CONNECTION_REFUSED_REASONS {
-            admin_connections_refused.with_label_values(&[reason]);
+        for reason in Refusal::ALL {
+            admin_connections_refused.with_label_values(&[reason.as_str()]);
         }
         for why in Eviction::ALL {
             connections_evicted.with_label_values(&[why.as_str()]);
@@ -126,8 +168,8 @@ impl ListenerMetrics {
         for result in ["ok", "error"] {
             tls_reloads.with_label_values(&[result]);
         }
-        for reason in TLS_HANDSHAKE_FAILURES {
-            tls_handshake_failures.with_label_values(&[reason]);
+        for reason in HandshakeFailure::ALL {
+            tls_handshake_failures.with_label_values(&[reason.as_str()]);
         }
         Ok(Self {
             connections_open,
@@ -158,14 +200,13 @@ impl Metrics {
         }
     }
 
-    /// A connection was closed right after accept (`reason` from
-    /// [`CONNECTION_REFUSED_REASONS`]).
-    pub fn connection_refused(&self, listener: Listener, reason: &'static str) {
+    /// A connection was closed right after accept.
+    pub fn connection_refused(&self, listener: Listener, reason: Refusal) {
         let family = match listener {
             Listener::Webhook => &self.listener.connections_refused,
             Listener::Admin => &self.listener.admin_connections_refused,
         };
-        family.with_label_values(&[reason]).inc();
+        family.with_label_values(&[reason.as_str()]).inc();
     }
 
     /// `n` connections were closed to free their slots.
@@ -179,11 +220,11 @@ impl Metrics {
         }
     }
 
-    /// A TLS handshake failed (`reason` from [`TLS_HANDSHAKE_FAILURES`]).
-    pub fn tls_handshake_failed(&self, reason: &'static str) {
+    /// A TLS handshake failed.
+    pub fn tls_handshake_failed(&self, reason: HandshakeFailure) {
         self.listener
             .tls_handshake_failures
-            .with_label_values(&[reason])
+            .with_label_values(&[reason.as_str()])
             .inc();
     }
 

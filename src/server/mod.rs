@@ -214,7 +214,7 @@ pub async fn serve_with_tls<H: Handler>(
         };
         let Some(slot) = per_client.acquire(peer.ip()) else {
             if let Some(m) = &metrics {
-                m.connection_refused(limits.listener, "per_client_limit");
+                m.connection_refused(limits.listener, metrics::Refusal::PerClientLimit);
             }
             if tracing::enabled!(tracing::Level::DEBUG)
                 && crate::lograte::admit(

@@ -9,8 +9,29 @@ use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Regist
 
 use crate::metrics::{Metrics, NS};
 
-/// Why the spool dropped stored data at recovery.
-pub const DROP_REASONS: &[&str] = &["corrupt_record", "torn_write"];
+/// Why the spool dropped stored data (the `reason` of
+/// `presence_bridge_spool_dropped_events_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Records lost in a damaged region.
+    CorruptRecord,
+    /// A torn write cut off at recovery (never answered 200).
+    TornWrite,
+}
+
+impl DropReason {
+    pub const ALL: [Self; 2] = [Self::CorruptRecord, Self::TornWrite];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::CorruptRecord => "corrupt_record",
+            Self::TornWrite => "torn_write",
+        }
+    }
+}
+
+/// The label values of [`DropReason::ALL`].
+pub const DROP_REASONS: [&str; 2] = [DropReason::ALL[0].as_str(), DropReason::ALL[1].as_str()];
 
 /// Registered by [`SpoolMetrics::new`].
 #[derive(Clone)]
@@ -116,8 +137,8 @@ impl SpoolMetrics {
         registry.register(Box::new(spool_replayed.clone()))?;
         registry.register(Box::new(spool_dropped.clone()))?;
         registry.register(Box::new(spool_sync_failures.clone()))?;
-        for reason in DROP_REASONS {
-            spool_dropped.with_label_values(&[reason]);
+        for reason in DropReason::ALL {
+            spool_dropped.with_label_values(&[reason.as_str()]);
         }
         Ok(Self {
             capacity: spool_capacity,
@@ -184,11 +205,10 @@ impl Metrics {
         self.spool.replayed.inc_by(events);
     }
 
-    /// `reason` is one of [`DROP_REASONS`].
-    pub fn spool_dropped(&self, reason: &'static str, count: u64) {
+    pub fn spool_dropped(&self, reason: DropReason, count: u64) {
         self.spool
             .dropped
-            .with_label_values(&[reason])
+            .with_label_values(&[reason.as_str()])
             .inc_by(count);
     }
 }
