@@ -129,7 +129,7 @@ pub struct TailArgs {
     pub topic: Option<String>,
     /// Where to start reading.
     #[arg(long, value_enum, default_value = "beginning")]
-    pub from: tail::From,
+    pub from: tail::StartAt,
     /// Exit after this many messages.
     #[arg(long)]
     pub limit: Option<u64>,

@@ -23,7 +23,7 @@ use crate::config::Settings;
 use crate::publisher::{BridgeContext, Scrubber};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum From {
+pub enum StartAt {
     /// Every message still in the topic.
     Beginning,
     /// Only messages produced from now on.
@@ -33,7 +33,7 @@ pub enum From {
 #[derive(Debug, Clone)]
 pub struct TailOptions {
     pub topic: Option<String>,
-    pub from: From,
+    pub from: StartAt,
     /// Stop after this many messages.
     pub limit: Option<u64>,
     /// Stop when no message arrived for this long.
@@ -106,8 +106,8 @@ pub async fn run(
         .map_err(|e| scrubber.error(e))?;
     let mut tpl = TopicPartitionList::new();
     let offset = match opts.from {
-        From::Beginning => Offset::Beginning,
-        From::End => Offset::End,
+        StartAt::Beginning => Offset::Beginning,
+        StartAt::End => Offset::End,
     };
     for p in partitions {
         tpl.add_partition_offset(&topic, p, offset)?;

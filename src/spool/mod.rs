@@ -133,9 +133,9 @@ pub mod dir;
 pub mod format;
 pub mod io;
 pub mod metrics;
+pub mod recent;
 pub mod settle;
 pub mod store;
-pub mod tail;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering};

@@ -18,8 +18,8 @@ use super::format::{
     CHECKPOINT_SLOT, FRAME_HEADER, MAGIC,
 };
 use super::io::{DiskIo, SegmentFile, SpoolIo};
+use super::recent::Recent;
 use super::settle::Settlement;
-use super::tail::Tail;
 use super::{FsyncPolicy, SpoolError};
 
 /// The checkpoint: two preallocated slots overwritten in place (see [`format::SLOT_MAGIC`]).
@@ -172,7 +172,7 @@ pub struct Store {
     shared: Mutex<Shared>,
     active: Mutex<Active>,
     /// The newest committed records, for a reader that keeps up.
-    tail: Tail,
+    tail: Recent,
     /// Bytes kept in the spool directory outside the segments (the dead-letter
     /// file), set by their owner; they count against `max_bytes`.
     external: Arc<AtomicU64>,
@@ -290,7 +290,7 @@ impl Store {
                 unsynced: false,
             }),
             opts,
-            tail: Tail::default(),
+            tail: Recent::default(),
             external: Arc::default(),
             checkpoint_file: Mutex::new(checkpoint_file),
             blocked: Mutex::new(None),
@@ -715,7 +715,7 @@ impl Store {
     }
 
     /// Where the writer puts freshly committed records for the reader.
-    pub fn tail(&self) -> &Tail {
+    pub fn tail(&self) -> &Recent {
         &self.tail
     }
 

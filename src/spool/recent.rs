@@ -1,4 +1,5 @@
-//! The newest committed records, kept in memory for the forwarder's lanes.
+//! The newest committed records (the spool's tail), kept in memory for the
+//! forwarder's lanes.
 //!
 //! When a lane keeps up with the webhook (the normal case), the records it
 //! needs next are the ones the writer thread has just committed. The writer
@@ -12,7 +13,7 @@
 //!
 //! Bounded in bytes across all topics: when full, the oldest record of any
 //! topic is dropped (it is on disk), and that topic's lane then reads from
-//! disk. During an outage the tail therefore holds the newest [`TAIL_BYTES`]
+//! disk. During an outage the tail therefore holds the newest [`RECENT_BYTES`]
 //! of the backlog and memory stays flat.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -22,7 +23,7 @@ use super::format::StoredRecord;
 use super::store::NewRecord;
 
 /// Framed bytes of records the tail holds at most.
-pub const TAIL_BYTES: usize = 4 << 20;
+pub const RECENT_BYTES: usize = 4 << 20;
 
 #[derive(Default)]
 struct TopicTail {
@@ -44,14 +45,14 @@ struct Inner {
 }
 
 /// Committed records per topic, oldest first.
-pub struct Tail {
+pub struct Recent {
     inner: Mutex<Inner>,
     cap: usize,
 }
 
-impl Default for Tail {
+impl Default for Recent {
     fn default() -> Self {
-        Self::with_capacity(TAIL_BYTES)
+        Self::with_capacity(RECENT_BYTES)
     }
 }
 
@@ -65,7 +66,7 @@ pub struct Taken {
     pub next_seq: u64,
 }
 
-impl Tail {
+impl Recent {
     pub fn with_capacity(cap: usize) -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
@@ -219,7 +220,7 @@ mod tests {
 
     #[test]
     fn a_topic_takes_its_own_records_and_skips_the_others() {
-        let tail = Tail::default();
+        let tail = Recent::default();
         tail.push(10, batch(&["a", "b"], 6, 10).into_iter());
         let mut out = Vec::new();
         let got = tail.take("a", 10, 100, &mut out).expect("covered");
@@ -237,7 +238,7 @@ mod tests {
 
     #[test]
     fn a_gap_starts_over() {
-        let tail = Tail::default();
+        let tail = Recent::default();
         tail.push(1, batch(&["t"], 3, 10).into_iter());
         tail.push(7, batch(&["t"], 2, 10).into_iter());
         let mut out = Vec::new();
@@ -251,7 +252,7 @@ mod tests {
     fn stays_within_its_byte_bound_by_dropping_the_oldest() {
         let one = &batch(&["t"], 1, 100)[0];
         let framed = crate::spool::format::framed_len(&one.topic, &one.key, &one.value);
-        let tail = Tail::with_capacity(framed * 10);
+        let tail = Recent::with_capacity(framed * 10);
         tail.push(1, batch(&["t", "u"], 25, 100).into_iter());
         let held = tail.len();
         assert!((9..=10).contains(&held), "held {held}");
