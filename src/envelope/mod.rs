@@ -12,8 +12,11 @@
 //! publisher (and, later, the spool) needs, already encoded. Nothing
 //! downstream re-encodes or re-assigns the id, so retries never change it.
 
+mod cloudevent;
 pub mod rejected;
 pub mod v1;
+
+pub use cloudevent::ce_type_of;
 
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -73,14 +76,6 @@ impl OutboundRecord {
             value: rejected::encode(input, max_bytes, id, time),
             arrival_ms: (time.unix_timestamp_nanos() / 1_000_000) as i64,
             status_label: None,
-        }
-    }
-
-    /// The CloudEvents `type` of this record's value (the `ce_type` header).
-    pub fn ce_type(&self) -> &'static str {
-        match self.status_label {
-            Some(_) => v1::TYPE,
-            None => rejected::TYPE,
         }
     }
 }

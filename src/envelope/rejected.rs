@@ -30,7 +30,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::presence::Millis;
+use super::cloudevent::{CloudEvent, Kind};
 
 /// The CloudEvents `type` (also the `ce_type` Kafka header).
 pub const TYPE: &str = "io.presence-bridge.zapi.rejected-input.v1";
@@ -51,19 +51,10 @@ pub struct RejectedInput<'a> {
     pub body: &'a [u8],
 }
 
-#[derive(Serialize)]
-struct Envelope<'a> {
-    specversion: &'static str,
-    id: uuid::fmt::Hyphenated,
-    source: &'static str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    #[serde(serialize_with = "display")]
-    time: Millis,
-    datacontenttype: &'static str,
-    dataschema: &'static str,
-    data: Data<'a>,
-}
+const KIND: Kind = Kind {
+    ce_type: TYPE,
+    dataschema: DATASCHEMA,
+};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -104,35 +95,19 @@ pub fn encode(
             kept.len(),
         ),
     };
-    let envelope = Envelope {
-        specversion: super::v1::SPECVERSION,
-        id: id.hyphenated(),
-        source: SOURCE,
-        kind: TYPE,
-        time: Millis(i64::try_from(time.unix_timestamp_nanos().div_euclid(1_000_000)).unwrap_or(0)),
-        datacontenttype: super::v1::DATACONTENTTYPE,
-        dataschema: DATASCHEMA,
-        data: Data {
-            reason: input.reason,
-            message: input.message,
-            field: input.field,
-            status: input.status,
-            path_instance_id: input.path_instance,
-            content_type: input.content_type,
-            size: input.body.len(),
-            truncated: kept_len < input.body.len(),
-            body,
-            body_base64,
-        },
+    let data = Data {
+        reason: input.reason,
+        message: input.message,
+        field: input.field,
+        status: input.status,
+        path_instance_id: input.path_instance,
+        content_type: input.content_type,
+        size: input.body.len(),
+        truncated: kept_len < input.body.len(),
+        body,
+        body_base64,
     };
-    let mut out = Vec::with_capacity(256 + kept.len() * 4 / 3);
-    // Plain fields into a Vec: cannot fail.
-    let _ = serde_json::to_writer(&mut out, &envelope);
-    out
-}
-
-fn display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(v)
+    CloudEvent::new(&KIND, id, SOURCE, time, None, data).encode(256 + kept.len() * 4 / 3)
 }
 
 #[cfg(test)]

@@ -136,8 +136,9 @@ pub struct Forwarder<P: Produce> {
     pub health: Arc<Health>,
     /// Events with a sequence at or below this were in the spool at start.
     pub replay_until: u64,
-    /// Records for this topic are captured rejected input, not presence events
-    /// (their `ce_type` header differs).
+    /// Records for this topic are taken for captured rejected input when
+    /// their value does not say what it is (every record the bridge writes
+    /// does: the `ce_type` header comes from the envelope's own `type`).
     pub rejected_topic: Option<String>,
     /// Topics that get a lane from the start (the configured ones); topics
     /// found in the spool get one too.
@@ -550,7 +551,10 @@ impl<P: Produce> Forwarder<P> {
             let Some(rec) = lane.carry.pop_front() else {
                 break;
             };
-            let sent = producer.send(&rec, lane.ce_type);
+            // The record says what it is (its envelope's `type`); the lane's
+            // guess from the topic only for a value that is not our envelope.
+            let ce_type = crate::envelope::ce_type_of(&rec.value).unwrap_or(lane.ce_type);
+            let sent = producer.send(&rec, ce_type);
             match sent {
                 Err(e) if e.rdkafka_error_code() == Some(C::QueueFull) => {
                     lane.carry.push_front(rec);
