@@ -30,6 +30,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod bounds;
 pub mod cli;
 pub mod config;
 pub mod dev;
