@@ -59,6 +59,9 @@ mod shutdown;
 mod spool;
 pub mod values;
 
+#[cfg(test)]
+mod tests;
+
 pub use access::{AccessSettings, RawAccess};
 pub use admin::{AdminSettings, RawAdmin};
 pub use auth::{AuthSettings, InstanceTokens, RawAuth, TokenTree};
