@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::values::OneOrMany;
+use super::values::{dotted, OneOrMany};
 use super::{invalid, ConfigError, Secret};
 use crate::bounds::MAX_TOKEN_BYTES;
 
@@ -56,14 +56,9 @@ impl InstanceTokens {
             out: &mut Vec<(String, Vec<String>)>,
         ) {
             for (k, v) in map {
-                let full = if prefix.is_empty() {
-                    k
-                } else {
-                    format!("{prefix}.{k}")
-                };
                 match v {
-                    TokenTree::Tokens(t) => out.push((full, t.0)),
-                    TokenTree::Nested(m) => walk(&full, m, out),
+                    TokenTree::Tokens(t) => out.push((dotted(prefix, k), t.0)),
+                    TokenTree::Nested(m) => walk(&dotted(prefix, k), m, out),
                 }
             }
         }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::properties::{check_producer, check_properties, redacted_properties};
-use super::values::{deserialize_setting, human, topic_name, Dur, OneOrMany, Setting};
+use super::values::{deserialize_setting, dotted, human, topic_name, Dur, OneOrMany, Setting};
 use super::{invalid, ConfigError};
 
 #[derive(Debug, Clone, Serialize)]
@@ -149,22 +149,17 @@ fn flatten(
 ) -> Result<BTreeMap<String, String>, ConfigError> {
     fn walk(prefix: &str, map: HashMap<String, Nested>, out: &mut BTreeMap<String, String>) {
         for (k, v) in map {
-            let full = if prefix.is_empty() {
-                k
-            } else {
-                format!("{prefix}.{k}")
-            };
             match v {
                 Nested::Leaf(s) => {
-                    out.insert(full, s);
+                    out.insert(dotted(prefix, k), s);
                 }
                 Nested::Int(i) => {
-                    out.insert(full, i.to_string());
+                    out.insert(dotted(prefix, k), i.to_string());
                 }
                 Nested::Bool(b) => {
-                    out.insert(full, b.to_string());
+                    out.insert(dotted(prefix, k), b.to_string());
                 }
-                Nested::Map(m) => walk(&full, m, out),
+                Nested::Map(m) => walk(&dotted(prefix, k), m, out),
             }
         }
     }

@@ -205,3 +205,19 @@ fn the_defaults_are_the_documented_ones() {
         load(None, Vec::new()).unwrap().redacted_json()
     );
 }
+
+#[test]
+fn sizes_in_the_file_may_be_integers() {
+    let s = load_toml(
+        "[spool]\nmax_bytes = 8388608\nsegment_bytes = 1048576\n[rejected]\nmax_bytes = 100\n",
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            s.spool.max_bytes,
+            s.spool.segment_bytes,
+            s.rejected.max_bytes
+        ),
+        (8 << 20, 1 << 20, 100)
+    );
+}

@@ -252,6 +252,16 @@ pub(super) fn nonzero(key: &str, v: u64) -> Result<NonZeroUsize, ConfigError> {
         .ok_or_else(|| invalid(key, "must be a positive integer"))
 }
 
+/// `prefix.key`, or `key` at the top: maps arrive nested when their keys
+/// contain dots (`security.protocol` through the environment).
+pub(super) fn dotted(prefix: &str, key: String) -> String {
+    if prefix.is_empty() {
+        key
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
 /// Kafka's rules for a topic name.
 pub(super) fn topic_name(key: &str, t: &str) -> Result<(), ConfigError> {
     let ok = (1..=249).contains(&t.len())
