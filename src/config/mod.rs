@@ -7,7 +7,7 @@
 //!
 //! One file per section (`http`, `admin`, `kafka`, `auth`, `access`,
 //! `limits`, `spool`, `rejected`, `log`, `shutdown`); [`properties`] owns the
-//! rules of `kafka.properties`, [`env`] the warnings about variables.
+//! rules of `kafka.properties`, `env` the warnings about variables.
 //!
 //! Every error names the key it is about. Nothing here reads the process
 //! environment directly: callers pass the variables in ([`load`]), so tests

@@ -2,7 +2,7 @@
 //! sizes (`1048576`, `512KiB`, `64MiB`), socket addresses, networks (a CIDR or
 //! one address), and lists given as a list or as one comma-separated string.
 //! Each parses in its `Deserialize`, so a bad value fails where it is read;
-//! its reason carries [`MARK`], and the loader reports it under the key the
+//! its reason carries `MARK`, and the loader reports it under the key the
 //! `config` crate names (`http.body_read_timeout: ...`).
 //!
 //! Also the checks shared by several sections (positive counts, topic names)
