@@ -8,6 +8,8 @@
 //!
 //! - [`cli`]: the command line (`serve`, `check-config`, `tail`), exit codes.
 //! - [`config`]: layered configuration into typed, validated [`config::Settings`].
+//! - [`bounds`]: shared limits (token length, body budgets); a leaf that
+//!   `config` and `ingress` both import.
 //! - [`app`]: wires the parts, owns shutdown and its deadline.
 //! - [`server`]: the accept loop shared by both listeners (limits, graceful drain).
 //! - [`tls`]: native HTTPS for the webhook listener, certificate reload.
@@ -30,6 +32,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod bounds;
 pub mod cli;
 pub mod config;
 pub mod dev;

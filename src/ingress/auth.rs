@@ -21,12 +21,10 @@ use percent_encoding::percent_decode_str;
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use super::reply::Rejection;
+pub use crate::bounds::MAX_TOKEN_BYTES;
 use crate::config::{AuthSettings, Secret};
 
 pub const TOKEN_HEADER: &str = "x-webhook-token";
-/// Longest token (`auth.*` config refuses longer ones): comparisons run over
-/// this many bytes whatever the lengths, so timing reveals no length either.
-pub const MAX_TOKEN_BYTES: usize = 256;
 pub const TOKEN_QUERY: &str = "token";
 
 /// Owner code of a global token; tenant `i` is `TENANT_BASE + i`, 0 is nobody.
@@ -182,9 +180,9 @@ mod tests {
     }
 
     fn auth() -> Auth {
-        let raw = crate::config::raw::Root {
-            auth: crate::config::raw::Auth {
-                tokens: crate::config::raw::StringOrList::List(vec![
+        let raw = crate::config::RawRoot {
+            auth: crate::config::RawAuth {
+                tokens: crate::config::values::OneOrMany(vec![
                     "old-token-0123456789".into(),
                     "new-token-0123456789".into(),
                 ]),
@@ -192,7 +190,7 @@ mod tests {
             },
             ..Default::default()
         };
-        Auth::new(crate::config::Settings::from_raw(raw).unwrap().auth.tokens)
+        Auth::new(crate::config::Settings::try_from(raw).unwrap().auth.tokens)
     }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {

@@ -36,10 +36,7 @@ pub const BUDGET_WAIT: Duration = Duration::from_secs(1);
 /// `Retry-After` (seconds) of a refusal for want of budget.
 pub const BUDGET_RETRY_AFTER_SECS: u64 = 1;
 
-/// Default global budget: 64 MiB.
-pub const DEFAULT_BUDGET_BYTES: u64 = 64 * 1024 * 1024;
-/// Default share of one client: 4 MiB.
-pub const DEFAULT_PER_CLIENT_BYTES: u64 = 4 * 1024 * 1024;
+pub use crate::bounds::{DEFAULT_BUDGET_BYTES, DEFAULT_PER_CLIENT_BYTES};
 
 /// HTTP/2 flow-control window of a stream and of a connection: the
 /// protocol's default, so one connection holds at most this much unread.

@@ -24,120 +24,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::ClientContext;
 
+use crate::config::properties::property_error;
+pub use crate::config::properties::{check_config, check_property, producer_config, PropertyError};
 use crate::config::KafkaSettings;
 use crate::metrics::Metrics;
-
-/// Builds the librdkafka producer configuration: our defaults (which
-/// `kafka.properties` may override, `client.id` among them), then the user's
-/// properties, then the settings the bridge owns, which win. `config` refuses
-/// the owned ones in `kafka.properties` ([`crate::config::OWNED_PROPERTIES`]),
-/// so nothing set there is silently replaced.
-pub fn producer_config(settings: &KafkaSettings, brokers: &str) -> ClientConfig {
-    let mut cfg = ClientConfig::new();
-    // Topics are created by operators; a metadata probe or a produce to a
-    // missing topic must not create one with broker defaults.
-    cfg.set("allow.auto.create.topics", "false")
-        .set(
-            "client.id",
-            concat!("presence-bridge/", env!("CARGO_PKG_VERSION")),
-        )
-        // Capped exponential backoff (librdkafka adds jitter) between
-        // reconnects and between retries while the broker is away.
-        .set("reconnect.backoff.ms", "100")
-        .set("reconnect.backoff.max.ms", "10000")
-        .set("retry.backoff.ms", "100")
-        .set("retry.backoff.max.ms", "5000")
-        // A topic missing from the metadata fails its queued records after
-        // this (librdkafka waits 30 s by default), so a missing destination
-        // is held and shown within seconds; its lane retries with backoff,
-        // so a topic created a moment ago loses nothing by failing once.
-        .set("topic.metadata.propagation.max.ms", "5000")
-        // Feeds presence_bridge_kafka_connection_attempts_total and
-        // _request_retries_total (BridgeContext::stats).
-        .set("statistics.interval.ms", "1000");
-    for (k, v) in &settings.properties {
-        cfg.set(k, v);
-    }
-    cfg.set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("compression.type", &settings.compression)
-        .set("linger.ms", settings.linger.as_millis().to_string())
-        // Never give up on a retriable error: the spool keeps the event and
-        // idempotence keeps the order.
-        .set("message.timeout.ms", "0");
-    cfg
-}
-
-/// Why librdkafka refused a property. Carries no value: the value of a
-/// misspelled `sasl.password` is a password.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PropertyError {
-    #[error("not a librdkafka property (check the spelling; value not shown)")]
-    Unknown,
-    #[error("librdkafka refuses its value (value not shown){}", explain(.0))]
-    Invalid(String),
-}
-
-fn explain(why: &str) -> String {
-    if why.is_empty() {
-        String::new()
-    } else {
-        format!(": {why}")
-    }
-}
-
-/// Asks librdkafka whether it takes `key = value`, without creating a client.
-pub fn check_property(key: &str, value: &str) -> Result<(), PropertyError> {
-    let mut cfg = ClientConfig::new();
-    cfg.set(key, value);
-    match cfg.create_native_config() {
-        Ok(_) => Ok(()),
-        Err(e) => Err(property_error(&e, value)),
-    }
-}
-
-/// The check of a whole configuration, with the key librdkafka refused.
-pub fn check_config(cfg: &ClientConfig) -> Result<(), (String, PropertyError)> {
-    match cfg.create_native_config() {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let key = match &e {
-                KafkaError::ClientConfig(_, _, key, _) => key.clone(),
-                _ => String::new(),
-            };
-            let value = cfg.get(&key).unwrap_or_default();
-            Err((key, property_error(&e, value)))
-        }
-    }
-}
-
-fn property_error(e: &KafkaError, value: &str) -> PropertyError {
-    use rdkafka::types::RDKafkaConfRes as R;
-    match e {
-        KafkaError::ClientConfig(R::RD_KAFKA_CONF_UNKNOWN, ..) => PropertyError::Unknown,
-        KafkaError::ClientConfig(_, desc, _, _) => {
-            // librdkafka writes `Invalid value "VALUE" for configuration
-            // property "KEY"`; its explanation is kept only once the value is
-            // out of it.
-            let desc = desc.replace(&format!("\"{value}\""), "\"<value>\"");
-            // Fewer than four characters are no secret and would match
-            // ordinary words.
-            if value.len() < 4 || !desc.contains(value) {
-                PropertyError::Invalid(desc)
-            } else {
-                PropertyError::Invalid(String::new())
-            }
-        }
-        _ => PropertyError::Invalid(String::new()),
-    }
-}
 
 /// Takes the values of secret properties out of librdkafka's texts (client
 /// creation errors, error events, log lines) before they reach an output.
@@ -360,6 +256,7 @@ impl KafkaPublisher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rdkafka::config::ClientConfig;
 
     fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

@@ -169,13 +169,8 @@ const CLAIMED: u8 = 1;
 /// The handler gave up first (`spool.append_timeout`): the writer skips it.
 const ABANDONED: u8 = 2;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FsyncPolicy {
-    Always,
-    Interval,
-    Never,
-}
+/// The `spool.fsync` setting's type, owned by the configuration.
+pub use crate::config::FsyncPolicy;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {

@@ -1,0 +1,172 @@
+//! `[kafka]`: brokers, the topic and the topic per instance, compression,
+//! linger, the broker probe, and `kafka.properties` passed to librdkafka
+//! (checked in [`super::properties`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::properties::{check_producer, check_properties, redacted_properties};
+use super::values::{deserialize_setting, dotted, human, topic_name, Dur, OneOrMany, Setting};
+use super::{invalid, ConfigError};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KafkaSettings {
+    /// Empty means "not configured": `serve` refuses to start without `--dev`.
+    pub brokers: Vec<String>,
+    pub topic: String,
+    pub topic_by_instance: BTreeMap<String, String>,
+    /// Passed to librdkafka as is; values of secret-looking keys are redacted
+    /// when serialized.
+    #[serde(serialize_with = "redacted_properties")]
+    pub properties: BTreeMap<String, String>,
+    pub compression: String,
+    #[serde(with = "human")]
+    pub linger: Duration,
+    /// How often a metadata request checks that a broker answers (readiness,
+    /// `presence_bridge_kafka_broker_reachable`).
+    #[serde(with = "human")]
+    pub probe_interval: Duration,
+}
+
+impl KafkaSettings {
+    /// The topic for an event of this instance.
+    pub fn topic_for(&self, instance_id: &str) -> &str {
+        self.topic_by_instance
+            .get(instance_id)
+            .map_or(self.topic.as_str(), String::as_str)
+    }
+}
+
+/// `kafka.compression`: the codecs librdkafka's `compression.type` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    const ALL: [(&'static str, Self); 5] = [
+        ("none", Self::None),
+        ("gzip", Self::Gzip),
+        ("snappy", Self::Snappy),
+        ("lz4", Self::Lz4),
+        ("zstd", Self::Zstd),
+    ];
+
+    /// librdkafka's name of the codec.
+    pub fn as_str(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, c)| *c == self)
+            .map_or("none", |(name, _)| name)
+    }
+}
+
+impl Setting for Compression {
+    fn parse(v: &str) -> Result<Self, String> {
+        let v = v.to_ascii_lowercase();
+        Self::ALL
+            .iter()
+            .find(|(name, _)| *name == v)
+            .map(|(_, c)| *c)
+            .ok_or_else(|| "must be one of none, gzip, snappy, lz4, zstd".to_owned())
+    }
+}
+
+deserialize_setting!(Compression);
+
+raw_section! {
+    /// `[kafka]` as read.
+    pub struct RawKafka {
+        brokers: OneOrMany<String> = OneOrMany::default(),
+        topic: String = "whatsapp.presence.v1".into(),
+        topic_by_instance: HashMap<String, Nested> = HashMap::new(),
+        properties: HashMap<String, Nested> = HashMap::new(),
+        compression: Compression = Compression::Lz4,
+        linger: Dur = Dur::millis(5),
+        probe_interval: Dur = Dur::secs(5),
+    }
+}
+
+/// A map value: a string, or a nested map when the key had dots in it.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Nested {
+    Leaf(String),
+    Int(i64),
+    Bool(bool),
+    Map(HashMap<String, Nested>),
+}
+
+impl TryFrom<RawKafka> for KafkaSettings {
+    type Error = ConfigError;
+
+    fn try_from(k: RawKafka) -> Result<Self, ConfigError> {
+        let brokers = k.brokers.0;
+        for b in &brokers {
+            if b.is_empty() || b.contains(char::is_whitespace) || !b.contains(':') {
+                return Err(invalid("kafka.brokers", format!("`{b}` is not HOST:PORT")));
+            }
+        }
+        topic_name("kafka.topic", &k.topic)?;
+        let topic_by_instance = flatten("kafka.topic_by_instance", k.topic_by_instance)?;
+        for (instance, topic) in &topic_by_instance {
+            topic_name(&format!("kafka.topic_by_instance.{instance}"), topic)?;
+        }
+        let properties = flatten("kafka.properties", k.properties)?;
+        check_properties(&properties)?;
+        let linger = k.linger.0;
+        if !linger.subsec_nanos().is_multiple_of(1_000_000) || linger > Duration::from_secs(900) {
+            return Err(invalid(
+                "kafka.linger",
+                "must be whole milliseconds, at most 900s (librdkafka's linger.ms)",
+            ));
+        }
+        let kafka = Self {
+            brokers,
+            topic: k.topic,
+            topic_by_instance,
+            properties,
+            compression: k.compression.as_str().to_owned(),
+            linger,
+            probe_interval: k.probe_interval.0,
+        };
+        check_producer(&kafka)?;
+        Ok(kafka)
+    }
+}
+
+/// Maps may arrive nested when their keys contain dots (`security.protocol`
+/// becomes `{security: {protocol: ..}}` through the environment); joins them back.
+fn flatten(
+    key: &str,
+    map: HashMap<String, Nested>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    fn walk(prefix: &str, map: HashMap<String, Nested>, out: &mut BTreeMap<String, String>) {
+        for (k, v) in map {
+            match v {
+                Nested::Leaf(s) => {
+                    out.insert(dotted(prefix, k), s);
+                }
+                Nested::Int(i) => {
+                    out.insert(dotted(prefix, k), i.to_string());
+                }
+                Nested::Bool(b) => {
+                    out.insert(dotted(prefix, k), b.to_string());
+                }
+                Nested::Map(m) => walk(&dotted(prefix, k), m, out),
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk("", map, &mut out);
+    if let Some(empty) = out.keys().find(|k| k.is_empty()) {
+        return Err(invalid(key, format!("empty key `{empty}`")));
+    }
+    Ok(out)
+}
