@@ -104,6 +104,11 @@ impl Bridge {
         read_topic(&self.cluster.bootstrap_servers(), &self.api.topic, n).await
     }
 
+    /// Every record of the test topic (see [`read_all`]).
+    pub async fn read_all(&self) -> Vec<Record> {
+        read_all(&self.cluster.bootstrap_servers(), &self.api.topic).await
+    }
+
     /// Wraps an already running bridge (the caller owns the broker and spool).
     pub fn attach(running: Running, topic: &str) -> Api {
         Api {
@@ -263,6 +268,25 @@ pub struct Record {
 }
 
 pub async fn read_topic(brokers: &str, topic: &str, n: usize) -> Vec<Record> {
+    read_from(&reader(brokers, topic), n).await
+}
+
+/// Every record the topic holds now: each partition read up to its high
+/// watermark, so extras and duplicates show (`read_topic` stops at `n`).
+/// Wait for what should be there first (e.g. the spool drained).
+pub async fn read_all(brokers: &str, topic: &str) -> Vec<Record> {
+    let consumer = reader(brokers, topic);
+    let mut total = 0;
+    for p in 0..PARTITIONS {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(20))
+            .expect("watermarks");
+        total += usize::try_from(high - low).unwrap();
+    }
+    read_from(&consumer, total).await
+}
+
+fn reader(brokers: &str, topic: &str) -> StreamConsumer {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("reader-{}", uuid::Uuid::now_v7()))
@@ -275,6 +299,10 @@ pub async fn read_topic(brokers: &str, topic: &str, n: usize) -> Vec<Record> {
             .unwrap();
     }
     consumer.assign(&tpl).unwrap();
+    consumer
+}
+
+async fn read_from(consumer: &StreamConsumer, n: usize) -> Vec<Record> {
     let mut out = Vec::new();
     while out.len() < n {
         let msg = tokio::time::timeout(Duration::from_secs(20), consumer.recv())
