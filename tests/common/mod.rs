@@ -20,6 +20,8 @@ use rdkafka::producer::DefaultProducerContext;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 
+pub mod process;
+
 pub const TOKEN: &str = "test-token-0123456789";
 pub const PARTITIONS: i32 = 3;
 
