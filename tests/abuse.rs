@@ -39,10 +39,6 @@ struct Raw {
     head: String,
 }
 
-/// How long a wait may take before the test calls it a hang; never a bound
-/// the behaviour under test is held to.
-const HANG: Duration = Duration::from_secs(60);
-
 /// Reads `n` responses off `s` (bounded); fewer if the server closes first.
 async fn read_responses(s: &mut TcpStream, n: usize) -> Vec<Raw> {
     let mut buf = Vec::new();

@@ -390,10 +390,6 @@ async fn no_phone_or_token_ever_appears_in_metrics() {
     assert!(!text.contains("instance.id"));
 }
 
-/// How long a wait may take before the test calls it a hang; never a bound
-/// the behaviour under test is held to.
-const HANG: std::time::Duration = std::time::Duration::from_secs(60);
-
 /// Everything the server sends until it closes the connection.
 async fn read_to_close(s: &mut tokio::net::TcpStream) -> String {
     use tokio::io::AsyncReadExt;

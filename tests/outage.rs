@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use common::*;
 use hyper::StatusCode;
@@ -89,21 +88,16 @@ async fn broker_down_under_load_then_up_loses_nothing_and_keeps_order() {
     post_round(&b.api, 50, &mut posted).await;
     // Accepted into the spool, not delivered, and still ready.
     b.wait_for("presence_bridge_spool_events", 1.0).await;
-    let mut reported = false;
-    for _ in 0..100 {
+    eventually("/readyz reports the broker unreachable", || async {
         let (status, body) = b.get(&b.admin_url("/readyz")).await;
         assert_eq!(
             status,
             StatusCode::OK,
             "an outage must not make the bridge unready: {body}"
         );
-        if body.contains("unreachable") {
-            reported = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(reported, "/readyz never reported the broker unreachable");
+        body.contains("unreachable").then_some(())
+    })
+    .await;
     b.wait_for("presence_bridge_spool_oldest_event_age_seconds", 0.001)
         .await;
 
@@ -188,15 +182,11 @@ async fn a_full_spool_answers_503_and_readiness_follows() {
     assert!(refused.headers.contains_key("retry-after"));
     assert!(b.metric("presence_bridge_http_requests_refused_total{reason=\"spool_full\"}") >= 1.0);
     // Readiness turns 503 (a gauge tick later).
-    let mut unready = false;
-    for _ in 0..100 {
-        if b.get(&b.admin_url("/readyz")).await.0 == StatusCode::SERVICE_UNAVAILABLE {
-            unready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(unready, "/readyz stayed 200 with a full spool");
+    eventually("/readyz turns 503 with a full spool", || async {
+        let status = b.get(&b.admin_url("/readyz")).await.0;
+        (status == StatusCode::SERVICE_UNAVAILABLE).then_some(())
+    })
+    .await;
 
     // The broker returns: the backlog drains, room returns, 200 again.
     b.cluster.broker_up(1).unwrap();

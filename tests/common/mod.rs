@@ -22,6 +22,29 @@ use serde_json::Value;
 
 pub mod process;
 
+/// How long a wait for an event may take before the test calls it a hang:
+/// only a guard, never a bound the behaviour under test is held to.
+pub const HANG: Duration = Duration::from_secs(60);
+
+/// Polls `check` until it gives `Some` (every 25 ms; `HANG` guards a hang).
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + HANG;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 pub const TOKEN: &str = "test-token-0123456789";
 pub const PARTITIONS: i32 = 3;
 
@@ -134,15 +157,12 @@ impl Api {
         format!("http://{}{}", self.running.admin_addr, path)
     }
 
-    /// Polls `/readyz` until 200 (bounded).
+    /// Polls `/readyz` until 200.
     pub async fn wait_ready(&self) {
-        for _ in 0..100 {
-            if self.get(&self.admin_url("/readyz")).await.0 == StatusCode::OK {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("bridge did not become ready");
+        eventually("the bridge is ready", || async {
+            (self.get(&self.admin_url("/readyz")).await.0 == StatusCode::OK).then_some(())
+        })
+        .await
     }
 
     pub async fn get(&self, url: &str) -> (StatusCode, String) {
@@ -201,26 +221,22 @@ impl Api {
         metric_value(&self.metrics(), sample)
     }
 
-    /// Waits (bounded) until a sample equals `want`.
+    /// Waits until a sample equals `want`.
     pub async fn wait_for_value(&self, sample: &str, want: f64) {
-        for _ in 0..400 {
-            if self.metric(sample) == want {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("{sample} never became {want}: {}", self.metric(sample));
+        let what = format!("{sample} == {want}");
+        eventually(&what, || async {
+            (self.metric(sample) == want).then_some(())
+        })
+        .await
     }
 
-    /// Waits (bounded) until a sample reaches `want`.
+    /// Waits until a sample reaches `want`.
     pub async fn wait_for(&self, sample: &str, want: f64) {
-        for _ in 0..400 {
-            if self.metric(sample) >= want {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("{sample} never reached {want}: {}", self.metric(sample));
+        let what = format!("{sample} >= {want}");
+        eventually(&what, || async {
+            (self.metric(sample) >= want).then_some(())
+        })
+        .await
     }
 }
 
@@ -281,7 +297,7 @@ pub async fn read_all(brokers: &str, topic: &str) -> Vec<Record> {
     let mut total = 0;
     for p in 0..PARTITIONS {
         let (low, high) = consumer
-            .fetch_watermarks(topic, p, Duration::from_secs(20))
+            .fetch_watermarks(topic, p, HANG)
             .expect("watermarks");
         total += usize::try_from(high - low).unwrap();
     }
@@ -307,7 +323,7 @@ fn reader(brokers: &str, topic: &str) -> StreamConsumer {
 async fn read_from(consumer: &StreamConsumer, n: usize) -> Vec<Record> {
     let mut out = Vec::new();
     while out.len() < n {
-        let msg = tokio::time::timeout(Duration::from_secs(20), consumer.recv())
+        let msg = tokio::time::timeout(HANG, consumer.recv())
             .await
             .unwrap_or_else(|_| panic!("only {} of {n} records arrived", out.len()))
             .expect("recv");
@@ -392,12 +408,8 @@ pub async fn half_sent_request(api: &Api, body: &str) -> (tokio::net::TcpStream,
     let (first, rest) = body.split_at(body.len() / 2);
     s.write_all(head.as_bytes()).await.unwrap();
     s.write_all(first.as_bytes()).await.unwrap();
-    // A bounded wait for the event itself, not a sleep as proof.
-    for _ in 0..400 {
-        if api.metric("presence_bridge_http_connections_open") >= 1.0 {
-            return (s, rest.to_owned());
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("connection never reached the server");
+    // A wait for the event itself, not a sleep as proof.
+    api.wait_for("presence_bridge_http_connections_open", 1.0)
+        .await;
+    (s, rest.to_owned())
 }
