@@ -396,38 +396,18 @@ impl presence_bridge::sink::Sink for Held {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_given_during_shutdown_says_connection_close() {
-    use presence_bridge::ingress::{auth::Auth, BodyLimits, Webhook};
-    let settings = presence_bridge::config::load(None, Vec::new()).unwrap();
     // Twenty rounds: without the header set when the answer leaves the
     // handler, whether it carried `connection: close` depended on whether
     // hyper wrote it before or after the connection task saw the shutdown.
     for round in 0..20 {
-        let (_registry, metrics) = presence_bridge::metrics::Metrics::standalone();
         let (entered, mut entered_rx) = tokio::sync::mpsc::unbounded_channel();
         let release = std::sync::Arc::new(tokio::sync::Notify::new());
-        let webhook = Webhook::new(
-            Held {
-                entered,
-                release: release.clone(),
-            },
-            Auth::new(Vec::new()),
-            BodyLimits {
-                max_bytes: 65536,
-                read_timeout: Duration::from_secs(5),
-            },
-            settings.kafka.clone(),
-            metrics,
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shutdown = tokio_util::sync::CancellationToken::new();
-        let server = tokio::spawn(presence_bridge::server::serve(
-            listener,
-            std::sync::Arc::new(webhook),
-            presence_bridge::server::Limits::default(),
-            shutdown.clone(),
-            None,
-        ));
+        let held = Held {
+            entered,
+            release: release.clone(),
+        };
+        let handler = handler::Handler::serve(held, &[], Default::default()).await;
+        let (addr, shutdown, server) = (handler.addr, handler.shutdown, handler.server);
         let mut s = TcpStream::connect(addr).await.unwrap();
         s.write_all(&request(
             "POST",

@@ -255,40 +255,13 @@ impl presence_bridge::sink::Sink for Refusing {
     }
 }
 
-async fn serve_with(
-    sink: Refusing,
-) -> (
-    std::net::SocketAddr,
-    presence_bridge::metrics::Metrics,
-    prometheus::Registry,
-) {
-    use presence_bridge::ingress::{auth::Auth, BodyLimits, Webhook};
-    let (registry, metrics) = presence_bridge::metrics::Metrics::standalone();
-    let settings = presence_bridge::config::load(None, Vec::new()).unwrap();
-    let webhook = Webhook::new(
-        sink,
-        Auth::new(Vec::new()),
-        BodyLimits {
-            max_bytes: 65536,
-            read_timeout: std::time::Duration::from_secs(5),
-        },
-        settings.kafka,
-        metrics.clone(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(presence_bridge::server::serve(
-        listener,
-        std::sync::Arc::new(webhook),
-        presence_bridge::server::Limits {
-            max_connections: 8,
-            header_read_timeout: std::time::Duration::from_secs(5),
-            ..Default::default()
-        },
-        tokio_util::sync::CancellationToken::new(),
-        None,
-    ));
-    (addr, metrics, registry)
+async fn serve_with(sink: Refusing) -> handler::Handler {
+    let limits = presence_bridge::server::Limits {
+        max_connections: 8,
+        header_read_timeout: std::time::Duration::from_secs(5),
+        ..Default::default()
+    };
+    handler::Handler::serve(sink, &[], limits).await
 }
 
 #[tokio::test]
@@ -303,7 +276,7 @@ async fn a_sink_that_cannot_take_the_event_answers_503_with_retry_after() {
         ),
     ];
     for (make, code) in cases {
-        let (addr, _metrics, registry) = serve_with(Refusing(make)).await;
+        let handler::Handler { addr, registry, .. } = serve_with(Refusing(make)).await;
         let client =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .build_http();

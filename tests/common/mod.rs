@@ -20,6 +20,7 @@ use rdkafka::producer::DefaultProducerContext;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 
+pub mod handler;
 pub mod process;
 
 /// How long a wait for an event may take before the test calls it a hang:
