@@ -119,35 +119,24 @@ async fn broker_down_under_load_then_up_loses_nothing_and_keeps_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undelivered_events_survive_a_restart_and_go_out_first() {
-    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
-    let topic = unique_topic();
-    cluster.create_topic(&topic, PARTITIONS, 1).unwrap();
-    let spool = tempfile::tempdir().unwrap();
-    let env = [("PRESENCE_BRIDGE__SHUTDOWN__DEADLINE", "1s")];
+    let site = Restarts::new();
 
     // First life: the broker is down the whole time.
-    cluster.broker_down(1).unwrap();
-    let s = settings(&cluster.bootstrap_servers(), &topic, spool.path(), &env);
-    let running = presence_bridge::app::start(s, cluster.bootstrap_servers(), None)
-        .await
-        .unwrap();
-    let b = Bridge::attach(running, &topic);
+    site.cluster.broker_down(1).unwrap();
+    let b = site
+        .start(&[("PRESENCE_BRIDGE__SHUTDOWN__DEADLINE", "1s")])
+        .await;
     let mut posted = HashMap::new();
     post_round(&b, 20, &mut posted).await;
-    b.running.shutdown();
-    let report = b.into_running().wait().await;
+    let report = b.stop().await;
     assert_eq!(report.events_left_in_spool, 80);
 
     // Second life: the broker is back; old events go out before new ones.
-    cluster.broker_up(1).unwrap();
-    let s = settings(&cluster.bootstrap_servers(), &topic, spool.path(), &[]);
-    let running = presence_bridge::app::start(s, cluster.bootstrap_servers(), None)
-        .await
-        .unwrap();
-    let b = Bridge::attach(running, &topic);
+    site.cluster.broker_up(1).unwrap();
+    let b = site.start(&[]).await;
     post_round(&b, 10, &mut posted).await;
     b.wait_for_value("presence_bridge_spool_events", 0.0).await;
-    let records = read_all(&cluster.bootstrap_servers(), &topic).await;
+    let records = site.read_all().await;
     assert_eq!(records.len(), 120);
     check_delivery(&records, &posted);
     assert_eq!(

@@ -22,6 +22,7 @@ use serde_json::Value;
 
 pub mod handler;
 pub mod process;
+pub mod spool;
 
 /// How long a wait for an event may take before the test calls it a hang:
 /// only a guard, never a bound the behaviour under test is held to.
@@ -95,6 +96,42 @@ impl std::ops::Deref for Bridge {
     }
 }
 
+/// A broker (with the test topic) and a spool directory that outlive the
+/// bridges started on them: for outages across a stop and a restart.
+pub struct Restarts {
+    pub cluster: MockCluster<'static, DefaultProducerContext>,
+    pub topic: String,
+    pub spool: tempfile::TempDir,
+}
+
+impl Restarts {
+    pub fn new() -> Self {
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        let topic = unique_topic();
+        cluster.create_topic(&topic, PARTITIONS, 1).expect("topic");
+        let spool = tempfile::tempdir().expect("temp dir");
+        Self {
+            cluster,
+            topic,
+            spool,
+        }
+    }
+
+    /// Starts a bridge on the broker and the spool (not waiting for
+    /// readiness: the broker may be down).
+    pub async fn start(&self, extra: &[(&str, &str)]) -> Api {
+        let brokers = self.cluster.bootstrap_servers();
+        let s = settings(&brokers, &self.topic, self.spool.path(), extra);
+        let running = app::start(s, brokers, None).await.expect("bridge starts");
+        Bridge::attach(running, &self.topic)
+    }
+
+    /// Every record of the topic (see [`read_all`]).
+    pub async fn read_all(&self) -> Vec<Record> {
+        read_all(&self.cluster.bootstrap_servers(), &self.topic).await
+    }
+}
+
 /// A running bridge seen from outside: HTTP, admin and metrics.
 pub struct Api {
     pub running: Running,
@@ -125,6 +162,20 @@ impl Bridge {
         }
     }
 
+    /// Shuts the bridge down and waits for the drain; the broker and the
+    /// spool go after it.
+    pub async fn stop(self) -> presence_bridge::app::ShutdownReport {
+        let Self {
+            spool,
+            cluster,
+            api,
+        } = self;
+        api.running.shutdown();
+        let report = api.into_running().wait().await;
+        drop((cluster, spool));
+        report
+    }
+
     /// Reads `n` messages of the test topic from the beginning (bounded wait).
     pub async fn read(&self, n: usize) -> Vec<Record> {
         read_topic(&self.cluster.bootstrap_servers(), &self.api.topic, n).await
@@ -148,6 +199,12 @@ impl Bridge {
 impl Api {
     pub fn into_running(self) -> Running {
         self.running
+    }
+
+    /// Shuts the bridge down and waits for the drain.
+    pub async fn stop(self) -> presence_bridge::app::ShutdownReport {
+        self.running.shutdown();
+        self.running.wait().await
     }
 
     pub fn url(&self, path_and_query: &str) -> String {
