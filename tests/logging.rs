@@ -6,15 +6,12 @@
 
 mod common;
 
-use std::io::Write;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 
 use common::process::{self, Proc};
 use common::{callback, free_addr, metric_value};
 use presence_bridge::logging::{Logfmt, LogfmtFields};
 use proptest::prelude::*;
-use tracing_subscriber::fmt::MakeWriter;
 
 // ---------------------------------------------------------------- a parser
 
@@ -122,29 +119,9 @@ fn the_parser_rejects_what_is_not_logfmt() {
 
 // ------------------------------------------------- the formatter, in process
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
-
 /// Logs one event with `value` as the message and as a field, returns the text.
 fn log_one(value: &str) -> String {
-    let out = Captured::default();
+    let out = common::logs::Capture::default();
     let subscriber = tracing_subscriber::fmt()
         .event_format(Logfmt)
         .fmt_fields(LogfmtFields)
@@ -155,8 +132,7 @@ fn log_one(value: &str) -> String {
         let _in = span.enter();
         tracing::warn!(detail = value, debugged = ?value, count = 3, ok = true, "{value}");
     });
-    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-    text
+    out.text()
 }
 
 fn assert_round_trip(value: &str) {

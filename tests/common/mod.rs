@@ -21,6 +21,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 
 pub mod handler;
+pub mod logs;
 pub mod process;
 pub mod spool;
 
