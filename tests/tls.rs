@@ -147,13 +147,20 @@ async fn bridge_with(dir: &Path, extra: &[(&str, &str)]) -> Bridge {
     Bridge::start_with(&env).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn https_post_is_accepted_over_http1_and_over_h2_negotiated_by_alpn() {
+/// A test CA, a bridge serving HTTPS with its leaf 1 (plus `extra`
+/// settings), and the directory holding the pair.
+async fn tls_bridge(extra: &[(&str, &str)]) -> (TestCa, Leaf, tempfile::TempDir, Bridge) {
     let ca = TestCa::new();
     let leaf = ca.leaf(1);
     let dir = tempfile::tempdir().unwrap();
     install(dir.path(), &leaf.cert_pem, &leaf.key_pem);
-    let bridge = bridge_with(dir.path(), &[]).await;
+    let bridge = bridge_with(dir.path(), extra).await;
+    (ca, leaf, dir, bridge)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_post_is_accepted_over_http1_and_over_h2_negotiated_by_alpn() {
+    let (ca, leaf, _dir, bridge) = tls_bridge(&[]).await;
     let addr = bridge.running.webhook_addr;
 
     let s = connect(&ca, addr, &[b"http/1.1"]).await.unwrap();
@@ -221,22 +228,15 @@ async fn https_post_is_accepted_over_http1_and_over_h2_negotiated_by_alpn() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_client_cannot_stall_other_handshakes() {
-    let ca = TestCa::new();
-    let leaf = ca.leaf(1);
-    let dir = tempfile::tempdir().unwrap();
-    install(dir.path(), &leaf.cert_pem, &leaf.key_pem);
     // The silent client is cut only after ten minutes: if its handshake held
     // up the next one, the request below would wait that long (the test's
     // timeout, far shorter, only guards that hang).
-    let bridge = bridge_with(
-        dir.path(),
-        &[("PRESENCE_BRIDGE__HTTP__HEADER_READ_TIMEOUT", "10m")],
-    )
-    .await;
+    let (ca, _, _dir, bridge) =
+        tls_bridge(&[("PRESENCE_BRIDGE__HTTP__HEADER_READ_TIMEOUT", "10m")]).await;
     let addr = bridge.running.webhook_addr;
     // Connected first, sends nothing: the handshake waits in its own task.
     let _silent = TcpStream::connect(addr).await.unwrap();
-    let served = tokio::time::timeout(Duration::from_secs(60), async {
+    let served = tokio::time::timeout(HANG, async {
         let s = connect(&ca, addr, &[b"http/1.1"]).await.unwrap();
         let resp = http1(s)
             .await
@@ -257,21 +257,14 @@ async fn a_silent_client_cannot_stall_other_handshakes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_client_is_cut_at_the_timeout() {
-    let ca = TestCa::new();
-    let leaf = ca.leaf(1);
-    let dir = tempfile::tempdir().unwrap();
-    install(dir.path(), &leaf.cert_pem, &leaf.key_pem);
-    let bridge = bridge_with(
-        dir.path(),
-        &[("PRESENCE_BRIDGE__HTTP__HEADER_READ_TIMEOUT", "300ms")],
-    )
-    .await;
+    let (_, _, _dir, bridge) =
+        tls_bridge(&[("PRESENCE_BRIDGE__HTTP__HEADER_READ_TIMEOUT", "300ms")]).await;
     let mut silent = TcpStream::connect(bridge.running.webhook_addr)
         .await
         .unwrap();
     // The bridge closes it: the read ends (the timeout only guards a hang).
     let mut buf = [0u8; 16];
-    let read = tokio::time::timeout(Duration::from_secs(60), silent.read(&mut buf))
+    let read = tokio::time::timeout(HANG, silent.read(&mut buf))
         .await
         .expect("the silent client was never cut");
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
@@ -288,13 +281,9 @@ async fn a_silent_client_is_cut_at_the_timeout() {
 /// read the body in flight) and hyper's client, 50 times in a row each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_early_answer_reaches_h2_clients_over_tls_fifty_times_in_a_row() {
-    let ca = TestCa::new();
-    let leaf = ca.leaf(1);
-    let dir = tempfile::tempdir().unwrap();
-    install(dir.path(), &leaf.cert_pem, &leaf.key_pem);
+    let (ca, _, dir, bridge) = tls_bridge(EARLY_ANSWER_ENV).await;
     let ca_pem = dir.path().join("ca.pem");
     std::fs::write(&ca_pem, ca.issuer.pem()).unwrap();
-    let bridge = bridge_with(dir.path(), EARLY_ANSWER_ENV).await;
     let addr = bridge.running.webhook_addr;
 
     // curl first: it primes the 429 case for both clients.
