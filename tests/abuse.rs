@@ -9,11 +9,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::raw::{assert_closed, read_responses};
 use common::*;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 
 /// Connects from a chosen loopback address (the whole 127/8 reaches `lo`),
@@ -32,56 +33,11 @@ fn post(phone: &str, extra_headers: &str) -> String {
     )
 }
 
-/// One parsed response: status, lower-cased head, body.
-#[derive(Debug)]
-struct Raw {
-    status: u16,
-    head: String,
-}
-
-/// Reads `n` responses off `s` (bounded); fewer if the server closes first.
-async fn read_responses(s: &mut TcpStream, n: usize) -> Vec<Raw> {
-    let mut buf = Vec::new();
-    let mut out = Vec::new();
-    let deadline = Instant::now() + HANG;
-    while out.len() < n {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .map_or(0, |v| v.trim().parse().unwrap());
-            if buf.len() >= end + 4 + len {
-                out.push(Raw {
-                    status: head[9..12].parse().unwrap(),
-                    head,
-                });
-                buf.drain(..end + 4 + len);
-                continue;
-            }
-        }
-        let mut chunk = [0u8; 4096];
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, s.read(&mut chunk)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => break,
-            Ok(Ok(k)) => buf.extend_from_slice(&chunk[..k]),
-            Err(_) => panic!("responses did not arrive: {out:?}"),
-        }
-    }
-    out
-}
-
-/// Waits for the server to close `s` (the bound only guards a hang);
-/// returns the time since `since`.
+/// Waits for the server to close `s` (`HANG` guards a hang); returns the
+/// time since `since`.
 async fn closed(s: &mut TcpStream, since: Instant) -> Duration {
-    let mut chunk = [0u8; 1024];
-    loop {
-        match tokio::time::timeout(HANG, s.read(&mut chunk)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return since.elapsed(),
-            Ok(Ok(_)) => {}
-            Err(_) => panic!("the server kept the connection open"),
-        }
-    }
+    assert_closed(s).await;
+    since.elapsed()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,72 +17,17 @@
 mod close_support;
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use close_support::*;
+use common::raw::{assert_closed, read_response};
 use common::*;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-
-/// One parsed HTTP/1.1 response: status and lower-cased head.
-#[derive(Debug)]
-struct Raw {
-    status: u16,
-    head: String,
-}
-
-impl Raw {
-    fn closes(&self) -> bool {
-        self.head
-            .lines()
-            .any(|l| l.starts_with("connection:") && l.contains("close"))
-    }
-}
-
-/// Reads one response off `s` (bounded); None if the server closes first.
-async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Raw> {
-    let deadline = Instant::now() + HANG;
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .map_or(0, |v| v.trim().parse().unwrap());
-            if buf.len() >= end + 4 + len {
-                buf.drain(..end + 4 + len);
-                return Some(Raw {
-                    status: head[9..12].parse().unwrap(),
-                    head,
-                });
-            }
-        }
-        let mut chunk = [0u8; 4096];
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, s.read(&mut chunk)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return None,
-            Ok(Ok(k)) => buf.extend_from_slice(&chunk[..k]),
-            Err(_) => panic!("no response: the server hangs"),
-        }
-    }
-}
-
-/// Waits (bounded, only against a hang) for the server to close `s`.
-async fn assert_closed(s: &mut TcpStream) {
-    let mut chunk = [0u8; 1024];
-    match tokio::time::timeout(Duration::from_secs(20), s.read(&mut chunk)).await {
-        Ok(Ok(0)) | Ok(Err(_)) => {}
-        Ok(Ok(n)) => panic!(
-            "unexpected bytes after the last answer: {:?}",
-            String::from_utf8_lossy(&chunk[..n])
-        ),
-        Err(_) => panic!("the server kept the connection open"),
-    }
-}
 
 fn request(method: &str, target: &str, content_type: &str, extra: &str, body: &[u8]) -> Vec<u8> {
     let mut r = format!(

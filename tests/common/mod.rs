@@ -23,6 +23,7 @@ use serde_json::Value;
 pub mod handler;
 pub mod logs;
 pub mod process;
+pub mod raw;
 pub mod spool;
 
 /// How long a wait for an event may take before the test calls it a hang:
