@@ -306,6 +306,8 @@ fn a_closed_stderr_keeps_the_exit_code_of_a_configuration_error() {
         let status = process::command(dir.path())
             .args(args)
             .env("PRESENCE_BRIDGE__LOG__LEVEL", "warning")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
             .stderr(Stdio::from(writer))
             .status()
             .unwrap();

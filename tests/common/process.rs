@@ -20,24 +20,26 @@ pub fn binary() -> String {
 }
 
 /// The binary with an empty environment but `PATH`, run in `dir` (so a
-/// relative default such as `data/spool` lands there), output discarded.
+/// relative default such as `data/spool` lands there). Standard streams
+/// are left as `Command` has them (`output()` captures them).
 pub fn command(dir: &std::path::Path) -> Command {
     let mut c = Command::new(binary());
     c.current_dir(dir)
         .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
     c
 }
 
-/// [`command`] listening on `http` and `admin`, with the test token.
+/// [`command`] listening on `http` and `admin`, with the test token, its
+/// output discarded (pipe what a test reads).
 pub fn serving(dir: &std::path::Path, http: SocketAddr, admin: SocketAddr) -> Command {
     let mut c = command(dir);
     c.env("PRESENCE_BRIDGE__HTTP__LISTEN", http.to_string())
         .env("PRESENCE_BRIDGE__ADMIN__LISTEN", admin.to_string())
-        .env("PRESENCE_BRIDGE__AUTH__TOKENS", TOKEN);
+        .env("PRESENCE_BRIDGE__AUTH__TOKENS", TOKEN)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     c
 }
 
