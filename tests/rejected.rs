@@ -115,42 +115,43 @@ async fn only_authenticated_invalid_bodies_are_captured() {
     let (bridge, topic) = bridge_capturing("16KiB").await;
     // Not captured: no token, wrong media type, unknown route, wrong method.
     // Each body is distinct, so the capture shows which one it kept.
-    let no_token = bridge
-        .send(
+    let with_token = format!("/webhooks/zapi/presence?token={TOKEN}");
+    let unknown = format!("/webhooks/zapi/nothing-here?token={TOKEN}");
+    let refused = [
+        (
             Method::POST,
             "/webhooks/zapi/presence",
-            &[JSON],
-            r#"{"sent":"without a token"}"#,
-        )
-        .await;
-    assert_eq!(no_token.status, StatusCode::UNAUTHORIZED);
-    let text = bridge
-        .send(
+            JSON,
+            StatusCode::UNAUTHORIZED,
+            "without a token",
+        ),
+        (
             Method::POST,
-            &format!("/webhooks/zapi/presence?token={TOKEN}"),
-            &[("content-type", "text/plain")],
-            r#"{"sent":"as text/plain"}"#,
-        )
-        .await;
-    assert_eq!(text.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let route = bridge
-        .send(
+            &with_token,
+            ("content-type", "text/plain"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "as text/plain",
+        ),
+        (
             Method::POST,
-            &format!("/webhooks/zapi/nothing-here?token={TOKEN}"),
-            &[JSON],
-            r#"{"sent":"to an unknown route"}"#,
-        )
-        .await;
-    assert_eq!(route.status, StatusCode::NOT_FOUND);
-    let method = bridge
-        .send(
+            &unknown,
+            JSON,
+            StatusCode::NOT_FOUND,
+            "to an unknown route",
+        ),
+        (
             Method::PUT,
-            &format!("/webhooks/zapi/presence?token={TOKEN}"),
-            &[JSON],
-            r#"{"sent":"with PUT"}"#,
-        )
-        .await;
-    assert_eq!(method.status, StatusCode::METHOD_NOT_ALLOWED);
+            &with_token,
+            JSON,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "with PUT",
+        ),
+    ];
+    for (method, path, content_type, status, sent) in refused {
+        let body = format!(r#"{{"sent":"{sent}"}}"#);
+        let reply = bridge.send(method, path, &[content_type], &body).await;
+        assert_eq!(reply.status, status, "{sent}");
+    }
     // Captured: one invalid body. Accepted normally: one valid event.
     let invalid = r#"{"sent":"authenticated but invalid"}"#;
     assert_eq!(
