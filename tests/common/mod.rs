@@ -1,5 +1,10 @@
 //! Test harness: a bridge on port 0 in front of an in-process MockCluster, an
-//! HTTP client, and a Kafka reader. Each test gets its own topic.
+//! HTTP client, and a Kafka reader. Each test gets its own topic. Waits are
+//! for the event itself; `HANG` only guards a hang.
+//!
+//! The other harnesses: [`process`] (the real binary), [`handler`] (the
+//! webhook handler alone, with a test's sink), [`raw`] (HTTP/1.1 by hand),
+//! [`spool`] (stores and records) and [`logs`] (log capture).
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
