@@ -4,6 +4,7 @@
 
 use presence_bridge::config::{RateSettings, Settings};
 
+mod common;
 mod config_support;
 use config_support::{check_config, err, ok};
 

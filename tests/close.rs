@@ -17,72 +17,17 @@
 mod close_support;
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use close_support::*;
+use common::raw::{assert_closed, read_response};
 use common::*;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-
-/// One parsed HTTP/1.1 response: status and lower-cased head.
-#[derive(Debug)]
-struct Raw {
-    status: u16,
-    head: String,
-}
-
-impl Raw {
-    fn closes(&self) -> bool {
-        self.head
-            .lines()
-            .any(|l| l.starts_with("connection:") && l.contains("close"))
-    }
-}
-
-/// Reads one response off `s` (bounded); None if the server closes first.
-async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Raw> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .map_or(0, |v| v.trim().parse().unwrap());
-            if buf.len() >= end + 4 + len {
-                buf.drain(..end + 4 + len);
-                return Some(Raw {
-                    status: head[9..12].parse().unwrap(),
-                    head,
-                });
-            }
-        }
-        let mut chunk = [0u8; 4096];
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, s.read(&mut chunk)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return None,
-            Ok(Ok(k)) => buf.extend_from_slice(&chunk[..k]),
-            Err(_) => panic!("no response within 20 s"),
-        }
-    }
-}
-
-/// Waits (bounded, only against a hang) for the server to close `s`.
-async fn assert_closed(s: &mut TcpStream) {
-    let mut chunk = [0u8; 1024];
-    match tokio::time::timeout(Duration::from_secs(20), s.read(&mut chunk)).await {
-        Ok(Ok(0)) | Ok(Err(_)) => {}
-        Ok(Ok(n)) => panic!(
-            "unexpected bytes after the last answer: {:?}",
-            String::from_utf8_lossy(&chunk[..n])
-        ),
-        Err(_) => panic!("the server kept the connection open"),
-    }
-}
 
 fn request(method: &str, target: &str, content_type: &str, extra: &str, body: &[u8]) -> Vec<u8> {
     let mut r = format!(
@@ -396,38 +341,18 @@ impl presence_bridge::sink::Sink for Held {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_given_during_shutdown_says_connection_close() {
-    use presence_bridge::ingress::{auth::Auth, BodyLimits, Webhook};
-    let settings = presence_bridge::config::load(None, Vec::new()).unwrap();
     // Twenty rounds: without the header set when the answer leaves the
     // handler, whether it carried `connection: close` depended on whether
     // hyper wrote it before or after the connection task saw the shutdown.
     for round in 0..20 {
-        let (_registry, metrics) = presence_bridge::metrics::Metrics::standalone();
         let (entered, mut entered_rx) = tokio::sync::mpsc::unbounded_channel();
         let release = std::sync::Arc::new(tokio::sync::Notify::new());
-        let webhook = Webhook::new(
-            Held {
-                entered,
-                release: release.clone(),
-            },
-            Auth::new(Vec::new()),
-            BodyLimits {
-                max_bytes: 65536,
-                read_timeout: Duration::from_secs(5),
-            },
-            settings.kafka.clone(),
-            metrics,
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shutdown = tokio_util::sync::CancellationToken::new();
-        let server = tokio::spawn(presence_bridge::server::serve(
-            listener,
-            std::sync::Arc::new(webhook),
-            presence_bridge::server::Limits::default(),
-            shutdown.clone(),
-            None,
-        ));
+        let held = Held {
+            entered,
+            release: release.clone(),
+        };
+        let handler = handler::Handler::serve(held, &[], Default::default()).await;
+        let (addr, shutdown, server) = (handler.addr, handler.shutdown, handler.server);
         let mut s = TcpStream::connect(addr).await.unwrap();
         s.write_all(&request(
             "POST",

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use presence_bridge::config::{load, ConfigError, LogFormat};
 
+mod common;
 mod config_support;
 use config_support::{bin, check_config, env, err, file, ok, run};
 
@@ -653,16 +654,19 @@ fn librdkafka_error_events_are_logged_without_the_secret() {
          \"enable.sasl.oauthbearer.unsecure.jwt\" = \"true\"\n\
          \"sasl.oauthbearer.config\" = \"principal=svc clientSecret=Zq9-first Zq9-second\"\n",
     );
-    let mut child = bin()
-        .current_dir(dir.path())
-        .arg("--config")
-        .arg(&path)
-        .args(["serve", "--dev"])
-        .env("PRESENCE_BRIDGE__LOG__LEVEL", "debug")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
+    let listen = "127.0.0.1:0".parse().unwrap();
+    let mut child = common::process::Proc::spawn(
+        bin()
+            .current_dir(dir.path())
+            .arg("--config")
+            .arg(&path)
+            .args(["serve", "--dev"])
+            .env("PRESENCE_BRIDGE__LOG__LEVEL", "debug")
+            .stderr(std::process::Stdio::piped()),
+        listen,
+        listen,
+    );
+    let stderr = child.child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         for line in std::io::BufReader::new(stderr).lines() {
@@ -686,8 +690,7 @@ fn librdkafka_error_events_are_logged_without_the_secret() {
             Err(_) => break false,
         }
     };
-    let _ = child.kill();
-    let _ = child.wait();
+    child.kill();
     seen.extend(rx.try_iter());
     let _ = reader.join();
     seen.extend(rx.try_iter());

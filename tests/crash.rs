@@ -1,87 +1,17 @@
 //! Process level: the real binary under load (the test build, or the binary
 //! named by `PRESENCE_BRIDGE_TEST_BIN`: CI passes the release build), SIGKILL mid-stream, the spool
 //! tools on what it left, a restart on the same spool, and a consumer that
-//! confirms every event answered 200 is in Kafka, in order per phone.
+//! confirms every event answered 200 is in Kafka, in order per phone, once.
 
 mod common;
 
-use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::{HashMap, HashSet};
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::Duration;
 
+use common::process::{self, Proc};
 use common::*;
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn bridge(
-    spool: &std::path::Path,
-    brokers: &str,
-    topic: &str,
-    http: std::net::SocketAddr,
-    admin: std::net::SocketAddr,
-) -> Command {
-    // CI runs this test a second time against the release binary.
-    let bin = std::env::var("PRESENCE_BRIDGE_TEST_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_presence-bridge").to_owned());
-    let mut c = Command::new(bin);
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("PRESENCE_BRIDGE__HTTP__LISTEN", http.to_string())
-        .env("PRESENCE_BRIDGE__ADMIN__LISTEN", admin.to_string())
-        .env("PRESENCE_BRIDGE__KAFKA__BROKERS", brokers)
-        .env("PRESENCE_BRIDGE__KAFKA__TOPIC", topic)
-        .env("PRESENCE_BRIDGE__SPOOL__DIR", spool)
-        .env("PRESENCE_BRIDGE__AUTH__TOKENS", TOKEN)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    c
-}
-
-async fn raw_post(addr: std::net::SocketAddr, body: &str) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let req = format!(
-        "POST /webhooks/zapi/presence?token={TOKEN} HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.ok()?;
-    if !out.starts_with("HTTP/1.1 200") {
-        return None;
-    }
-    Some(out.split("\"id\":\"").nth(1)?.split('"').next()?.to_owned())
-}
-
-async fn wait_ready(admin: std::net::SocketAddr) {
-    let started = Instant::now();
-    loop {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        if let Ok(mut s) = tokio::net::TcpStream::connect(admin).await {
-            let _ = s
-                .write_all(b"GET /readyz HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n")
-                .await;
-            let mut out = String::new();
-            let _ = s.read_to_string(&mut out).await;
-            if out.starts_with("HTTP/1.1 200") {
-                return;
-            }
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "bridge never ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_load_loses_no_answered_event() {
@@ -92,62 +22,63 @@ async fn sigkill_under_load_loses_no_answered_event() {
     let (http, admin) = (free_addr(), free_addr());
 
     let cmd = || {
-        bridge(
-            spool.path(),
-            &cluster.bootstrap_servers(),
-            &topic,
-            http,
-            admin,
+        let mut c = process::serving(spool.path(), http, admin);
+        c.env(
+            "PRESENCE_BRIDGE__KAFKA__BROKERS",
+            cluster.bootstrap_servers(),
         )
+        .env("PRESENCE_BRIDGE__KAFKA__TOPIC", &topic)
+        .env("PRESENCE_BRIDGE__SPOOL__DIR", spool.path());
+        c
     };
-    let start = || Proc(cmd().spawn().unwrap());
+    let start = || Proc::spawn(&mut cmd(), http, admin);
 
     // First life, broker down so nothing leaves the spool: every 200 must survive on disk.
     cluster.broker_down(1).unwrap();
     let mut first = start();
-    wait_ready(admin).await;
-    let accepted: Arc<Mutex<HashMap<String, Vec<String>>>> = Arc::default();
+    first.wait_ready();
+    let (tx, answered) = mpsc::channel::<(String, String)>();
     let mut posters = Vec::new();
     for p in 0..4 {
-        let accepted = accepted.clone();
-        posters.push(tokio::spawn(async move {
+        let tx = tx.clone();
+        posters.push(std::thread::spawn(move || {
             let phone = format!("551190000000{p}");
             for i in 0..10_000 {
                 let body = callback(&phone, ["AVAILABLE", "COMPOSING", "PAUSED"][i % 3]);
-                match raw_post(http, &body).await {
-                    Some(id) => accepted
-                        .lock()
-                        .unwrap()
-                        .entry(phone.clone())
-                        .or_default()
-                        .push(id),
-                    None => return,
+                match process::request(
+                    http,
+                    "POST",
+                    &format!("/webhooks/zapi/presence?token={TOKEN}"),
+                    &body,
+                ) {
+                    Some((200, reply)) => {
+                        let v: serde_json::Value = serde_json::from_str(&reply).unwrap();
+                        let id = v["id"].as_str().unwrap().to_owned();
+                        if tx.send((phone.clone(), id)).is_err() {
+                            return;
+                        }
+                    }
+                    _ => return,
                 }
             }
         }));
     }
+    drop(tx);
     // Kill mid-stream, once a good number of events were answered.
-    let started = Instant::now();
-    while accepted
-        .lock()
-        .unwrap()
-        .values()
-        .map(Vec::len)
-        .sum::<usize>()
-        < 400
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "load never got going"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    let mut accepted: HashMap<String, Vec<String>> = HashMap::new();
+    for _ in 0..400 {
+        let (phone, id) = answered
+            .recv_timeout(Duration::from_secs(60))
+            .expect("load never got going");
+        accepted.entry(phone).or_default().push(id);
     }
-    first.0.kill().unwrap(); // SIGKILL
-    first.0.wait().unwrap();
+    first.kill(); // SIGKILL
     for p in posters {
-        p.await.unwrap();
+        p.join().unwrap();
     }
-    let accepted = accepted.lock().unwrap().clone();
+    for (phone, id) in answered.try_iter() {
+        accepted.entry(phone).or_default().push(id);
+    }
     let total: usize = accepted.values().map(Vec::len).sum();
 
     // The operator tools read what was left.
@@ -161,27 +92,44 @@ async fn sigkill_under_load_loses_no_answered_event() {
     let inspect = tool("inspect");
     assert!(inspect.status.success());
     let report: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
-    assert!(
-        report["pending_events"].as_u64().unwrap() >= total as u64,
-        "{report}"
-    );
+    let on_disk = report["pending_events"].as_u64().unwrap() as usize;
+    assert!(on_disk >= total, "{report}");
     assert_eq!(report["bridge_running"], false);
+    assert_eq!(report["checkpoint_lost"], false, "{report}");
+    // A SIGKILL can leave a torn tail in the last segment (a write cut
+    // between pages), never a damaged record in the middle of the log.
+    let segments = report["segments"].as_array().unwrap();
+    for (i, s) in segments.iter().enumerate() {
+        assert_eq!(s["corrupt_regions"], 0, "{report}");
+        if i + 1 < segments.len() {
+            assert_eq!(s["torn_bytes"], 0, "only the tail can be torn: {report}");
+        }
+    }
+    let torn = segments.last().unwrap()["torn_bytes"].as_u64().unwrap() > 0;
     let verify = tool("verify");
     let text = String::from_utf8_lossy(&verify.stdout);
-    assert!(!text.contains("corrupt_regions 1"), "{text}");
+    assert_eq!(verify.status.success(), !torn, "{text}");
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains(" records ")).collect();
+    assert_eq!(lines.len(), segments.len(), "{text}");
+    assert!(
+        lines.iter().all(|l| l.ends_with(" corrupt_regions 0")),
+        "{text}"
+    );
 
-    // Second life: broker back, same spool. Everything answered 200 arrives, in order.
+    // Second life: broker back, same spool. Everything on disk goes out once:
+    // the answered events and any written just before the kill.
     cluster.broker_up(1).unwrap();
     let mut second = start();
-    wait_ready(admin).await;
-    // Everything on disk goes out: the answered events and any written just before the kill.
-    let on_disk = report["pending_events"].as_u64().unwrap() as usize;
-    let records = read_topic(&cluster.bootstrap_servers(), &topic, on_disk).await;
+    second.wait_ready();
+    wait_for_binary_metric(admin, "presence_bridge_spool_events", 0.0);
+    let records = read_all(&cluster.bootstrap_servers(), &topic).await;
+    assert_eq!(records.len(), on_disk, "each stored event exactly once");
+    let mut ids = HashSet::new();
     let mut got: HashMap<String, Vec<(i64, String)>> = HashMap::new();
     for r in &records {
-        got.entry(r.key.clone())
-            .or_default()
-            .push((r.offset, r.value["id"].as_str().unwrap().to_owned()));
+        let id = r.value["id"].as_str().unwrap().to_owned();
+        assert!(ids.insert(id.clone()), "{id} delivered twice");
+        got.entry(r.key.clone()).or_default().push((r.offset, id));
     }
     for (phone, ids) in &accepted {
         let mut g = got.remove(phone).unwrap_or_default();
@@ -197,18 +145,19 @@ async fn sigkill_under_load_loses_no_answered_event() {
             );
         }
     }
-    assert!(Command::new("kill")
-        .args(["-TERM", &second.0.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = second.0.try_wait().unwrap() {
-            assert_eq!(status.code(), Some(0));
-            break;
+    assert!(got.is_empty(), "records of phones nobody posted: {got:?}");
+    assert_eq!(second.terminate().code(), Some(0));
+}
+
+/// Polls the binary's `/metrics` until `sample` equals `want` (bounded).
+fn wait_for_binary_metric(admin: std::net::SocketAddr, sample: &str, want: f64) {
+    for _ in 0..1200 {
+        if let Some((200, text)) = process::request(admin, "GET", "/metrics", "") {
+            if metric_value(&text, sample) == want {
+                return;
+            }
         }
-        assert!(Instant::now() < deadline, "no exit after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        std::thread::sleep(Duration::from_millis(50));
     }
+    panic!("{sample} never became {want}");
 }

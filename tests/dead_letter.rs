@@ -3,8 +3,10 @@
 //! is an error; the file counts against `spool.max_bytes`; a running bridge's
 //! lock stops a replay with a clear message; format-1 lines still list.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use presence_bridge::metrics::Metrics;
 use presence_bridge::publisher::dead_letter::tools::{
@@ -465,9 +467,7 @@ async fn format_1_lines_still_list_and_replay_only_when_asked() {
 
 fn cli(spool: &Path, args: &[&str]) -> Output {
     let _fork = FORK.lock().unwrap_or_else(|p| p.into_inner());
-    Command::new(env!("CARGO_BIN_EXE_presence-bridge"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
+    common::process::command(Path::new("."))
         .env("PRESENCE_BRIDGE__SPOOL__DIR", spool)
         .args(args)
         .output()

@@ -12,19 +12,12 @@ use presence_bridge::spool::store::{Store, StoreOptions};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_letter_replayed_after_a_stop_is_delivered_with_its_id() {
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
-    let topic = unique_topic();
-    cluster.create_topic(&topic, PARTITIONS, 1).unwrap();
-    let spool = tempfile::tempdir().unwrap();
+    let site = Restarts::new();
+    let (cluster, topic, spool) = (&site.cluster, &site.topic, &site.spool);
     let env = [("PRESENCE_BRIDGE__SHUTDOWN__DEADLINE", "2s")];
 
     // First life: the broker refuses one event for good.
-    let s = settings(&cluster.bootstrap_servers(), &topic, spool.path(), &env);
-    let settings_spool = s.spool.clone();
-    let running = presence_bridge::app::start(s, cluster.bootstrap_servers(), None)
-        .await
-        .unwrap();
-    let b = Bridge::attach(running, &topic);
+    let b = site.start(&env).await;
     b.wait_ready().await;
     cluster.request_errors(
         RDKafkaApiKey::Produce,
@@ -40,7 +33,7 @@ async fn a_dead_letter_replayed_after_a_stop_is_delivered_with_its_id() {
     let ok = b.post_json(&callback("5544999999992", "PAUSED")).await;
     assert_eq!(ok.status, StatusCode::OK);
     assert_eq!(
-        read_topic(&cluster.bootstrap_servers(), &topic, 1).await[0].value["id"],
+        read_topic(&cluster.bootstrap_servers(), topic, 1).await[0].value["id"],
         ok.id().as_str()
     );
     // The dead-letter file is counted and exported.
@@ -51,8 +44,7 @@ async fn a_dead_letter_replayed_after_a_stop_is_delivered_with_its_id() {
         b.metric("presence_bridge_dead_letter_bytes"),
         dl_bytes as f64
     );
-    b.running.shutdown();
-    b.into_running().wait().await;
+    b.stop().await;
 
     // Stopped: replay the too-large dead letters into the spool.
     let lines = tools::read_all(spool.path()).unwrap();
@@ -61,11 +53,13 @@ async fn a_dead_letter_replayed_after_a_stop_is_delivered_with_its_id() {
     };
     assert_eq!(letter.id.unwrap().hyphenated().to_string(), refused.id());
     {
+        // The bridge's own spool settings.
+        let s = settings(&cluster.bootstrap_servers(), topic, spool.path(), &env).spool;
         let (store, _) = Store::open(StoreOptions {
-            dir: settings_spool.dir.clone(),
-            max_bytes: settings_spool.max_bytes,
-            segment_bytes: settings_spool.segment_bytes,
-            fsync: settings_spool.fsync,
+            dir: s.dir,
+            max_bytes: s.max_bytes,
+            segment_bytes: s.segment_bytes,
+            fsync: s.fsync,
         })
         .unwrap();
         let report = tools::replay(
@@ -83,17 +77,22 @@ async fn a_dead_letter_replayed_after_a_stop_is_delivered_with_its_id() {
     }
 
     // Second life: the replayed event goes out with its original id.
-    let s = settings(&cluster.bootstrap_servers(), &topic, spool.path(), &env);
-    let running = presence_bridge::app::start(s, cluster.bootstrap_servers(), None)
-        .await
-        .unwrap();
-    let b = Bridge::attach(running, &topic);
-    let records = read_topic(&cluster.bootstrap_servers(), &topic, 2).await;
-    assert_eq!(records[1].value["id"], refused.id().as_str());
-    assert_eq!(records[1].headers["ce_id"], refused.id());
-    assert_eq!(records[1].key, "5544999999991");
-    assert_eq!(records[1].value["data"]["status"], "COMPOSING");
+    let b = site.start(&env).await;
+    b.wait_for_value("presence_bridge_spool_events", 0.0).await;
+    let records = site.read_all().await;
+    assert_eq!(
+        records.len(),
+        2,
+        "the event delivered before, and the replayed one"
+    );
+    let replayed = records
+        .iter()
+        .find(|r| r.value["id"] == refused.id().as_str())
+        .expect("the replayed event, with its original id");
+    assert_eq!(replayed.headers["ce_id"], refused.id());
+    assert_eq!(replayed.key, "5544999999991");
+    assert_eq!(replayed.value["data"]["status"], "COMPOSING");
+    assert!(records.iter().any(|r| r.value["id"] == ok.id().as_str()));
     assert!(tools::read_all(spool.path()).unwrap().is_empty());
-    b.running.shutdown();
-    b.into_running().wait().await;
+    b.stop().await;
 }

@@ -4,6 +4,8 @@
 //! not a `retriable_error`), a retriable one `retriable_error`, a destination
 //! refusal `destination_error`; the events are delivered in the end.
 
+mod common;
+
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,8 +16,7 @@ use presence_bridge::publisher::destination::DestinationMetrics;
 use presence_bridge::publisher::forward::{Forwarder, Park, StopSignal};
 use presence_bridge::publisher::produce::{BoxFuture, Produce};
 use presence_bridge::spool::format::StoredRecord;
-use presence_bridge::spool::store::{NewRecord, Store, StoreOptions};
-use presence_bridge::spool::FsyncPolicy;
+use presence_bridge::spool::store::NewRecord;
 use prometheus::Registry;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode as C;
@@ -66,21 +67,12 @@ fn sample(registry: &Registry, result: &str) -> f64 {
 /// report; returns the registry once all three are settled.
 async fn run_with_first_report(first: KafkaError) -> Registry {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(StoreOptions {
-        dir: dir.path().to_path_buf(),
-        max_bytes: 1 << 30,
-        segment_bytes: 1 << 20,
-        fsync: FsyncPolicy::Never,
-    })
-    .unwrap();
-    let store = Arc::new(store);
-    let batch: Vec<NewRecord> = (1..=3u128)
+    let store = Arc::new(common::spool::open(dir.path()));
+    let batch: Vec<NewRecord> = (1..=3)
         .map(|n| NewRecord {
-            arrival_ms: 1_700_000_000_000,
-            id: uuid::Uuid::from_u128(n),
-            topic: TOPIC.into(),
             key: "5544999999999".into(),
             value: b"{}".to_vec(),
+            ..common::spool::record(n, TOPIC)
         })
         .collect();
     let last = store.append(&batch, true).unwrap().last_seq;

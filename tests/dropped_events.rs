@@ -9,28 +9,9 @@ mod common;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use common::spool::{options as opts, record};
 use common::*;
-use presence_bridge::spool::store::{list_segments, NewRecord, Store, StoreOptions};
-use presence_bridge::spool::FsyncPolicy;
-
-fn opts(dir: &Path) -> StoreOptions {
-    StoreOptions {
-        dir: dir.to_path_buf(),
-        max_bytes: 64 * 1024 * 1024,
-        segment_bytes: 1 << 20,
-        fsync: FsyncPolicy::Never,
-    }
-}
-
-fn record(n: u64, topic: &str) -> NewRecord {
-    NewRecord {
-        arrival_ms: 1_700_000_000_000 + n as i64,
-        id: uuid::Uuid::from_u128(n as u128),
-        topic: topic.into(),
-        key: format!("55449{n:08}"),
-        value: vec![b'a'; 100],
-    }
-}
+use presence_bridge::spool::store::{list_segments, NewRecord, Store};
 
 /// The segment holding records (the largest one).
 fn data_segment(dir: &Path) -> PathBuf {
@@ -169,18 +150,11 @@ fn settled_records_in_a_damaged_region_are_not_counted_as_lost() {
 /// reads 1 once everything else is delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bridge_counts_one_flipped_record_as_one_dropped_event() {
-    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
-    let topic = unique_topic();
-    cluster.create_topic(&topic, PARTITIONS, 1).unwrap();
-    let spool = tempfile::tempdir().unwrap();
+    let site = Restarts::new();
     let env = [("PRESENCE_BRIDGE__SHUTDOWN__DEADLINE", "1s")];
 
-    cluster.broker_down(1).unwrap();
-    let s = settings(&cluster.bootstrap_servers(), &topic, spool.path(), &env);
-    let running = presence_bridge::app::start(s, cluster.bootstrap_servers(), None)
-        .await
-        .unwrap();
-    let b = Bridge::attach(running, &topic);
+    site.cluster.broker_down(1).unwrap();
+    let b = site.start(&env).await;
     let mut ids = HashMap::new();
     for i in 0..10 {
         let phone = format!("55119000000{i:02}");
@@ -188,19 +162,12 @@ async fn the_bridge_counts_one_flipped_record_as_one_dropped_event() {
         assert_eq!(r.status, hyper::StatusCode::OK, "{:?}", r.body);
         ids.insert(r.id(), i);
     }
-    b.running.shutdown();
-    let report = b.into_running().wait().await;
+    let report = b.stop().await;
     assert_eq!(report.events_left_in_spool, 10);
 
-    damage(&data_segment(spool.path()), &[4]);
-    cluster.broker_up(1).unwrap();
-    let s = settings(&cluster.bootstrap_servers(), &topic, spool.path(), &env);
-    let running = presence_bridge::app::start(s, cluster.bootstrap_servers(), None)
-        .await
-        .unwrap();
-    let b = Bridge::attach(running, &topic);
-    let records = read_topic(&cluster.bootstrap_servers(), &topic, 9).await;
-    assert_eq!(records.len(), 9);
+    damage(&data_segment(site.spool.path()), &[4]);
+    site.cluster.broker_up(1).unwrap();
+    let b = site.start(&env).await;
     b.wait_for_value(
         "presence_bridge_kafka_deliveries_total{result=\"delivered\"}",
         9.0,
@@ -212,6 +179,14 @@ async fn the_bridge_counts_one_flipped_record_as_one_dropped_event() {
         b.metric("presence_bridge_spool_dropped_events_total{reason=\"corrupt_record\"}"),
         1.0
     );
-    b.running.shutdown();
-    b.into_running().wait().await;
+    // Exactly the nine undamaged events, each once.
+    let mut delivered: Vec<i32> = site
+        .read_all()
+        .await
+        .iter()
+        .map(|r| ids[r.value["id"].as_str().unwrap()])
+        .collect();
+    delivered.sort();
+    assert_eq!(delivered, [0, 1, 2, 3, 5, 6, 7, 8, 9]);
+    b.stop().await;
 }

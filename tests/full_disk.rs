@@ -8,6 +8,8 @@
 //! real 1 MiB tmpfs (needs root to mount: `#[ignore]`d by default, run with
 //! `cargo test --test full_disk -- --ignored` as root; CI does).
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -17,22 +19,19 @@ use presence_bridge::spool::store::{NewRecord, Store, StoreOptions, BLOCKED_DISK
 use presence_bridge::spool::{FsyncPolicy, SpoolError};
 
 fn opts(dir: &Path) -> StoreOptions {
+    // spool.max_bytes (1 GiB) far above the disk: the disk fills first.
     StoreOptions {
-        dir: dir.to_path_buf(),
-        // spool.max_bytes far above the disk: the disk fills first.
-        max_bytes: 1 << 30,
         segment_bytes: 64 * 1024,
         fsync: FsyncPolicy::Always,
+        ..common::spool::options(dir)
     }
 }
 
 fn record(n: u64) -> NewRecord {
     NewRecord {
-        arrival_ms: 1_700_000_000_000 + n as i64,
-        id: uuid::Uuid::from_u128(n as u128),
-        topic: "whatsapp.presence.v1".into(),
         key: format!("55449{:08}", n % 13),
         value: vec![b'x'; 400],
+        ..common::spool::record(n, "whatsapp.presence.v1")
     }
 }
 

@@ -7,6 +7,8 @@
 //! the codes `reply::catalogue()` lists; never a 5xx, never a hang, never a
 //! panic. Valid callbacks with a good token are always accepted.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,7 +22,7 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use presence_bridge::envelope::OutboundRecord;
-use presence_bridge::ingress::{auth::Auth, reply, BodyLimits, Webhook};
+use presence_bridge::ingress::reply;
 use presence_bridge::sink::{Sink, SinkError};
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -59,33 +61,21 @@ impl Harness {
         let accepted = Healthy::default();
         let sink = accepted.clone();
         let addr = rt.block_on(async move {
-            let env = [("PRESENCE_BRIDGE__AUTH__TOKENS".to_owned(), TOKEN.to_owned())];
-            let settings = presence_bridge::config::load(None, env).unwrap();
-            let (_registry, metrics) = presence_bridge::metrics::Metrics::standalone();
-            let webhook = Webhook::new(
-                sink,
-                Auth::new(settings.auth.tokens.clone()),
-                BodyLimits {
-                    max_bytes: MAX_BODY,
-                    read_timeout: Duration::from_secs(5),
-                },
-                settings.kafka,
-                metrics,
-            );
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            tokio::spawn(presence_bridge::server::serve(
-                listener,
-                Arc::new(webhook),
-                presence_bridge::server::Limits {
-                    max_connections: 16,
-                    header_read_timeout: Duration::from_secs(5),
-                    ..Default::default()
-                },
-                tokio_util::sync::CancellationToken::new(),
-                None,
-            ));
-            addr
+            let limits = presence_bridge::server::Limits {
+                max_connections: 16,
+                header_read_timeout: Duration::from_secs(5),
+                ..Default::default()
+            };
+            let env = [
+                ("PRESENCE_BRIDGE__AUTH__TOKENS", TOKEN),
+                (
+                    "PRESENCE_BRIDGE__HTTP__MAX_BODY_BYTES",
+                    &MAX_BODY.to_string(),
+                ),
+            ];
+            common::handler::Handler::serve(sink, &env, limits)
+                .await
+                .addr
         });
         let client = {
             let _guard = rt.enter();

@@ -6,16 +6,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
 
-use common::{callback, free_addr, metric_value, TOKEN};
+use common::process::{self, Proc};
+use common::{callback, free_addr, metric_value};
 use presence_bridge::logging::{Logfmt, LogfmtFields};
 use proptest::prelude::*;
-use tracing_subscriber::fmt::MakeWriter;
 
 // ---------------------------------------------------------------- a parser
 
@@ -123,29 +119,9 @@ fn the_parser_rejects_what_is_not_logfmt() {
 
 // ------------------------------------------------- the formatter, in process
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
-
 /// Logs one event with `value` as the message and as a field, returns the text.
 fn log_one(value: &str) -> String {
-    let out = Captured::default();
+    let out = common::logs::Capture::default();
     let subscriber = tracing_subscriber::fmt()
         .event_format(Logfmt)
         .fmt_fields(LogfmtFields)
@@ -156,8 +132,7 @@ fn log_one(value: &str) -> String {
         let _in = span.enter();
         tracing::warn!(detail = value, debugged = ?value, count = 3, ok = true, "{value}");
     });
-    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-    text
+    out.text()
 }
 
 fn assert_round_trip(value: &str) {
@@ -221,107 +196,27 @@ proptest! {
 
 // --------------------------------------------------------- the real binary
 
-struct Serve {
-    child: Child,
-    http: SocketAddr,
-    admin: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve_dev(stderr: Stdio) -> Serve {
+/// `serve --dev` in its own directory, polled until ready; the directory
+/// goes when the test ends, after the process.
+fn serve_dev(stderr: Stdio) -> (Proc, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let (http, admin) = (free_addr(), free_addr());
-    let child = Command::new(env!("CARGO_BIN_EXE_presence-bridge"))
-        .args(["serve", "--dev"])
-        .current_dir(dir.path())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("PRESENCE_BRIDGE__HTTP__LISTEN", http.to_string())
-        .env("PRESENCE_BRIDGE__ADMIN__LISTEN", admin.to_string())
-        .env("PRESENCE_BRIDGE__AUTH__TOKENS", TOKEN)
+    let mut cmd = process::serving(dir.path(), http, admin);
+    cmd.args(["serve", "--dev"])
         .env("PRESENCE_BRIDGE__SPOOL__DIR", dir.path().join("spool"))
         .env("PRESENCE_BRIDGE__LOG__LEVEL", "debug")
         .env("PRESENCE_BRIDGE__LOG__FORMAT", "text")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
-    let mut serve = Serve {
-        child,
-        http,
-        admin,
-        _dir: dir,
-    };
-    // Polls readiness; the deadline only guards a hang.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = serve.child.try_wait().unwrap() {
-            panic!("serve --dev exited before it was ready: {status}");
-        }
-        if matches!(request(serve.admin, "GET", "/readyz", ""), Some((200, _))) {
-            return serve;
-        }
-        assert!(Instant::now() < deadline, "serve --dev never became ready");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// One HTTP/1.1 request; `None` when the connection fails.
-fn request(addr: SocketAddr, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let status = out.get(9..12)?.parse().ok()?;
-    Some((status, out.split("\r\n\r\n").nth(1)?.to_owned()))
-}
-
-fn post(serve: &Serve, body: &str) -> (u16, String) {
-    request(
-        serve.http,
-        "POST",
-        &format!("/webhooks/zapi/presence?token={TOKEN}"),
-        body,
-    )
-    .expect("the webhook answers")
-}
-
-/// SIGTERM, then the exit status (the deadline only guards a hang).
-fn terminate(serve: &mut Serve) -> std::process::ExitStatus {
-    let pid = serve.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(s) = serve.child.try_wait().unwrap() {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "no exit within 60 s of SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        .stderr(stderr);
+    let mut serve = Proc::spawn(&mut cmd, http, admin);
+    serve.wait_ready();
+    (serve, dir)
 }
 
 #[test]
 fn a_closed_stderr_drops_lines_and_never_stops_the_bridge() {
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
-    let mut serve = serve_dev(Stdio::from(writer));
+    let (mut serve, _dir) = serve_dev(Stdio::from(writer));
 
     // SIGPIPE is ignored (Rust's default for binaries): a closed pipe is an
     // EPIPE error the writer handles, not a signal that ends the process.
@@ -340,13 +235,13 @@ fn a_closed_stderr_drops_lines_and_never_stops_the_bridge() {
 
     // Each of these is logged (rejections at info, the accepted event at debug).
     for _ in 0..3 {
-        let (status, body) = post(&serve, "{not json");
+        let (status, body) = serve.post("{not json").unwrap();
         assert_eq!(status, 400, "{body}");
     }
-    let (status, body) = post(&serve, &callback("5544999999999", "COMPOSING"));
+    let (status, body) = serve.post(&callback("5544999999999", "COMPOSING")).unwrap();
     assert_eq!(status, 200, "{body}");
 
-    let (status, metrics) = request(serve.admin, "GET", "/metrics", "").unwrap();
+    let (status, metrics) = process::request(serve.admin, "GET", "/metrics", "").unwrap();
     assert_eq!(status, 200);
     let dropped = metric_value(&metrics, "presence_bridge_log_lines_dropped_total");
     assert!(
@@ -354,13 +249,13 @@ fn a_closed_stderr_drops_lines_and_never_stops_the_bridge() {
         "start-up lines and the four requests' lines were dropped, yet the counter reads {dropped}"
     );
 
-    let status = terminate(&mut serve);
+    let status = serve.terminate();
     assert_eq!(status.code(), Some(0), "{status}");
 }
 
 #[test]
 fn every_line_of_a_serve_dev_run_is_logfmt() {
-    let mut serve = serve_dev(Stdio::piped());
+    let (mut serve, _dir) = serve_dev(Stdio::piped());
     let tricky = [
         "{not json".to_owned(),
         String::new(),
@@ -368,18 +263,11 @@ fn every_line_of_a_serve_dev_run_is_logfmt() {
         callback("5544999999999", "COMPOSING"),
     ];
     for body in &tricky {
-        post(&serve, body);
+        serve.post(body);
     }
-    let status = terminate(&mut serve);
+    let status = serve.terminate();
     assert_eq!(status.code(), Some(0), "{status}");
-    let mut log = String::new();
-    serve
-        .child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
+    let log = serve.stderr();
 
     let mut messages = Vec::new();
     for line in log.lines() {
@@ -415,10 +303,8 @@ fn a_closed_stderr_keeps_the_exit_code_of_a_configuration_error() {
     for args in [&["serve"][..], &["check-config"][..]] {
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);
-        let status = Command::new(env!("CARGO_BIN_EXE_presence-bridge"))
+        let status = process::command(dir.path())
             .args(args)
-            .current_dir(dir.path())
-            .env_clear()
             .env("PRESENCE_BRIDGE__LOG__LEVEL", "warning")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

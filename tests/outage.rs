@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use common::*;
 use hyper::StatusCode;
@@ -55,18 +54,14 @@ async fn post_round(b: &Api, per_phone: usize, posted: &mut HashMap<String, Vec<
     }
 }
 
-/// Checks every posted id arrived, per phone in posting order; returns the
-/// number of duplicate deliveries.
-fn check_delivery(records: &[Record], posted: &HashMap<String, Vec<String>>) -> usize {
+/// Checks that `records` (the whole topic, [`read_all`]) hold exactly the
+/// posted ids: each once, per phone in posting order, nothing else.
+fn check_delivery(records: &[Record], posted: &HashMap<String, Vec<String>>) {
     let mut seen: HashMap<String, Vec<(i64, String)>> = HashMap::new();
     let mut ids = std::collections::HashSet::new();
-    let mut duplicates = 0;
     for r in records {
         let id = r.value["id"].as_str().unwrap().to_owned();
-        if !ids.insert(id.clone()) {
-            duplicates += 1;
-            continue;
-        }
+        assert!(ids.insert(id.clone()), "{id} delivered twice");
         seen.entry(r.key.clone()).or_default().push((r.offset, id));
     }
     for (phone, want) in posted {
@@ -75,7 +70,7 @@ fn check_delivery(records: &[Record], posted: &HashMap<String, Vec<String>>) -> 
         let got: Vec<String> = got.into_iter().map(|g| g.1).collect();
         assert_eq!(&got, want, "order or completeness of {phone}");
     }
-    duplicates
+    assert!(seen.is_empty(), "records nobody posted: {seen:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,34 +88,27 @@ async fn broker_down_under_load_then_up_loses_nothing_and_keeps_order() {
     post_round(&b.api, 50, &mut posted).await;
     // Accepted into the spool, not delivered, and still ready.
     b.wait_for("presence_bridge_spool_events", 1.0).await;
-    let mut reported = false;
-    for _ in 0..100 {
+    eventually("/readyz reports the broker unreachable", || async {
         let (status, body) = b.get(&b.admin_url("/readyz")).await;
         assert_eq!(
             status,
             StatusCode::OK,
             "an outage must not make the bridge unready: {body}"
         );
-        if body.contains("unreachable") {
-            reported = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(reported, "/readyz never reported the broker unreachable");
+        body.contains("unreachable").then_some(())
+    })
+    .await;
     b.wait_for("presence_bridge_spool_oldest_event_age_seconds", 0.001)
         .await;
 
     b.cluster.broker_up(1).unwrap();
     post_round(&b.api, 25, &mut posted).await;
-    let total = PHONES.len() * 100;
-    let records = b.read(total).await;
-    let duplicates = check_delivery(&records, &posted);
-    assert_eq!(
-        duplicates, 0,
-        "a plain outage must not duplicate (idempotent producer)"
-    );
+    // Everything acknowledged, then the whole topic: a plain outage must not
+    // duplicate (idempotent producer) nor lose or reorder anything.
     b.wait_for_value("presence_bridge_spool_events", 0.0).await;
+    let records = b.read_all().await;
+    assert_eq!(records.len(), PHONES.len() * 100);
+    check_delivery(&records, &posted);
     b.wait_for_value("presence_bridge_spool_oldest_event_age_seconds", 0.0)
         .await;
     assert_eq!(
@@ -131,37 +119,30 @@ async fn broker_down_under_load_then_up_loses_nothing_and_keeps_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undelivered_events_survive_a_restart_and_go_out_first() {
-    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
-    let topic = unique_topic();
-    cluster.create_topic(&topic, PARTITIONS, 1).unwrap();
-    let spool = tempfile::tempdir().unwrap();
-    let env = [("PRESENCE_BRIDGE__SHUTDOWN__DEADLINE", "1s")];
+    let site = Restarts::new();
 
     // First life: the broker is down the whole time.
-    cluster.broker_down(1).unwrap();
-    let s = settings(&cluster.bootstrap_servers(), &topic, spool.path(), &env);
-    let running = presence_bridge::app::start(s, cluster.bootstrap_servers(), None)
-        .await
-        .unwrap();
-    let b = Bridge::attach(running, &topic);
+    site.cluster.broker_down(1).unwrap();
+    let b = site
+        .start(&[("PRESENCE_BRIDGE__SHUTDOWN__DEADLINE", "1s")])
+        .await;
     let mut posted = HashMap::new();
     post_round(&b, 20, &mut posted).await;
-    b.running.shutdown();
-    let report = b.into_running().wait().await;
+    let report = b.stop().await;
     assert_eq!(report.events_left_in_spool, 80);
 
     // Second life: the broker is back; old events go out before new ones.
-    cluster.broker_up(1).unwrap();
-    let s = settings(&cluster.bootstrap_servers(), &topic, spool.path(), &[]);
-    let running = presence_bridge::app::start(s, cluster.bootstrap_servers(), None)
-        .await
-        .unwrap();
-    let b = Bridge::attach(running, &topic);
+    site.cluster.broker_up(1).unwrap();
+    let b = site.start(&[]).await;
     post_round(&b, 10, &mut posted).await;
-    let records = read_topic(&cluster.bootstrap_servers(), &topic, 120).await;
-    assert_eq!(check_delivery(&records, &posted), 0);
-    b.wait_for("presence_bridge_spool_replayed_events_total", 80.0)
-        .await;
+    b.wait_for_value("presence_bridge_spool_events", 0.0).await;
+    let records = site.read_all().await;
+    assert_eq!(records.len(), 120);
+    check_delivery(&records, &posted);
+    assert_eq!(
+        b.metric("presence_bridge_spool_replayed_events_total"),
+        80.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,22 +171,21 @@ async fn a_full_spool_answers_503_and_readiness_follows() {
     assert!(refused.headers.contains_key("retry-after"));
     assert!(b.metric("presence_bridge_http_requests_refused_total{reason=\"spool_full\"}") >= 1.0);
     // Readiness turns 503 (a gauge tick later).
-    let mut unready = false;
-    for _ in 0..100 {
-        if b.get(&b.admin_url("/readyz")).await.0 == StatusCode::SERVICE_UNAVAILABLE {
-            unready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(unready, "/readyz stayed 200 with a full spool");
+    eventually("/readyz turns 503 with a full spool", || async {
+        let status = b.get(&b.admin_url("/readyz")).await.0;
+        (status == StatusCode::SERVICE_UNAVAILABLE).then_some(())
+    })
+    .await;
 
     // The broker returns: the backlog drains, room returns, 200 again.
     b.cluster.broker_up(1).unwrap();
     b.wait_ready().await;
-    assert_eq!(b.post_json(&body).await.status, StatusCode::OK);
-    let records = b.read(accepted + 1).await;
-    assert_eq!(records.len(), accepted + 1);
+    let last = b.post_json(&body).await;
+    assert_eq!(last.status, StatusCode::OK);
+    b.wait_for_value("presence_bridge_spool_events", 0.0).await;
+    let records = b.read_all().await;
+    assert_eq!(records.len(), accepted + 1, "each accepted event once");
+    assert_eq!(records.last().unwrap().value["id"], last.id().as_str());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

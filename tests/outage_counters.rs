@@ -57,12 +57,5 @@ async fn connection_attempts_climb_while_the_broker_is_down() {
 
     b.cluster.broker_up(1).unwrap();
     b.wait_for_value(DELIVERED, 3.0).await;
-    b.running.shutdown();
-    let Bridge {
-        api,
-        cluster,
-        spool,
-    } = b;
-    api.into_running().wait().await;
-    drop((cluster, spool));
+    b.stop().await;
 }

@@ -17,6 +17,8 @@
 //! - recovery never panics, delivers no damaged record, and its counters
 //!   agree with what it delivers.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -29,10 +31,10 @@ use proptest::prelude::*;
 
 fn opts(dir: &Path, fsync: FsyncPolicy) -> StoreOptions {
     StoreOptions {
-        dir: dir.to_path_buf(),
         max_bytes: 64 * 1024 * 1024,
         segment_bytes: 2048,
         fsync,
+        ..common::spool::options(dir)
     }
 }
 
@@ -40,11 +42,9 @@ fn record(n: u64, size: usize) -> NewRecord {
     let mut value = n.to_le_bytes().to_vec();
     value.extend((0..size).map(|i| (n as usize * 31 + i) as u8));
     NewRecord {
-        arrival_ms: 1_700_000_000_000 + n as i64,
-        id: uuid::Uuid::from_u128(n as u128),
-        topic: "whatsapp.presence.v1".into(),
         key: format!("55449{:08}", n % 7),
         value,
+        ..common::spool::record(n, "whatsapp.presence.v1")
     }
 }
 

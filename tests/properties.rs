@@ -81,7 +81,7 @@ proptest! {
 
     #[test]
     fn any_bytes_give_an_event_or_an_error(body in proptest::collection::vec(any::<u8>(), 0..512)) {
-        let _ = PresenceEvent::from_json(&body);
+        check_outcome(&body)?;
     }
 
     #[test]
@@ -89,7 +89,7 @@ proptest! {
         let mut text = v.to_string();
         let mid = (0..=text.len() / 2).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
         text.insert_str(mid, &junk);
-        let _ = PresenceEvent::from_json(text.as_bytes());
+        check_outcome(text.as_bytes())?;
     }
 
     #[test]
@@ -113,6 +113,45 @@ proptest! {
         }
     }
 }
+
+/// What any body must give: an event only for a JSON object of the callback
+/// type, already normalized; otherwise an error whose code the API documents,
+/// and `malformed_json` exactly when the body is not JSON at all.
+fn check_outcome(body: &[u8]) -> Result<(), TestCaseError> {
+    let json = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    let parsed = serde_json::from_slice::<Value>(json).ok();
+    match PresenceEvent::from_json(body) {
+        Ok(event) => {
+            let v = parsed.expect("an accepted body is JSON");
+            prop_assert_eq!(&v["type"], "PresenceChatCallback");
+            let again = PresenceEvent::from_json(as_callback(&event).to_string().as_bytes());
+            prop_assert_eq!(again.ok(), Some(event), "an accepted event is normalized");
+        }
+        Err(e) => {
+            prop_assert!(CODES.contains(&e.code()), "undocumented code {}", e.code());
+            prop_assert!(!e.to_string().is_empty());
+            if parsed.is_none() {
+                prop_assert_eq!(e.code(), "malformed_json", "{}", e);
+            }
+            if let Some(v) = parsed.filter(Value::is_object) {
+                if v["type"] != "PresenceChatCallback"
+                    && v.get("type").is_some_and(Value::is_string)
+                {
+                    prop_assert_eq!(e.code(), "unsupported_type", "{}", e);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every code the handler can answer.
+static CODES: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+    presence_bridge::ingress::reply::catalogue()
+        .iter()
+        .map(|r| r.code())
+        .collect()
+});
 
 static SCHEMA: std::sync::LazyLock<jsonschema::Validator> =
     std::sync::LazyLock::new(common::envelope_schema);

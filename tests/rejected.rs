@@ -6,7 +6,7 @@
 mod common;
 
 use base64::Engine;
-use common::{callback, read_topic, Bridge, TOKEN};
+use common::{callback, read_all, read_topic, Bridge, TOKEN};
 use hyper::{Method, StatusCode};
 use presence_bridge::envelope::rejected;
 
@@ -114,36 +114,70 @@ async fn binary_and_oversized_bodies_are_kept_capped() {
 async fn only_authenticated_invalid_bodies_are_captured() {
     let (bridge, topic) = bridge_capturing("16KiB").await;
     // Not captured: no token, wrong media type, unknown route, wrong method.
-    let no_token = bridge
-        .send(Method::POST, "/webhooks/zapi/presence", &[JSON], "{}")
-        .await;
-    assert_eq!(no_token.status, StatusCode::UNAUTHORIZED);
-    let text = bridge
-        .send(
+    // Each body is distinct, so the capture shows which one it kept.
+    let with_token = format!("/webhooks/zapi/presence?token={TOKEN}");
+    let unknown = format!("/webhooks/zapi/nothing-here?token={TOKEN}");
+    let refused = [
+        (
             Method::POST,
-            &format!("/webhooks/zapi/presence?token={TOKEN}"),
-            &[("content-type", "text/plain")],
-            "{}",
-        )
-        .await;
-    assert_eq!(text.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+            "/webhooks/zapi/presence",
+            JSON,
+            StatusCode::UNAUTHORIZED,
+            "without a token",
+        ),
+        (
+            Method::POST,
+            &with_token,
+            ("content-type", "text/plain"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "as text/plain",
+        ),
+        (
+            Method::POST,
+            &unknown,
+            JSON,
+            StatusCode::NOT_FOUND,
+            "to an unknown route",
+        ),
+        (
+            Method::PUT,
+            &with_token,
+            JSON,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "with PUT",
+        ),
+    ];
+    for (method, path, content_type, status, sent) in refused {
+        let body = format!(r#"{{"sent":"{sent}"}}"#);
+        let reply = bridge.send(method, path, &[content_type], &body).await;
+        assert_eq!(reply.status, status, "{sent}");
+    }
     // Captured: one invalid body. Accepted normally: one valid event.
-    assert_eq!(bridge.post_json("{}").await.status, StatusCode::BAD_REQUEST);
+    let invalid = r#"{"sent":"authenticated but invalid"}"#;
+    assert_eq!(
+        bridge.post_json(invalid).await.status,
+        StatusCode::BAD_REQUEST
+    );
     let ok = bridge
         .post_json(&callback("5544999999999", "COMPOSING"))
         .await;
     assert_eq!(ok.status, StatusCode::OK);
 
-    let events = bridge.read(1).await;
-    assert_eq!(events[0].value["data"]["status"], "COMPOSING");
-    let got = read_topic(&bridge.cluster.bootstrap_servers(), &topic, 1).await;
-    assert_eq!(got[0].value["data"]["body"], "{}");
     bridge
         .wait_for_value(
             r#"presence_bridge_rejected_input_captured_total{result="stored"}"#,
             1.0,
         )
         .await;
+    bridge
+        .wait_for_value("presence_bridge_spool_events", 0.0)
+        .await;
+    let events = bridge.read_all().await;
+    assert_eq!(events.len(), 1, "only the valid event is an event");
+    assert_eq!(events[0].value["id"], ok.id().as_str());
+    let got = read_all(&bridge.cluster.bootstrap_servers(), &topic).await;
+    let bodies: Vec<&serde_json::Value> = got.iter().map(|r| &r.value["data"]["body"]).collect();
+    assert_eq!(bodies, [invalid], "only the authenticated invalid body");
     assert_eq!(
         bridge.metric(r#"presence_bridge_rejected_input_captured_total{result="dropped"}"#),
         0.0

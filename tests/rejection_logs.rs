@@ -6,45 +6,13 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
-
 use common::*;
 use hyper::{Method, StatusCode};
 use serde_json::Value;
 
 /// Everything logged by the process, as JSON lines.
-fn log_buffer() -> Arc<Mutex<Vec<u8>>> {
-    static BUF: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    BUF.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let writer = Capture(buf.clone());
-        tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_env_filter(tracing_subscriber::EnvFilter::new("presence_bridge=debug"))
-            .with_writer(move || writer.clone())
-            .init();
-        buf
-    })
-    .clone()
-}
-
-#[derive(Clone)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(data);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn logged() -> String {
-    String::from_utf8(log_buffer().lock().unwrap().clone()).unwrap()
+    logs::global_json().text()
 }
 
 /// The one `request rejected` line with this reason and client-visible marker.
@@ -62,7 +30,7 @@ const WRONG_TOKEN: &str = "wrong-token-SECRET-4711";
 
 #[tokio::test]
 async fn rejections_log_route_template_and_instance_but_no_token() {
-    let _ = log_buffer();
+    let _ = logs::global_json();
     let b = Bridge::start().await;
     let json = ("content-type", "application/json");
 

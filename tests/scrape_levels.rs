@@ -9,30 +9,16 @@ use std::sync::Arc;
 use common::*;
 use presence_bridge::health::Health;
 use presence_bridge::metrics::{render, Metrics};
-use presence_bridge::spool::store::{NewRecord, Store, StoreOptions};
-use presence_bridge::spool::FsyncPolicy;
+use presence_bridge::spool::store::{NewRecord, Store};
 
 fn record(n: u64) -> NewRecord {
-    NewRecord {
-        arrival_ms: 1_700_000_000_000,
-        id: uuid::Uuid::from_u128(n.into()),
-        topic: "main".into(),
-        key: "5544999999999".into(),
-        value: vec![b'a'; 100],
-    }
+    spool::record(n, "main")
 }
 
 #[test]
 fn the_registry_reads_the_store_at_each_scrape() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(StoreOptions {
-        dir: dir.path().to_path_buf(),
-        max_bytes: 1 << 30,
-        segment_bytes: 1 << 20,
-        fsync: FsyncPolicy::Never,
-    })
-    .unwrap();
-    let store = Arc::new(store);
+    let store = Arc::new(spool::open(dir.path()));
     let (registry, metrics) = Metrics::standalone();
     let _health = Health::new(None, metrics, store.clone(), 0, "main", []);
     let scrape = || String::from_utf8(render(&registry)).unwrap();
@@ -50,12 +36,7 @@ fn the_registry_reads_the_store_at_each_scrape() {
     // The registry does not keep a closed spool open (and locked).
     drop(_health);
     drop(store);
-    let reopened = Store::open(StoreOptions {
-        dir: dir.path().to_path_buf(),
-        max_bytes: 1 << 30,
-        segment_bytes: 1 << 20,
-        fsync: FsyncPolicy::Never,
-    });
+    let reopened = Store::open(spool::options(dir.path()));
     assert!(reopened.is_ok(), "the spool is still locked");
     assert_eq!(metric_value(&scrape(), "presence_bridge_spool_events"), 0.0);
 }
@@ -85,12 +66,5 @@ async fn an_event_posted_just_before_a_scrape_is_counted() {
         let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(ready["components"]["spool"]["events"], i, "{ready}");
     }
-    b.running.shutdown();
-    let Bridge {
-        api,
-        cluster,
-        spool,
-    } = b;
-    api.into_running().wait().await;
-    drop((cluster, spool));
+    b.stop().await;
 }

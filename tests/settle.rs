@@ -4,16 +4,18 @@
 //! reused (a reused number would be counted as settled by a cursor that had
 //! passed it: the simulation found that as lost events).
 
+mod common;
+
 use presence_bridge::spool::store::{NewRecord, Store, StoreOptions};
 use presence_bridge::spool::FsyncPolicy;
 
 fn opts(dir: &std::path::Path) -> StoreOptions {
     StoreOptions {
-        dir: dir.to_path_buf(),
         max_bytes: 1 << 20,
         // Small segments: every batch below rolls to a new one.
         segment_bytes: 200,
         fsync: FsyncPolicy::Always,
+        ..common::spool::options(dir)
     }
 }
 

@@ -23,21 +23,16 @@ async fn in_flight_request_finishes_and_its_event_is_delivered() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{report}");
     assert!(report.contains("shutting_down"), "{report}");
     // The listener stops accepting.
-    let mut refused = false;
-    for _ in 0..200 {
-        if TcpStream::connect(b.running.webhook_addr).await.is_err() {
-            refused = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(refused, "listener still accepting after shutdown started");
+    eventually("the listener refuses connections", || async {
+        TcpStream::connect(b.running.webhook_addr).await.err()
+    })
+    .await;
 
     s.write_all(rest.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer))
+    tokio::time::timeout(HANG, s.read_to_end(&mut answer))
         .await
-        .expect("answer within 10s")
+        .expect("the request in flight was never answered")
         .unwrap();
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
@@ -66,9 +61,13 @@ async fn a_stuck_client_does_not_hold_shutdown_past_the_deadline() {
     let started = Instant::now();
     b.running.shutdown();
     let Bridge { api, cluster, .. } = b;
-    let report = api.into_running().wait().await;
-    let took = started.elapsed();
+    // The client never finishes: only the deadline can end the shutdown
+    // (the timeout only guards that hang), and not before it.
+    let report = tokio::time::timeout(HANG, api.into_running().wait())
+        .await
+        .expect("a stuck client held the shutdown");
     assert!(report.connections_abandoned);
-    assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(700), "shutdown took {took:?}");
     drop(cluster);
 }

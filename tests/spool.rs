@@ -5,6 +5,8 @@
 //! (old format still read), and the append timeout (a writer held in
 //! `write`, tokio's paused clock).
 
+mod common;
+
 use std::collections::VecDeque;
 use std::io;
 use std::path::Path;
@@ -24,20 +26,16 @@ use proptest::prelude::*;
 
 fn opts(dir: &Path, segment_bytes: u64) -> StoreOptions {
     StoreOptions {
-        dir: dir.to_path_buf(),
         max_bytes: 64 * 1024 * 1024,
         segment_bytes,
-        fsync: FsyncPolicy::Never,
+        ..common::spool::options(dir)
     }
 }
 
 fn record(n: u64, size: usize) -> NewRecord {
     NewRecord {
-        arrival_ms: 1_700_000_000_000 + n as i64,
-        id: uuid::Uuid::from_u128(n as u128),
-        topic: "whatsapp.presence.v1".into(),
-        key: format!("55449{n:08}"),
         value: vec![b'a' + (n % 26) as u8; size],
+        ..common::spool::record(n, "whatsapp.presence.v1")
     }
 }
 

@@ -7,6 +7,8 @@
 //! run as root, the binary is started as `nobody` (uid 65534), so the kernel
 //! really refuses; never skipped.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -14,16 +16,14 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use presence_bridge::spool::store::{Store, StoreOptions};
-use presence_bridge::spool::{FsyncPolicy, SpoolError};
+use presence_bridge::spool::SpoolError;
 
 const NOBODY: u32 = 65534;
 
 fn opts(dir: &Path) -> StoreOptions {
     StoreOptions {
-        dir: dir.to_path_buf(),
         max_bytes: 64 * 1024 * 1024,
-        segment_bytes: 1 << 20,
-        fsync: FsyncPolicy::Never,
+        ..common::spool::options(dir)
     }
 }
 
@@ -71,6 +71,11 @@ fn bin_at(program: &Path, cwd: &Path, spool_dir: &Path) -> Command {
     c
 }
 
+/// Held while a copy of the binary is written and while a child is started:
+/// a child forked while the copy is still open for writing would hold it
+/// open, and starting the copy would then fail ("text file busy").
+static FORK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// [`bin`] as an unprivileged user: as root, started as nobody, from a copy
 /// of the binary in `cwd` (a [`tempdir`] everyone may traverse): the build
 /// directory may be private to root (a clone in a `mktemp -d` directory).
@@ -79,7 +84,10 @@ fn unprivileged(cwd: &Path, spool_dir: &Path) -> Command {
         return bin(cwd, spool_dir);
     }
     let copy = cwd.join("presence-bridge");
-    std::fs::copy(env!("CARGO_BIN_EXE_presence-bridge"), &copy).unwrap();
+    {
+        let _fork = FORK.lock().unwrap_or_else(|p| p.into_inner());
+        std::fs::copy(env!("CARGO_BIN_EXE_presence-bridge"), &copy).unwrap();
+    }
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut c = bin_at(&copy, cwd, spool_dir);
     c.uid(NOBODY).gid(NOBODY);
@@ -89,7 +97,10 @@ fn unprivileged(cwd: &Path, spool_dir: &Path) -> Command {
 /// Runs `c` to its end; a guard kills it after a minute (only against a
 /// hang, e.g. a `serve` that wrongly started).
 fn run(c: &mut Command) -> Output {
-    let mut child = c.spawn().unwrap();
+    let mut child = {
+        let _fork = FORK.lock().unwrap_or_else(|p| p.into_inner());
+        c.spawn().unwrap()
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {

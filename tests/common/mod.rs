@@ -1,5 +1,10 @@
 //! Test harness: a bridge on port 0 in front of an in-process MockCluster, an
-//! HTTP client, and a Kafka reader. Each test gets its own topic.
+//! HTTP client, and a Kafka reader. Each test gets its own topic. Waits are
+//! for the event itself; `HANG` only guards a hang.
+//!
+//! The other harnesses: [`process`] (the real binary), [`handler`] (the
+//! webhook handler alone, with a test's sink), [`raw`] (HTTP/1.1 by hand),
+//! [`spool`] (stores and records) and [`logs`] (log capture).
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -19,6 +24,35 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
+
+pub mod handler;
+pub mod logs;
+pub mod process;
+pub mod raw;
+pub mod spool;
+
+/// How long a wait for an event may take before the test calls it a hang:
+/// only a guard, never a bound the behaviour under test is held to.
+pub const HANG: Duration = Duration::from_secs(60);
+
+/// Polls `check` until it gives `Some` (every 25 ms; `HANG` guards a hang).
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + HANG;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
 
 pub const TOKEN: &str = "test-token-0123456789";
 pub const PARTITIONS: i32 = 3;
@@ -69,6 +103,42 @@ impl std::ops::Deref for Bridge {
     }
 }
 
+/// A broker (with the test topic) and a spool directory that outlive the
+/// bridges started on them: for outages across a stop and a restart.
+pub struct Restarts {
+    pub cluster: MockCluster<'static, DefaultProducerContext>,
+    pub topic: String,
+    pub spool: tempfile::TempDir,
+}
+
+impl Restarts {
+    pub fn new() -> Self {
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        let topic = unique_topic();
+        cluster.create_topic(&topic, PARTITIONS, 1).expect("topic");
+        let spool = tempfile::tempdir().expect("temp dir");
+        Self {
+            cluster,
+            topic,
+            spool,
+        }
+    }
+
+    /// Starts a bridge on the broker and the spool (not waiting for
+    /// readiness: the broker may be down).
+    pub async fn start(&self, extra: &[(&str, &str)]) -> Api {
+        let brokers = self.cluster.bootstrap_servers();
+        let s = settings(&brokers, &self.topic, self.spool.path(), extra);
+        let running = app::start(s, brokers, None).await.expect("bridge starts");
+        Bridge::attach(running, &self.topic)
+    }
+
+    /// Every record of the topic (see [`read_all`]).
+    pub async fn read_all(&self) -> Vec<Record> {
+        read_all(&self.cluster.bootstrap_servers(), &self.topic).await
+    }
+}
+
 /// A running bridge seen from outside: HTTP, admin and metrics.
 pub struct Api {
     pub running: Running,
@@ -99,9 +169,28 @@ impl Bridge {
         }
     }
 
+    /// Shuts the bridge down and waits for the drain; the broker and the
+    /// spool go after it.
+    pub async fn stop(self) -> presence_bridge::app::ShutdownReport {
+        let Self {
+            spool,
+            cluster,
+            api,
+        } = self;
+        api.running.shutdown();
+        let report = api.into_running().wait().await;
+        drop((cluster, spool));
+        report
+    }
+
     /// Reads `n` messages of the test topic from the beginning (bounded wait).
     pub async fn read(&self, n: usize) -> Vec<Record> {
         read_topic(&self.cluster.bootstrap_servers(), &self.api.topic, n).await
+    }
+
+    /// Every record of the test topic (see [`read_all`]).
+    pub async fn read_all(&self) -> Vec<Record> {
+        read_all(&self.cluster.bootstrap_servers(), &self.api.topic).await
     }
 
     /// Wraps an already running bridge (the caller owns the broker and spool).
@@ -119,6 +208,12 @@ impl Api {
         self.running
     }
 
+    /// Shuts the bridge down and waits for the drain.
+    pub async fn stop(self) -> presence_bridge::app::ShutdownReport {
+        self.running.shutdown();
+        self.running.wait().await
+    }
+
     pub fn url(&self, path_and_query: &str) -> String {
         format!("http://{}{}", self.running.webhook_addr, path_and_query)
     }
@@ -127,15 +222,12 @@ impl Api {
         format!("http://{}{}", self.running.admin_addr, path)
     }
 
-    /// Polls `/readyz` until 200 (bounded).
+    /// Polls `/readyz` until 200.
     pub async fn wait_ready(&self) {
-        for _ in 0..100 {
-            if self.get(&self.admin_url("/readyz")).await.0 == StatusCode::OK {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("bridge did not become ready");
+        eventually("the bridge is ready", || async {
+            (self.get(&self.admin_url("/readyz")).await.0 == StatusCode::OK).then_some(())
+        })
+        .await
     }
 
     pub async fn get(&self, url: &str) -> (StatusCode, String) {
@@ -194,26 +286,22 @@ impl Api {
         metric_value(&self.metrics(), sample)
     }
 
-    /// Waits (bounded) until a sample equals `want`.
+    /// Waits until a sample equals `want`.
     pub async fn wait_for_value(&self, sample: &str, want: f64) {
-        for _ in 0..400 {
-            if self.metric(sample) == want {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("{sample} never became {want}: {}", self.metric(sample));
+        let what = format!("{sample} == {want}");
+        eventually(&what, || async {
+            (self.metric(sample) == want).then_some(())
+        })
+        .await
     }
 
-    /// Waits (bounded) until a sample reaches `want`.
+    /// Waits until a sample reaches `want`.
     pub async fn wait_for(&self, sample: &str, want: f64) {
-        for _ in 0..400 {
-            if self.metric(sample) >= want {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("{sample} never reached {want}: {}", self.metric(sample));
+        let what = format!("{sample} >= {want}");
+        eventually(&what, || async {
+            (self.metric(sample) >= want).then_some(())
+        })
+        .await
     }
 }
 
@@ -263,6 +351,25 @@ pub struct Record {
 }
 
 pub async fn read_topic(brokers: &str, topic: &str, n: usize) -> Vec<Record> {
+    read_from(&reader(brokers, topic), n).await
+}
+
+/// Every record the topic holds now: each partition read up to its high
+/// watermark, so extras and duplicates show (`read_topic` stops at `n`).
+/// Wait for what should be there first (e.g. the spool drained).
+pub async fn read_all(brokers: &str, topic: &str) -> Vec<Record> {
+    let consumer = reader(brokers, topic);
+    let mut total = 0;
+    for p in 0..PARTITIONS {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, HANG)
+            .expect("watermarks");
+        total += usize::try_from(high - low).unwrap();
+    }
+    read_from(&consumer, total).await
+}
+
+fn reader(brokers: &str, topic: &str) -> StreamConsumer {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("reader-{}", uuid::Uuid::now_v7()))
@@ -275,9 +382,13 @@ pub async fn read_topic(brokers: &str, topic: &str, n: usize) -> Vec<Record> {
             .unwrap();
     }
     consumer.assign(&tpl).unwrap();
+    consumer
+}
+
+async fn read_from(consumer: &StreamConsumer, n: usize) -> Vec<Record> {
     let mut out = Vec::new();
     while out.len() < n {
-        let msg = tokio::time::timeout(Duration::from_secs(20), consumer.recv())
+        let msg = tokio::time::timeout(HANG, consumer.recv())
             .await
             .unwrap_or_else(|_| panic!("only {} of {n} records arrived", out.len()))
             .expect("recv");
@@ -362,12 +473,8 @@ pub async fn half_sent_request(api: &Api, body: &str) -> (tokio::net::TcpStream,
     let (first, rest) = body.split_at(body.len() / 2);
     s.write_all(head.as_bytes()).await.unwrap();
     s.write_all(first.as_bytes()).await.unwrap();
-    // A bounded wait for the event itself, not a sleep as proof.
-    for _ in 0..400 {
-        if api.metric("presence_bridge_http_connections_open") >= 1.0 {
-            return (s, rest.to_owned());
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("connection never reached the server");
+    // A wait for the event itself, not a sleep as proof.
+    api.wait_for("presence_bridge_http_connections_open", 1.0)
+        .await;
+    (s, rest.to_owned())
 }

@@ -35,12 +35,9 @@ pub fn err(file_text: Option<&str>, vars: &[(&str, &str)]) -> String {
     }
 }
 
-/// The binary with an empty environment (but `PATH`).
+/// The binary with an empty environment (but `PATH`), run here.
 pub fn bin() -> std::process::Command {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_presence-bridge"));
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
-    c
+    crate::common::process::command(std::path::Path::new("."))
 }
 
 /// Runs `check-config` with `vars`; it must succeed. Returns the printed
