@@ -10,8 +10,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,19 +18,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
 use presence_bridge::lograte;
 use serde_json::Value;
-
-#[derive(Clone)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(data);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Requests of each kind sent (five kinds: 5,000 requests).
 const EACH: usize = 1_000;
@@ -109,14 +94,7 @@ fn parse(bytes: &[u8]) -> Vec<Value> {
 /// process-wide, so they must not run side by side.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_requests_and_connections_write_a_bounded_number_of_log_lines() {
-    let buf = Arc::new(Mutex::new(Vec::new()));
-    let writer = Capture(buf.clone());
-    tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_env_filter(tracing_subscriber::EnvFilter::new("presence_bridge=debug"))
-        .with_writer(move || writer.clone())
-        .init();
+    let buf = common::logs::global_json();
     refused_requests(&buf).await;
     refused_connections(&buf).await;
     failed_tls_handshakes(&buf).await;
@@ -124,7 +102,7 @@ async fn refused_requests_and_connections_write_a_bounded_number_of_log_lines() 
 
 /// Sends `FAILED` connections that speak plain HTTP to the TLS listener:
 /// each handshake fails and is counted; its `debug` lines stay in quota.
-async fn failed_tls_handshakes(buf: &Arc<Mutex<Vec<u8>>>) {
+async fn failed_tls_handshakes(buf: &common::logs::Capture) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const FAILED: usize = 300;
     let certs = tempfile::tempdir().unwrap();
@@ -139,7 +117,7 @@ async fn failed_tls_handshakes(buf: &Arc<Mutex<Vec<u8>>>) {
     ])
     .await;
     let addr = b.running.webhook_addr;
-    let mark = buf.lock().unwrap().len();
+    let mark = buf.len();
     let started = Instant::now();
     for _ in 0..FAILED {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -167,7 +145,7 @@ async fn failed_tls_handshakes(buf: &Arc<Mutex<Vec<u8>>>) {
         .await
         .expect("shutdown (hang guard)");
     drop((spool, cluster));
-    let all = parse(&buf.lock().unwrap()[mark..]);
+    let all = parse(&buf.since(mark));
     let intervals = elapsed.as_secs() / lograte::INTERVAL.as_secs() + 2;
     let (full, quiet) = tally(&all, "TLS handshake failed", "tls_handshake_error");
     eprintln!("{FAILED} failed TLS handshakes in {elapsed:?}: {full} lines, {quiet} suppressed");
@@ -201,7 +179,7 @@ fn tally(lines: &[Value], message: &str, reason: &str) -> (u64, u64) {
 /// Holds the per-client connection slots (4), then opens and drops
 /// `REFUSED` more connections from the same address: each is refused and
 /// counted; the `connection refused` lines stay within the quota.
-async fn refused_connections(buf: &Arc<Mutex<Vec<u8>>>) {
+async fn refused_connections(buf: &common::logs::Capture) {
     const REFUSED: usize = 300;
     let b = Bridge::start_with(&[("PRESENCE_BRIDGE__HTTP__MAX_CONNECTIONS_PER_CLIENT", "4")]).await;
     let addr = b.running.webhook_addr;
@@ -210,7 +188,7 @@ async fn refused_connections(buf: &Arc<Mutex<Vec<u8>>>) {
         held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
     }
     let sample = r#"presence_bridge_http_connections_refused_total{reason="per_client_limit"}"#;
-    let mark = buf.lock().unwrap().len();
+    let mark = buf.len();
     let started = Instant::now();
     for _ in 0..REFUSED {
         drop(tokio::net::TcpStream::connect(addr).await.unwrap());
@@ -218,7 +196,7 @@ async fn refused_connections(buf: &Arc<Mutex<Vec<u8>>>) {
     b.wait_for_value(sample, REFUSED as f64).await;
     let elapsed = started.elapsed();
     lograte::flush();
-    let all = parse(&buf.lock().unwrap()[mark..]);
+    let all = parse(&buf.since(mark));
     let intervals = elapsed.as_secs() / lograte::INTERVAL.as_secs() + 2;
     let (full, quiet) = tally(
         &all,
@@ -244,7 +222,7 @@ async fn refused_connections(buf: &Arc<Mutex<Vec<u8>>>) {
     drop(held);
 }
 
-async fn refused_requests(buf: &Arc<Mutex<Vec<u8>>>) {
+async fn refused_requests(buf: &common::logs::Capture) {
     // One h2c connection carries all the tokenless requests: no GOAWAY at
     // the per-connection cap (1,000) in the middle of the count.
     let b = Bridge::start_with(&[(
@@ -257,7 +235,7 @@ async fn refused_requests(buf: &Arc<Mutex<Vec<u8>>>) {
         .http2_only(true)
         .build_http::<Full<Bytes>>();
 
-    let mark = buf.lock().unwrap().len();
+    let mark = buf.len();
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for kind in &kinds {
@@ -296,9 +274,9 @@ async fn refused_requests(buf: &Arc<Mutex<Vec<u8>>>) {
         done.expect("sender");
     }
     let elapsed = started.elapsed();
-    let during = parse(&buf.lock().unwrap()[mark..]);
+    let during = parse(&buf.since(mark));
     lograte::flush();
-    let all = parse(&buf.lock().unwrap()[mark..]);
+    let all = parse(&buf.since(mark));
 
     // Intervals the attack overlapped (a window lasts at least INTERVAL).
     let intervals = elapsed.as_secs() / lograte::INTERVAL.as_secs() + 2;
@@ -307,7 +285,7 @@ async fn refused_requests(buf: &Arc<Mutex<Vec<u8>>>) {
     eprintln!(
         "{sent} refused requests in {elapsed:?}: {} log lines written ({} bytes), bound {bound}",
         during.len(),
-        buf.lock().unwrap().len() - mark,
+        buf.len() - mark,
     );
     let mut kinds_of_lines: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     for line in &during {

@@ -11,6 +11,16 @@ use tracing_subscriber::fmt::MakeWriter;
 pub struct Capture(Arc<Mutex<Vec<u8>>>);
 
 impl Capture {
+    /// Bytes written so far (a mark for [`Self::since`]).
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
+    /// The bytes written after `mark`.
+    pub fn since(&self, mark: usize) -> Vec<u8> {
+        self.0.lock().unwrap()[mark..].to_vec()
+    }
+
     /// What was written so far, as text.
     pub fn text(&self) -> String {
         String::from_utf8(self.0.lock().unwrap().clone()).expect("logs are UTF-8")
