@@ -211,3 +211,48 @@ fn the_topic_must_be_its_own() {
     assert_eq!(ok.rejected.topic.as_deref(), Some("events.rejected"));
     assert_eq!(ok.rejected.max_bytes, 16 * 1024, "the default cap");
 }
+
+/// A capture still in the spool when `rejected.topic` is turned off (or
+/// changed) before a restart is sent with its own type, not the presence
+/// type the new configuration would guess from its topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_capture_keeps_its_type_after_the_setting_changes() {
+    let site = common::Restarts::new();
+    let capture_topic = format!("rejected-{}", uuid::Uuid::now_v7().simple());
+    site.cluster
+        .create_topic(&capture_topic, common::PARTITIONS, 1)
+        .unwrap();
+    // First life: capture on, the broker down, so the capture stays spooled.
+    site.cluster.broker_down(1).unwrap();
+    let b = site
+        .start(&[
+            ("PRESENCE_BRIDGE__REJECTED__TOPIC", capture_topic.as_str()),
+            ("PRESENCE_BRIDGE__SHUTDOWN__DEADLINE", "1s"),
+        ])
+        .await;
+    let bad = r#"{"type":"PresenceChatCallback","phone":"not a phone","status":"PAUSED","instanceId":"inst-1"}"#;
+    let reply = b
+        .send(
+            Method::POST,
+            &format!("/webhooks/zapi/presence?token={TOKEN}"),
+            &[JSON],
+            bad,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{:?}", reply.body);
+    let report = b.stop().await;
+    assert_eq!(
+        report.events_left_in_spool, 1,
+        "the capture waits in the spool"
+    );
+
+    // Second life: capture off; the spooled capture is still delivered.
+    site.cluster.broker_up(1).unwrap();
+    let b = site.start(&[]).await;
+    b.wait_for_value("presence_bridge_spool_events", 0.0).await;
+    let got = common::read_all(&site.cluster.bootstrap_servers(), &capture_topic).await;
+    assert_eq!(got.len(), 1, "one capture, delivered once");
+    assert_eq!(got[0].headers["ce_type"], rejected::TYPE);
+    assert_eq!(got[0].value["type"], rejected::TYPE);
+    assert_eq!(got[0].value["data"]["body"], bad);
+}
