@@ -120,3 +120,34 @@ impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
         d.deserialize_any(V)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(json: &str) -> Option<Field<'_>> {
+        serde_json::from_str::<RawCallback>(json).unwrap().status
+    }
+
+    #[test]
+    fn fields_keep_what_was_sent() {
+        assert_eq!(status("{}"), None);
+        assert_eq!(status(r#"{"status": null}"#), Some(Field::Null));
+        assert_eq!(status(r#"{"status": -7}"#), Some(Field::Int(-7)));
+        assert_eq!(
+            status(r#"{"status": 18446744073709551615}"#),
+            Some(Field::BigInt)
+        );
+        assert_eq!(status(r#"{"status": 1e3}"#), Some(Field::Float(1000.0)));
+        assert_eq!(status(r#"{"status": [1, [2]]}"#), Some(Field::Array));
+        assert_eq!(status(r#"{"status": {"a": {}}}"#), Some(Field::Object));
+        assert_eq!(status(r#"{"status": false}"#), Some(Field::Bool));
+        // Unescaped strings borrow from the body; escaped ones are decoded.
+        assert!(matches!(
+            status(r#"{"status": "AVAILABLE"}"#),
+            Some(Field::Str(Cow::Borrowed("AVAILABLE")))
+        ));
+        assert!(matches!(status(r#"{"status": "A\u0056AILABLE"}"#),
+            Some(Field::Str(Cow::Owned(s))) if s == "AVAILABLE"));
+    }
+}

@@ -95,6 +95,12 @@ mod tests {
             (json!(1700000000), Some("2023-11-14T22:13:20.000Z")),
             (json!(1700000000123_i64), Some("2023-11-14T22:13:20.123Z")),
             (json!(0), Some("1970-01-01T00:00:00.000Z")),
+            // The seconds/milliseconds boundary: 10^11 - 1 is seconds, 10^11 milliseconds.
+            (
+                json!(MILLIS_THRESHOLD - 1),
+                Some("5138-11-16T09:46:39.000Z"),
+            ),
+            (json!(MILLIS_THRESHOLD), Some("1973-03-03T09:46:40.000Z")),
             (
                 json!("2024-01-02T03:04:05Z"),
                 Some("2024-01-02T03:04:05.000Z"),
