@@ -8,9 +8,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use presence_bridge::ingress::reply::Rejection;
-use presence_bridge::presence::{
-    InstanceId, Phone, PresenceEvent, PresenceStatus, CALLBACK_TYPE, MAX_INSTANCE_ID_LEN,
-};
+use zapi::{InstanceId, Phone, PresenceEvent, PresenceStatus, CALLBACK_TYPE, MAX_INSTANCE_ID_LEN};
 
 const CODES: [&str; 8] = [
     "malformed_json",
