@@ -15,7 +15,7 @@ use crate::{Field, PresenceError};
 /// 10^11 seconds is the year 5138; 10^11 milliseconds is March 1973.
 const MILLIS_THRESHOLD: i64 = 100_000_000_000;
 /// Latest accepted instant, 9999-12-31T23:59:59.999Z, in milliseconds.
-pub(crate) const MAX_EPOCH_MILLIS: i64 = 253_402_300_799_999;
+const MAX_EPOCH_MILLIS: i64 = 253_402_300_799_999;
 
 /// `lastSeen` as Unix milliseconds: absent and `null` are `None`; anything
 /// outside 1970-01-01 to 9999-12-31 is [`PresenceError::LastSeenOutOfRange`].
