@@ -451,16 +451,16 @@ echo "  both build with: $ci_cmd"
 "$py" - <<'EOF' || fail ".dockerignore excludes what the build needs"
 import fnmatch, re, sys
 pats = [l.strip() for l in open(".dockerignore") if l.strip() and not l.startswith("#")]
-needed = ["Cargo.toml", "Cargo.lock", "src/main.rs", "benches/spool.rs"]
+needed = ["Cargo.toml", "Cargo.lock", "src/main.rs", "crates/zapi/src/lib.rs", "benches/spool.rs"]
 copied = re.findall(r"^COPY (?!--from)(.+?)\s+\S+$", open("deploy/Dockerfile").read(), re.M)
 bad = [n for n in needed for p in pats if not p.startswith("!")
        and (fnmatch.fnmatch(n, p.rstrip("/")) or n.startswith(p.rstrip("/") + "/"))]
 if bad:
     sys.exit(f"  .dockerignore excludes {sorted(set(bad))}")
 for src in " ".join(copied).split():
-    if src.rstrip("/") not in ("Cargo.toml", "Cargo.lock", "src", "benches", "./"):
+    if src.rstrip("/") not in ("Cargo.toml", "Cargo.lock", "src", "crates", "benches", "./"):
         print(f"  note: Dockerfile copies {src}")
-print("  .dockerignore keeps Cargo.toml, Cargo.lock, src/, benches/")
+print("  .dockerignore keeps Cargo.toml, Cargo.lock, src/, crates/, benches/")
 EOF
 rv=$(grep -oE '^ARG RUST_VERSION=[0-9.]+' deploy/Dockerfile | cut -d= -f2)
 if command -v rustc >/dev/null; then

@@ -15,7 +15,8 @@
 //! - [`tls`]: native HTTPS for the webhook listener, certificate reload.
 //! - [`ingress`]: the webhook routes, tokens, client allowlist and rate limits,
 //!   the handler, and the one place statuses are decided.
-//! - [`presence`]: pure validation and normalization of the provider's callback.
+//! - [`presence`]: pure validation and normalization of the provider's callback,
+//!   re-exported from the workspace crate `zapi` (`crates/zapi`).
 //! - [`envelope`]: the wire contract, one frozen file per major version.
 //! - [`sink`]: the seam between ingress and whatever keeps accepted events.
 //! - [`spool`]: the durable retry buffer (segmented log, group commit, recovery,

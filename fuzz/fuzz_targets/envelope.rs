@@ -10,9 +10,9 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use presence_bridge::envelope::{v1, OutboundRecord};
-use presence_bridge::presence::PresenceEvent;
 use serde_json::Value;
 use time::OffsetDateTime;
+use zapi::PresenceEvent;
 
 /// 9999-12-31T23:59:59.999Z in Unix milliseconds.
 const MAX_MS: u64 = 253_402_300_799_999;
@@ -55,10 +55,7 @@ fuzz_target!(|data: &[u8]| {
         format!("/zapi/instances/{}", event.instance_id)
     );
     assert_eq!(value["partitionkey"], record.key.as_str());
-    assert_eq!(
-        value["time"],
-        presence_bridge::presence::format_millis(time)
-    );
+    assert_eq!(value["time"], zapi::format_millis(time));
     let d = &value["data"];
     assert_eq!(d["phone"], record.key.as_str());
     assert_eq!(d["instanceId"], event.instance_id.as_str());
