@@ -47,12 +47,9 @@ impl PresenceStatus {
 
     pub fn as_str(&self) -> &str {
         match self {
-            Self::Unavailable => "UNAVAILABLE",
-            Self::Available => "AVAILABLE",
-            Self::Composing => "COMPOSING",
-            Self::Paused => "PAUSED",
-            Self::Recording => "RECORDING",
             Self::Other(s) => s,
+            // A known status is its own label.
+            known => known.label(),
         }
     }
 
