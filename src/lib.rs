@@ -11,8 +11,9 @@
 //! - [`bounds`]: shared limits (token length, body budgets); a leaf that
 //!   `config` and `ingress` both import.
 //! - [`app`]: wires the parts, owns shutdown and its deadline.
-//! - [`server`]: the accept loop shared by both listeners (limits, graceful drain).
-//! - [`tls`]: native HTTPS for the webhook listener, certificate reload.
+//! - [`transport`]: [`server`] (the accept loop shared by both listeners:
+//!   connection slots, who gives way under attack, graceful drain), [`tls`]
+//!   (native HTTPS, certificate reload) and [`admin`] (the admin handler).
 //! - [`ingress`]: the webhook routes, tokens, client allowlist and rate limits,
 //!   the handler, and the one place statuses are decided.
 //! - [`presence`]: pure validation and normalization of the provider's callback,
@@ -24,14 +25,14 @@
 //! - [`publisher`]: the idempotent Kafka producer behind the `Produce` seam,
 //!   the error policy, the forwarder (one lane per destination topic), dead
 //!   letters.
-//! - [`admin`], [`health`], [`metrics`]: `/metrics`, `/livez`, `/readyz`.
+//! - [`health`], [`metrics`]: what `/livez`, `/readyz` and `/metrics` report;
+//!   [`memtrim`] hands memory back after a burst of bodies.
 //! - [`dev`]: the embedded development broker of `serve --dev`.
 //! - [`tail`]: the operator's topic reader.
 //! - [`logging`]: text or JSON logs; phones masked, tokens never logged.
 //! - [`lograte`]: bounds the log lines remote clients can cause (quotas per
 //!   reason and interval, summaries with counts).
 
-pub mod admin;
 pub mod app;
 pub mod bounds;
 pub mod cli;
@@ -46,8 +47,10 @@ pub mod memtrim;
 pub mod metrics;
 pub mod presence;
 pub mod publisher;
-pub mod server;
 pub mod sink;
 pub mod spool;
 pub mod tail;
-pub mod tls;
+pub mod transport;
+
+/// The transport pieces, at the paths they had before `transport/` grouped them.
+pub use transport::{admin, server, tls};
