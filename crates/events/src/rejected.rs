@@ -24,13 +24,16 @@
 //! ```
 //! `body` holds the bytes when they are UTF-8 (cut at a character boundary
 //! when truncated); otherwise `bodyBase64` holds them in standard base64.
+//!
+//! A consumer reads it back with [`decode`] into an [`Envelope`] whose `data`
+//! is a [`Data`]; [`Data::body_bytes`] gives the captured bytes for a replay.
 
 use base64::Engine;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::cloudevent::{CloudEvent, Kind};
+use crate::cloudevent::{decode_kind, CloudEvent, DecodeError, Kind};
 
 /// The CloudEvents `type` (also the `ce_type` Kafka header).
 pub const TYPE: &str = "io.presence-bridge.zapi.rejected-input.v1";
@@ -56,9 +59,57 @@ const KIND: Kind = Kind {
     dataschema: DATASCHEMA,
 };
 
+/// A captured rejected request's envelope as a consumer reads it.
+pub type Envelope = crate::Envelope<Data>;
+
+/// The captured request inside the envelope, as a consumer reads it.
+/// Unknown fields are ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Data {
+    /// The rejection's stable code (the 4xx body's `error`).
+    pub reason: String,
+    pub message: String,
+    pub field: Option<String>,
+    /// The HTTP status the bridge answered.
+    pub status: u16,
+    /// The instance id from the URL path, if the route had one (as sent).
+    pub path_instance_id: Option<String>,
+    pub content_type: Option<String>,
+    /// The size of the whole body as received, in bytes.
+    pub size: u64,
+    /// True when only the first `rejected.max_bytes` were kept.
+    pub truncated: bool,
+    /// The kept bytes, when they are UTF-8.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// The kept bytes in standard base64, when they are not UTF-8.
+    #[serde(default)]
+    pub body_base64: Option<String>,
+}
+
+impl Data {
+    /// The kept bytes of the body, whichever way they were written; None
+    /// when `bodyBase64` is not valid base64 (or neither field is there).
+    pub fn body_bytes(&self) -> Option<Vec<u8>> {
+        match (&self.body, &self.body_base64) {
+            (Some(text), _) => Some(text.as_bytes().to_vec()),
+            (None, Some(b64)) => base64::engine::general_purpose::STANDARD.decode(b64).ok(),
+            (None, None) => None,
+        }
+    }
+}
+
+/// Decodes a record's value written by [`encode`]; an envelope of another
+/// kind is a [`DecodeError::WrongType`].
+pub fn decode(value: &[u8]) -> Result<Envelope, DecodeError> {
+    decode_kind(value, TYPE)
+}
+
+/// What [`encode`] writes as `data`; [`Data`] reads it back.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Data<'a> {
+struct WireData<'a> {
     reason: &'a str,
     message: &'a str,
     field: Option<&'a str>,
@@ -95,7 +146,7 @@ pub fn encode(
             kept.len(),
         ),
     };
-    let data = Data {
+    let data = WireData {
         reason: input.reason,
         message: input.message,
         field: input.field,
@@ -164,5 +215,64 @@ mod tests {
         let v = enc(&[1u8; 50], 10);
         assert_eq!(v["data"]["body"].as_str().unwrap().len(), 10);
         assert_eq!(v["data"]["truncated"], true);
+    }
+
+    #[test]
+    fn what_encode_writes_decodes_to_the_same_capture() {
+        let cases: [(RejectedInput<'_>, usize); 3] = [
+            (input(br#"{"type":"x"}"#), 100),
+            (
+                RejectedInput {
+                    reason: "invalid_status",
+                    message: "field `status` is not a status",
+                    field: Some("status"),
+                    status: 422,
+                    path_instance: None,
+                    content_type: None,
+                    body: "aéé".as_bytes(),
+                },
+                3,
+            ),
+            (input(&[0xff, 0x00, 0xfe, 0x01]), 3),
+        ];
+        let kept: [&[u8]; 3] = [br#"{"type":"x"}"#, "aé".as_bytes(), &[0xff, 0x00, 0xfe]];
+        for ((input, max), kept) in cases.iter().zip(kept) {
+            let id = Uuid::now_v7();
+            let e = decode(&encode(input, *max, id, OffsetDateTime::UNIX_EPOCH)).unwrap();
+            assert_eq!(e.specversion, crate::SPECVERSION);
+            assert_eq!(e.id, id);
+            assert_eq!(e.source, SOURCE);
+            assert_eq!(e.kind, TYPE);
+            assert_eq!(e.time, "1970-01-01T00:00:00.000Z");
+            assert_eq!(e.datacontenttype, crate::DATACONTENTTYPE);
+            assert_eq!(e.dataschema, DATASCHEMA);
+            assert_eq!(e.partitionkey, None);
+            let d = &e.data;
+            assert_eq!(d.reason, input.reason);
+            assert_eq!(d.message, input.message);
+            assert_eq!(d.field.as_deref(), input.field);
+            assert_eq!(d.status, input.status);
+            assert_eq!(d.path_instance_id.as_deref(), input.path_instance);
+            assert_eq!(d.content_type.as_deref(), input.content_type);
+            assert_eq!(d.size, input.body.len() as u64);
+            assert_eq!(d.truncated, kept.len() < input.body.len());
+            assert_eq!(d.body.is_some(), std::str::from_utf8(kept).is_ok());
+            assert_eq!(d.body_bytes().as_deref(), Some(kept));
+        }
+    }
+
+    #[test]
+    fn every_kind_decodes_to_its_own_variant() {
+        let value = encode(&input(b"x"), 10, Uuid::now_v7(), OffsetDateTime::UNIX_EPOCH);
+        match crate::decode(&value).unwrap() {
+            crate::Record::Rejected(e) => assert_eq!(e.data.body.as_deref(), Some("x")),
+            other => panic!("expected a rejected capture, got {other:?}"),
+        }
+        let mut json: Value = serde_json::from_slice(&value).unwrap();
+        json["type"] = "io.example.other.v9".into();
+        match crate::decode(&serde_json::to_vec(&json).unwrap()) {
+            Err(DecodeError::UnknownType(t)) => assert_eq!(t, "io.example.other.v9"),
+            other => panic!("expected UnknownType, got {other:?}"),
+        }
     }
 }

@@ -1,15 +1,17 @@
 //! The CloudEvents 1.0 attributes every envelope carries (structured JSON
 //! mode), written once for every kind of event: each kind's frozen file
 //! (`v1.rs`, `rejected.rs`) fills in its `type`, `source`, `dataschema` and
-//! `data`.
+//! `data`. Also the generic [`Envelope`] a consumer decodes any kind into, and
+//! [`decode`], which reads a record of any kind.
 
 use std::fmt::Display;
 
-use serde::{Serialize, Serializer};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize, Serializer};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::presence::Millis;
+use zapi::Millis;
 
 /// `specversion` of every envelope.
 pub const SPECVERSION: &str = "1.0";
@@ -105,7 +107,7 @@ pub fn ce_type_of(value: &[u8]) -> Option<&'static str> {
     let head = &value[..value.len().min(256)];
     let data = find(head, b",\"data\":").unwrap_or(head.len());
     let head = &head[..data];
-    [super::v1::TYPE, super::rejected::TYPE]
+    [crate::v1::TYPE, crate::rejected::TYPE]
         .into_iter()
         .find(|t| {
             let mut needle = Vec::with_capacity(t.len() + 10);
@@ -120,21 +122,106 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
+/// An envelope as a consumer reads it back: the CloudEvents attributes as
+/// written, with the kind's `data` (`v1::Data`, `rejected::Data`). Fields
+/// this version does not know are ignored, as the compatibility rules ask.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Envelope<D> {
+    /// Always [`SPECVERSION`].
+    pub specversion: String,
+    /// The event id: a UUIDv7 assigned on arrival (also the `ce_id` header).
+    pub id: Uuid,
+    pub source: String,
+    /// The CloudEvents `type` (also the `ce_type` header).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The arrival, RFC 3339 UTC with three fractional digits.
+    pub time: String,
+    /// Always [`DATACONTENTTYPE`].
+    pub datacontenttype: String,
+    pub dataschema: String,
+    /// The record's key, for kinds keyed by their data (the presence event).
+    #[serde(default)]
+    pub partitionkey: Option<String>,
+    pub data: D,
+}
+
+/// A record's value decoded, by kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// `io.presence-bridge.zapi.chat-presence.v1`.
+    Presence(crate::v1::Envelope),
+    /// `io.presence-bridge.zapi.rejected-input.v1`.
+    Rejected(crate::rejected::Envelope),
+}
+
+/// Why a record's value could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Not JSON, or JSON without the attributes and data of its kind.
+    #[error("not a valid envelope: {0}")]
+    Json(#[from] serde_json::Error),
+    /// An envelope of a `type` this version does not know (a newer major
+    /// version, or another producer's event).
+    #[error("unknown CloudEvents type `{0}`")]
+    UnknownType(String),
+    /// An envelope of another kind than the one asked for.
+    #[error("expected CloudEvents type `{expected}`, found `{found}`")]
+    WrongType {
+        expected: &'static str,
+        found: String,
+    },
+}
+
+/// Decodes a record's value of any kind this version knows.
+pub fn decode(value: &[u8]) -> Result<Record, DecodeError> {
+    let head: Head = serde_json::from_slice(value)?;
+    match head.kind.as_str() {
+        crate::v1::TYPE => Ok(Record::Presence(crate::v1::decode(value)?)),
+        crate::rejected::TYPE => Ok(Record::Rejected(crate::rejected::decode(value)?)),
+        _ => Err(DecodeError::UnknownType(head.kind)),
+    }
+}
+
+/// Decodes `value` as an envelope of the kind whose `type` is `expected`.
+pub(crate) fn decode_kind<D: DeserializeOwned>(
+    value: &[u8],
+    expected: &'static str,
+) -> Result<Envelope<D>, DecodeError> {
+    // The type first: a record of another kind is named as such, not as
+    // data that does not fit.
+    let head: Head = serde_json::from_slice(value)?;
+    if head.kind != expected {
+        return Err(DecodeError::WrongType {
+            expected,
+            found: head.kind,
+        });
+    }
+    Ok(serde_json::from_slice(value)?)
+}
+
+/// Only the `type` of an envelope (every other field ignored).
+#[derive(Deserialize)]
+struct Head {
+    #[serde(rename = "type")]
+    kind: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::rejected::{self, RejectedInput};
-    use crate::presence::PresenceEvent;
+    use crate::rejected::{self, RejectedInput};
+    use zapi::PresenceEvent;
 
     #[test]
     fn a_record_says_what_it_is() {
         let body = br#"{"type":"PresenceChatCallback","phone":"5544999999999","status":"COMPOSING","instanceId":"i1"}"#;
         let event = PresenceEvent::from_json(body).unwrap();
-        let value = super::super::v1::encode(&event, Uuid::now_v7(), OffsetDateTime::UNIX_EPOCH);
-        assert_eq!(ce_type_of(&value), Some(super::super::v1::TYPE));
+        let value = crate::v1::encode(&event, Uuid::now_v7(), OffsetDateTime::UNIX_EPOCH);
+        assert_eq!(ce_type_of(&value), Some(crate::v1::TYPE));
         // A captured body that names the presence type is still a capture:
         // only the envelope's own attribute counts.
-        let captured = format!(r#"{{"type":"{}"}}"#, super::super::v1::TYPE);
+        let captured = format!(r#"{{"type":"{}"}}"#, crate::v1::TYPE);
         let input = RejectedInput {
             reason: "invalid_status",
             message: "bad",

@@ -1,0 +1,129 @@
+//! The CloudEvents envelope of presence-bridge's Kafka records: what the bridge
+//! writes, and what a Rust consumer of the topic reads back. No I/O: the
+//! bridge encodes with it, a consumer decodes with it.
+//!
+//! # The envelope
+//!
+//! Every record's value is a CloudEvents 1.0 envelope in structured JSON mode
+//! (CloudEvents Kafka protocol binding): `specversion`, `id` (a UUIDv7 assigned
+//! on arrival, never changed afterwards, so retries keep it), `source`, `type`,
+//! `time` (the arrival, RFC 3339 UTC with milliseconds), `datacontenttype`,
+//! `dataschema`, an optional `partitionkey`, then `data`. The headers carry
+//! `content-type` ([`CONTENT_TYPE`]), `ce_id` and `ce_type`, for routing
+//! without parsing.
+//!
+//! # The kinds
+//!
+//! | kind | CloudEvents `type` | key | schema (`deploy/schemas/`) |
+//! |---|---|---|---|
+//! | [`v1`]: a presence event | `io.presence-bridge.zapi.chat-presence.v1` | the normalized phone | `presence-envelope.v1.schema.json` |
+//! | [`rejected`]: captured rejected input | `io.presence-bridge.zapi.rejected-input.v1` | the path's instance id, or `unknown` | `rejected-input.v1.schema.json` |
+//!
+//! Every kind is written by one generic CloudEvent type, so the header
+//! attributes are the same for all of them; each kind's frozen file fills in
+//! its `type`, `source`, `dataschema` and `data`.
+//!
+//! # Compatibility rules
+//!
+//! Each major version lives in its own frozen file (`v1.rs`, `rejected.rs`)
+//! next to its JSON Schema in `deploy/schemas/`. Within a major version fields
+//! are only ever added, and only optional ones; nothing is renamed, removed or
+//! retyped. Consumers must ignore fields they do not know and tolerate status
+//! values they do not know (the decoding types here do both). A breaking
+//! change is a new `vN.rs`, a new `type`, a new schema file and a new topic,
+//! produced side by side until consumers have moved.
+//!
+//! # Decoding a record
+//!
+//! [`decode`] reads any record's value and says which kind it is; a consumer
+//! of one kind only can call [`v1::decode`] or [`rejected::decode`].
+//!
+//! ```
+//! # let value = br#"{"specversion":"1.0","id":"0193a1b2-0000-7000-8000-000000000000","source":"/zapi/instances/i1","type":"io.presence-bridge.zapi.chat-presence.v1","time":"2026-11-24T12:00:00.000Z","datacontenttype":"application/json","dataschema":"urn:presence-bridge:schema:presence-envelope:v1","partitionkey":"5544999999999","data":{"instanceId":"i1","phone":"5544999999999","status":"COMPOSING","lastSeen":null,"isGroup":false,"phoneKind":"person","statusKnown":true}}"#;
+//! match events::decode(value)? {
+//!     events::Record::Presence(e) => println!("{} is {}", e.data.phone, e.data.status),
+//!     events::Record::Rejected(e) => println!("rejected: {}", e.data.reason),
+//! }
+//! # Ok::<(), events::DecodeError>(())
+//! ```
+//!
+//! # Encoding
+//!
+//! The bridge's side is an [`OutboundRecord`]: everything the publisher (and
+//! the spool) needs, already encoded. Nothing downstream re-encodes or
+//! re-assigns the id, so retries never change it.
+
+mod cloudevent;
+pub mod rejected;
+pub mod v1;
+
+pub use cloudevent::{
+    ce_type_of, decode, DecodeError, Envelope, Record, DATACONTENTTYPE, SPECVERSION,
+};
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use zapi::PresenceEvent;
+
+/// Kafka header names and the content type of structured-mode CloudEvents.
+pub const HEADER_CONTENT_TYPE: &str = "content-type";
+pub const HEADER_CE_ID: &str = "ce_id";
+pub const HEADER_CE_TYPE: &str = "ce_type";
+pub const CONTENT_TYPE: &str = "application/cloudevents+json; charset=UTF-8";
+
+/// A record ready for Kafka: topic, key, headers and encoded value.
+#[derive(Debug, Clone)]
+pub struct OutboundRecord {
+    /// The CloudEvents id (UUIDv7, assigned on arrival).
+    pub id: Uuid,
+    pub topic: String,
+    /// The normalized phone: all events of one phone go to one partition, in order.
+    pub key: String,
+    /// The encoded envelope (JSON).
+    pub value: Vec<u8>,
+    /// When the webhook arrived, Unix milliseconds (the envelope's `time`).
+    pub arrival_ms: i64,
+    /// The presence status as a metric label (a closed set); `None` for
+    /// records that are not presence events (captured rejected input).
+    pub status_label: Option<&'static str>,
+}
+
+impl OutboundRecord {
+    /// Wraps `event` in the current envelope version. `id` and `time` are the
+    /// arrival's, decided once by the caller.
+    pub fn new(event: &PresenceEvent, topic: &str, id: Uuid, time: OffsetDateTime) -> Self {
+        Self {
+            id,
+            topic: topic.to_owned(),
+            key: event.phone.as_str().to_owned(),
+            value: v1::encode(event, id, time),
+            arrival_ms: (time.unix_timestamp_nanos() / 1_000_000) as i64,
+            status_label: Some(event.status.label()),
+        }
+    }
+
+    /// A captured rejected request (see [`rejected`]), keyed by the path's
+    /// instance id when there was one.
+    pub fn rejected(
+        input: &rejected::RejectedInput<'_>,
+        max_bytes: usize,
+        topic: &str,
+        id: Uuid,
+        time: OffsetDateTime,
+    ) -> Self {
+        Self {
+            id,
+            topic: topic.to_owned(),
+            key: input.path_instance.unwrap_or("unknown").to_owned(),
+            value: rejected::encode(input, max_bytes, id, time),
+            arrival_ms: (time.unix_timestamp_nanos() / 1_000_000) as i64,
+            status_label: None,
+        }
+    }
+}
+
+/// A new event id: UUIDv7, so ids sort by arrival time.
+pub fn new_event_id() -> Uuid {
+    Uuid::now_v7()
+}
