@@ -49,12 +49,12 @@ use crate::spool::format::StoredRecord;
 use crate::spool::store::Store;
 
 mod backoff;
+mod deliver;
 mod lane;
-mod settle;
 
 pub use backoff::random_seed;
+use deliver::since;
 use lane::{poll_fronts, Lane, Mode};
-use settle::since;
 
 /// Events handed to the producer and not yet settled, per lane, at most.
 pub const WINDOW: usize = 8192;
