@@ -35,11 +35,21 @@
 //! `panic = "abort"`, or the process dies without the drain). Tasks that end
 //! after shutdown started are recorded as `stopped`, not as failures.
 
-use std::future::Future;
+mod drain;
+mod faults;
+mod probe;
+mod spool_setup;
+
+use probe::probe_loop;
+use spool_setup::{open_spool, sync_loop};
+mod supervise;
+
+pub use faults::{Fault, Faults};
+pub use supervise::{Supervisor, TaskOutput};
+
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use prometheus::Registry;
 use tokio::net::TcpListener;
@@ -61,12 +71,7 @@ use crate::publisher::destination::DestinationMetrics;
 use crate::publisher::forward::{random_seed, Forwarder, StopSignal};
 use crate::publisher::KafkaPublisher;
 use crate::server::{self, Limits};
-use crate::spool::io::{DiskIo, SegmentFile, SpoolIo};
-use crate::spool::store::{Store, StoreOptions};
 use crate::spool::{FsyncPolicy, Spool, SpoolError};
-
-/// Longest a metadata probe may take.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -153,236 +158,6 @@ impl Running {
         let mut report = self.task.await.unwrap_or_default();
         report.failed = health.failed();
         report
-    }
-}
-
-/// What a supervised task's output says about how it ended: `()` is a plain
-/// return, an `Err` carries why (both are failures outside shutdown).
-pub trait TaskOutput: Send + 'static {
-    /// The error it ended with, if any.
-    fn failure(self) -> Option<String>;
-}
-
-impl TaskOutput for () {
-    fn failure(self) -> Option<String> {
-        None
-    }
-}
-
-impl<T: Send + 'static, E: std::fmt::Display + Send + 'static> TaskOutput for Result<T, E> {
-    fn failure(self) -> Option<String> {
-        self.err().map(|e| e.to_string())
-    }
-}
-
-/// Watches every long-lived task (see the module doc): a task that ends
-/// before shutdown marks itself failed in [`Health`] and starts the shutdown.
-#[derive(Clone)]
-pub struct Supervisor {
-    health: Arc<Health>,
-    shutdown: CancellationToken,
-    faults: Option<Faults>,
-}
-
-impl Supervisor {
-    fn new(health: Arc<Health>, shutdown: CancellationToken, faults: Option<Faults>) -> Self {
-        Self {
-            health,
-            shutdown,
-            faults,
-        }
-    }
-
-    /// Spawns `task` as component `c`. The handle resolves once the task has
-    /// ended and its ending has been recorded.
-    pub fn spawn<F>(&self, c: Component, task: F) -> JoinHandle<()>
-    where
-        F: Future + Send + 'static,
-        F::Output: TaskOutput,
-    {
-        self.spawn_holding(c, task, ())
-    }
-
-    /// [`Supervisor::spawn`], keeping `keep` alive until the task's ending is
-    /// recorded: what the task's end would release (the ingress holds the
-    /// spool writer's queue) cannot end another task first and be blamed.
-    pub fn spawn_holding<F, K>(&self, c: Component, task: F, keep: K) -> JoinHandle<()>
-    where
-        F: Future + Send + 'static,
-        F::Output: TaskOutput,
-        K: Send + 'static,
-    {
-        self.health.task_started(c);
-        let faults = self.faults.clone();
-        let inner = tokio::spawn(async move {
-            match faults {
-                Some(f) => f.around(c, task).await.and_then(TaskOutput::failure),
-                None => task.await.failure(),
-            }
-        });
-        let me = self.clone();
-        tokio::spawn(async move {
-            let how = match inner.await {
-                Ok(None) => Ended::Returned,
-                Ok(Some(e)) => Ended::Error(e),
-                Err(e) if e.is_panic() => Ended::Panicked,
-                Err(_) => Ended::Cancelled,
-            };
-            me.ended(c, how);
-            drop(keep);
-        })
-    }
-
-    fn ended(&self, c: Component, how: Ended) {
-        if self.shutdown.is_cancelled() {
-            self.health.task_stopped(c);
-            tracing::debug!(component = c.as_str(), "stopped");
-            return;
-        }
-        // Recorded before the shutdown starts: whoever sees the shutdown token
-        // cancelled also sees the failure.
-        if self.health.task_failed(c) {
-            let what = "a supervised task stopped before shutdown; readiness is off, draining, then exiting with code 3 so the bridge restarts over its spool";
-            match how {
-                Ended::Returned => {
-                    tracing::error!(component = c.as_str(), ended = "returned", "{what}")
-                }
-                Ended::Error(e) => {
-                    tracing::error!(component = c.as_str(), ended = "error", error = %e, "{what}")
-                }
-                Ended::Panicked => tracing::error!(
-                    component = c.as_str(),
-                    ended = "panicked",
-                    "{what} (the panic message is logged above)"
-                ),
-                Ended::Cancelled => {
-                    tracing::error!(component = c.as_str(), ended = "cancelled", "{what}")
-                }
-            }
-        }
-        // Readiness off before anyone waiting on the token looks at it.
-        self.health.begin_shutdown();
-        self.shutdown.cancel();
-    }
-}
-
-enum Ended {
-    Returned,
-    Error(String),
-    Panicked,
-    Cancelled,
-}
-
-/// Test-only fault injection: makes a named component end or panic while the
-/// bridge runs, to test the supervisor. Not part of the stable API.
-#[doc(hidden)]
-#[derive(Clone)]
-pub struct Faults {
-    fire: Arc<watch::Sender<Option<(Component, Fault)>>>,
-    /// Armed: the spool writer thread panics at its next write.
-    writer_panic: Arc<AtomicBool>,
-}
-
-#[doc(hidden)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
-    /// The task returns as if its work were done.
-    End,
-    /// The task panics.
-    Panic,
-}
-
-impl Default for Faults {
-    fn default() -> Self {
-        Self {
-            fire: Arc::new(watch::Sender::new(None)),
-            writer_panic: Arc::new(AtomicBool::new(false)),
-        }
-    }
-}
-
-impl Faults {
-    /// Makes `c` end or panic now. The spool writer thread can only panic, and
-    /// does so at its next write (post an event to trigger it).
-    pub fn trigger(&self, c: Component, fault: Fault) {
-        if c == Component::SpoolWriter {
-            self.writer_panic.store(true, Ordering::SeqCst);
-        } else {
-            self.fire.send_replace(Some((c, fault)));
-        }
-    }
-
-    /// Runs `task` until it ends (`Some`) or a fault for `c` fires (`None`
-    /// for [`Fault::End`]; a panic for [`Fault::Panic`]).
-    async fn around<F: Future>(&self, c: Component, task: F) -> Option<F::Output> {
-        if c == Component::SpoolWriter {
-            return Some(task.await);
-        }
-        let mut fired = self.fire.subscribe();
-        let fault = async move {
-            let fired = fired
-                .wait_for(|f| matches!(f, Some((x, _)) if *x == c))
-                .await
-                .map(|f| f.map(|(_, fault)| fault));
-            match fired {
-                Ok(fault) => fault,
-                Err(_) => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            out = task => Some(out),
-            fault = fault => match fault {
-                Some(Fault::Panic) => panic!("fault injected: {} panics", c.as_str()),
-                _ => None,
-            },
-        }
-    }
-
-    fn spool_io(&self) -> Arc<dyn SpoolIo> {
-        Arc::new(FaultIo(self.writer_panic.clone()))
-    }
-}
-
-/// The real disk, except that a write panics once the fault is armed.
-struct FaultIo(Arc<AtomicBool>);
-
-struct FaultFile(Box<dyn SegmentFile>, Arc<AtomicBool>);
-
-impl SpoolIo for FaultIo {
-    fn create(&self, path: &std::path::Path) -> std::io::Result<Box<dyn SegmentFile>> {
-        // Only segments (written by the writer thread), not the checkpoint
-        // (written from the forwarder).
-        let segment = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.contains(".seg"));
-        let file = DiskIo.create(path)?;
-        Ok(if segment {
-            Box::new(FaultFile(file, self.0.clone()))
-        } else {
-            file
-        })
-    }
-}
-
-impl SegmentFile for FaultFile {
-    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        if self.1.load(Ordering::SeqCst) {
-            panic!("fault injected: spool_writer panics");
-        }
-        self.0.write_all(buf)
-    }
-
-    fn write_at(&mut self, offset: u64, buf: &[u8]) -> std::io::Result<()> {
-        self.0.write_at(offset, buf)
-    }
-
-    fn sync(&mut self) -> std::io::Result<()> {
-        self.0.sync()
-    }
-
-    fn truncate(&mut self, len: u64) -> std::io::Result<()> {
-        self.0.truncate(len)
     }
 }
 
@@ -591,62 +366,20 @@ pub async fn start_with(
     tracing::info!(%webhook_addr, %admin_addr, https = settings.http.tls.is_some(), topic = %settings.kafka.topic, "presence-bridge listening");
 
     let deadline = settings.shutdown.deadline;
-    let task = {
-        let shutdown = shutdown.clone();
-        let health = health.clone();
-        tokio::spawn(async move {
-            shutdown.cancelled().await;
-            let started = Instant::now();
-            let end = tokio::time::Instant::now() + deadline;
-            health.begin_shutdown();
-            match health.failed().first() {
-                Some(c) => {
-                    tracing::warn!(deadline = ?deadline, component = c.as_str(), "shutting down after a task failed: readiness off, draining requests")
-                }
-                None => {
-                    tracing::info!(deadline = ?deadline, "shutting down: readiness off, draining requests")
-                }
-            }
-            stop_webhook.cancel();
-            let mut report = ShutdownReport::default();
-            if tokio::time::timeout_at(end, webhook_task).await.is_err() {
-                report.connections_abandoned = true;
-                tracing::warn!("requests still in flight at the shutdown deadline were abandoned");
-            }
-            let synced = {
-                let store = store.clone();
-                tokio::task::spawn_blocking(move || store.sync()).await
-            };
-            if !matches!(synced, Ok(Ok(_))) {
-                tracing::error!("final spool sync failed");
-            }
-            forwarder_stop.stop(end);
-            if tokio::time::timeout_at(end + Duration::from_secs(1), forwarder_task)
-                .await
-                .is_err()
-            {
-                tracing::warn!("the forwarder did not stop by the deadline");
-            }
-            report.events_left_in_spool = store.stats().pending;
-            let _ = tokio::time::timeout_at(end, async {
-                for t in background {
-                    let _ = t.await;
-                }
-            })
-            .await;
-            // The writer ends once the ingress is gone; not waited for (an
-            // abandoned connection may still hold the ingress).
-            drop(writer_task);
-            stop_admin.cancel();
-            let _ = tokio::time::timeout(Duration::from_secs(1), admin_task).await;
-            report.took = started.elapsed();
-            report.failed = health.failed();
-            // The counts of lines held back since the last summary.
-            crate::lograte::flush();
-            tracing::info!(took = ?report.took, "shutdown complete");
-            report
-        })
-    };
+    let task = tokio::spawn(drain::drain(drain::Drain {
+        shutdown: shutdown.clone(),
+        health: health.clone(),
+        deadline,
+        store,
+        stop_webhook,
+        webhook_task,
+        forwarder_stop,
+        forwarder_task,
+        background,
+        writer_task,
+        stop_admin,
+        admin_task,
+    }));
 
     Ok(Running {
         webhook_addr,
@@ -689,151 +422,4 @@ fn local_addr(
 ) -> Result<SocketAddr, AppError> {
     l.local_addr()
         .map_err(|source| AppError::Bind { key, addr, source })
-}
-
-/// Probes the broker now and every `interval` until shutdown: every configured
-/// topic, `kafka.topic` first (when no broker answers for it, the others are
-/// not asked that round and keep their last known state).
-async fn probe_loop(
-    publisher: KafkaPublisher,
-    interval: Duration,
-    health: Arc<Health>,
-    shutdown: CancellationToken,
-) {
-    let topics: Vec<String> = health.configured_topics().map(str::to_owned).collect();
-    let timeout = PROBE_TIMEOUT.min(interval.max(Duration::from_secs(1)));
-    let mut last_reachable: Option<bool> = None;
-    let mut last: Vec<Option<bool>> = vec![None; topics.len()];
-    loop {
-        let mut reachable = false;
-        for (i, topic) in topics.iter().enumerate() {
-            let probed = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                p = publisher.probe(topic, timeout) => p.ok(),
-            };
-            let Some(present) = probed else {
-                if i == 0 {
-                    break;
-                }
-                continue;
-            };
-            reachable = true;
-            health.topic_probed(topic, present);
-            if last[i] != Some(present) {
-                if present {
-                    tracing::info!(%topic, "kafka topic present");
-                } else {
-                    tracing::warn!(%topic, "kafka reachable but this configured topic does not exist (yet); its events wait in the spool");
-                }
-                last[i] = Some(present);
-            }
-        }
-        health.broker_probed(reachable);
-        if last_reachable != Some(reachable) {
-            if reachable {
-                tracing::info!("kafka reachable");
-            } else {
-                tracing::warn!("kafka unreachable: no broker answered the metadata probe");
-            }
-            last_reachable = Some(reachable);
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(interval) => {}
-        }
-    }
-}
-
-/// Opens and recovers the spool off the async threads; reports what recovery
-/// found. `io` replaces the real disk (test fault injection).
-async fn open_spool(
-    settings: &Settings,
-    metrics: &Metrics,
-    io: Option<Arc<dyn SpoolIo>>,
-) -> Result<Arc<Store>, AppError> {
-    let opts = StoreOptions {
-        dir: settings.spool.dir.clone(),
-        max_bytes: settings.spool.max_bytes,
-        segment_bytes: settings.spool.segment_bytes,
-        fsync: settings.spool.fsync,
-    };
-    let (store, report) = tokio::task::spawn_blocking(move || match io {
-        Some(io) => Store::open_with_io(opts, io),
-        None => Store::open(opts),
-    })
-    .await
-    .map_err(|e| SpoolError::io("recovering the spool", std::io::Error::other(e.to_string())))??;
-    metrics.spool_capacity(settings.spool.max_bytes);
-    if report.torn_bytes > 0 {
-        metrics.spool_dropped(crate::spool::metrics::DropReason::TornWrite, 1);
-        tracing::warn!(
-            bytes = report.torn_bytes,
-            "cut a torn write off the spool's tail (from a crash mid-write; never answered 200)"
-        );
-    }
-    if report.corrupt_regions > 0 {
-        metrics.spool_dropped(
-            crate::spool::metrics::DropReason::CorruptRecord,
-            report.corrupt_records,
-        );
-        tracing::error!(
-            regions = report.corrupt_regions,
-            events = report.corrupt_records,
-            "skipped damaged records in the spool; run `presence-bridge spool verify`"
-        );
-    }
-    if report.checkpoint_lost {
-        tracing::warn!(
-            "the spool checkpoint was unreadable: every stored event will be sent again"
-        );
-    }
-    tracing::info!(
-        dir = %settings.spool.dir.display(),
-        pending = report.pending,
-        segments = report.segments,
-        fsync = ?settings.spool.fsync,
-        "spool open"
-    );
-    Ok(Arc::new(store))
-}
-
-/// `spool.fsync = "interval"`: makes appended events durable every `interval`.
-/// A failed sync seals the segment (the store opens a new one; until it
-/// can, appends answer 503), is counted, and is logged once per
-/// [`crate::spool::LOG_REPEATS_EVERY`] however often it repeats. While
-/// appends are blocked, each tick also retries ([`Store::retry_blocked`]).
-async fn sync_loop(
-    store: Arc<Store>,
-    interval: Duration,
-    metrics: Metrics,
-    shutdown: CancellationToken,
-) {
-    let mut errors = crate::spool::RepeatedError::new(crate::spool::LOG_REPEATS_EVERY);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(interval) => {}
-        }
-        let s = store.clone();
-        let synced = tokio::task::spawn_blocking(move || {
-            let synced = s.sync();
-            if s.append_blocked().is_some() {
-                s.retry_blocked();
-            }
-            synced
-        })
-        .await;
-        metrics.spool_sync_failures(store.take_sync_failures());
-        match synced {
-            Ok(Ok(Some(took))) => metrics.spool_synced(took),
-            Ok(Ok(None)) => {}
-            Ok(Err(e)) => {
-                let message = e.to_string();
-                if let Some(repeated) = errors.should_log(&message, Instant::now()) {
-                    tracing::error!(error = %message, repeated, blocked = store.append_blocked(), "periodic spool sync failed: events answered since the last good sync may be lost on a power cut; the segment is sealed and a new one opened");
-                }
-            }
-            Err(_) => return,
-        }
-    }
 }
