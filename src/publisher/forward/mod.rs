@@ -22,7 +22,7 @@
 //! it that the broker had taken meanwhile are sent again: duplicates with the
 //! same CloudEvents id, counted in `presence_bridge_kafka_resent_total`.
 //!
-//! Errors, by [`classify`]: a record error (too large, invalid) dead-letters
+//! Errors, by [`classify`](super::classify::classify): a record error (too large, invalid) dead-letters
 //! that event and the lane goes on; a destination error holds the lane; a
 //! retriable error or a lost result resends the lane from the failed event
 //! after a backoff; a fatal producer error (or no progress at all for `STALL`
@@ -239,13 +239,12 @@ impl<P: Produce> Forwarder<P> {
                     let fatal = self.settle_front(&mut lanes[i]).await;
                     if fatal {
                         tracing::warn!("the Kafka producer is broken; rebuilding it and resending every destination's unsettled events");
-                        producer.purge();
-                        for lane in lanes.iter_mut() {
-                            let from = lane.first_unsettled();
-                            self.begin_drain(lane, from);
-                        }
-                        rebuild_at = Some(Instant::now() + self.jitter(producer_backoff, newest));
-                        producer_backoff = (producer_backoff * 2).min(BACKOFF_CAP);
+                        rebuild_at = Some(self.rebuild_later(
+                            &producer,
+                            &mut lanes,
+                            &mut producer_backoff,
+                            newest,
+                        ));
                     } else {
                         producer_backoff = BACKOFF_FIRST;
                     }
@@ -278,13 +277,12 @@ impl<P: Produce> Forwarder<P> {
                     if busy && rebuild_at.is_none() && last_progress.elapsed() > STALL && answered {
                         tracing::warn!(waited = ?last_progress.elapsed(), "no delivery progress while the broker answers; rebuilding the producer");
                         last_progress = Instant::now();
-                        producer.purge();
-                        for lane in lanes.iter_mut() {
-                            let from = lane.first_unsettled();
-                            self.begin_drain(lane, from);
-                        }
-                        rebuild_at = Some(Instant::now() + self.jitter(producer_backoff, newest));
-                        producer_backoff = (producer_backoff * 2).min(BACKOFF_CAP);
+                        rebuild_at = Some(self.rebuild_later(
+                            &producer,
+                            &mut lanes,
+                            &mut producer_backoff,
+                            newest,
+                        ));
                     }
                     self.refresh(&mut lanes).await;
                 }
@@ -341,6 +339,26 @@ impl<P: Produce> Forwarder<P> {
             tracing::info!(pending, "events left in the spool for the next start");
         }
         Ok(())
+    }
+
+    /// Gives up on a broken producer: fails what it holds, drains every lane
+    /// to resend from its first unsettled event, and says when to build the
+    /// next one (after `backoff`, which doubles up to the cap).
+    fn rebuild_later(
+        &self,
+        producer: &P,
+        lanes: &mut [Lane<P::Delivery>],
+        backoff: &mut Duration,
+        salt: u64,
+    ) -> Instant {
+        producer.purge();
+        for lane in lanes.iter_mut() {
+            let from = lane.first_unsettled();
+            self.begin_drain(lane, from);
+        }
+        let at = Instant::now() + self.jitter(*backoff, salt);
+        *backoff = (*backoff * 2).min(BACKOFF_CAP);
+        at
     }
 
     /// Updates the gauges and writes a checkpoint if anything settled. The
