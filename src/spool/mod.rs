@@ -133,6 +133,7 @@ pub mod dir;
 pub mod format;
 pub mod io;
 pub mod metrics;
+pub mod operator;
 pub mod recent;
 pub mod settle;
 pub mod store;
