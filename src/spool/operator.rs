@@ -114,3 +114,54 @@ impl Survey {
         Verdict { lines, ok }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(first_seq: u64, torn_bytes: u64, corrupt_regions: u64) -> SegmentReport {
+        SegmentReport {
+            file: format!("{first_seq:020}.seg"),
+            first_seq,
+            last_seq: Some(first_seq + 1),
+            bytes: 100,
+            pending: 2,
+            torn_bytes,
+            corrupt_regions,
+        }
+    }
+
+    #[test]
+    fn verify_passes_only_a_sound_spool_and_names_each_damage() {
+        let sound = Survey {
+            watermark: 0,
+            checkpoint_lost: false,
+            segments: vec![segment(1, 0, 0), segment(3, 0, 0)],
+        };
+        let v = sound.verify();
+        assert!(v.ok);
+        assert_eq!(
+            v.lines.last().map(String::as_str),
+            Some("spool verify: 2 segment(s), 4 pending event(s), all checksums ok")
+        );
+
+        let torn = Survey {
+            segments: vec![segment(1, 0, 1), segment(3, 7, 0)],
+            ..sound.clone()
+        };
+        let v = torn.verify();
+        assert!(!v.ok);
+        assert!(v.lines[0].starts_with("DAMAGED  00000000000000000001.seg records 1..2"));
+        assert!(v.lines[1].ends_with("torn_bytes 7 corrupt_regions 0"));
+        assert!(v.lines[2].starts_with("spool verify: 2 damaged segment(s);"));
+
+        let lost = Survey {
+            checkpoint_lost: true,
+            ..sound
+        };
+        let v = lost.verify();
+        assert!(!v.ok);
+        assert!(v.lines[2].starts_with("DAMAGED  acked (checkpoint unreadable"));
+        assert!(v.lines[3].starts_with("spool verify: 0 damaged segment(s);"));
+    }
+}
