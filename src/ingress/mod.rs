@@ -56,45 +56,40 @@ pub mod ratelimit;
 pub mod reply;
 pub mod routes;
 
+mod body;
+mod capture;
+mod log;
+
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Body as _;
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, EXPECT};
+use hyper::header::CONTENT_TYPE;
 use hyper::http::request::Parts;
-use hyper::{HeaderMap, Method, Request, Response, Version};
+use hyper::{Method, Request, Response};
 use percent_encoding::percent_decode_str;
 use time::OffsetDateTime;
 
 use crate::config::{KafkaSettings, RejectedSettings};
-use crate::envelope::rejected::RejectedInput;
 use crate::envelope::{new_event_id, OutboundRecord};
 use crate::metrics::Metrics;
 use crate::presence::{InstanceId, PresenceEvent};
 use crate::server::{BodyProgress, CloseConnection, Handler, Peer};
-use crate::sink::{Sink, SinkError};
+use crate::sink::Sink;
 use access::Access;
 use auth::{Auth, Grant};
-use budget::{BodyBudget, BodyPermit, Exhausted};
+use budget::BodyBudget;
 use ratelimit::RateLimits;
 use reply::{Outcome, Rejection};
 use routes::Route;
 
-/// Longest the handler spends reading and throwing away the body of a request
-/// it answers without needing the body (the body read timeout, if shorter).
-/// A client already sending a small body finishes well within it.
-pub const DISCARD_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The most body bytes the handler reads and throws away for a request it
-/// answers without needing the body (`http.max_body_bytes` if larger): enough
-/// for a body somewhat over the limit to be drained so its 413 arrives.
-pub const DISCARD_MAX_BYTES: u64 = 1024 * 1024;
-
-/// The default of `http.pressure_body_read_timeout`.
-pub const DEFAULT_PRESSURE_READ_TIMEOUT: Duration = Duration::from_secs(2);
+use body::{declared_length, is_json, RequestBody};
+pub use body::{Discard, DEFAULT_PRESSURE_READ_TIMEOUT, DISCARD_MAX_BYTES, DISCARD_TIMEOUT};
+use capture::Captured;
+use log::body_instance;
 
 /// Limits the handler enforces on each request.
 #[derive(Debug, Clone, Copy)]
@@ -122,65 +117,6 @@ pub struct Webhook<S> {
     /// 503s (spool full or failing) come in floods: one log line per
     /// interval with a count, not one per request.
     unavailable_log: std::sync::Mutex<crate::spool::RepeatedError>,
-}
-
-/// Where a request's body stands when the handler has decided its answer.
-enum RequestBody {
-    /// Not read to its end: the request was answered from its head alone
-    /// (`read` 0), or its body turned out too large after `read` bytes.
-    Unread { body: Incoming, read: u64 },
-    /// Read to its end.
-    Read,
-    /// Partly read, then given up (too slow, broken).
-    Abandoned,
-}
-
-/// What became of the body of a request answered without reading it (the
-/// `result` label of `presence_bridge_http_unread_bodies_total`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Discard {
-    /// Read to its end and thrown away: the answer goes out normally.
-    Discarded,
-    /// Declared, or found while reading, larger than [`DISCARD_MAX_BYTES`]
-    /// (or `http.max_body_bytes` if larger).
-    TooLarge,
-    /// Not complete within [`DISCARD_TIMEOUT`].
-    Timeout,
-    /// The client asked for `100 Continue` (HTTP/1.1): it has not sent the
-    /// body and will not, once it has the answer.
-    NotSent,
-    /// The body stream failed (client reset, protocol error).
-    Error,
-}
-
-impl Discard {
-    pub const ALL: [Self; 5] = [
-        Self::Discarded,
-        Self::TooLarge,
-        Self::Timeout,
-        Self::NotSent,
-        Self::Error,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Discarded => "discarded",
-            Self::TooLarge => "too_large",
-            Self::Timeout => "timeout",
-            Self::NotSent => "not_sent",
-            Self::Error => "error",
-        }
-    }
-}
-
-/// What the handler keeps of a request in case it is rejected as invalid
-/// (only when capture is on).
-#[derive(Default)]
-struct Captured {
-    body: Option<Bytes>,
-    content_type: Option<hyper::header::HeaderValue>,
-    /// The body's bytes of the memory budget, held until the answer.
-    permit: Option<BodyPermit>,
 }
 
 impl<S: Sink> Webhook<S> {
@@ -345,259 +281,6 @@ impl<S: Sink> Webhook<S> {
                 retry_after: l.retry_after_secs(),
             })
     }
-
-    /// Reserves the memory budget for the body about to be read: its exact
-    /// size when known (`Content-Length`), else `http.max_body_bytes`.
-    /// Nothing for a body known to be empty.
-    async fn reserve(
-        &self,
-        client: Option<IpAddr>,
-        body: &RequestBody,
-    ) -> Result<Option<BodyPermit>, Rejection> {
-        let RequestBody::Unread { body, .. } = body else {
-            return Ok(None);
-        };
-        let limit = self.limits.max_bytes as u64;
-        let bytes = body.size_hint().exact().unwrap_or(limit).min(limit);
-        if bytes == 0 {
-            return Ok(None);
-        }
-        match self.budget.reserve(client, bytes).await {
-            Ok(permit) => Ok(Some(permit)),
-            Err(Exhausted::Client) => Err(Rejection::BodyBudgetClient {
-                retry_after: budget::BUDGET_RETRY_AFTER_SECS,
-            }),
-            Err(Exhausted::Global) => Err(Rejection::BodyBudgetExhausted {
-                retry_after: budget::BUDGET_RETRY_AFTER_SECS,
-            }),
-        }
-    }
-
-    /// Reads the whole body under the size limit and the read timeout. Leaves
-    /// `body` [`RequestBody::Read`] if it was read to its end, still
-    /// [`RequestBody::Unread`] if it is too large (the rest may be discarded),
-    /// else [`RequestBody::Abandoned`].
-    async fn read_body(&self, body: &mut RequestBody) -> Result<Bytes, Rejection> {
-        let RequestBody::Unread {
-            body: incoming,
-            read,
-        } = body
-        else {
-            return Err(Rejection::BodyUnreadable(
-                "the body was already read".into(),
-            ));
-        };
-        let limit = self.limits.max_bytes;
-        let timeout = if self.budget.under_pressure() {
-            self.pressure_read_timeout.min(self.limits.read_timeout)
-        } else {
-            self.limits.read_timeout
-        };
-        let collected =
-            tokio::time::timeout(timeout, Limited::new(&mut *incoming, limit).collect()).await;
-        match collected {
-            Ok(Ok(c)) => {
-                *body = RequestBody::Read;
-                Ok(c.to_bytes())
-            }
-            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-                *read = limit as u64;
-                Err(Rejection::PayloadTooLarge { limit })
-            }
-            Ok(Err(e)) => {
-                *body = RequestBody::Abandoned;
-                Err(Rejection::BodyUnreadable(e.to_string()))
-            }
-            Err(_) => {
-                *body = RequestBody::Abandoned;
-                Err(Rejection::BodyTimeout)
-            }
-        }
-    }
-
-    /// The most body bytes (already read included) [`Self::discard`] takes.
-    fn discard_limit(&self) -> u64 {
-        DISCARD_MAX_BYTES.max(self.limits.max_bytes as u64)
-    }
-
-    /// Reads and throws away the body of a request answered without it, so
-    /// the answer reaches a client that is still sending (see the module doc).
-    /// Bounded by [`Self::discard_limit`] (counting the `read` bytes already
-    /// taken) and [`DISCARD_TIMEOUT`]; holds no more than one frame in memory.
-    async fn discard(&self, req: &Parts, mut body: Incoming, read: u64) -> Discard {
-        let limit = self.discard_limit();
-        if declared_length(&req.headers).is_some_and(|len| len > limit) {
-            return Discard::TooLarge;
-        }
-        // Over HTTP/1.1 the first read would send `100 Continue`, asking for
-        // a body nobody wants; HTTP/2 has no such handshake here.
-        if req.version < Version::HTTP_2 && expects_continue(&req.headers) {
-            return Discard::NotSent;
-        }
-        let bound = DISCARD_TIMEOUT.min(self.limits.read_timeout);
-        let drain = async {
-            let mut seen = read;
-            while let Some(frame) = body.frame().await {
-                match frame {
-                    Ok(frame) => {
-                        if let Some(data) = frame.data_ref() {
-                            seen += data.len() as u64;
-                            if seen > limit {
-                                return Discard::TooLarge;
-                            }
-                        }
-                    }
-                    Err(_) => return Discard::Error,
-                }
-            }
-            Discard::Discarded
-        };
-        tokio::time::timeout(bound, drain)
-            .await
-            .unwrap_or(Discard::Timeout)
-    }
-
-    /// Stores an invalid request's body and reason through the sink, to the
-    /// `rejected.topic`, when capture is on. The client's answer stays the 4xx.
-    async fn capture(
-        &self,
-        route: &Route,
-        instance: Option<&InstanceId>,
-        rejection: &Rejection,
-        captured: Captured,
-    ) {
-        let (Some(topic), Some(body)) = (&self.rejected.topic, captured.body) else {
-            return;
-        };
-        if !rejection.is_invalid_input() {
-            return;
-        }
-        let message = rejection.to_string();
-        let input = RejectedInput {
-            reason: rejection.code(),
-            message: &message,
-            field: rejection.field(),
-            status: rejection.status().as_u16(),
-            path_instance: match route {
-                Route::PresenceForInstance(raw) => Some(raw.as_str()),
-                _ => None,
-            },
-            content_type: captured.content_type.as_ref().and_then(|v| v.to_str().ok()),
-            body: &body,
-        };
-        let record = OutboundRecord::rejected(
-            &input,
-            self.rejected.max_bytes,
-            topic,
-            new_event_id(),
-            OffsetDateTime::now_utc(),
-        );
-        match self.sink.accept(record).await {
-            Ok(()) => self.metrics.rejected_input_captured(true),
-            Err(e) => {
-                self.metrics.rejected_input_captured(false);
-                tracing::warn!(
-                    reason = rejection.code(),
-                    route = route.template(),
-                    instance_id = instance.map(InstanceId::as_str),
-                    error = %e,
-                    "rejected input could not be captured"
-                );
-            }
-        }
-    }
-
-    /// Logs a rejection with its reason, route template, client address and,
-    /// when known (a valid instance in the path, or a parsed body), the
-    /// instance id; never the raw path or query (tokens).
-    fn log_rejection(
-        &self,
-        rejection: &Rejection,
-        route: &Route,
-        instance: Option<&InstanceId>,
-        client: Option<IpAddr>,
-    ) {
-        let client = client.map(tracing::field::display);
-        let route = route.template();
-        let instance_id = instance.map(InstanceId::as_str);
-        match rejection {
-            Rejection::Unavailable(e) => {
-                let detail = match e {
-                    SinkError::Unavailable(detail) => detail.as_str(),
-                    _ => "",
-                };
-                let key = format!("{}: {detail}", rejection.code());
-                let repeats = self
-                    .unavailable_log
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .should_log(&key, std::time::Instant::now());
-                if let Some(repeats) = repeats {
-                    tracing::warn!(reason = rejection.code(), detail, repeats, "events not accepted: the spool cannot take them (503); the same answer is logged once per interval, `repeats` since the last line");
-                }
-            }
-            // Counted in the metric always; lines go through the limiter
-            // (a quota per reason and interval, then one summary line).
-            Rejection::NotFound
-            | Rejection::MethodNotAllowed
-            | Rejection::RateLimitedClient { .. }
-            | Rejection::RateLimitedInstance { .. }
-            | Rejection::BodyBudgetClient { .. }
-            | Rejection::BodyBudgetExhausted { .. } => {
-                if tracing::enabled!(tracing::Level::DEBUG)
-                    && crate::lograte::admit(caller_of(rejection), rejection.code())
-                {
-                    tracing::debug!(
-                        reason = rejection.code(),
-                        route,
-                        instance_id,
-                        client,
-                        "request rejected"
-                    );
-                }
-            }
-            other => {
-                if tracing::enabled!(tracing::Level::INFO)
-                    && crate::lograte::admit(caller_of(other), other.code())
-                {
-                    tracing::info!(
-                        reason = other.code(),
-                        route,
-                        instance_id,
-                        client,
-                        detail = %other,
-                        "request rejected"
-                    )
-                }
-            }
-        }
-    }
-}
-
-/// Whose request a rejection refused, for the log limiter's budget: the
-/// rejections answered before the token was accepted are anyone's.
-fn caller_of(rejection: &Rejection) -> crate::lograte::Caller {
-    use crate::lograte::Caller;
-    match rejection {
-        Rejection::ClientForbidden
-        | Rejection::RateLimitedClient { .. }
-        | Rejection::NotFound
-        | Rejection::MethodNotAllowed
-        | Rejection::InvalidPathInstance
-        | Rejection::Unauthorized => Caller::Anonymous,
-        Rejection::InstanceForbidden
-        | Rejection::TokenNotForInstance
-        | Rejection::RateLimitedInstance { .. }
-        | Rejection::UnsupportedMediaType
-        | Rejection::PayloadTooLarge { .. }
-        | Rejection::BodyTimeout
-        | Rejection::BodyUnreadable(_)
-        | Rejection::Invalid(_)
-        | Rejection::InstanceMismatch
-        | Rejection::Unavailable(_)
-        | Rejection::BodyBudgetClient { .. }
-        | Rejection::BodyBudgetExhausted { .. } => Caller::Authenticated,
-    }
 }
 
 impl<S: Sink> Handler for Webhook<S> {
@@ -656,51 +339,6 @@ impl<S: Sink> Handler for Webhook<S> {
     }
 }
 
-/// The valid `instanceId` of a body that failed validation for another
-/// reason, for the rejection's log line (only bodies of authenticated
-/// requests get here; the rejection path alone pays for the second parse).
-fn body_instance(body: &[u8]) -> Option<InstanceId> {
-    #[derive(serde::Deserialize)]
-    struct OnlyInstance<'a> {
-        #[serde(rename = "instanceId", borrow)]
-        instance_id: Option<std::borrow::Cow<'a, str>>,
-    }
-    let only: OnlyInstance<'_> = serde_json::from_slice(body).ok()?;
-    InstanceId::parse(&only.instance_id?).ok()
-}
-
-/// `application/json`, or any `application/*+json`, with optional parameters.
-fn is_json(headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let media = value
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    media == "application/json" || (media.starts_with("application/") && media.ends_with("+json"))
-}
-
-/// `Expect: 100-continue` (the only expectation HTTP defines).
-fn expects_continue(headers: &HeaderMap) -> bool {
-    headers
-        .get(EXPECT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"))
-}
-
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
 /// Metric label for a method (closed set).
 pub fn method_label(m: &Method) -> &'static str {
     match *m {
@@ -712,57 +350,5 @@ pub fn method_label(m: &Method) -> &'static str {
         Method::HEAD => "HEAD",
         Method::OPTIONS => "OPTIONS",
         _ => "OTHER",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use hyper::header::HeaderValue;
-
-    #[test]
-    fn json_media_types() {
-        for (ct, want) in [
-            ("application/json", true),
-            ("application/json; charset=utf-8", true),
-            ("Application/JSON", true),
-            ("application/cloudevents+json", true),
-            ("text/plain", false),
-            ("application/x-www-form-urlencoded", false),
-            ("", false),
-        ] {
-            let mut h = HeaderMap::new();
-            h.insert(CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
-            assert_eq!(is_json(&h), want, "{ct}");
-        }
-        assert!(!is_json(&HeaderMap::new()));
-    }
-
-    #[test]
-    fn a_failed_body_names_its_instance_only_when_valid() {
-        let instance = |body: &str| body_instance(body.as_bytes()).map(|i| i.to_string());
-        assert_eq!(
-            instance(r#"{"phone":"12","instanceId":"tenant-b"}"#).as_deref(),
-            Some("tenant-b")
-        );
-        assert_eq!(instance(r#"{"phone":"12","instanceId":"a b/c"}"#), None);
-        assert_eq!(instance(r#"{"phone":"12","instanceId":7}"#), None);
-        assert_eq!(instance(r#"{"phone":"12"}"#), None);
-        assert_eq!(instance("not json"), None);
-    }
-
-    #[test]
-    fn expect_continue_is_recognised_in_any_case() {
-        for (value, want) in [
-            ("100-continue", true),
-            ("100-Continue", true),
-            (" 100-continue ", true),
-            ("something-else", false),
-        ] {
-            let mut h = HeaderMap::new();
-            h.insert(EXPECT, HeaderValue::from_str(value).unwrap());
-            assert_eq!(expects_continue(&h), want, "{value}");
-        }
-        assert!(!expects_continue(&HeaderMap::new()));
     }
 }

@@ -134,6 +134,7 @@ mod error;
 pub mod format;
 pub mod io;
 pub mod metrics;
+pub mod operator;
 pub mod recent;
 pub mod settle;
 pub mod store;
