@@ -107,15 +107,14 @@ pub fn ce_type_of(value: &[u8]) -> Option<&'static str> {
     let head = &value[..value.len().min(256)];
     let data = find(head, b",\"data\":").unwrap_or(head.len());
     let head = &head[..data];
+    // The attribute's value, up to its closing quote: one scan, no copy.
+    const ATTRIBUTE: &[u8] = b"\"type\":\"";
+    let start = find(head, ATTRIBUTE)? + ATTRIBUTE.len();
+    let len = head[start..].iter().position(|&b| b == b'"')?;
+    let declared = &head[start..start + len];
     [crate::v1::TYPE, crate::rejected::TYPE]
         .into_iter()
-        .find(|t| {
-            let mut needle = Vec::with_capacity(t.len() + 10);
-            needle.extend_from_slice(b"\"type\":\"");
-            needle.extend_from_slice(t.as_bytes());
-            needle.push(b'"');
-            find(head, &needle).is_some()
-        })
+        .find(|t| t.as_bytes() == declared)
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
