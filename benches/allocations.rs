@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use presence_bridge::envelope::{new_event_id, OutboundRecord};
 use presence_bridge::presence::PresenceEvent;
-use presence_bridge::spool::format::encode_parts;
+use presence_bridge::spool::format::{encode_parts, Head, RecordKind};
 
 struct Counting;
 
@@ -72,15 +72,13 @@ fn main() {
     let mut buf = Vec::with_capacity(4096);
     let (a, b) = count(N, || {
         buf.clear();
-        encode_parts(
-            1,
-            rec.arrival_ms,
-            &rec.id,
-            &rec.topic,
-            &rec.key,
-            &rec.value,
-            &mut buf,
-        );
+        let head = Head {
+            seq: 1,
+            arrival_ms: rec.arrival_ms,
+            id: &rec.id,
+            kind: RecordKind(rec.kind.code()),
+        };
+        encode_parts(&head, &rec.topic, &rec.key, &rec.value, &mut buf);
         buf.len()
     });
     println!("spool frame (reused buf)   {a:>5.1} allocations/event  {b:>7.0} bytes/event");

@@ -9,7 +9,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use presence_bridge::envelope::{new_event_id, OutboundRecord};
 use presence_bridge::presence::PresenceEvent;
-use presence_bridge::spool::format::{encode_parts, StoredRecord};
+use presence_bridge::spool::format::{encode_parts, Head, RecordKind};
 
 const BODIES: [&str; 3] = [
     r#"{"type":"PresenceChatCallback","phone":"5544999999999","status":"COMPOSING","lastSeen":null,"instanceId":"3C0A1B2C3D4E5F"}"#,
@@ -58,27 +58,17 @@ fn bench(c: &mut Criterion) {
         })
     });
     let rec = OutboundRecord::new(&events[0], "whatsapp.presence.v1", new_event_id(), now);
-    let stored = StoredRecord {
+    let head = Head {
         seq: 1,
         arrival_ms: rec.arrival_ms,
-        id: rec.id,
-        topic: rec.topic.clone(),
-        key: rec.key.clone(),
-        value: rec.value.clone(),
+        id: &rec.id,
+        kind: RecordKind(rec.kind.code()),
     };
     g.bench_function("spool_frame", |b| {
         let mut buf = Vec::with_capacity(4096);
         b.iter(|| {
             buf.clear();
-            encode_parts(
-                stored.seq,
-                stored.arrival_ms,
-                &stored.id,
-                &stored.topic,
-                &stored.key,
-                &stored.value,
-                &mut buf,
-            );
+            encode_parts(&head, &rec.topic, &rec.key, &rec.value, &mut buf);
             black_box(buf.len())
         })
     });

@@ -430,10 +430,9 @@ mod tests {
     fn record(n: u64) -> NewRecord {
         NewRecord {
             arrival_ms: 1_700_000_000_000,
-            id: uuid::Uuid::from_u128(n.into()),
-            topic: "main".into(),
             key: "5544999999999".into(),
             value: vec![b'a'; 1000],
+            ..crate::spool::testkit::record(n, "main")
         }
     }
 

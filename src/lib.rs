@@ -48,7 +48,8 @@ pub mod metrics;
 pub mod presence;
 pub mod publisher;
 pub mod sink;
-pub mod spool;
+/// The durable retry buffer: the `spool` crate, re-exported at its old path.
+pub use ::spool;
 pub mod tail;
 pub mod transport;
 

@@ -3,11 +3,14 @@
 //! The webhook handler hands every validated, enveloped event to a [`Sink`]
 //! and answers 200 only when the sink returns `Ok`: from then on the sink owns
 //! the promise that the event is not lost. The sink is the durable spool
-//! ([`crate::spool::Spool`]); tests use fakes.
+//! ([`crate::spool::Spool`], whose [`Sink`] implementation is here); tests
+//! use fakes.
 
 use std::future::Future;
 
 use crate::envelope::OutboundRecord;
+use crate::spool::store::NewRecord;
+use crate::spool::{RecordKind, Spool, SpoolError};
 
 /// Why a sink could not take an event. Every variant is answered 503 with
 /// `Retry-After`; the variant decides the metric reason and the log level.
@@ -25,4 +28,22 @@ pub enum SinkError {
 pub trait Sink: Send + Sync + 'static {
     /// Takes `record`. `Ok` means the event will not be lost.
     fn accept(&self, record: OutboundRecord) -> impl Future<Output = Result<(), SinkError>> + Send;
+}
+
+impl Sink for Spool {
+    async fn accept(&self, record: OutboundRecord) -> Result<(), SinkError> {
+        let new = NewRecord {
+            arrival_ms: record.arrival_ms,
+            id: record.id,
+            kind: RecordKind(record.kind.code()),
+            topic: record.topic,
+            key: record.key,
+            value: record.value,
+        };
+        match self.append(new, record.status_label).await {
+            Ok(_) => Ok(()),
+            Err(SpoolError::Full) => Err(SinkError::Full),
+            Err(e) => Err(SinkError::Unavailable(e.to_string())),
+        }
+    }
 }

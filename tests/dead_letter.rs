@@ -15,7 +15,7 @@ use presence_bridge::publisher::dead_letter::tools::{
 use presence_bridge::publisher::dead_letter::{DeadLetter, DeadLetterError, FILE_NAME};
 use presence_bridge::spool::format::StoredRecord;
 use presence_bridge::spool::store::{NewRecord, Store, StoreOptions};
-use presence_bridge::spool::{FsyncPolicy, SpoolError};
+use presence_bridge::spool::{FsyncPolicy, RecordKind, SpoolError};
 use uuid::Uuid;
 
 const PRESENCE: &str = "whatsapp.presence.v1";
@@ -50,6 +50,7 @@ fn record(seq: u64, topic: &str, phone: &str, value: &[u8]) -> StoredRecord {
         seq,
         arrival_ms: 1_764_590_000_000 + seq as i64,
         id: Uuid::now_v7(),
+        kind: RecordKind::UNKNOWN,
         topic: topic.into(),
         key: phone.into(),
         value: value.to_vec(),
@@ -153,6 +154,7 @@ async fn dead_letters_replay_into_the_spool_with_their_ids_bytes_and_order() {
                 &[NewRecord {
                     arrival_ms: 1,
                     id: Uuid::now_v7(),
+                    kind: RecordKind::UNKNOWN,
                     topic: PRESENCE.into(),
                     key: "5544999990009".into(),
                     value: b"waiting".to_vec(),
@@ -284,6 +286,7 @@ async fn a_replay_cut_short_before_the_file_was_rewritten_adds_no_second_copy() 
             .map(|(r, _)| NewRecord {
                 arrival_ms: r.arrival_ms,
                 id: r.id,
+                kind: r.kind,
                 topic: r.topic.clone(),
                 key: r.key.clone(),
                 value: r.value.clone(),
@@ -362,6 +365,7 @@ async fn dead_letters_count_against_spool_max_bytes() {
     let event = |n: u8| NewRecord {
         arrival_ms: 1,
         id: Uuid::now_v7(),
+        kind: RecordKind::UNKNOWN,
         topic: PRESENCE.into(),
         key: "5544999990001".into(),
         value: vec![n; 1000],

@@ -67,12 +67,12 @@ fn sample(registry: &Registry, result: &str) -> f64 {
 /// report; returns the registry once all three are settled.
 async fn run_with_first_report(first: KafkaError) -> Registry {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(common::spool::open(dir.path()));
+    let store = Arc::new(presence_bridge::spool::testkit::open(dir.path()));
     let batch: Vec<NewRecord> = (1..=3)
         .map(|n| NewRecord {
             key: "5544999999999".into(),
             value: b"{}".to_vec(),
-            ..common::spool::record(n, TOPIC)
+            ..presence_bridge::spool::testkit::record(n, TOPIC)
         })
         .collect();
     let last = store.append(&batch, true).unwrap().last_seq;

@@ -9,9 +9,9 @@ mod common;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use common::spool::{options as opts, record};
 use common::*;
 use presence_bridge::spool::store::{list_segments, NewRecord, Store};
+use presence_bridge::spool::testkit::{options as opts, record};
 
 /// The segment holding records (the largest one).
 fn data_segment(dir: &Path) -> PathBuf {

@@ -12,13 +12,13 @@ use presence_bridge::metrics::{render, Metrics};
 use presence_bridge::spool::store::{NewRecord, Store};
 
 fn record(n: u64) -> NewRecord {
-    spool::record(n, "main")
+    spool::testkit::record(n, "main")
 }
 
 #[test]
 fn the_registry_reads_the_store_at_each_scrape() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(spool::open(dir.path()));
+    let store = Arc::new(spool::testkit::open(dir.path()));
     let (registry, metrics) = Metrics::standalone();
     let _health = Health::new(None, metrics, store.clone(), 0, "main", []);
     let scrape = || String::from_utf8(render(&registry)).unwrap();
@@ -36,7 +36,7 @@ fn the_registry_reads_the_store_at_each_scrape() {
     // The registry does not keep a closed spool open (and locked).
     drop(_health);
     drop(store);
-    let reopened = Store::open(spool::options(dir.path()));
+    let reopened = Store::open(spool::testkit::options(dir.path()));
     assert!(reopened.is_ok(), "the spool is still locked");
     assert_eq!(metric_value(&scrape(), "presence_bridge_spool_events"), 0.0);
 }

@@ -504,6 +504,7 @@ impl World {
             batch.push(NewRecord {
                 arrival_ms: 1_700_000_000_000,
                 id,
+                kind: presence_bridge::spool::RecordKind(1),
                 topic,
                 key,
                 value,

@@ -23,7 +23,7 @@ const NOBODY: u32 = 65534;
 fn opts(dir: &Path) -> StoreOptions {
     StoreOptions {
         max_bytes: 64 * 1024 * 1024,
-        ..common::spool::options(dir)
+        ..presence_bridge::spool::testkit::options(dir)
     }
 }
 

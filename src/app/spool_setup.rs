@@ -34,7 +34,7 @@ pub(super) async fn open_spool(
     .map_err(|e| SpoolError::io("recovering the spool", std::io::Error::other(e.to_string())))??;
     metrics.spool_capacity(settings.spool.max_bytes);
     if report.torn_bytes > 0 {
-        metrics.spool_dropped(crate::spool::metrics::DropReason::TornWrite, 1);
+        metrics.spool_dropped(crate::metrics::DropReason::TornWrite, 1);
         tracing::warn!(
             bytes = report.torn_bytes,
             "cut a torn write off the spool's tail (from a crash mid-write; never answered 200)"
@@ -42,7 +42,7 @@ pub(super) async fn open_spool(
     }
     if report.corrupt_regions > 0 {
         metrics.spool_dropped(
-            crate::spool::metrics::DropReason::CorruptRecord,
+            crate::metrics::DropReason::CorruptRecord,
             report.corrupt_records,
         );
         tracing::error!(

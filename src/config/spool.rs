@@ -10,27 +10,25 @@ use serde::Serialize;
 use super::values::{deserialize_setting, human, topic_name, ByteSize, Dur, Setting};
 use super::{invalid, ConfigError};
 
-/// When appends reach the disk (`spool.fsync`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FsyncPolicy {
-    Always,
-    Interval,
-    Never,
-}
+/// When appends reach the disk (`spool.fsync`): the spool's type.
+pub use crate::spool::FsyncPolicy;
 
-impl Setting for FsyncPolicy {
+/// `spool.fsync` as read: its words, case-insensitive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fsync(pub FsyncPolicy);
+
+impl Setting for Fsync {
     fn parse(v: &str) -> Result<Self, String> {
         match v.to_ascii_lowercase().as_str() {
-            "always" => Ok(Self::Always),
-            "interval" => Ok(Self::Interval),
-            "never" => Ok(Self::Never),
+            "always" => Ok(Self(FsyncPolicy::Always)),
+            "interval" => Ok(Self(FsyncPolicy::Interval)),
+            "never" => Ok(Self(FsyncPolicy::Never)),
             other => Err(format!("`{other}` is not `always`, `interval` or `never`")),
         }
     }
 }
 
-deserialize_setting!(FsyncPolicy);
+deserialize_setting!(Fsync);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SpoolSettings {
@@ -57,7 +55,7 @@ raw_section! {
         max_bytes: ByteSize = ByteSize(1 << 30),
         /// None: 64MiB, or an eighth of `max_bytes` if that is less.
         segment_bytes: Option<ByteSize> = None,
-        fsync: FsyncPolicy = FsyncPolicy::Always,
+        fsync: Fsync = Fsync(FsyncPolicy::Always),
         fsync_interval: Dur = Dur::millis(100),
         append_timeout: Dur = Dur::secs(5),
         dead_letter_topic: Option<String> = None,
@@ -92,7 +90,7 @@ impl TryFrom<RawSpool> for SpoolSettings {
             dir: sp.dir,
             max_bytes,
             segment_bytes,
-            fsync: sp.fsync,
+            fsync: sp.fsync.0,
             fsync_interval: sp.fsync_interval.0,
             append_timeout: sp.append_timeout.0,
             dead_letter_topic: sp.dead_letter_topic,

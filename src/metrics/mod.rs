@@ -1,7 +1,7 @@
 //! Prometheus metrics. Each stage defines, registers and names its own
 //! series next to its code: [`crate::ingress::metrics`] (requests, events,
 //! rejections), [`crate::server::metrics`] (connections, TLS),
-//! [`crate::spool::metrics`], [`crate::publisher::metrics`] (Kafka,
+//! [`spool`](self::spool), [`crate::publisher::metrics`] (Kafka,
 //! dead letters) and, here, health and the process. [`Metrics`] is the
 //! bundle the app hands around, with one method per thing that happened.
 //!
@@ -11,15 +11,16 @@
 //! `rate()` and alerts see a series before the first event.
 
 mod process;
+mod spool;
 
 use prometheus::{IntGauge, IntGaugeVec, Opts, Registry};
 
+pub use self::spool::{DropReason, DROP_REASONS};
 pub use crate::ingress::metrics::{
     CAPTURE_RESULTS, EVENT_REJECT_REASONS, LIMITERS, REQUEST_REFUSED_REASONS, ROUTES, STATUSES,
 };
 pub use crate::publisher::metrics::{DeliveryResult, DEAD_LETTER_REASONS};
 pub use crate::server::metrics::{CONNECTION_REFUSED_REASONS, TLS_HANDSHAKE_FAILURES};
-pub use crate::spool::metrics::DROP_REASONS;
 #[cfg(target_os = "linux")]
 pub use process::{clock_ticks_per_second, process_cpu_ticks};
 
@@ -31,7 +32,7 @@ pub(crate) const NS: &str = "presence_bridge";
 pub struct Metrics {
     pub(crate) ingress: crate::ingress::metrics::IngressMetrics,
     pub(crate) listener: crate::server::metrics::ListenerMetrics,
-    pub(crate) spool: crate::spool::metrics::SpoolMetrics,
+    pub(crate) spool: self::spool::SpoolMetrics,
     pub(crate) publisher: crate::publisher::metrics::PublisherMetrics,
     health: HealthMetrics,
 }
@@ -58,7 +59,7 @@ impl Metrics {
         Ok(Self {
             ingress: crate::ingress::metrics::IngressMetrics::new(registry)?,
             listener: crate::server::metrics::ListenerMetrics::new(registry)?,
-            spool: crate::spool::metrics::SpoolMetrics::new(registry)?,
+            spool: self::spool::SpoolMetrics::new(registry)?,
             publisher: crate::publisher::metrics::PublisherMetrics::new(registry)?,
             health: HealthMetrics::new(registry)?,
         })

@@ -4,7 +4,7 @@
 //!
 //! The other harnesses: [`process`] (the real binary), [`handler`] (the
 //! webhook handler alone, with a test's sink), [`raw`] (HTTP/1.1 by hand),
-//! [`spool`] (stores and records) and [`logs`] (log capture).
+//! [`logs`] (log capture).
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -29,7 +29,6 @@ pub mod handler;
 pub mod logs;
 pub mod process;
 pub mod raw;
-pub mod spool;
 
 /// How long a wait for an event may take before the test calls it a hang:
 /// only a guard, never a bound the behaviour under test is held to.

@@ -54,12 +54,14 @@
 //! re-assigns the id, so retries never change it.
 
 mod cloudevent;
+mod kind;
 pub mod rejected;
 pub mod v1;
 
 pub use cloudevent::{
     ce_type_of, decode, DecodeError, Envelope, Record, DATACONTENTTYPE, SPECVERSION,
 };
+pub use kind::EventKind;
 
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -84,6 +86,8 @@ pub struct OutboundRecord {
     pub value: Vec<u8>,
     /// When the webhook arrived, Unix milliseconds (the envelope's `time`).
     pub arrival_ms: i64,
+    /// What the record holds (stored with it in the spool).
+    pub kind: EventKind,
     /// The presence status as a metric label (a closed set); `None` for
     /// records that are not presence events (captured rejected input).
     pub status_label: Option<&'static str>,
@@ -99,6 +103,7 @@ impl OutboundRecord {
             key: event.phone.as_str().to_owned(),
             value: v1::encode(event, id, time),
             arrival_ms: (time.unix_timestamp_nanos() / 1_000_000) as i64,
+            kind: EventKind::Presence,
             status_label: Some(event.status.label()),
         }
     }
@@ -118,6 +123,7 @@ impl OutboundRecord {
             key: input.path_instance.unwrap_or("unknown").to_owned(),
             value: rejected::encode(input, max_bytes, id, time),
             arrival_ms: (time.unix_timestamp_nanos() / 1_000_000) as i64,
+            kind: EventKind::Rejected,
             status_label: None,
         }
     }

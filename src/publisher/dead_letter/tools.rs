@@ -43,6 +43,7 @@ use uuid::Uuid;
 
 use super::{create_tmp, replace, DeadLetterError, LineV2, ValueEncoding, FILE_NAME, FORMAT};
 use crate::spool::store::{NewRecord, Store};
+use crate::spool::RecordKind;
 
 /// Records appended to the spool per batch during a replay.
 const REPLAY_BATCH: usize = 256;
@@ -111,9 +112,12 @@ impl Letter {
                 (bytes, time)
             }
         };
+        let kind = crate::envelope::EventKind::of_value(&value)
+            .map_or(RecordKind::UNKNOWN, |k| RecordKind(k.code()));
         Some(NewRecord {
             arrival_ms,
             id: self.id?,
+            kind,
             topic: self.topic.clone(),
             key: self.key.clone(),
             value,

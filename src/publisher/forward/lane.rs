@@ -12,7 +12,7 @@ use rdkafka::types::RDKafkaErrorCode as C;
 use tokio::time::Instant;
 
 use super::{ForwardError, Forwarder, BACKOFF_FIRST, READ_BATCH, WINDOW};
-use crate::envelope::{rejected, v1};
+use crate::envelope::{rejected, v1, EventKind};
 use crate::publisher::classify::{classify, ErrorClass, HoldReason};
 use crate::publisher::produce::Produce;
 use crate::spool::format::StoredRecord;
@@ -200,7 +200,7 @@ impl<P: Produce> Forwarder<P> {
                         Ok((records, skipped)) => {
                             if skipped > 0 {
                                 self.metrics.spool_dropped(
-                                    crate::spool::metrics::DropReason::CorruptRecord,
+                                    crate::metrics::DropReason::CorruptRecord,
                                     skipped,
                                 );
                                 tracing::error!(
@@ -228,9 +228,13 @@ impl<P: Produce> Forwarder<P> {
             let Some(rec) = lane.carry.pop_front() else {
                 break;
             };
-            // The record says what it is (its envelope's `type`); the lane's
-            // guess from the topic only for a value that is not our envelope.
-            let ce_type = crate::envelope::ce_type_of(&rec.value).unwrap_or(lane.ce_type);
+            // The record says what it is: its stored kind, else (a version-1
+            // spool record) its envelope's `type`; the lane's guess from the
+            // topic only for a value that is not our envelope.
+            let ce_type = EventKind::from_code(rec.kind.0)
+                .map(EventKind::ce_type)
+                .or_else(|| crate::envelope::ce_type_of(&rec.value))
+                .unwrap_or(lane.ce_type);
             let sent = producer.send(&rec, ce_type);
             match sent {
                 Err(e) if e.rdkafka_error_code() == Some(C::QueueFull) => {

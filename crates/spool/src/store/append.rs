@@ -79,15 +79,13 @@ impl Store {
         let mut buf = Vec::with_capacity(size as usize);
         let first = active.next_seq;
         for (i, r) in batch.iter().enumerate() {
-            format::encode_parts(
-                first + i as u64,
-                r.arrival_ms,
-                &r.id,
-                &r.topic,
-                &r.key,
-                &r.value,
-                &mut buf,
-            );
+            let head = format::Head {
+                seq: first + i as u64,
+                arrival_ms: r.arrival_ms,
+                id: &r.id,
+                kind: r.kind,
+            };
+            format::encode_parts(&head, &r.topic, &r.key, &r.value, &mut buf);
         }
         let mut sync_time = None;
         let len = active.len;

@@ -1,21 +1,16 @@
-//! Spool benchmark (not a test: it prints measured numbers, asserts nothing).
+//! Drain benchmark (not a test: it prints measured numbers, asserts
+//! nothing): a backlog pre-spooled as after an outage, then a bridge starts
+//! against an in-process mock broker; measures the drain rate while new
+//! webhooks keep arriving, and their latency meanwhile. The spool's own
+//! append benchmark is `cargo bench -p spool --bench append`.
 //!
-//!   cargo bench --bench spool             # full run
-//!   cargo bench --bench spool -- --quick  # a few seconds, for CI smoke runs
-//!
-//! 1. Append throughput with group commit (`spool.fsync = always`, the
-//!    default) at 1, 8 and 64 concurrent clients: events/s, events per fsync,
-//!    p50/p99 append latency.
-//! 2. Drain after an outage: 100,000 events pre-spooled, then a bridge starts
-//!    against an in-process mock broker; measures the drain rate while new
-//!    webhooks keep arriving, and their latency meanwhile.
+//!   cargo bench --bench drain             # 100,000 events
+//!   cargo bench --bench drain -- --quick  # 10,000 events, for CI smoke runs
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use presence_bridge::metrics::Metrics;
 use presence_bridge::spool::store::{NewRecord, Store, StoreOptions};
-use presence_bridge::spool::{FsyncPolicy, Spool};
+use presence_bridge::spool::FsyncPolicy;
 
 fn record(i: u64) -> NewRecord {
     let phone = format!("55119{:08}", i % 5000);
@@ -26,79 +21,22 @@ fn record(i: u64) -> NewRecord {
     NewRecord {
         arrival_ms: 1_795_000_000_000 + i as i64,
         id: uuid::Uuid::now_v7(),
+        kind: spool::RecordKind(1),
         topic: "whatsapp.presence.v1".into(),
         key: phone,
         value: value.into_bytes(),
     }
 }
 
-fn bench_dir(name: &str) -> std::path::PathBuf {
-    // On the project's disk (not a tmpfs), so fsync costs what it costs.
-    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-async fn append_throughput(clients: usize, duration: Duration) {
-    let dir = bench_dir(&format!("append-{clients}"));
-    let (store, _) = Store::open(StoreOptions {
-        dir: dir.clone(),
-        max_bytes: 8 << 30,
-        segment_bytes: 64 << 20,
-        fsync: FsyncPolicy::Always,
-    })
-    .unwrap();
-    let (registry, metrics) = Metrics::standalone();
-    let (tx, _rx) = tokio::sync::watch::channel(0);
-    let spool = Spool::start(Arc::new(store), Duration::from_secs(10), metrics, tx).unwrap();
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..clients {
-        let spool = spool.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let mut i = c as u64 * 1_000_000_000;
-            while started.elapsed() < duration {
-                let t = Instant::now();
-                spool.append(record(i), Some("COMPOSING")).await.unwrap();
-                lat.push(t.elapsed());
-                i += 1;
-            }
-            lat
-        }));
-    }
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await.unwrap());
-    }
-    let secs = started.elapsed().as_secs_f64();
-    lat.sort();
-    let fsyncs = registry
-        .gather()
-        .iter()
-        .find(|f| f.name() == "presence_bridge_spool_fsync_duration_seconds")
-        .map(|f| f.get_metric()[0].get_histogram().get_sample_count())
-        .unwrap_or(0);
-    println!(
-        "append  clients={clients:>3}  {:>9.0} events/s  {:>6.1} events/fsync  p50={:>8.3?}  p99={:>8.3?}",
-        lat.len() as f64 / secs,
-        lat.len() as f64 / fsyncs.max(1) as f64,
-        percentile(&lat, 0.50),
-        percentile(&lat, 0.99),
-    );
-    drop(spool);
-    let _ = std::fs::remove_dir_all(&dir);
+    let at = ((sorted.len().max(1) - 1) as f64 * p).round() as usize;
+    sorted.get(at).copied().unwrap_or_default()
 }
 
 async fn drain_after_outage(events: u64) {
-    let dir = bench_dir("drain");
+    // On the project's disk (not a tmpfs), as a real spool.
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("drain");
+    let _ = std::fs::remove_dir_all(&dir);
     {
         let (store, _) = Store::open(StoreOptions {
             dir: dir.clone(),
@@ -208,24 +146,14 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let per_case = if quick {
-        Duration::from_millis(500)
-    } else {
-        Duration::from_secs(5)
-    };
     let backlog = if quick { 10_000 } else { 100_000 };
     println!(
-        "# cargo bench --bench spool{}  ({} cores, spool on {})",
+        "# cargo bench --bench drain{}  ({} cores, spool on {})",
         if quick { " -- --quick" } else { "" },
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
         env!("CARGO_TARGET_TMPDIR")
     );
-    rt.block_on(async {
-        for clients in [1, 8, 64] {
-            append_throughput(clients, per_case).await;
-        }
-        drain_after_outage(backlog).await;
-    });
+    rt.block_on(drain_after_outage(backlog));
 }

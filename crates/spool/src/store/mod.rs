@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::format::{
-    self, check_frame, decode_body, segment_name, FrameError, StoredRecord, CHECKPOINT_FILE_BYTES,
-    CHECKPOINT_SLOT, FRAME_HEADER, MAGIC,
+    self, check_frame, decode_body, segment_name, FrameError, StoredRecord, Version,
+    CHECKPOINT_FILE_BYTES, CHECKPOINT_SLOT, FRAME_HEADER, MAGIC,
 };
 use super::io::{DiskIo, SegmentFile, SpoolIo};
 use super::recent::Recent;
@@ -52,7 +52,7 @@ pub const BLOCKED_DISK_FULL: &str = "the spool's disk is full";
 pub const BLOCKED_WRITE_FAILED: &str = "a write to the spool failed";
 pub const BLOCKED_SYNC_FAILED: &str = "an fsync of the spool failed";
 pub const BLOCKED_NO_SEGMENT: &str = "a new spool segment cannot be created";
-use crate::spool::dir::LOCK;
+use crate::dir::LOCK;
 /// Bytes read from a segment at a time.
 const READ_CHUNK: usize = 256 * 1024;
 
@@ -156,6 +156,8 @@ struct CheckpointState {
 pub struct NewRecord {
     pub arrival_ms: i64,
     pub id: uuid::Uuid,
+    /// What the record holds (named by the crates above the spool).
+    pub kind: format::RecordKind,
     pub topic: String,
     pub key: String,
     pub value: Vec<u8>,

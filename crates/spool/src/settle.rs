@@ -215,7 +215,7 @@ impl Settlement {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spool::format::encode_checkpoint;
+    use crate::format::encode_checkpoint;
 
     #[test]
     fn topics_settle_independently() {

@@ -17,24 +17,22 @@
 //! - recovery never panics, delivers no damaged record, and its counters
 //!   agree with what it delivers.
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use presence_bridge::spool::format::StoredRecord;
-use presence_bridge::spool::io::PageCacheIo;
-use presence_bridge::spool::store::{NewRecord, Store, StoreOptions};
-use presence_bridge::spool::FsyncPolicy;
 use proptest::prelude::*;
+use spool::format::StoredRecord;
+use spool::io::PageCacheIo;
+use spool::store::{NewRecord, Store, StoreOptions};
+use spool::FsyncPolicy;
 
 fn opts(dir: &Path, fsync: FsyncPolicy) -> StoreOptions {
     StoreOptions {
         max_bytes: 64 * 1024 * 1024,
         segment_bytes: 2048,
         fsync,
-        ..common::spool::options(dir)
+        ..spool::testkit::options(dir)
     }
 }
 
@@ -44,7 +42,7 @@ fn record(n: u64, size: usize) -> NewRecord {
     NewRecord {
         key: format!("55449{:08}", n % 7),
         value,
-        ..common::spool::record(n, "whatsapp.presence.v1")
+        ..spool::testkit::record(n, "whatsapp.presence.v1")
     }
 }
 

@@ -9,8 +9,8 @@ impl Store {
         opts: StoreOptions,
         io: Arc<dyn SpoolIo>,
     ) -> Result<(Self, RecoveryReport), SpoolError> {
-        crate::spool::dir::create(&opts.dir)?;
-        let lock = crate::spool::dir::lock(&opts.dir)?;
+        crate::dir::create(&opts.dir)?;
+        let lock = crate::dir::lock(&opts.dir)?;
         remove_leftovers(&opts.dir)?;
         let (mut settle, checkpoint_lost) = read_settlement(&opts.dir)?;
         let mut report = RecoveryReport {

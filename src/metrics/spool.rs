@@ -8,6 +8,7 @@ use std::time::Duration;
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
 
 use crate::metrics::{Metrics, NS};
+use crate::spool::Observer;
 
 /// Why the spool dropped stored data (the `reason` of
 /// `presence_bridge_spool_dropped_events_total`).
@@ -210,6 +211,25 @@ impl Metrics {
             .dropped
             .with_label_values(&[reason.as_str()])
             .inc_by(count);
+    }
+}
+
+/// The spool's writer thread reports here: fsync and append latencies,
+/// failed fsyncs, and each committed presence event as accepted.
+impl Observer for Metrics {
+    fn synced(&self, took: Duration) {
+        self.spool_synced(took);
+    }
+
+    fn committed(&self, waited: Duration, tag: Option<&'static str>) {
+        self.spool_appended(waited);
+        if let Some(status) = tag {
+            self.event_accepted(status);
+        }
+    }
+
+    fn sync_failures(&self, count: u64) {
+        self.spool_sync_failures(count);
     }
 }
 

@@ -21,7 +21,7 @@
 //! (group commit), sequential reads, deletion by removing whole files, no
 //! compaction, and a format we document and verify ourselves.
 //!
-//! # On-disk format (version 1; checkpoint file version 2)
+//! # On-disk format (segments version 2, version 1 still read; checkpoint file version 2)
 //! ```text
 //! spool.dir/
 //!   LOCK                       flock'd by the running bridge: one bridge per directory;
@@ -33,11 +33,14 @@
 //!                              `checkpoint` does not exist, removed once it does
 //!   dead-letter.jsonl          events Kafka refused permanently, one JSON object per line
 //!
-//! segment := "PBSPOOL1" record*
+//! segment := "PBSPOOL2" record*
 //! record  := len:u32le crc:u32le body            (crc = CRC-32/IEEE of body; len = body bytes)
 //! body    := seq:u64le arrival_ms:i64le id:[16]  (id = the CloudEvents id, UUID bytes)
+//!            kind:u16le                           (what the record holds, see below)
 //!            topic_len:u16le topic key_len:u16le key value
 //!                                                 (value = the encoded envelope, the rest of body)
+//! segment_v1 := "PBSPOOL1" record_v1*             (written before kinds were stored; read, never written)
+//! body_v1 := the body without `kind`              (read as kind 0, "unknown")
 //! checkpoint := slot slot                         (36 KiB each, allocated when created)
 //! slot    := "PBCKPT02" generation:u64le len:u32le check:u64le payload[len] zeros
 //!                                                 (check = FNV-1a 64 of generation, len, payload)
@@ -45,6 +48,14 @@
 //!            topic; or the version-1 "PBACKED1" watermark:u64le crc:u32le (also the
 //!            whole content of the old `acked` file), read as a base with no cursors
 //! ```
+//! The kind is a number the spool stores and does not interpret
+//! ([`RecordKind`]); the crates above it name the kinds (the `events` crate:
+//! 1 a presence event, 2 a captured rejected input). A bridge of this version
+//! reads both segment versions, and the two may sit side by side in one
+//! directory after an upgrade; a bridge from before version 2 cannot read a
+//! version-2 segment (its recovery counts the records as damaged and drops them), so a downgrade
+//! needs a drained spool.
+//!
 //! Invariants: sequence numbers increase by one from record to record and from
 //! segment to segment (gaps appear only where damaged records were skipped, or
 //! where a power cut after a failed `interval` sync lost them); only the
@@ -126,18 +137,18 @@
 //!
 //! All file I/O runs on a dedicated writer thread or on tokio's blocking pool,
 //! never on the async threads. A forwarder that keeps up takes the records the
-//! writer just committed from a bounded in-memory copy ([`tail`]) instead of
+//! writer just committed from a bounded in-memory copy ([`recent`]) instead of
 //! reading them back from disk; the files stay the truth.
 
 pub mod dir;
 mod error;
 pub mod format;
 pub mod io;
-pub mod metrics;
 pub mod operator;
 pub mod recent;
 pub mod settle;
 pub mod store;
+pub mod testkit;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -146,9 +157,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::envelope::OutboundRecord;
-use crate::metrics::Metrics;
-use crate::sink::{Sink, SinkError};
 use store::{NewRecord, Store};
 
 /// Requests waiting for the writer thread; a full queue makes callers wait
@@ -170,15 +178,42 @@ const CLAIMED: u8 = 1;
 /// The handler gave up first (`spool.append_timeout`): the writer skips it.
 const ABANDONED: u8 = 2;
 
-/// The `spool.fsync` setting's type, owned by the configuration.
-pub use crate::config::FsyncPolicy;
 pub use error::SpoolError;
+pub use format::RecordKind;
+
+/// When appends reach the disk (the `spool.fsync` setting; see "Durability
+/// policies" above).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncPolicy {
+    Always,
+    Interval,
+    Never,
+}
+
+/// What the writer thread measures, told to whoever keeps the metrics (the
+/// root package's Prometheus registry; `()` ignores it all).
+pub trait Observer: Send + 'static {
+    /// One fsync of a batch took `took`.
+    fn synced(&self, took: Duration);
+    /// A record was committed `waited` after it was handed over; `tag` is
+    /// the one its [`Spool::append`] was given.
+    fn committed(&self, waited: Duration, tag: Option<&'static str>);
+    /// Failed fsyncs since the last call (may be 0).
+    fn sync_failures(&self, count: u64);
+}
+
+impl Observer for () {
+    fn synced(&self, _: Duration) {}
+    fn committed(&self, _: Duration, _: Option<&'static str>) {}
+    fn sync_failures(&self, _: u64) {}
+}
 
 struct Request {
     record: NewRecord,
-    /// Metric label of the event's presence status, counted once committed
-    /// (`None`: not a presence event, not counted as accepted).
-    status_label: Option<&'static str>,
+    /// Given back to the [`Observer`] once committed (the root package: the
+    /// presence status counted as accepted; `None`: nothing to count).
+    tag: Option<&'static str>,
     queued: Instant,
     reply: oneshot::Sender<Result<u64, SpoolError>>,
     /// [`QUEUED`], then [`CLAIMED`] by the writer or [`ABANDONED`] by the handler.
@@ -208,14 +243,14 @@ impl Spool {
     pub fn start(
         store: Arc<Store>,
         append_timeout: Duration,
-        metrics: Metrics,
+        observer: impl Observer,
         committed: watch::Sender<u64>,
     ) -> Result<Self, SpoolError> {
         let (tx, rx) = mpsc::channel(QUEUE);
         let writer_store = store.clone();
         std::thread::Builder::new()
             .name("spool-writer".into())
-            .spawn(move || write_loop(writer_store, rx, metrics, committed))
+            .spawn(move || write_loop(writer_store, rx, observer, committed))
             .map_err(|e| SpoolError::io("starting the spool writer thread", e))?;
         Ok(Self {
             store,
@@ -235,16 +270,17 @@ impl Spool {
     /// Once the writer has taken it, this waits for the writer's answer,
     /// so `Ok` and committed always go together (see "The append timeout"
     /// in the module docs).
+    /// `tag` goes to the [`Observer`] with the commit.
     pub async fn append(
         &self,
         record: NewRecord,
-        status_label: Option<&'static str>,
+        tag: Option<&'static str>,
     ) -> Result<u64, SpoolError> {
         let (reply, mut rx) = oneshot::channel();
         let state = Arc::new(AtomicU8::new(QUEUED));
         let req = Request {
             record,
-            status_label,
+            tag,
             queued: Instant::now(),
             reply,
             state: state.clone(),
@@ -268,23 +304,6 @@ impl Spool {
     }
 }
 
-impl Sink for Spool {
-    async fn accept(&self, record: OutboundRecord) -> Result<(), SinkError> {
-        let new = NewRecord {
-            arrival_ms: record.arrival_ms,
-            id: record.id,
-            topic: record.topic,
-            key: record.key,
-            value: record.value,
-        };
-        match self.append(new, record.status_label).await {
-            Ok(_) => Ok(()),
-            Err(SpoolError::Full) => Err(SinkError::Full),
-            Err(e) => Err(SinkError::Unavailable(e.to_string())),
-        }
-    }
-}
-
 /// The writer thread: takes every queued request, writes them as one batch
 /// with one fsync (group commit), answers each. Requests whose handler gave
 /// up before they were taken are skipped. While appends are blocked (a full
@@ -293,7 +312,7 @@ impl Sink for Spool {
 fn write_loop(
     store: Arc<Store>,
     mut rx: mpsc::Receiver<Request>,
-    metrics: Metrics,
+    observer: impl Observer,
     committed: watch::Sender<u64>,
 ) {
     type Reply = (
@@ -304,11 +323,11 @@ fn write_loop(
     let mut replies: Vec<Reply> = Vec::with_capacity(MAX_BATCH);
     let mut records: Vec<NewRecord> = Vec::with_capacity(MAX_BATCH);
     let mut errors = RepeatedError::new(LOG_REPEATS_EVERY);
-    while let Some(first) = next_request(&store, &mut rx, &metrics) {
+    while let Some(first) = next_request(&store, &mut rx, &observer) {
         let mut next = Some(first);
         while let Some(req) = next.take() {
             if req.claim() {
-                replies.push((req.queued, req.status_label, req.reply));
+                replies.push((req.queued, req.tag, req.reply));
                 records.push(req.record);
             }
             if records.len() < MAX_BATCH {
@@ -319,18 +338,15 @@ fn write_loop(
             continue;
         }
         let result = store.append(&records, false);
-        metrics.spool_sync_failures(store.take_sync_failures());
+        observer.sync_failures(store.take_sync_failures());
         match result {
             Ok(a) => {
                 if let Some(t) = a.sync_time {
-                    metrics.spool_synced(t);
+                    observer.synced(t);
                 }
                 let first_seq = a.last_seq + 1 - replies.len() as u64;
-                for (i, (queued, status_label, reply)) in replies.drain(..).enumerate() {
-                    metrics.spool_appended(queued.elapsed());
-                    if let Some(label) = status_label {
-                        metrics.event_accepted(label);
-                    }
+                for (i, (queued, tag, reply)) in replies.drain(..).enumerate() {
+                    observer.committed(queued.elapsed(), tag);
                     let _ = reply.send(Ok(first_seq + i as u64));
                 }
                 // The answers first (they are what clients wait for), then the
@@ -366,7 +382,7 @@ fn write_loop(
 fn next_request(
     store: &Store,
     rx: &mut mpsc::Receiver<Request>,
-    metrics: &Metrics,
+    observer: &impl Observer,
 ) -> Option<Request> {
     let mut idle = BLOCKED_RETRY;
     loop {
@@ -383,7 +399,7 @@ fn next_request(
             if store.retry_blocked() {
                 tracing::info!("the spool takes appends again");
             }
-            metrics.spool_sync_failures(store.take_sync_failures());
+            observer.sync_failures(store.take_sync_failures());
             continue;
         }
         std::thread::sleep(BLOCKED_POLL);

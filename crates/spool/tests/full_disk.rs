@@ -8,22 +8,20 @@
 //! real 1 MiB tmpfs (needs root to mount: `#[ignore]`d by default, run with
 //! `cargo test --test full_disk -- --ignored` as root; CI does).
 
-mod common;
-
 use std::path::Path;
 use std::sync::Arc;
 
-use presence_bridge::spool::format::CHECKPOINT_FILE_BYTES;
-use presence_bridge::spool::io::{DiskIo, PageCacheIo, SpoolIo};
-use presence_bridge::spool::store::{NewRecord, Store, StoreOptions, BLOCKED_DISK_FULL};
-use presence_bridge::spool::{FsyncPolicy, SpoolError};
+use spool::format::CHECKPOINT_FILE_BYTES;
+use spool::io::{DiskIo, PageCacheIo, SpoolIo};
+use spool::store::{NewRecord, Store, StoreOptions, BLOCKED_DISK_FULL};
+use spool::{FsyncPolicy, SpoolError};
 
 fn opts(dir: &Path) -> StoreOptions {
     // spool.max_bytes (1 GiB) far above the disk: the disk fills first.
     StoreOptions {
         segment_bytes: 64 * 1024,
         fsync: FsyncPolicy::Always,
-        ..common::spool::options(dir)
+        ..spool::testkit::options(dir)
     }
 }
 
@@ -31,7 +29,7 @@ fn record(n: u64) -> NewRecord {
     NewRecord {
         key: format!("55449{:08}", n % 13),
         value: vec![b'x'; 400],
-        ..common::spool::record(n, "whatsapp.presence.v1")
+        ..spool::testkit::record(n, "whatsapp.presence.v1")
     }
 }
 

@@ -5,37 +5,36 @@
 //! (old format still read), and the append timeout (a writer held in
 //! `write`, tokio's paused clock).
 
-mod common;
-
 use std::collections::VecDeque;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use presence_bridge::spool::format::{
-    encode_checkpoint, CHECKPOINT_FILE_BYTES, MAX_CHECKPOINT_PAYLOAD,
+use proptest::prelude::*;
+use spool::format::{
+    encode_checkpoint, segment_name, RecordKind, StoredRecord, CHECKPOINT_FILE_BYTES, MAGIC,
+    MAX_CHECKPOINT_PAYLOAD,
 };
-use presence_bridge::spool::io::{SegmentFile, SpoolIo};
-use presence_bridge::spool::store::{
+use spool::io::{SegmentFile, SpoolIo};
+use spool::store::{
     list_segments, read_checkpoint_payload, NewRecord, SavedCheckpoint, Store, StoreOptions,
     BLOCKED_SYNC_FAILED,
 };
-use presence_bridge::spool::{FsyncPolicy, SpoolError};
-use proptest::prelude::*;
+use spool::{FsyncPolicy, SpoolError};
 
 fn opts(dir: &Path, segment_bytes: u64) -> StoreOptions {
     StoreOptions {
         max_bytes: 64 * 1024 * 1024,
         segment_bytes,
-        ..common::spool::options(dir)
+        ..spool::testkit::options(dir)
     }
 }
 
 fn record(n: u64, size: usize) -> NewRecord {
     NewRecord {
         value: vec![b'a' + (n % 26) as u8; size],
-        ..common::spool::record(n, "whatsapp.presence.v1")
+        ..spool::testkit::record(n, "whatsapp.presence.v1")
     }
 }
 
@@ -234,6 +233,72 @@ proptest! {
 }
 
 /// A closed spool holding ten 100-byte records in one segment, and that segment.
+/// A spool left by a bridge from before format version 2: its version-1
+/// segment is recovered and read (kind unknown), appends go to a version-2
+/// segment, and after a restart both are read in order, each record with
+/// its kind.
+#[test]
+fn a_version_1_spool_is_still_read_and_new_records_keep_their_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let old: Vec<StoredRecord> = (1..=3)
+        .map(|n| {
+            let r = record(n, 40 + n as usize);
+            StoredRecord {
+                seq: n,
+                arrival_ms: r.arrival_ms,
+                id: r.id,
+                kind: RecordKind::UNKNOWN,
+                topic: r.topic,
+                key: r.key,
+                value: r.value,
+            }
+        })
+        .collect();
+    let v1 = spool::testkit::segment_v1(&old);
+    std::fs::write(dir.path().join(segment_name(1)), v1).unwrap();
+    let (store, report) = Store::open(opts(dir.path(), 1 << 20)).unwrap();
+    assert_eq!(report.pending, 3);
+    assert_eq!((report.torn_bytes, report.corrupt_regions), (0, 0));
+    let new = NewRecord {
+        kind: RecordKind(2),
+        ..record(4, 60)
+    };
+    assert_eq!(
+        store
+            .append(std::slice::from_ref(&new), true)
+            .unwrap()
+            .last_seq,
+        4
+    );
+    drop(store);
+
+    let (store, report) = Store::open(opts(dir.path(), 1 << 20)).unwrap();
+    assert_eq!(report.pending, 4);
+    let (read, skipped) = store.reader().read(&store, 100).unwrap();
+    assert_eq!(skipped, 0);
+    let got: Vec<_> = read
+        .iter()
+        .map(|r| (r.seq, r.kind, r.id, &r.value))
+        .collect();
+    let mut want: Vec<_> = old
+        .iter()
+        .map(|r| (r.seq, r.kind, r.id, &r.value))
+        .collect();
+    want.push((4, RecordKind(2), new.id, &new.value));
+    assert_eq!(got, want);
+    // Only the old segment is version 1: every segment written here is version 2.
+    let segments = list_segments(dir.path()).unwrap();
+    assert_eq!(segments[0].0, 1);
+    for (_, path) in &segments[1..] {
+        assert_eq!(
+            &std::fs::read(path).unwrap()[..8],
+            MAGIC,
+            "{}",
+            path.display()
+        );
+    }
+}
+
 fn ten_records() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = Store::open(opts(dir.path(), 1 << 20)).unwrap();
@@ -606,9 +671,26 @@ fn a_failed_periodic_sync_stops_answers_until_a_sync_works() {
     assert_eq!(ids(&store), vec![1, 2, 4]);
 }
 
+/// What the writer thread reported.
+#[derive(Clone, Default)]
+struct Counts {
+    sync_failures: Arc<std::sync::atomic::AtomicU64>,
+    committed: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl spool::Observer for Counts {
+    fn synced(&self, _: std::time::Duration) {}
+    fn committed(&self, _: std::time::Duration, _: Option<&'static str>) {
+        self.committed.fetch_add(1, Ordering::SeqCst);
+    }
+    fn sync_failures(&self, count: u64) {
+        self.sync_failures.fetch_add(count, Ordering::SeqCst);
+    }
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn the_writer_answers_every_waiter_503_when_the_fsync_fails_and_counts_it() {
-    use presence_bridge::spool::Spool;
+    use spool::Spool;
     let dir = tempfile::tempdir().unwrap();
     let disk = FaultyDisk::default();
     let o = StoreOptions {
@@ -616,13 +698,12 @@ async fn the_writer_answers_every_waiter_503_when_the_fsync_fails_and_counts_it(
         ..opts(dir.path(), 1 << 20)
     };
     let (store, _) = Store::open_with_io(o, Arc::new(disk.clone())).unwrap();
-    let registry = prometheus::Registry::new();
-    let metrics = presence_bridge::metrics::Metrics::new(&registry).unwrap();
+    let observer = Counts::default();
     let (committed, _) = tokio::sync::watch::channel(0);
     let spool = Spool::start(
         Arc::new(store),
         std::time::Duration::from_secs(3600),
-        metrics,
+        observer.clone(),
         committed,
     )
     .unwrap();
@@ -656,13 +737,9 @@ async fn the_writer_answers_every_waiter_503_when_the_fsync_fails_and_counts_it(
         }
     }
     assert!(sync_failed >= 1);
-    let failures = registry
-        .gather()
-        .into_iter()
-        .find(|f| f.name() == "presence_bridge_spool_sync_failures_total")
-        .map(|f| f.get_metric()[0].get_counter().value())
-        .unwrap();
-    assert!(failures >= 1.0, "{failures}");
+    let failures = observer.sync_failures.load(Ordering::SeqCst);
+    assert!(failures >= 1, "{failures}");
+    assert_eq!(observer.committed.load(Ordering::SeqCst), 0);
     assert!(spool.store().append_blocked().is_some());
     disk.sync_fails.store(false, Ordering::SeqCst);
     let seq = spool.append(record(100, 50), None).await.unwrap();
@@ -676,7 +753,7 @@ async fn the_writer_answers_every_waiter_503_when_the_fsync_fails_and_counts_it(
 /// answered 503 and never written.
 #[tokio::test(flavor = "current_thread")]
 async fn a_timed_out_append_is_never_committed_and_a_taken_one_is_answered() {
-    use presence_bridge::spool::Spool;
+    use spool::Spool;
     let dir = tempfile::tempdir().unwrap();
     let disk = FaultyDisk::default();
     let o = StoreOptions {
@@ -684,11 +761,9 @@ async fn a_timed_out_append_is_never_committed_and_a_taken_one_is_answered() {
         ..opts(dir.path(), 1 << 20)
     };
     let (store, _) = Store::open_with_io(o, Arc::new(disk.clone())).unwrap();
-    let registry = prometheus::Registry::new();
-    let metrics = presence_bridge::metrics::Metrics::new(&registry).unwrap();
     let (committed, _) = tokio::sync::watch::channel(0);
     let timeout = std::time::Duration::from_secs(5);
-    let spool = Spool::start(Arc::new(store), timeout, metrics, committed).unwrap();
+    let spool = Spool::start(Arc::new(store), timeout, (), committed).unwrap();
 
     // A: taken by the writer, which then hangs in write(2).
     let held = disk.gate.close();
@@ -764,7 +839,7 @@ fn an_old_acked_checkpoint_is_still_read_and_replaced() {
     let SavedCheckpoint::Found(payload) = read_checkpoint_payload(dir.path()).unwrap() else {
         panic!("no checkpoint");
     };
-    let settled = presence_bridge::spool::settle::Settlement::decode(&payload).expect("decodes");
+    let settled = spool::settle::Settlement::decode(&payload).expect("decodes");
     assert_eq!(settled.base(), 4);
 }
 

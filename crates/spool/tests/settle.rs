@@ -4,10 +4,8 @@
 //! reused (a reused number would be counted as settled by a cursor that had
 //! passed it: the simulation found that as lost events).
 
-mod common;
-
-use presence_bridge::spool::store::{NewRecord, Store, StoreOptions};
-use presence_bridge::spool::FsyncPolicy;
+use spool::store::{NewRecord, Store, StoreOptions};
+use spool::FsyncPolicy;
 
 fn opts(dir: &std::path::Path) -> StoreOptions {
     StoreOptions {
@@ -15,7 +13,7 @@ fn opts(dir: &std::path::Path) -> StoreOptions {
         // Small segments: every batch below rolls to a new one.
         segment_bytes: 200,
         fsync: FsyncPolicy::Always,
-        ..common::spool::options(dir)
+        ..spool::testkit::options(dir)
     }
 }
 
@@ -23,6 +21,7 @@ fn rec(topic: &str, n: u128) -> NewRecord {
     NewRecord {
         arrival_ms: 1,
         id: uuid::Uuid::from_u128(n),
+        kind: spool::RecordKind(1),
         topic: topic.into(),
         key: "5511900000001".into(),
         value: vec![b'x'; 100],

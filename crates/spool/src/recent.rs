@@ -4,7 +4,7 @@
 //! When a lane keeps up with the webhook (the normal case), the records it
 //! needs next are the ones the writer thread has just committed. The writer
 //! copies each committed batch here, sorted by topic, and a lane's
-//! [`crate::spool::store::Reader`] takes its topic's records from here when
+//! [`crate::store::Reader`] takes its topic's records from here when
 //! the tail has seen every record since the lane's position, so they are not
 //! read back from disk through the blocking pool. The disk stays the truth: a
 //! record is pushed only after it is committed, and whenever the tail cannot
@@ -96,6 +96,7 @@ impl Recent {
                 seq,
                 arrival_ms: r.arrival_ms,
                 id: r.id,
+                kind: r.kind,
                 topic: r.topic,
                 key: r.key,
                 value: r.value,
@@ -207,6 +208,7 @@ mod tests {
             .map(move |i| NewRecord {
                 arrival_ms: i as i64,
                 id: uuid::Uuid::now_v7(),
+                kind: crate::RecordKind(1),
                 topic: topics[i % topics.len()].into(),
                 key: format!("k{i}"),
                 value: vec![b'x'; size],
@@ -251,7 +253,7 @@ mod tests {
     #[test]
     fn stays_within_its_byte_bound_by_dropping_the_oldest() {
         let one = &batch(&["t"], 1, 100)[0];
-        let framed = crate::spool::format::framed_len(&one.topic, &one.key, &one.value);
+        let framed = crate::format::framed_len(&one.topic, &one.key, &one.value);
         let tail = Recent::with_capacity(framed * 10);
         tail.push(1, batch(&["t", "u"], 25, 100).into_iter());
         let held = tail.len();

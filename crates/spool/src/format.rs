@@ -1,16 +1,60 @@
-//! The bytes of a spool segment. See the module docs of [`crate::spool`] for
-//! the layout; this file is the only code that knows it.
+//! The bytes of a spool segment. See the crate docs ([`crate`]) for the
+//! layout; this file is the only code that knows it.
 
 use uuid::Uuid;
 
-/// First bytes of every segment file.
-pub const MAGIC: &[u8; 8] = b"PBSPOOL1";
+/// First bytes of every segment written today (format version 2: each
+/// record stores its kind).
+pub const MAGIC: &[u8; 8] = b"PBSPOOL2";
+/// First bytes of a version-1 segment (no kind): still read, never written.
+pub const MAGIC_V1: &[u8; 8] = b"PBSPOOL1";
+/// Bytes of a segment's header (the magic).
+pub const SEGMENT_HEADER: u64 = MAGIC.len() as u64;
 /// Frame header: body length (u32 LE) and CRC-32 of the body (u32 LE).
 pub const FRAME_HEADER: usize = 8;
-/// Fixed part of a body: seq, arrival, id, topic length, key length.
-const BODY_FIXED: usize = 8 + 8 + 16 + 2 + 2;
+/// Fixed part of a version-2 body: seq, arrival, id, kind, topic length, key length.
+const BODY_FIXED: usize = 8 + 8 + 16 + 2 + 2 + 2;
+/// Fixed part of a version-1 body: the same without the kind.
+const BODY_FIXED_V1: usize = BODY_FIXED - 2;
 /// Largest body accepted when reading; anything larger is corruption.
 pub const MAX_BODY: usize = 20 * 1024 * 1024;
+
+/// The format version of a segment, from its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// `PBSPOOL1`: records without a kind (read as [`RecordKind::UNKNOWN`]).
+    V1,
+    /// `PBSPOOL2`: records with a kind.
+    V2,
+    /// The header is damaged: each record is read as version 2, else as
+    /// version 1 (a version-1 body read as version 2 takes two bytes of
+    /// its topic for a topic length, which does not fit the body; the
+    /// checksum then decides nothing, the layout does).
+    Unknown,
+}
+
+impl Version {
+    /// The version a segment's first eight bytes name.
+    pub fn of_header(header: &[u8]) -> Self {
+        match header {
+            h if h == MAGIC => Self::V2,
+            h if h == MAGIC_V1 => Self::V1,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+/// What a record holds, as a number the spool stores but does not
+/// interpret: the crates above it name the kinds (presence event, rejected
+/// input, and the kinds to come). Records of version-1 segments have
+/// [`RecordKind::UNKNOWN`]: their reader decides from the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct RecordKind(pub u16);
+
+impl RecordKind {
+    /// Not stored: a record of a version-1 segment.
+    pub const UNKNOWN: Self = Self(0);
+}
 
 /// One spooled event, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +63,7 @@ pub struct StoredRecord {
     /// Arrival time, Unix milliseconds.
     pub arrival_ms: i64,
     pub id: Uuid,
+    pub kind: RecordKind,
     pub topic: String,
     pub key: String,
     pub value: Vec<u8>,
@@ -38,27 +83,35 @@ pub fn framed_len(topic: &str, key: &str, value: &[u8]) -> usize {
 
 /// Appends the framed record to `out`.
 pub fn encode(r: &StoredRecord, out: &mut Vec<u8>) {
-    encode_parts(r.seq, r.arrival_ms, &r.id, &r.topic, &r.key, &r.value, out);
+    let head = Head {
+        seq: r.seq,
+        arrival_ms: r.arrival_ms,
+        id: &r.id,
+        kind: r.kind,
+    };
+    encode_parts(&head, &r.topic, &r.key, &r.value, out);
 }
 
-/// Appends a framed record built from its parts (no intermediate copy).
-pub fn encode_parts(
-    seq: u64,
-    arrival_ms: i64,
-    id: &Uuid,
-    topic: &str,
-    key: &str,
-    value: &[u8],
-    out: &mut Vec<u8>,
-) {
+/// The fixed fields of a record, borrowed for [`encode_parts`].
+#[derive(Debug, Clone, Copy)]
+pub struct Head<'a> {
+    pub seq: u64,
+    pub arrival_ms: i64,
+    pub id: &'a Uuid,
+    pub kind: RecordKind,
+}
+
+/// Appends a framed version-2 record built from its parts (no intermediate copy).
+pub fn encode_parts(head: &Head<'_>, topic: &str, key: &str, value: &[u8], out: &mut Vec<u8>) {
     // Topic names are at most 249 bytes and keys are short WhatsApp ids.
     let topic = &topic.as_bytes()[..topic.len().min(u16::MAX as usize)];
     let key = &key.as_bytes()[..key.len().min(u16::MAX as usize)];
     let start = out.len();
     out.extend_from_slice(&[0; FRAME_HEADER]);
-    out.extend_from_slice(&seq.to_le_bytes());
-    out.extend_from_slice(&arrival_ms.to_le_bytes());
-    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(&head.seq.to_le_bytes());
+    out.extend_from_slice(&head.arrival_ms.to_le_bytes());
+    out.extend_from_slice(head.id.as_bytes());
+    out.extend_from_slice(&head.kind.0.to_le_bytes());
     out.extend_from_slice(&(topic.len() as u16).to_le_bytes());
     out.extend_from_slice(topic);
     out.extend_from_slice(&(key.len() as u16).to_le_bytes());
@@ -88,7 +141,7 @@ pub fn check_frame(buf: &[u8]) -> Result<usize, FrameError> {
     }
     let len = u32::from_le_bytes(buf[0..4].try_into().unwrap_or_default()) as usize;
     let crc = u32::from_le_bytes(buf[4..8].try_into().unwrap_or_default());
-    if !(BODY_FIXED..=MAX_BODY).contains(&len) {
+    if !(BODY_FIXED_V1..=MAX_BODY).contains(&len) {
         return Err(FrameError::Corrupt);
     }
     let Some(body) = buf.get(FRAME_HEADER..FRAME_HEADER + len) else {
@@ -100,21 +153,36 @@ pub fn check_frame(buf: &[u8]) -> Result<usize, FrameError> {
     Ok(len)
 }
 
-/// Decodes a body whose checksum was already verified.
-pub fn decode_body(body: &[u8]) -> Result<StoredRecord, FrameError> {
+/// Decodes a body whose checksum was already verified, as a record of a
+/// segment of `version`.
+pub fn decode_body(body: &[u8], version: Version) -> Result<StoredRecord, FrameError> {
+    match version {
+        Version::V1 => decode_fields(body, false),
+        Version::V2 => decode_fields(body, true),
+        Version::Unknown => decode_fields(body, true).or_else(|_| decode_fields(body, false)),
+    }
+}
+
+fn decode_fields(body: &[u8], with_kind: bool) -> Result<StoredRecord, FrameError> {
     let take = |at: usize, n: usize| body.get(at..at + n).ok_or(FrameError::Corrupt);
+    let u16_at = |at: usize| -> Result<u16, FrameError> {
+        Ok(u16::from_le_bytes(
+            take(at, 2)?.try_into().map_err(|_| FrameError::Corrupt)?,
+        ))
+    };
     let seq = u64::from_le_bytes(take(0, 8)?.try_into().map_err(|_| FrameError::Corrupt)?);
     let arrival_ms = i64::from_le_bytes(take(8, 8)?.try_into().map_err(|_| FrameError::Corrupt)?);
     let id = Uuid::from_slice(take(16, 16)?).map_err(|_| FrameError::Corrupt)?;
-    let topic_len =
-        u16::from_le_bytes(take(32, 2)?.try_into().map_err(|_| FrameError::Corrupt)?) as usize;
-    let topic = std::str::from_utf8(take(34, topic_len)?).map_err(|_| FrameError::Corrupt)?;
-    let key_at = 34 + topic_len;
-    let key_len = u16::from_le_bytes(
-        take(key_at, 2)?
-            .try_into()
-            .map_err(|_| FrameError::Corrupt)?,
-    ) as usize;
+    let (kind, topic_at) = if with_kind {
+        (RecordKind(u16_at(32)?), 34)
+    } else {
+        (RecordKind::UNKNOWN, 32)
+    };
+    let topic_len = usize::from(u16_at(topic_at)?);
+    let topic =
+        std::str::from_utf8(take(topic_at + 2, topic_len)?).map_err(|_| FrameError::Corrupt)?;
+    let key_at = topic_at + 2 + topic_len;
+    let key_len = usize::from(u16_at(key_at)?);
     let key = std::str::from_utf8(take(key_at + 2, key_len)?).map_err(|_| FrameError::Corrupt)?;
     let value = body
         .get(key_at + 2 + key_len..)
@@ -123,6 +191,7 @@ pub fn decode_body(body: &[u8]) -> Result<StoredRecord, FrameError> {
         seq,
         arrival_ms,
         id,
+        kind,
         topic: topic.to_owned(),
         key: key.to_owned(),
         value: value.to_vec(),
@@ -251,6 +320,7 @@ mod tests {
             seq,
             arrival_ms: 1_700_000_000_123,
             id: Uuid::now_v7(),
+            kind: RecordKind(1),
             topic: "whatsapp.presence.v1".into(),
             key: "5544999999999".into(),
             value: br#"{"specversion":"1.0"}"#.to_vec(),
@@ -264,10 +334,28 @@ mod tests {
         encode(&r, &mut buf);
         assert_eq!(buf.len(), r.framed_len());
         let len = check_frame(&buf).unwrap();
-        assert_eq!(
-            decode_body(&buf[FRAME_HEADER..FRAME_HEADER + len]).unwrap(),
-            r
-        );
+        let body = &buf[FRAME_HEADER..FRAME_HEADER + len];
+        assert_eq!(decode_body(body, Version::V2).unwrap(), r);
+        assert_eq!(decode_body(body, Version::Unknown).unwrap(), r);
+    }
+
+    #[test]
+    fn version_1_records_are_read_with_an_unknown_kind() {
+        let r = rec(7);
+        let mut buf = Vec::new();
+        crate::testkit::encode_v1(&r, &mut buf);
+        let len = check_frame(&buf).unwrap();
+        let body = &buf[FRAME_HEADER..FRAME_HEADER + len];
+        let want = StoredRecord {
+            kind: RecordKind::UNKNOWN,
+            ..r
+        };
+        assert_eq!(decode_body(body, Version::V1).unwrap(), want);
+        // A damaged header: version 2 does not fit, version 1 does.
+        assert_eq!(decode_body(body, Version::Unknown).unwrap(), want);
+        assert_eq!(Version::of_header(MAGIC_V1), Version::V1);
+        assert_eq!(Version::of_header(MAGIC), Version::V2);
+        assert_eq!(Version::of_header(b"PBSPOOL3"), Version::Unknown);
     }
 
     #[test]

@@ -183,6 +183,8 @@ pub(super) struct Cursor {
     eof: bool,
     /// The segment's first sequence (from its name).
     first_seq: u64,
+    /// The segment's format, from its header ([`Version::Unknown`]: damaged).
+    version: Version,
     /// The sequence of the last good record read.
     last_seq: Option<u64>,
 }
@@ -192,7 +194,12 @@ impl Cursor {
         let mut file =
             File::open(path).map_err(|e| SpoolError::file("opening the segment", path, e))?;
         let mut magic = [0u8; 8];
-        let header_ok = file.read_exact(&mut magic).is_ok() && &magic == MAGIC;
+        let version = if file.read_exact(&mut magic).is_ok() {
+            Version::of_header(&magic)
+        } else {
+            Version::Unknown
+        };
+        let header_ok = version != Version::Unknown;
         if !header_ok {
             file.seek(SeekFrom::Start(0))
                 .map_err(|e| SpoolError::file("reading the segment", path, e))?;
@@ -206,7 +213,8 @@ impl Cursor {
             file,
             path: path.to_path_buf(),
             buf: Vec::new(),
-            base: if header_ok { MAGIC.len() as u64 } else { 0 },
+            base: if header_ok { format::SEGMENT_HEADER } else { 0 },
+            version,
             pos: 0,
             eof: false,
             first_seq,
@@ -278,7 +286,7 @@ impl Cursor {
         match check_frame(avail) {
             Ok(len) => {
                 let body = &avail[FRAME_HEADER..FRAME_HEADER + len];
-                match decode_body(body) {
+                match decode_body(body, self.version) {
                     Ok(r) => {
                         self.pos += FRAME_HEADER + len;
                         self.last_seq = Some(r.seq);
@@ -303,7 +311,8 @@ impl Cursor {
         let rest = &self.buf[self.pos..];
         for skip in 1..rest.len() {
             if let Ok(len) = check_frame(&rest[skip..]) {
-                if let Ok(r) = decode_body(&rest[skip + FRAME_HEADER..skip + FRAME_HEADER + len]) {
+                let body = &rest[skip + FRAME_HEADER..skip + FRAME_HEADER + len];
+                if let Ok(r) = decode_body(body, self.version) {
                     self.pos += skip;
                     return Ok(Some(r.seq));
                 }

@@ -1,0 +1,77 @@
+//! The kinds of event the bridge writes: one CloudEvents type each, and the
+//! number the spool stores with every record so the publisher labels a
+//! record by what it is, never by the topic it happens to go to.
+
+use crate::{rejected, v1};
+
+/// What a record holds. The codes are stored in spool segments: never reuse
+/// or renumber one (0 is "not stored", the spool's version-1 records).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// A presence callback ([`v1::TYPE`]).
+    Presence,
+    /// A captured rejected request ([`rejected::TYPE`]).
+    Rejected,
+}
+
+impl EventKind {
+    pub const ALL: [Self; 2] = [Self::Presence, Self::Rejected];
+
+    /// The number stored with the record.
+    pub const fn code(self) -> u16 {
+        match self {
+            Self::Presence => 1,
+            Self::Rejected => 2,
+        }
+    }
+
+    /// The kind a stored number names; `None` for 0 (not stored) and for
+    /// numbers of a newer bridge.
+    pub fn from_code(code: u16) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.code() == code)
+    }
+
+    /// The kind of an encoded envelope, from its `type` (for records that
+    /// carry no stored kind: version-1 spool records, dead letters).
+    pub fn of_value(value: &[u8]) -> Option<Self> {
+        let ce_type = crate::ce_type_of(value)?;
+        Self::ALL.into_iter().find(|k| k.ce_type() == ce_type)
+    }
+
+    /// The CloudEvents `type` of the kind's current version.
+    pub const fn ce_type(self) -> &'static str {
+        match self {
+            Self::Presence => v1::TYPE,
+            Self::Rejected => rejected::TYPE,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_distinct_stable_and_round_trip() {
+        assert_eq!(EventKind::Presence.code(), 1);
+        assert_eq!(EventKind::Rejected.code(), 2);
+        for k in EventKind::ALL {
+            assert_ne!(k.code(), 0, "0 means not stored");
+            assert_eq!(EventKind::from_code(k.code()), Some(k));
+        }
+        assert_eq!(EventKind::from_code(0), None);
+        assert_eq!(EventKind::from_code(999), None);
+        assert_ne!(EventKind::Presence.ce_type(), EventKind::Rejected.ce_type());
+        let presence = format!(r#"{{"type":"{}","id":"x"}}"#, v1::TYPE);
+        assert_eq!(
+            EventKind::of_value(presence.as_bytes()),
+            Some(EventKind::Presence)
+        );
+        let rejected = format!(r#"{{"type":"{}"}}"#, rejected::TYPE);
+        assert_eq!(
+            EventKind::of_value(rejected.as_bytes()),
+            Some(EventKind::Rejected)
+        );
+        assert_eq!(EventKind::of_value(br#"{"type":"com.example"}"#), None);
+    }
+}
