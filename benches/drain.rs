@@ -10,6 +10,7 @@
 use std::time::{Duration, Instant};
 
 use presence_bridge::spool::store::{NewRecord, Store, StoreOptions};
+use presence_bridge::spool::testkit::{bench_start, percentile};
 use presence_bridge::spool::FsyncPolicy;
 
 fn record(i: u64) -> NewRecord {
@@ -26,11 +27,6 @@ fn record(i: u64) -> NewRecord {
         key: phone,
         value: value.into_bytes(),
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let at = ((sorted.len().max(1) - 1) as f64 * p).round() as usize;
-    sorted.get(at).copied().unwrap_or_default()
 }
 
 async fn drain_after_outage(events: u64) {
@@ -140,20 +136,8 @@ async fn drain_after_outage(events: u64) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let backlog = if quick { 10_000 } else { 100_000 };
-    println!(
-        "# cargo bench --bench drain{}  ({} cores, spool on {})",
-        if quick { " -- --quick" } else { "" },
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
-        env!("CARGO_TARGET_TMPDIR")
-    );
-    rt.block_on(drain_after_outage(backlog));
+#[tokio::main]
+async fn main() {
+    let quick = bench_start("cargo bench --bench drain", env!("CARGO_TARGET_TMPDIR"));
+    drain_after_outage(if quick { 10_000 } else { 100_000 }).await;
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use spool::store::{NewRecord, Store, StoreOptions};
+use spool::testkit::{bench_start, percentile};
 use spool::{FsyncPolicy, Observer, Spool};
 
 /// Counts the fsyncs of the writer thread.
@@ -33,11 +34,6 @@ fn record(i: u64) -> NewRecord {
         value: vec![b'x'; 330],
         ..spool::testkit::record(i, "whatsapp.presence.v1")
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let at = ((sorted.len().max(1) - 1) as f64 * p).round() as usize;
-    sorted.get(at).copied().unwrap_or_default()
 }
 
 async fn append_throughput(clients: usize, duration: Duration) {
@@ -89,28 +85,14 @@ async fn append_throughput(clients: usize, duration: Duration) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let per_case = if quick {
-        Duration::from_millis(500)
-    } else {
-        Duration::from_secs(5)
-    };
-    println!(
-        "# cargo bench -p spool --bench append{}  ({} cores, spool on {})",
-        if quick { " -- --quick" } else { "" },
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
-        env!("CARGO_TARGET_TMPDIR")
+#[tokio::main]
+async fn main() {
+    let quick = bench_start(
+        "cargo bench -p spool --bench append",
+        env!("CARGO_TARGET_TMPDIR"),
     );
-    rt.block_on(async {
-        for clients in [1, 8, 64] {
-            append_throughput(clients, per_case).await;
-        }
-    });
+    let per_case = Duration::from_millis(if quick { 500 } else { 5000 });
+    for clients in [1, 8, 64] {
+        append_throughput(clients, per_case).await;
+    }
 }

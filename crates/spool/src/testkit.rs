@@ -1,8 +1,10 @@
 //! Stores for tests, of this crate and of the crates above it: options for
-//! a directory (no fsync, room to spare), records made from a number, and a
-//! store opened on a directory. Not for production use.
+//! a directory (no fsync, room to spare), records made from a number, a
+//! store opened on a directory, version-1 segments; and the start of a
+//! benchmark. Not for production use.
 
 use std::path::Path;
+use std::time::Duration;
 
 use crate::format::{RecordKind, StoredRecord, MAGIC_V1};
 use crate::store::{NewRecord, Store, StoreOptions};
@@ -61,4 +63,21 @@ pub fn segment_v1(records: &[StoredRecord]) -> Vec<u8> {
         encode_v1(r, &mut out);
     }
     out
+}
+
+/// The start of a benchmark: prints the command that produced the numbers
+/// (with `-- --quick` when given), the cores and where its spool is; true
+/// for a quick run.
+pub fn bench_start(command: &str, spool_on: &str) -> bool {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let flag = if quick { " -- --quick" } else { "" };
+    println!("# {command}{flag}  ({cores} cores, spool on {spool_on})");
+    quick
+}
+
+/// The `p` quantile (0 to 1) of sorted durations; zero for none.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let at = ((sorted.len().max(1) - 1) as f64 * p).round() as usize;
+    sorted.get(at).copied().unwrap_or_default()
 }
