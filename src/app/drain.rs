@@ -30,69 +30,61 @@ pub(super) struct Drain {
 }
 
 /// Waits for the shutdown, drains in order, and says what was left undone.
-pub(super) async fn drain(d: Drain) -> ShutdownReport {
-    let Drain {
-        shutdown,
-        health,
-        deadline,
-        store,
-        stop_webhook,
-        webhook_task,
-        forwarder_stop,
-        forwarder_task,
-        background,
-        writer_task,
-        stop_admin,
-        admin_task,
-    } = d;
-    shutdown.cancelled().await;
-    let started = Instant::now();
-    let end = tokio::time::Instant::now() + deadline;
-    health.begin_shutdown();
-    match health.failed().first() {
-        Some(c) => {
-            tracing::warn!(deadline = ?deadline, component = c.as_str(), "shutting down after a task failed: readiness off, draining requests")
+impl Drain {
+    pub(super) async fn run(self) -> ShutdownReport {
+        self.shutdown.cancelled().await;
+        let (health, deadline) = (self.health, self.deadline);
+        let started = Instant::now();
+        let end = tokio::time::Instant::now() + deadline;
+        health.begin_shutdown();
+        match health.failed().first() {
+            Some(c) => {
+                tracing::warn!(deadline = ?deadline, component = c.as_str(), "shutting down after a task failed: readiness off, draining requests")
+            }
+            None => {
+                tracing::info!(deadline = ?deadline, "shutting down: readiness off, draining requests")
+            }
         }
-        None => {
-            tracing::info!(deadline = ?deadline, "shutting down: readiness off, draining requests")
+        self.stop_webhook.cancel();
+        let mut report = ShutdownReport::default();
+        if tokio::time::timeout_at(end, self.webhook_task)
+            .await
+            .is_err()
+        {
+            report.connections_abandoned = true;
+            tracing::warn!("requests still in flight at the shutdown deadline were abandoned");
         }
-    }
-    stop_webhook.cancel();
-    let mut report = ShutdownReport::default();
-    if tokio::time::timeout_at(end, webhook_task).await.is_err() {
-        report.connections_abandoned = true;
-        tracing::warn!("requests still in flight at the shutdown deadline were abandoned");
-    }
-    let synced = {
-        let store = store.clone();
-        tokio::task::spawn_blocking(move || store.sync()).await
-    };
-    if !matches!(synced, Ok(Ok(_))) {
-        tracing::error!("final spool sync failed");
-    }
-    forwarder_stop.stop(end);
-    if tokio::time::timeout_at(end + Duration::from_secs(1), forwarder_task)
-        .await
-        .is_err()
-    {
-        tracing::warn!("the forwarder did not stop by the deadline");
-    }
-    report.events_left_in_spool = store.stats().pending;
-    let _ = tokio::time::timeout_at(end, async {
-        for t in background {
-            let _ = t.await;
+        let synced = {
+            let store = self.store.clone();
+            tokio::task::spawn_blocking(move || store.sync()).await
+        };
+        if !matches!(synced, Ok(Ok(_))) {
+            tracing::error!("final spool sync failed");
         }
-    })
-    .await;
-    // The writer ends once the ingress is gone; not waited for (an
-    // abandoned connection may still hold the ingress).
-    drop(writer_task);
-    stop_admin.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(1), admin_task).await;
-    report.took = started.elapsed();
-    report.failed = health.failed();
-    // The counts of lines held back since the last summary.
-    crate::lograte::flush();
-    tracing::info!(took = ?report.took, "shutdown complete");
-    report
+        self.forwarder_stop.stop(end);
+        if tokio::time::timeout_at(end + Duration::from_secs(1), self.forwarder_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the forwarder did not stop by the deadline");
+        }
+        report.events_left_in_spool = self.store.stats().pending;
+        let _ = tokio::time::timeout_at(end, async {
+            for t in self.background {
+                let _ = t.await;
+            }
+        })
+        .await;
+        // The writer ends once the ingress is gone; not waited for (an
+        // abandoned connection may still hold the ingress).
+        drop(self.writer_task);
+        self.stop_admin.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.admin_task).await;
+        report.took = started.elapsed();
+        report.failed = health.failed();
+        // The counts of lines held back since the last summary.
+        crate::lograte::flush();
+        tracing::info!(took = ?report.took, "shutdown complete");
+        report
+    }
 }

@@ -366,7 +366,7 @@ pub async fn start_with(
     tracing::info!(%webhook_addr, %admin_addr, https = settings.http.tls.is_some(), topic = %settings.kafka.topic, "presence-bridge listening");
 
     let deadline = settings.shutdown.deadline;
-    let task = tokio::spawn(drain::drain(drain::Drain {
+    let drain = drain::Drain {
         shutdown: shutdown.clone(),
         health: health.clone(),
         deadline,
@@ -379,7 +379,8 @@ pub async fn start_with(
         writer_task,
         stop_admin,
         admin_task,
-    }));
+    };
+    let task = tokio::spawn(drain.run());
 
     Ok(Running {
         webhook_addr,

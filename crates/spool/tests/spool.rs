@@ -443,12 +443,17 @@ impl SegmentFile for FillingFile {
     }
 }
 
+/// A new file opened for writing, as the spool creates segments.
+fn create_new(path: &Path) -> io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .open(path)
+}
+
 impl SpoolIo for FillingDisk {
     fn create(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>> {
-        let inner = std::fs::OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .open(path)?;
+        let inner = create_new(path)?;
         Ok(Box::new(FillingFile {
             inner,
             full: self.full.clone(),
@@ -574,15 +579,25 @@ impl SegmentFile for FaultyFile {
 
 impl SpoolIo for FaultyDisk {
     fn create(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>> {
-        let inner = std::fs::OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .open(path)?;
+        let inner = create_new(path)?;
         Ok(Box::new(FaultyFile {
             inner,
             disk: self.clone(),
         }))
     }
+}
+
+/// A store of 1 MiB segments with `fsync` on a [`FaultyDisk`]: its
+/// directory, the disk (to inject faults), the options (to reopen) and the store.
+fn faulty_store(fsync: FsyncPolicy) -> (tempfile::TempDir, FaultyDisk, StoreOptions, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = FaultyDisk::default();
+    let o = StoreOptions {
+        fsync,
+        ..opts(dir.path(), 1 << 20)
+    };
+    let (store, _) = Store::open_with_io(o.clone(), Arc::new(disk.clone())).unwrap();
+    (dir, disk, o, store)
 }
 
 fn ids(store: &Store) -> Vec<u128> {
@@ -591,13 +606,7 @@ fn ids(store: &Store) -> Vec<u128> {
 
 #[test]
 fn a_failed_fsync_refuses_the_batch_seals_the_segment_and_never_brings_it_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let disk = FaultyDisk::default();
-    let o = StoreOptions {
-        fsync: FsyncPolicy::Always,
-        ..opts(dir.path(), 1 << 20)
-    };
-    let (store, _) = Store::open_with_io(o.clone(), Arc::new(disk.clone())).unwrap();
+    let (dir, disk, o, store) = faulty_store(FsyncPolicy::Always);
     store
         .append(&[record(1, 100), record(2, 100)], false)
         .unwrap();
@@ -640,13 +649,7 @@ fn a_failed_fsync_refuses_the_batch_seals_the_segment_and_never_brings_it_back()
 
 #[test]
 fn a_failed_periodic_sync_stops_answers_until_a_sync_works() {
-    let dir = tempfile::tempdir().unwrap();
-    let disk = FaultyDisk::default();
-    let o = StoreOptions {
-        fsync: FsyncPolicy::Interval,
-        ..opts(dir.path(), 1 << 20)
-    };
-    let (store, _) = Store::open_with_io(o.clone(), Arc::new(disk.clone())).unwrap();
+    let (_dir, disk, o, store) = faulty_store(FsyncPolicy::Interval);
     store
         .append(&[record(1, 100), record(2, 100)], false)
         .unwrap();
@@ -691,13 +694,7 @@ impl spool::Observer for Counts {
 #[tokio::test(flavor = "current_thread")]
 async fn the_writer_answers_every_waiter_503_when_the_fsync_fails_and_counts_it() {
     use spool::Spool;
-    let dir = tempfile::tempdir().unwrap();
-    let disk = FaultyDisk::default();
-    let o = StoreOptions {
-        fsync: FsyncPolicy::Always,
-        ..opts(dir.path(), 1 << 20)
-    };
-    let (store, _) = Store::open_with_io(o, Arc::new(disk.clone())).unwrap();
+    let (_dir, disk, _, store) = faulty_store(FsyncPolicy::Always);
     let observer = Counts::default();
     let (committed, _) = tokio::sync::watch::channel(0);
     let spool = Spool::start(
@@ -754,13 +751,7 @@ async fn the_writer_answers_every_waiter_503_when_the_fsync_fails_and_counts_it(
 #[tokio::test(flavor = "current_thread")]
 async fn a_timed_out_append_is_never_committed_and_a_taken_one_is_answered() {
     use spool::Spool;
-    let dir = tempfile::tempdir().unwrap();
-    let disk = FaultyDisk::default();
-    let o = StoreOptions {
-        fsync: FsyncPolicy::Always,
-        ..opts(dir.path(), 1 << 20)
-    };
-    let (store, _) = Store::open_with_io(o, Arc::new(disk.clone())).unwrap();
+    let (_dir, disk, _, store) = faulty_store(FsyncPolicy::Always);
     let (committed, _) = tokio::sync::watch::channel(0);
     let timeout = std::time::Duration::from_secs(5);
     let spool = Spool::start(Arc::new(store), timeout, (), committed).unwrap();

@@ -465,12 +465,7 @@ impl SpoolIo for PageCacheIo {
         s.touch_name(path);
         s.live_names.insert(path.to_path_buf(), id);
         drop(s);
-        Ok(Box::new(SimHandle {
-            layer: self.clone(),
-            id,
-            file,
-            pos: 0,
-        }))
+        Ok(self.handle(id, file))
     }
 
     fn open(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>> {
@@ -479,12 +474,7 @@ impl SpoolIo for PageCacheIo {
         let file = OpenOptions::new().read(true).write(true).open(path)?;
         let id = s.adopt(path)?;
         drop(s);
-        Ok(Box::new(SimHandle {
-            layer: self.clone(),
-            id,
-            file,
-            pos: 0,
-        }))
+        Ok(self.handle(id, file))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
@@ -517,6 +507,18 @@ impl SpoolIo for PageCacheIo {
         }
         s.durable_names.clear();
         Ok(())
+    }
+}
+
+impl PageCacheIo {
+    /// A handle on file `id` of the model, backed by `file`.
+    fn handle(&self, id: u64, file: File) -> Box<dyn SegmentFile> {
+        Box::new(SimHandle {
+            layer: self.clone(),
+            id,
+            file,
+            pos: 0,
+        })
     }
 }
 
