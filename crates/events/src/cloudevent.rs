@@ -42,7 +42,7 @@ pub(crate) struct CloudEvent<'a, S: Display, D: Serialize> {
 pub(crate) struct Kind {
     /// The CloudEvents `type` (also the `ce_type` Kafka header).
     pub ce_type: &'static str,
-    /// The `$id` of its JSON Schema in `deploy/schemas/`.
+    /// The `$id` of its JSON Schema (see [`crate::schema`]).
     pub dataschema: &'static str,
 }
 

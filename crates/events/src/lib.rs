@@ -14,10 +14,10 @@
 //!
 //! # The kinds
 //!
-//! | kind | CloudEvents `type` | key | schema (`deploy/schemas/`) |
+//! | kind | CloudEvents `type` | key | schema ([`schema`], `schemas/`) |
 //! |---|---|---|---|
-//! | [`v1`]: a presence event | `io.presence-bridge.zapi.chat-presence.v1` | the normalized phone | `presence-envelope.v1.schema.json` |
-//! | [`rejected`]: captured rejected input | `io.presence-bridge.zapi.rejected-input.v1` | the path's instance id, or `unknown` | `rejected-input.v1.schema.json` |
+//! | [`v1`]: a presence event | `io.presence-bridge.zapi.chat-presence.v1` | the normalized phone | [`schema::PRESENCE_V1`] |
+//! | [`rejected`]: captured rejected input | `io.presence-bridge.zapi.rejected-input.v1` | the path's instance id, or `unknown` | [`schema::REJECTED_V1`] |
 //!
 //! Every kind is written by one generic CloudEvent type, so the header
 //! attributes are the same for all of them; each kind's frozen file fills in
@@ -26,7 +26,8 @@
 //! # Compatibility rules
 //!
 //! Each major version lives in its own frozen file (`v1.rs`, `rejected.rs`)
-//! next to its JSON Schema in `deploy/schemas/`. Within a major version fields
+//! next to its JSON Schema in `schemas/` (this crate's folder, also published as
+//! `deploy/schemas/`). Within a major version fields
 //! are only ever added, and only optional ones; nothing is renamed, removed or
 //! retyped. Consumers must ignore fields they do not know and tolerate status
 //! values they do not know (the decoding types here do both). A breaking
@@ -55,6 +56,7 @@
 
 mod cloudevent;
 pub mod rejected;
+pub mod schema;
 pub mod v1;
 
 pub use cloudevent::{

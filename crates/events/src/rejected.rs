@@ -1,6 +1,7 @@
 //! Rejected-input capture, version 1 (opt-in, `rejected.topic`). FROZEN like
 //! `v1.rs`: fields may be added (optional ones only), never renamed, removed
-//! or retyped. Schema: `deploy/schemas/rejected-input.v1.schema.json`.
+//! or retyped. Schema:
+//! [`crate::schema::REJECTED_V1`] (`schemas/rejected-input.v1.schema.json`).
 //!
 //! When an authenticated request's body was read but failed validation, the
 //! bridge still answers 4xx, and also stores the raw bytes (capped at
@@ -37,6 +38,7 @@ use crate::cloudevent::{decode_kind, CloudEvent, DecodeError, Kind};
 
 /// The CloudEvents `type` (also the `ce_type` Kafka header).
 pub const TYPE: &str = "io.presence-bridge.zapi.rejected-input.v1";
+/// `dataschema`: the `$id` of its JSON Schema, [`crate::schema::REJECTED_V1`].
 pub const DATASCHEMA: &str = "urn:presence-bridge:schema:rejected-input:v1";
 pub const SOURCE: &str = "/presence-bridge/rejected";
 

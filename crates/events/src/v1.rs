@@ -1,5 +1,6 @@
 //! Envelope version 1. FROZEN: fields may be added (optional ones only), never
-//! renamed, removed or retyped. Schema: `deploy/schemas/presence-envelope.v1.schema.json`.
+//! renamed, removed or retyped. Schema: [`crate::schema::PRESENCE_V1`]
+//! (`schemas/presence-envelope.v1.schema.json`).
 //!
 //! ```json
 //! {
@@ -31,7 +32,7 @@ use zapi::{Millis, PresenceEvent};
 
 /// The CloudEvents `type` of version 1 (also the `ce_type` Kafka header).
 pub const TYPE: &str = "io.presence-bridge.zapi.chat-presence.v1";
-/// `dataschema`: the `$id` of the JSON Schema in `deploy/schemas/`.
+/// `dataschema`: the `$id` of its JSON Schema, [`crate::schema::PRESENCE_V1`].
 pub const DATASCHEMA: &str = "urn:presence-bridge:schema:presence-envelope:v1";
 
 const KIND: Kind = Kind {
