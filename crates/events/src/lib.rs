@@ -1,6 +1,10 @@
 //! The CloudEvents envelope of presence-bridge's Kafka records: what the bridge
 //! writes, and what a Rust consumer of the topic reads back. No I/O: the
-//! bridge encodes with it, a consumer decodes with it.
+//! bridge encodes with it, a consumer decodes with it (see [Reading the
+//! topic](#reading-the-topic-a-rust-consumer)). It also publishes the
+//! envelopes' JSON Schemas ([`schema`], the files in `schemas/`), and its
+//! golden files (`tests/golden/`) pin the record written for each of the
+//! provider's examples.
 //!
 //! # The envelope
 //!
@@ -34,18 +38,43 @@
 //! change is a new `vN.rs`, a new `type`, a new schema file and a new topic,
 //! produced side by side until consumers have moved.
 //!
-//! # Decoding a record
+//! # Reading the topic: a Rust consumer
 //!
-//! [`decode`] reads any record's value and says which kind it is; a consumer
-//! of one kind only can call [`v1::decode`] or [`rejected::decode`].
+//! Read the records with any Kafka client (rdkafka, ...) and pass each
+//! record's value (its payload bytes) to [`decode`]: it says which kind the
+//! record is and gives its attributes and data, typed; fields it does not
+//! know are ignored. A consumer of one kind only calls [`v1::decode`] or
+//! [`rejected::decode`] (another kind is a [`DecodeError::WrongType`]). The
+//! `ce_type` header names the kind too, for routing without parsing.
+//! Deduplicate on `id`: retries keep it. To check a value against its
+//! published JSON Schema, see [`schema`].
 //!
 //! ```
-//! # let value = br#"{"specversion":"1.0","id":"0193a1b2-0000-7000-8000-000000000000","source":"/zapi/instances/i1","type":"io.presence-bridge.zapi.chat-presence.v1","time":"2026-11-24T12:00:00.000Z","datacontenttype":"application/json","dataschema":"urn:presence-bridge:schema:presence-envelope:v1","partitionkey":"5544999999999","data":{"instanceId":"i1","phone":"5544999999999","status":"COMPOSING","lastSeen":null,"isGroup":false,"phoneKind":"person","statusKnown":true}}"#;
-//! match events::decode(value)? {
-//!     events::Record::Presence(e) => println!("{} is {}", e.data.phone, e.data.status),
-//!     events::Record::Rejected(e) => println!("rejected: {}", e.data.reason),
+//! use events::{DecodeError, Record};
+//!
+//! /// What a consumer does with one record's value.
+//! fn handle(value: &[u8]) -> Result<String, DecodeError> {
+//!     match events::decode(value) {
+//!         Ok(Record::Presence(e)) => Ok(format!("{} is {}", e.data.phone, e.data.status)),
+//!         Ok(Record::Rejected(e)) => Ok(format!("a capture: {}", e.data.reason)),
+//!         // A kind this version does not know (a newer major version): skip it.
+//!         Err(DecodeError::UnknownType(kind)) => Ok(format!("skipped {kind}")),
+//!         // Not an envelope at all: the consumer's dead letter.
+//!         Err(e) => Err(e),
+//!     }
 //! }
-//! # Ok::<(), events::DecodeError>(())
+//!
+//! // A record's value, as the bridge writes it.
+//! let value = br#"{"specversion":"1.0","id":"0193a1b2-0000-7000-8000-000000000000","source":"/zapi/instances/i1","type":"io.presence-bridge.zapi.chat-presence.v1","time":"2026-11-24T12:00:00.000Z","datacontenttype":"application/json","dataschema":"urn:presence-bridge:schema:presence-envelope:v1","partitionkey":"5544999999999","data":{"instanceId":"i1","phone":"5544999999999","status":"COMPOSING","lastSeen":null,"isGroup":false,"phoneKind":"person","statusKnown":true}}"#;
+//! assert_eq!(handle(value)?, "5544999999999 is COMPOSING");
+//!
+//! // One kind only, with every attribute typed.
+//! let event = events::v1::decode(value)?;
+//! assert_eq!(event.id.to_string(), "0193a1b2-0000-7000-8000-000000000000");
+//! assert_eq!(event.data.phone_kind, "person");
+//! assert!(events::rejected::decode(value).is_err());
+//! assert!(handle(b"not json").is_err());
+//! # Ok::<(), DecodeError>(())
 //! ```
 //!
 //! # Encoding
