@@ -23,17 +23,18 @@
 //! | [`v1`]: a presence event | `io.presence-bridge.zapi.chat-presence.v1` | the normalized phone | [`schema::PRESENCE_V1`] |
 //! | [`rejected`]: captured rejected input | `io.presence-bridge.zapi.rejected-input.v1` | the path's instance id, or `unknown` | [`schema::REJECTED_V1`] |
 //!
-//! Every kind is written by one generic CloudEvent type, so the header
-//! attributes are the same for all of them; each kind's frozen file fills in
-//! its `type`, `source`, `dataschema` and `data`.
+//! Every kind is written by one generic CloudEvent type and read back into
+//! one generic [`Envelope`], so the header attributes are the same for all of
+//! them. Each kind's frozen file declares the kind once, by its `Data` (the
+//! [`Kind`] trait: its `type` and `dataschema`), and fills in its `source`
+//! and `data`.
 //!
 //! # Compatibility rules
 //!
 //! Each major version lives in its own frozen file (`v1.rs`, `rejected.rs`)
-//! next to its JSON Schema in `schemas/` (this crate's folder, also published as
-//! `deploy/schemas/`). Within a major version fields
-//! are only ever added, and only optional ones; nothing is renamed, removed or
-//! retyped. Consumers must ignore fields they do not know and tolerate status
+//! next to its JSON Schema in `schemas/` (this crate's folder, also published
+//! as `deploy/schemas/`). Within a major version fields are only ever added,
+//! and only optional ones; nothing is renamed, removed or retyped. Consumers must ignore fields they do not know and tolerate status
 //! values they do not know (the decoding types here do both). A breaking
 //! change is a new `vN.rs`, a new `type`, a new schema file and a new topic,
 //! produced side by side until consumers have moved.
@@ -43,8 +44,9 @@
 //! Read the records with any Kafka client (rdkafka, ...) and pass each
 //! record's value (its payload bytes) to [`decode`]: it says which kind the
 //! record is and gives its attributes and data, typed; fields it does not
-//! know are ignored. A consumer of one kind only calls [`v1::decode`] or
-//! [`rejected::decode`] (another kind is a [`DecodeError::WrongType`]). The
+//! know are ignored. A consumer of one kind only calls that kind's
+//! [`Envelope::decode`] (`v1::Envelope::decode`, `rejected::Envelope::decode`;
+//! another kind is a [`DecodeError::WrongType`]). The
 //! `ce_type` header names the kind too, for routing without parsing.
 //! Deduplicate on `id`: retries keep it. To check a value against its
 //! published JSON Schema, see [`schema`].
@@ -69,10 +71,10 @@
 //! assert_eq!(handle(value)?, "5544999999999 is COMPOSING");
 //!
 //! // One kind only, with every attribute typed.
-//! let event = events::v1::decode(value)?;
+//! let event = events::v1::Envelope::decode(value)?;
 //! assert_eq!(event.id.to_string(), "0193a1b2-0000-7000-8000-000000000000");
 //! assert_eq!(event.data.phone_kind, "person");
-//! assert!(events::rejected::decode(value).is_err());
+//! assert!(events::rejected::Envelope::decode(value).is_err());
 //! assert!(handle(b"not json").is_err());
 //! # Ok::<(), DecodeError>(())
 //! ```
@@ -89,7 +91,7 @@ pub mod schema;
 pub mod v1;
 
 pub use cloudevent::{
-    ce_type_of, decode, DecodeError, Envelope, Record, DATACONTENTTYPE, SPECVERSION,
+    ce_type_of, decode, DecodeError, Envelope, Kind, Record, DATACONTENTTYPE, SPECVERSION,
 };
 
 use time::OffsetDateTime;

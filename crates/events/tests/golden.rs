@@ -50,7 +50,7 @@ fn provider_examples_give_their_golden_records() {
         );
 
         // A consumer reads back what the golden file shows.
-        let decoded = events::v1::decode(&rec.value).unwrap();
+        let decoded = events::v1::Envelope::decode(&rec.value).unwrap();
         assert_eq!(decoded.id, id, "{name}");
         assert_eq!(
             json!(decoded.data.phone),
