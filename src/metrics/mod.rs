@@ -1,7 +1,7 @@
 //! Prometheus metrics. Each stage defines, registers and names its own
 //! series next to its code: [`crate::ingress::metrics`] (requests, events,
 //! rejections), [`crate::server::metrics`] (connections, TLS),
-//! [`spool`](self::spool), [`crate::publisher::metrics`] (Kafka,
+//! `spool.rs`, [`crate::publisher::metrics`] (Kafka,
 //! dead letters) and, here, health and the process. [`Metrics`] is the
 //! bundle the app hands around, with one method per thing that happened.
 //!

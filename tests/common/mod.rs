@@ -423,17 +423,16 @@ static SCHEMA: std::sync::LazyLock<jsonschema::Validator> =
     std::sync::LazyLock::new(envelope_schema);
 
 static REJECTED_SCHEMA: std::sync::LazyLock<jsonschema::Validator> =
-    std::sync::LazyLock::new(|| schema("rejected-input.v1.schema.json"));
+    std::sync::LazyLock::new(|| schema(presence_bridge::envelope::schema::REJECTED_V1));
 
-fn schema(file: &str) -> jsonschema::Validator {
-    let path = format!("{}/deploy/schemas/{file}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(path).unwrap();
-    jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).expect("schema compiles")
+/// A published schema (`crates/events/schemas/`, as the events crate ships it), compiled.
+fn schema(text: &str) -> jsonschema::Validator {
+    jsonschema::validator_for(&serde_json::from_str(text).unwrap()).expect("schema compiles")
 }
 
 /// The envelope JSON Schema, compiled.
 pub fn envelope_schema() -> jsonschema::Validator {
-    schema("presence-envelope.v1.schema.json")
+    schema(presence_bridge::envelope::schema::PRESENCE_V1)
 }
 
 pub fn assert_valid_envelope(schema: &jsonschema::Validator, value: &Value) {

@@ -38,17 +38,20 @@ pub(crate) struct CloudEvent<'a, S: Display, D: Serialize> {
     data: D,
 }
 
-/// What distinguishes one kind of envelope from another.
-pub(crate) struct Kind {
+/// One kind of event, declared once by the `data` a consumer reads: what
+/// its envelope's `type` and `dataschema` are. [`Envelope::decode`] reads a
+/// record of any kind; the bridge writes each kind with its attributes.
+pub trait Kind: DeserializeOwned {
     /// The CloudEvents `type` (also the `ce_type` Kafka header).
-    pub ce_type: &'static str,
-    /// The `$id` of its JSON Schema in `deploy/schemas/`.
-    pub dataschema: &'static str,
+    const TYPE: &'static str;
+    /// `dataschema`: the `$id` of its JSON Schema (see [`crate::schema`]).
+    const DATASCHEMA: &'static str;
 }
 
 impl<'a, S: Display, D: Serialize> CloudEvent<'a, S, D> {
-    pub(crate) fn new(
-        kind: &Kind,
+    /// An envelope of kind `K` (whose read-side `data` is `K`) around the
+    /// wire `data`.
+    pub(crate) fn new<K: Kind>(
         id: Uuid,
         source: S,
         time: OffsetDateTime,
@@ -59,10 +62,10 @@ impl<'a, S: Display, D: Serialize> CloudEvent<'a, S, D> {
             specversion: SPECVERSION,
             id: id.hyphenated(),
             source,
-            kind: kind.ce_type,
+            kind: K::TYPE,
             time: millis(time),
             datacontenttype: DATACONTENTTYPE,
-            dataschema: kind.dataschema,
+            dataschema: K::DATASCHEMA,
             partitionkey,
             data,
         }
@@ -122,7 +125,8 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// An envelope as a consumer reads it back: the CloudEvents attributes as
-/// written, with the kind's `data` (`v1::Data`, `rejected::Data`). Fields
+/// written, with the kind's `data` ([`crate::v1::Data`],
+/// [`crate::rejected::Data`]; [`Envelope::decode`] reads one). Fields
 /// this version does not know are ignored, as the compatibility rules ask.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Envelope<D> {
@@ -176,27 +180,27 @@ pub enum DecodeError {
 pub fn decode(value: &[u8]) -> Result<Record, DecodeError> {
     let head: Head = serde_json::from_slice(value)?;
     match head.kind.as_str() {
-        crate::v1::TYPE => Ok(Record::Presence(crate::v1::decode(value)?)),
-        crate::rejected::TYPE => Ok(Record::Rejected(crate::rejected::decode(value)?)),
+        crate::v1::TYPE => Ok(Record::Presence(crate::v1::Envelope::decode(value)?)),
+        crate::rejected::TYPE => Ok(Record::Rejected(crate::rejected::Envelope::decode(value)?)),
         _ => Err(DecodeError::UnknownType(head.kind)),
     }
 }
 
-/// Decodes `value` as an envelope of the kind whose `type` is `expected`.
-pub(crate) fn decode_kind<D: DeserializeOwned>(
-    value: &[u8],
-    expected: &'static str,
-) -> Result<Envelope<D>, DecodeError> {
-    // The type first: a record of another kind is named as such, not as
-    // data that does not fit.
-    let head: Head = serde_json::from_slice(value)?;
-    if head.kind != expected {
-        return Err(DecodeError::WrongType {
-            expected,
-            found: head.kind,
-        });
+impl<D: Kind> Envelope<D> {
+    /// Decodes a record's value as an envelope of kind `D`; an envelope of
+    /// another kind is a [`DecodeError::WrongType`].
+    pub fn decode(value: &[u8]) -> Result<Self, DecodeError> {
+        // The type first: a record of another kind is named as such, not as
+        // data that does not fit.
+        let head: Head = serde_json::from_slice(value)?;
+        if head.kind != D::TYPE {
+            return Err(DecodeError::WrongType {
+                expected: D::TYPE,
+                found: head.kind,
+            });
+        }
+        Ok(serde_json::from_slice(value)?)
     }
-    Ok(serde_json::from_slice(value)?)
 }
 
 /// Only the `type` of an envelope (every other field ignored).

@@ -1,6 +1,10 @@
 //! The CloudEvents envelope of presence-bridge's Kafka records: what the bridge
 //! writes, and what a Rust consumer of the topic reads back. No I/O: the
-//! bridge encodes with it, a consumer decodes with it.
+//! bridge encodes with it, a consumer decodes with it (see [Reading the
+//! topic](#reading-the-topic-a-rust-consumer)). It also publishes the
+//! envelopes' JSON Schemas ([`schema`], the files in `schemas/`), and its
+//! golden files (`tests/golden/`) pin the record written for each of the
+//! provider's examples.
 //!
 //! # The envelope
 //!
@@ -14,37 +18,65 @@
 //!
 //! # The kinds
 //!
-//! | kind | CloudEvents `type` | key | schema (`deploy/schemas/`) |
+//! | kind | CloudEvents `type` | key | schema ([`schema`], `schemas/`) |
 //! |---|---|---|---|
-//! | [`v1`]: a presence event | `io.presence-bridge.zapi.chat-presence.v1` | the normalized phone | `presence-envelope.v1.schema.json` |
-//! | [`rejected`]: captured rejected input | `io.presence-bridge.zapi.rejected-input.v1` | the path's instance id, or `unknown` | `rejected-input.v1.schema.json` |
+//! | [`v1`]: a presence event | `io.presence-bridge.zapi.chat-presence.v1` | the normalized phone | [`schema::PRESENCE_V1`] |
+//! | [`rejected`]: captured rejected input | `io.presence-bridge.zapi.rejected-input.v1` | the path's instance id, or `unknown` | [`schema::REJECTED_V1`] |
 //!
-//! Every kind is written by one generic CloudEvent type, so the header
-//! attributes are the same for all of them; each kind's frozen file fills in
-//! its `type`, `source`, `dataschema` and `data`.
+//! Every kind is written by one generic CloudEvent type and read back into
+//! one generic [`Envelope`], so the header attributes are the same for all of
+//! them. Each kind's frozen file declares the kind once, by its `Data` (the
+//! [`Kind`] trait: its `type` and `dataschema`), and fills in its `source`
+//! and `data`.
 //!
 //! # Compatibility rules
 //!
 //! Each major version lives in its own frozen file (`v1.rs`, `rejected.rs`)
-//! next to its JSON Schema in `deploy/schemas/`. Within a major version fields
-//! are only ever added, and only optional ones; nothing is renamed, removed or
-//! retyped. Consumers must ignore fields they do not know and tolerate status
+//! next to its JSON Schema in `schemas/` (this crate's folder, also published
+//! as `deploy/schemas/`). Within a major version fields are only ever added,
+//! and only optional ones; nothing is renamed, removed or retyped. Consumers must ignore fields they do not know and tolerate status
 //! values they do not know (the decoding types here do both). A breaking
 //! change is a new `vN.rs`, a new `type`, a new schema file and a new topic,
 //! produced side by side until consumers have moved.
 //!
-//! # Decoding a record
+//! # Reading the topic: a Rust consumer
 //!
-//! [`decode`] reads any record's value and says which kind it is; a consumer
-//! of one kind only can call [`v1::decode`] or [`rejected::decode`].
+//! Read the records with any Kafka client (rdkafka, ...) and pass each
+//! record's value (its payload bytes) to [`decode`]: it says which kind the
+//! record is and gives its attributes and data, typed; fields it does not
+//! know are ignored. A consumer of one kind only calls that kind's
+//! [`Envelope::decode`] (`v1::Envelope::decode`, `rejected::Envelope::decode`;
+//! another kind is a [`DecodeError::WrongType`]). The
+//! `ce_type` header names the kind too, for routing without parsing.
+//! Deduplicate on `id`: retries keep it. To check a value against its
+//! published JSON Schema, see [`schema`].
 //!
 //! ```
-//! # let value = br#"{"specversion":"1.0","id":"0193a1b2-0000-7000-8000-000000000000","source":"/zapi/instances/i1","type":"io.presence-bridge.zapi.chat-presence.v1","time":"2026-11-24T12:00:00.000Z","datacontenttype":"application/json","dataschema":"urn:presence-bridge:schema:presence-envelope:v1","partitionkey":"5544999999999","data":{"instanceId":"i1","phone":"5544999999999","status":"COMPOSING","lastSeen":null,"isGroup":false,"phoneKind":"person","statusKnown":true}}"#;
-//! match events::decode(value)? {
-//!     events::Record::Presence(e) => println!("{} is {}", e.data.phone, e.data.status),
-//!     events::Record::Rejected(e) => println!("rejected: {}", e.data.reason),
+//! use events::{DecodeError, Record};
+//!
+//! /// What a consumer does with one record's value.
+//! fn handle(value: &[u8]) -> Result<String, DecodeError> {
+//!     match events::decode(value) {
+//!         Ok(Record::Presence(e)) => Ok(format!("{} is {}", e.data.phone, e.data.status)),
+//!         Ok(Record::Rejected(e)) => Ok(format!("a capture: {}", e.data.reason)),
+//!         // A kind this version does not know (a newer major version): skip it.
+//!         Err(DecodeError::UnknownType(kind)) => Ok(format!("skipped {kind}")),
+//!         // Not an envelope at all: the consumer's dead letter.
+//!         Err(e) => Err(e),
+//!     }
 //! }
-//! # Ok::<(), events::DecodeError>(())
+//!
+//! // A record's value, as the bridge writes it.
+//! let value = br#"{"specversion":"1.0","id":"0193a1b2-0000-7000-8000-000000000000","source":"/zapi/instances/i1","type":"io.presence-bridge.zapi.chat-presence.v1","time":"2026-11-24T12:00:00.000Z","datacontenttype":"application/json","dataschema":"urn:presence-bridge:schema:presence-envelope:v1","partitionkey":"5544999999999","data":{"instanceId":"i1","phone":"5544999999999","status":"COMPOSING","lastSeen":null,"isGroup":false,"phoneKind":"person","statusKnown":true}}"#;
+//! assert_eq!(handle(value)?, "5544999999999 is COMPOSING");
+//!
+//! // One kind only, with every attribute typed.
+//! let event = events::v1::Envelope::decode(value)?;
+//! assert_eq!(event.id.to_string(), "0193a1b2-0000-7000-8000-000000000000");
+//! assert_eq!(event.data.phone_kind, "person");
+//! assert!(events::rejected::Envelope::decode(value).is_err());
+//! assert!(handle(b"not json").is_err());
+//! # Ok::<(), DecodeError>(())
 //! ```
 //!
 //! # Encoding
@@ -56,10 +88,11 @@
 mod cloudevent;
 mod kind;
 pub mod rejected;
+pub mod schema;
 pub mod v1;
 
 pub use cloudevent::{
-    ce_type_of, decode, DecodeError, Envelope, Record, DATACONTENTTYPE, SPECVERSION,
+    ce_type_of, decode, DecodeError, Envelope, Kind, Record, DATACONTENTTYPE, SPECVERSION,
 };
 pub use kind::EventKind;
 

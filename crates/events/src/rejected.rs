@@ -1,6 +1,7 @@
 //! Rejected-input capture, version 1 (opt-in, `rejected.topic`). FROZEN like
 //! `v1.rs`: fields may be added (optional ones only), never renamed, removed
-//! or retyped. Schema: `deploy/schemas/rejected-input.v1.schema.json`.
+//! or retyped. Schema:
+//! [`crate::schema::REJECTED_V1`] (`schemas/rejected-input.v1.schema.json`).
 //!
 //! When an authenticated request's body was read but failed validation, the
 //! bridge still answers 4xx, and also stores the raw bytes (capped at
@@ -25,20 +26,31 @@
 //! `body` holds the bytes when they are UTF-8 (cut at a character boundary
 //! when truncated); otherwise `bodyBase64` holds them in standard base64.
 //!
-//! A consumer reads it back with [`decode`] into an [`Envelope`] whose `data`
-//! is a [`Data`]; [`Data::body_bytes`] gives the captured bytes for a replay.
+//! A consumer reads it back with [`Envelope::decode`] into an [`Envelope`]
+//! whose `data` is a [`Data`]; [`Data::body_bytes`] gives the captured bytes
+//! for a replay.
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::cloudevent::{decode_kind, CloudEvent, DecodeError, Kind};
+use crate::cloudevent::{CloudEvent, Kind};
 
 /// The CloudEvents `type` (also the `ce_type` Kafka header).
 pub const TYPE: &str = "io.presence-bridge.zapi.rejected-input.v1";
+/// `dataschema`: the `$id` of its JSON Schema, [`crate::schema::REJECTED_V1`].
 pub const DATASCHEMA: &str = "urn:presence-bridge:schema:rejected-input:v1";
+/// `source` of every capture: the bridge itself.
 pub const SOURCE: &str = "/presence-bridge/rejected";
+
+impl Kind for Data {
+    const TYPE: &'static str = TYPE;
+    const DATASCHEMA: &'static str = DATASCHEMA;
+}
+
+/// A captured rejected request's envelope as a consumer reads it.
+pub type Envelope = crate::Envelope<Data>;
 
 /// What the handler knows about a rejected request.
 #[derive(Debug, Clone, Copy)]
@@ -52,58 +64,6 @@ pub struct RejectedInput<'a> {
     pub path_instance: Option<&'a str>,
     pub content_type: Option<&'a str>,
     pub body: &'a [u8],
-}
-
-const KIND: Kind = Kind {
-    ce_type: TYPE,
-    dataschema: DATASCHEMA,
-};
-
-/// A captured rejected request's envelope as a consumer reads it.
-pub type Envelope = crate::Envelope<Data>;
-
-/// The captured request inside the envelope, as a consumer reads it.
-/// Unknown fields are ignored.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Data {
-    /// The rejection's stable code (the 4xx body's `error`).
-    pub reason: String,
-    pub message: String,
-    pub field: Option<String>,
-    /// The HTTP status the bridge answered.
-    pub status: u16,
-    /// The instance id from the URL path, if the route had one (as sent).
-    pub path_instance_id: Option<String>,
-    pub content_type: Option<String>,
-    /// The size of the whole body as received, in bytes.
-    pub size: u64,
-    /// True when only the first `rejected.max_bytes` were kept.
-    pub truncated: bool,
-    /// The kept bytes, when they are UTF-8.
-    #[serde(default)]
-    pub body: Option<String>,
-    /// The kept bytes in standard base64, when they are not UTF-8.
-    #[serde(default)]
-    pub body_base64: Option<String>,
-}
-
-impl Data {
-    /// The kept bytes of the body, whichever way they were written; None
-    /// when `bodyBase64` is not valid base64 (or neither field is there).
-    pub fn body_bytes(&self) -> Option<Vec<u8>> {
-        match (&self.body, &self.body_base64) {
-            (Some(text), _) => Some(text.as_bytes().to_vec()),
-            (None, Some(b64)) => base64::engine::general_purpose::STANDARD.decode(b64).ok(),
-            (None, None) => None,
-        }
-    }
-}
-
-/// Decodes a record's value written by [`encode`]; an envelope of another
-/// kind is a [`DecodeError::WrongType`].
-pub fn decode(value: &[u8]) -> Result<Envelope, DecodeError> {
-    decode_kind(value, TYPE)
 }
 
 /// What [`encode`] writes as `data`; [`Data`] reads it back.
@@ -158,12 +118,51 @@ pub fn encode(
         body,
         body_base64,
     };
-    CloudEvent::new(&KIND, id, SOURCE, time, None, data).encode(256 + kept.len() * 4 / 3)
+    CloudEvent::new::<Data>(id, SOURCE, time, None, data).encode(256 + kept.len() * 4 / 3)
+}
+
+/// The captured request inside the envelope, as a consumer reads it.
+/// Unknown fields are ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Data {
+    /// The rejection's stable code (the 4xx body's `error`).
+    pub reason: String,
+    pub message: String,
+    pub field: Option<String>,
+    /// The HTTP status the bridge answered.
+    pub status: u16,
+    /// The instance id from the URL path, if the route had one (as sent).
+    pub path_instance_id: Option<String>,
+    pub content_type: Option<String>,
+    /// The size of the whole body as received, in bytes.
+    pub size: u64,
+    /// True when only the first `rejected.max_bytes` were kept.
+    pub truncated: bool,
+    /// The kept bytes, when they are UTF-8.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// The kept bytes in standard base64, when they are not UTF-8.
+    #[serde(default)]
+    pub body_base64: Option<String>,
+}
+
+impl Data {
+    /// The kept bytes of the body, whichever way they were written; None
+    /// when `bodyBase64` is not valid base64 (or neither field is there).
+    pub fn body_bytes(&self) -> Option<Vec<u8>> {
+        match (&self.body, &self.body_base64) {
+            (Some(text), _) => Some(text.as_bytes().to_vec()),
+            (None, Some(b64)) => base64::engine::general_purpose::STANDARD.decode(b64).ok(),
+            (None, None) => None,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::DecodeError;
     use serde_json::Value;
 
     fn input(body: &[u8]) -> RejectedInput<'_> {
@@ -238,7 +237,7 @@ mod tests {
         let kept: [&[u8]; 3] = [br#"{"type":"x"}"#, "aé".as_bytes(), &[0xff, 0x00, 0xfe]];
         for ((input, max), kept) in cases.iter().zip(kept) {
             let id = Uuid::now_v7();
-            let e = decode(&encode(input, *max, id, OffsetDateTime::UNIX_EPOCH)).unwrap();
+            let e = Envelope::decode(&encode(input, *max, id, OffsetDateTime::UNIX_EPOCH)).unwrap();
             assert_eq!(e.specversion, crate::SPECVERSION);
             assert_eq!(e.id, id);
             assert_eq!(e.source, SOURCE);

@@ -1,5 +1,6 @@
 //! Envelope version 1. FROZEN: fields may be added (optional ones only), never
-//! renamed, removed or retyped. Schema: `deploy/schemas/presence-envelope.v1.schema.json`.
+//! renamed, removed or retyped. Schema: [`crate::schema::PRESENCE_V1`]
+//! (`schemas/presence-envelope.v1.schema.json`).
 //!
 //! ```json
 //! {
@@ -18,54 +19,29 @@
 //! }
 //! ```
 //!
-//! A consumer reads it back with [`decode`] into an [`Envelope`] whose `data`
-//! is a [`Data`].
+//! A consumer reads it back with [`Envelope::decode`] into an [`Envelope`]
+//! whose `data` is a [`Data`].
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::cloudevent::{decode_kind, display_opt, CloudEvent, DecodeError, Kind};
+use crate::cloudevent::{display_opt, CloudEvent, Kind};
 pub use crate::cloudevent::{DATACONTENTTYPE, SPECVERSION};
 use zapi::{Millis, PresenceEvent};
 
 /// The CloudEvents `type` of version 1 (also the `ce_type` Kafka header).
 pub const TYPE: &str = "io.presence-bridge.zapi.chat-presence.v1";
-/// `dataschema`: the `$id` of the JSON Schema in `deploy/schemas/`.
+/// `dataschema`: the `$id` of its JSON Schema, [`crate::schema::PRESENCE_V1`].
 pub const DATASCHEMA: &str = "urn:presence-bridge:schema:presence-envelope:v1";
 
-const KIND: Kind = Kind {
-    ce_type: TYPE,
-    dataschema: DATASCHEMA,
-};
+impl Kind for Data {
+    const TYPE: &'static str = TYPE;
+    const DATASCHEMA: &'static str = DATASCHEMA;
+}
 
 /// A version 1 envelope as a consumer reads it.
 pub type Envelope = crate::Envelope<Data>;
-
-/// The presence event inside a version 1 envelope, as a consumer reads it.
-/// Unknown fields are ignored; `status` may be a value this version does not
-/// know (then `status_known` is false).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Data {
-    pub instance_id: String,
-    /// The normalized phone (also the record's key and `partitionkey`).
-    pub phone: String,
-    /// As the provider sent it, upper case (`AVAILABLE`, `COMPOSING`, ...).
-    pub status: String,
-    /// RFC 3339 UTC with three fractional digits; None when the provider sent none.
-    pub last_seen: Option<String>,
-    pub is_group: bool,
-    /// `person`, `group`, `broadcast`, `newsletter` or `lid`.
-    pub phone_kind: String,
-    pub status_known: bool,
-}
-
-/// Decodes a record's value written by [`encode`]; an envelope of another
-/// kind is a [`DecodeError::WrongType`].
-pub fn decode(value: &[u8]) -> Result<Envelope, DecodeError> {
-    decode_kind(value, TYPE)
-}
 
 /// What [`encode`] writes as `data`; [`Data`] reads it back.
 #[derive(Serialize)]
@@ -93,7 +69,7 @@ pub fn encode(event: &PresenceEvent, id: Uuid, time: OffsetDateTime) -> Vec<u8> 
         status_known: event.status.is_known(),
     };
     let source = Source(event.instance_id.as_str());
-    CloudEvent::new(&KIND, id, source, time, Some(event.phone.as_str()), data).encode(512)
+    CloudEvent::new::<Data>(id, source, time, Some(event.phone.as_str()), data).encode(512)
 }
 
 /// `/zapi/instances/<instanceId>`, written straight into the output.
@@ -105,9 +81,29 @@ impl std::fmt::Display for Source<'_> {
     }
 }
 
+/// The presence event inside a version 1 envelope, as a consumer reads it.
+/// Unknown fields are ignored; `status` may be a value this version does not
+/// know (then `status_known` is false).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Data {
+    pub instance_id: String,
+    /// The normalized phone (also the record's key and `partitionkey`).
+    pub phone: String,
+    /// As the provider sent it, upper case (`AVAILABLE`, `COMPOSING`, ...).
+    pub status: String,
+    /// RFC 3339 UTC with three fractional digits; None when the provider sent none.
+    pub last_seen: Option<String>,
+    pub is_group: bool,
+    /// `person`, `group`, `broadcast`, `newsletter` or `lid`.
+    pub phone_kind: String,
+    pub status_known: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::DecodeError;
     use time::macros::datetime;
     use zapi::{Millis, PresenceEvent};
 
@@ -115,7 +111,7 @@ mod tests {
         let event = PresenceEvent::from_json(body).unwrap();
         let id = Uuid::now_v7();
         let time = datetime!(2026-11-24 12:00:00.123456 UTC);
-        let e = decode(&encode(&event, id, time)).unwrap();
+        let e = Envelope::decode(&encode(&event, id, time)).unwrap();
         assert_eq!(e.specversion, SPECVERSION);
         assert_eq!(e.id, id);
         assert_eq!(
@@ -157,14 +153,14 @@ mod tests {
             body: b"x",
         };
         let value = crate::rejected::encode(&input, 10, Uuid::now_v7(), OffsetDateTime::UNIX_EPOCH);
-        match decode(&value) {
+        match Envelope::decode(&value) {
             Err(DecodeError::WrongType { expected, found }) => {
                 assert_eq!(expected, TYPE);
                 assert_eq!(found, crate::rejected::TYPE);
             }
             other => panic!("expected WrongType, got {other:?}"),
         }
-        assert!(matches!(decode(b"{"), Err(DecodeError::Json(_))));
+        assert!(matches!(Envelope::decode(b"{"), Err(DecodeError::Json(_))));
     }
 
     #[test]
@@ -174,7 +170,7 @@ mod tests {
         let mut json: serde_json::Value = serde_json::from_slice(&value).unwrap();
         json["future"] = "x".into();
         json["data"]["future"] = 1.into();
-        let e = decode(&serde_json::to_vec(&json).unwrap()).unwrap();
+        let e = Envelope::decode(&serde_json::to_vec(&json).unwrap()).unwrap();
         assert_eq!(e.data.status, "AVAILABLE");
     }
 }

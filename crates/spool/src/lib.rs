@@ -229,7 +229,7 @@ impl Request {
     }
 }
 
-/// The async handle: the [`Sink`] the webhook handler writes to.
+/// The async handle: what the webhook handler writes to (the root package's `Sink`).
 #[derive(Clone)]
 pub struct Spool {
     store: Arc<Store>,

@@ -1,7 +1,7 @@
 //! What the operator's `presence-bridge spool inspect` and `spool verify`
 //! compute from a spool directory: the totals, the damaged segments, the
 //! JSON report and the verdict lines. Read-only, built on the views of
-//! [`store`](super::store) (`inspect`, `oldest_pending`); the command line
+//! [`store`] (`inspect`, `oldest_pending`); the command line
 //! only checks the directory, prints and picks the exit code.
 
 use std::path::Path;

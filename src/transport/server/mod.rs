@@ -10,7 +10,7 @@
 //! Connection-level limits (see [`Limits`]): at most `max_connections` at
 //! once, of which at most `max_connections_per_client` from one address (an
 //! IPv6 /64), so one slow client cannot take every slot. Slots cannot be held
-//! by connections that do nothing useful (see [`slots`]): when every slot is
+//! by connections that do nothing useful (see `slots.rs`): when every slot is
 //! taken, a new connection closes the one idle the longest (no request in
 //! flight: idle keep-alive, a head or a TLS handshake still arriving; for at
 //! least [`IDLE_AFTER`]), else the one whose request body has been arriving

@@ -59,7 +59,7 @@ impl Store {
     ///
     /// A failed write or sync seals the segment for good and opens a new one
     /// starting at the same sequence, so the records of the failed batch are
-    /// never committed (see "Sealed segments" in [`crate::spool`]).
+    /// never committed (see "Sealed segments" in [`crate`]).
     pub fn append(&self, batch: &[NewRecord], sync: bool) -> Result<Appended, SpoolError> {
         let mut active = self.active();
         let size: u64 = batch

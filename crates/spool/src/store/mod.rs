@@ -84,7 +84,7 @@ pub struct RecoveryReport {
     pub checkpoint_lost: bool,
     /// Records cut because a later segment starts at or below their sequence:
     /// written, but their fsync (or write) failed and they were answered 503
-    /// (see "Sealed segments" in [`crate::spool`]).
+    /// (see "Sealed segments" in [`crate`]).
     pub uncommitted_records: u64,
 }
 
