@@ -702,6 +702,60 @@ fn librdkafka_error_events_are_logged_without_the_secret() {
 }
 
 #[test]
+fn message_bodies_and_topics_of_every_kind_have_defaults_and_checks() {
+    let s = load(None, Vec::new()).unwrap();
+    assert_eq!(s.http.max_message_body_bytes.get(), 1 << 20);
+    assert_eq!(s.http.max_decompression_ratio.get(), 100);
+    assert_eq!(s.kafka.received.topic, "whatsapp.messages.v1");
+    assert_eq!(s.kafka.message_status.topic, "whatsapp.message-status.v1");
+    assert_eq!(s.kafka.delivery.topic, "whatsapp.delivery.v1");
+    assert_eq!(s.kafka.connection.topic, "whatsapp.connection.v1");
+    let e = err(
+        None,
+        &[("PRESENCE_BRIDGE__HTTP__MAX_MESSAGE_BODY_BYTES", "1000")],
+    );
+    assert!(e.contains("http.max_message_body_bytes"), "{e}");
+    assert!(e.contains("at least http.max_body_bytes"), "{e}");
+    let e = err(None, &[("PRESENCE_BRIDGE__KAFKA__RECEIVED__TOPIC", "a b")]);
+    assert!(e.contains("kafka.received.topic"), "{e}");
+    let e = err(
+        None,
+        &[(
+            "PRESENCE_BRIDGE__KAFKA__DELIVERY__TOPIC_BY_INSTANCE__X",
+            "no/slash",
+        )],
+    );
+    assert!(e.contains("kafka.delivery.topic_by_instance.x"), "{e}");
+    // A capture topic must not take a stream's topic.
+    let e = err(
+        None,
+        &[("PRESENCE_BRIDGE__REJECTED__TOPIC", "whatsapp.connection.v1")],
+    );
+    assert!(e.contains("rejected.topic"), "{e}");
+    let s = load(
+        None,
+        vec![(
+            "PRESENCE_BRIDGE__KAFKA__CONNECTION__TOPIC_BY_INSTANCE__TENANT-X".to_owned(),
+            "tenant-x.connection".to_owned(),
+        )],
+    )
+    .unwrap();
+    use presence_bridge::config::Stream;
+    assert_eq!(
+        s.kafka.stream_topic(Stream::Connection, "tenant-x"),
+        "tenant-x.connection"
+    );
+    assert_eq!(
+        s.kafka.stream_topic(Stream::Connection, "other"),
+        "whatsapp.connection.v1"
+    );
+    assert_eq!(
+        s.kafka.stream_topic(Stream::Received, "tenant-x"),
+        "whatsapp.messages.v1"
+    );
+}
+
+#[test]
 fn body_budgets_default_and_refuse_sizes_that_could_not_hold_a_body() {
     let s = load(None, Vec::new()).unwrap();
     assert_eq!(s.limits.body_budget_bytes, 64 * 1024 * 1024);
@@ -714,7 +768,7 @@ fn body_budgets_default_and_refuse_sizes_that_could_not_hold_a_body() {
         )],
     );
     assert!(e.contains("limits.body_budget_per_client_bytes"), "{e}");
-    assert!(e.contains("http.max_body_bytes"), "{e}");
+    assert!(e.contains("http.max_message_body_bytes"), "{e}");
     let e = err(
         None,
         &[("PRESENCE_BRIDGE__LIMITS__BODY_BUDGET_BYTES", "100000")],

@@ -60,7 +60,16 @@ async fn every_configured_topic_is_probed_and_a_missing_one_keeps_the_bridge_rea
         kafka["topic"], "present",
         "the default topic, as before: {seen}"
     );
-    assert_eq!(kafka["topics"].as_object().unwrap().len(), 4, "{seen}");
+    // The four above and the default topics of the other callback kinds.
+    for other in [
+        "whatsapp.messages.v1",
+        "whatsapp.message-status.v1",
+        "whatsapp.delivery.v1",
+        "whatsapp.connection.v1",
+    ] {
+        assert_eq!(kafka["topics"][other], "missing", "{seen}");
+    }
+    assert_eq!(kafka["topics"].as_object().unwrap().len(), 8, "{seen}");
 
     let gauge = |t: &str| format!("presence_bridge_kafka_topic_missing{{topic=\"{t}\"}}");
     assert_eq!(b.metric(&gauge("tenant-x-not-created")), 1.0);

@@ -249,8 +249,7 @@ pub async fn start_with(
     });
 
     // Every configured destination gets a lane (and its metric series) from the start.
-    let mut topics = vec![settings.kafka.topic.clone()];
-    topics.extend(settings.kafka.topic_by_instance.values().cloned());
+    let mut topics: Vec<String> = settings.kafka.event_topics().cloned().collect();
     topics.extend(settings.rejected.topic.clone());
     topics.sort();
     topics.dedup();
@@ -398,8 +397,7 @@ pub fn configured_topics(settings: &Settings) -> Vec<String> {
     let mut topics = vec![settings.kafka.topic.clone()];
     let more = settings
         .kafka
-        .topic_by_instance
-        .values()
+        .event_topics()
         .chain(settings.rejected.topic.as_ref())
         .chain(settings.spool.dead_letter_topic.as_ref());
     for t in more {

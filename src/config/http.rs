@@ -18,6 +18,14 @@ const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 pub struct HttpSettings {
     pub listen: SocketAddr,
     pub max_body_bytes: NonZeroUsize,
+    /// Largest body on the routes that take every callback type: a received
+    /// message may carry 65,536 characters (up to 12 bytes each once JSON
+    /// escapes an astral character). Every kind but received still has to fit
+    /// in `max_body_bytes`.
+    pub max_message_body_bytes: NonZeroUsize,
+    /// A gzip body may expand to at most this many times its compressed size
+    /// (checked once the decompressed bytes pass `max_body_bytes`).
+    pub max_decompression_ratio: NonZeroUsize,
     #[serde(with = "human")]
     pub header_read_timeout: Duration,
     #[serde(with = "human")]
@@ -54,6 +62,8 @@ raw_section! {
     pub struct RawHttp {
         listen: Addr = Addr(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 8080))),
         max_body_bytes: u64 = 65_536,
+        max_message_body_bytes: u64 = 1_048_576,
+        max_decompression_ratio: u64 = 100,
         header_read_timeout: Dur = Dur::secs(5),
         body_read_timeout: Dur = Dur::secs(10),
         pressure_idle_timeout: Dur = Dur::secs(1),
@@ -85,9 +95,23 @@ impl TryFrom<RawHttp> for HttpSettings {
                 "must be at most 16777216 (16 MiB)",
             ));
         }
+        let max_message_body_bytes =
+            nonzero("http.max_message_body_bytes", http.max_message_body_bytes)?;
+        if max_message_body_bytes.get() > MAX_BODY_BYTES || max_message_body_bytes < max_body_bytes
+        {
+            return Err(invalid(
+                "http.max_message_body_bytes",
+                "must be at least http.max_body_bytes and at most 16777216 (16 MiB)",
+            ));
+        }
         Ok(Self {
             listen: http.listen.0,
             max_body_bytes,
+            max_message_body_bytes,
+            max_decompression_ratio: nonzero(
+                "http.max_decompression_ratio",
+                http.max_decompression_ratio,
+            )?,
             header_read_timeout: http.header_read_timeout.0,
             body_read_timeout: http.body_read_timeout.0,
             pressure_idle_timeout: http.pressure_idle_timeout.0,

@@ -1,6 +1,9 @@
-//! `[kafka]`: brokers, the topic and the topic per instance, compression,
-//! linger, the broker probe, and `kafka.properties` passed to librdkafka
-//! (checked in [`super::properties`]).
+//! `[kafka]`: brokers, the presence topic and the topic per instance, the
+//! topics of the other callback kinds (`[kafka.received]`,
+//! `[kafka.message_status]`, `[kafka.delivery]`, `[kafka.connection]`, each a
+//! topic and a topic per instance), compression, linger, the broker probe,
+//! and `kafka.properties` passed to librdkafka (checked in
+//! [`super::properties`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -17,6 +20,14 @@ pub struct KafkaSettings {
     pub brokers: Vec<String>,
     pub topic: String,
     pub topic_by_instance: BTreeMap<String, String>,
+    /// `[kafka.received]`: messages (`ReceivedCallback`).
+    pub received: Destination,
+    /// `[kafka.message_status]`: `MessageStatusCallback`.
+    pub message_status: Destination,
+    /// `[kafka.delivery]`: `DeliveryCallback`.
+    pub delivery: Destination,
+    /// `[kafka.connection]`: `ConnectedCallback` and `DisconnectedCallback`.
+    pub connection: Destination,
     /// Passed to librdkafka as is; values of secret-looking keys are redacted
     /// when serialized.
     #[serde(serialize_with = "redacted_properties")]
@@ -30,12 +41,63 @@ pub struct KafkaSettings {
     pub probe_interval: Duration,
 }
 
+/// The families of topics: presence (`kafka.topic`) and one per other kind
+/// of callback, connected and disconnected sharing one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Presence,
+    Received,
+    MessageStatus,
+    Delivery,
+    Connection,
+}
+
+/// Where one stream's events go: a topic, and another for some instances.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Destination {
+    pub topic: String,
+    pub topic_by_instance: BTreeMap<String, String>,
+}
+
+impl Destination {
+    fn topic_for(&self, instance_id: &str) -> &str {
+        self.topic_by_instance
+            .get(instance_id)
+            .map_or(self.topic.as_str(), String::as_str)
+    }
+
+    fn topics(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.topic).chain(self.topic_by_instance.values())
+    }
+}
+
 impl KafkaSettings {
-    /// The topic for an event of this instance.
+    /// The topic for a presence event of this instance.
     pub fn topic_for(&self, instance_id: &str) -> &str {
         self.topic_by_instance
             .get(instance_id)
             .map_or(self.topic.as_str(), String::as_str)
+    }
+
+    /// The topic for an event of `stream` from this instance.
+    pub fn stream_topic(&self, stream: Stream, instance_id: &str) -> &str {
+        match stream {
+            Stream::Presence => self.topic_for(instance_id),
+            Stream::Received => self.received.topic_for(instance_id),
+            Stream::MessageStatus => self.message_status.topic_for(instance_id),
+            Stream::Delivery => self.delivery.topic_for(instance_id),
+            Stream::Connection => self.connection.topic_for(instance_id),
+        }
+    }
+
+    /// Every event topic, `kafka.topic` first (with repeats).
+    pub fn event_topics(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.topic)
+            .chain(self.topic_by_instance.values())
+            .chain(self.received.topics())
+            .chain(self.message_status.topics())
+            .chain(self.delivery.topics())
+            .chain(self.connection.topics())
     }
 }
 
@@ -86,11 +148,44 @@ raw_section! {
         brokers: OneOrMany<String> = OneOrMany::default(),
         topic: String = "whatsapp.presence.v1".into(),
         topic_by_instance: HashMap<String, Nested> = HashMap::new(),
+        received: RawDestination = RawDestination::default(),
+        message_status: RawDestination = RawDestination::default(),
+        delivery: RawDestination = RawDestination::default(),
+        connection: RawDestination = RawDestination::default(),
         properties: HashMap<String, Nested> = HashMap::new(),
         compression: Compression = Compression::Lz4,
         linger: Dur = Dur::millis(5),
         probe_interval: Dur = Dur::secs(5),
     }
+}
+
+raw_section! {
+    /// `[kafka.received]` and the other streams' sections as read; a missing
+    /// `topic` is the stream's default.
+    pub struct RawDestination {
+        topic: Option<String> = None,
+        topic_by_instance: HashMap<String, Nested> = HashMap::new(),
+    }
+}
+
+/// A stream's section into its destination: `section` names the keys in
+/// errors (`kafka.received`), `default` is its topic when none is given.
+fn destination(
+    section: &str,
+    default: &str,
+    raw: RawDestination,
+) -> Result<Destination, ConfigError> {
+    let topic = raw.topic.unwrap_or_else(|| default.to_owned());
+    topic_name(&format!("{section}.topic"), &topic)?;
+    let key = format!("{section}.topic_by_instance");
+    let topic_by_instance = flatten(&key, raw.topic_by_instance)?;
+    for (instance, topic) in &topic_by_instance {
+        topic_name(&format!("{key}.{instance}"), topic)?;
+    }
+    Ok(Destination {
+        topic,
+        topic_by_instance,
+    })
 }
 
 /// A map value: a string, or a nested map when the key had dots in it.
@@ -118,6 +213,14 @@ impl TryFrom<RawKafka> for KafkaSettings {
         for (instance, topic) in &topic_by_instance {
             topic_name(&format!("kafka.topic_by_instance.{instance}"), topic)?;
         }
+        let received = destination("kafka.received", "whatsapp.messages.v1", k.received)?;
+        let message_status = destination(
+            "kafka.message_status",
+            "whatsapp.message-status.v1",
+            k.message_status,
+        )?;
+        let delivery = destination("kafka.delivery", "whatsapp.delivery.v1", k.delivery)?;
+        let connection = destination("kafka.connection", "whatsapp.connection.v1", k.connection)?;
         let properties = flatten("kafka.properties", k.properties)?;
         check_properties(&properties)?;
         let linger = k.linger.0;
@@ -131,6 +234,10 @@ impl TryFrom<RawKafka> for KafkaSettings {
             brokers,
             topic: k.topic,
             topic_by_instance,
+            received,
+            message_status,
+            delivery,
+            connection,
             properties,
             compression: k.compression.as_str().to_owned(),
             linger,

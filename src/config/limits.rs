@@ -76,7 +76,7 @@ impl LimitsSettings {
             return Err(invalid(
                 "limits.body_budget_per_client_bytes",
                 format!(
-                    "must be at least http.max_body_bytes ({max_body}), or no body could be read"
+                    "must be at least http.max_message_body_bytes ({max_body}), or no message could be read"
                 ),
             ));
         }

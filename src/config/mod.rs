@@ -66,7 +66,9 @@ pub use access::{AccessSettings, RawAccess};
 pub use admin::{AdminSettings, RawAdmin};
 pub use auth::{AuthSettings, InstanceTokens, RawAuth, TokenTree};
 pub use http::{HttpSettings, RawHttp, RawTls, TlsSettings};
-pub use kafka::{Compression, KafkaSettings, Nested, RawKafka};
+pub use kafka::{
+    Compression, Destination, KafkaSettings, Nested, RawDestination, RawKafka, Stream,
+};
 pub use limits::{LimitsSettings, RateSettings, RawLimits, RawRate};
 pub use log::{LogFormat, LogSettings, RawLog};
 pub use properties::{is_secret_property, OWNED_PROPERTIES};
@@ -237,15 +239,13 @@ impl TryFrom<RawRoot> for Settings {
         let auth = AuthSettings::try_from(raw.auth)?;
         let access = AccessSettings::try_from(raw.access)?;
         let limits = LimitsSettings::try_from(raw.limits)?;
-        limits.check_budgets(http.max_body_bytes.get() as u64)?;
+        limits.check_budgets(http.max_message_body_bytes.get() as u64)?;
         let asked_segment = raw.spool.segment_bytes.map(|b| b.0);
         let spool = SpoolSettings::try_from(raw.spool)?;
         let warnings = spool.shrunk_segment(asked_segment).into_iter().collect();
         let rejected = RejectedSettings::try_from(raw.rejected)?;
         if let Some(t) = &rejected.topic {
-            let taken = std::iter::once(&kafka.topic)
-                .chain(kafka.topic_by_instance.values())
-                .chain(spool.dead_letter_topic.as_ref());
+            let taken = kafka.event_topics().chain(spool.dead_letter_topic.as_ref());
             for other in taken {
                 if other == t {
                     return Err(invalid(
