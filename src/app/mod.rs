@@ -64,7 +64,7 @@ use crate::ingress::access::Access;
 use crate::ingress::auth::Auth;
 use crate::ingress::budget::{BodyBudget, Http2Limits};
 use crate::ingress::ratelimit::RateLimits;
-use crate::ingress::{BodyLimits, Webhook};
+use crate::ingress::{BodyLimits, MessageLimits, Webhook};
 use crate::metrics::Metrics;
 use crate::publisher::dead_letter::DeadLetter;
 use crate::publisher::destination::DestinationMetrics;
@@ -232,6 +232,10 @@ pub async fn start_with(
         .with_rejected(settings.rejected.clone())
         .with_budget(budget.clone())
         .with_pressure_read_timeout(settings.http.pressure_body_read_timeout)
+        .with_messages(MessageLimits {
+            max_bytes: settings.http.max_message_body_bytes.get(),
+            decompression_ratio: settings.http.max_decompression_ratio.get(),
+        })
         .with_access(
             Access::new(&settings.access),
             RateLimits::new(&settings.limits, &metrics),

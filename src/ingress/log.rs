@@ -95,6 +95,9 @@ fn caller_of(rejection: &Rejection) -> crate::lograte::Caller {
         | Rejection::RateLimitedInstance { .. }
         | Rejection::UnsupportedMediaType
         | Rejection::PayloadTooLarge { .. }
+        | Rejection::UnsupportedEncoding
+        | Rejection::MalformedEncoding(_)
+        | Rejection::DecompressionRatio { .. }
         | Rejection::BodyTimeout
         | Rejection::BodyUnreadable(_)
         | Rejection::Invalid(_)

@@ -58,6 +58,7 @@ pub mod routes;
 
 mod body;
 mod capture;
+mod encoding;
 mod log;
 
 use std::net::IpAddr;
@@ -89,6 +90,7 @@ use routes::Route;
 use body::{declared_length, is_json, RequestBody};
 pub use body::{Discard, DEFAULT_PRESSURE_READ_TIMEOUT, DISCARD_MAX_BYTES, DISCARD_TIMEOUT};
 use capture::Captured;
+use encoding::Encoding;
 use log::body_instance;
 
 /// Limits the handler enforces on each request.
@@ -96,6 +98,15 @@ use log::body_instance;
 pub struct BodyLimits {
     pub max_bytes: usize,
     pub read_timeout: Duration,
+}
+
+/// The limits of message bodies and of gzip (see [`Webhook::with_messages`]).
+#[derive(Debug, Clone, Copy)]
+pub struct MessageLimits {
+    /// `http.max_message_body_bytes`: the body limit of the any-type routes.
+    pub max_bytes: usize,
+    /// `http.max_decompression_ratio`.
+    pub decompression_ratio: usize,
 }
 
 /// The webhook handler, generic over where accepted events go.
@@ -112,6 +123,7 @@ pub struct Webhook<S> {
     /// The read timeout of a body that starts while over 90 % of the budget
     /// is in use (the shorter of it and `limits.read_timeout` applies).
     pressure_read_timeout: Duration,
+    messages: MessageLimits,
     /// Capture of invalid input (off unless `rejected.topic` is set).
     rejected: RejectedSettings,
     /// 503s (spool full or failing) come in floods: one log line per
@@ -137,6 +149,10 @@ impl<S: Sink> Webhook<S> {
             rate: RateLimits::default(),
             budget: BodyBudget::default(),
             pressure_read_timeout: DEFAULT_PRESSURE_READ_TIMEOUT,
+            messages: MessageLimits {
+                max_bytes: limits.max_bytes,
+                decompression_ratio: 100,
+            },
             rejected: RejectedSettings {
                 topic: None,
                 max_bytes: 0,
@@ -164,6 +180,13 @@ impl<S: Sink> Webhook<S> {
     /// budget is in use (default [`DEFAULT_PRESSURE_READ_TIMEOUT`]).
     pub fn with_pressure_read_timeout(mut self, timeout: Duration) -> Self {
         self.pressure_read_timeout = timeout;
+        self
+    }
+
+    /// Sets the body limit of the any-type routes and the gzip ratio
+    /// (default: `limits.max_bytes` and 100).
+    pub fn with_messages(mut self, messages: MessageLimits) -> Self {
+        self.messages = messages;
         self
     }
 
@@ -219,6 +242,7 @@ impl<S: Sink> Webhook<S> {
         if !is_json(&req.headers) {
             return Err(Rejection::UnsupportedMediaType);
         }
+        let encoding = Encoding::of(&req.headers)?;
         let limit = self.limits.max_bytes;
         if declared_length(&req.headers).is_some_and(|len| len > limit as u64) {
             return Err(Rejection::PayloadTooLarge { limit });
@@ -234,6 +258,12 @@ impl<S: Sink> Webhook<S> {
         if let Some(progress) = req.extensions.get::<BodyProgress>() {
             progress.received();
         }
+        let bounds = encoding::Bounds {
+            limit: self.limits.max_bytes,
+            free: self.limits.max_bytes,
+            ratio: self.messages.decompression_ratio,
+        };
+        let body = encoding::decode(encoding, body, bounds)?;
         if capture {
             captured.body = Some(body.clone());
         }

@@ -40,6 +40,12 @@ pub enum Rejection {
     UnsupportedMediaType,
     #[error("body larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    #[error("Content-Encoding must be gzip or identity")]
+    UnsupportedEncoding,
+    #[error("body is not valid gzip: {0}")]
+    MalformedEncoding(String),
+    #[error("gzip body expands more than {ratio} times its size")]
+    DecompressionRatio { ratio: usize },
     #[error("too many request bodies in flight from this client; retry after {retry_after} s")]
     BodyBudgetClient { retry_after: u64 },
     #[error("too many request bodies in flight; retry after {retry_after} s")]
@@ -74,6 +80,8 @@ pub enum Reason {
     RateLimitedInstance,
     UnsupportedMediaType,
     PayloadTooLarge,
+    UnsupportedEncoding,
+    MalformedEncoding,
     BodyBudgetClient,
     BodyBudgetExhausted,
     BodyTimeout,
@@ -92,7 +100,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Self; 25] = [
+    pub const ALL: [Self; 27] = [
         Self::NotFound,
         Self::MethodNotAllowed,
         Self::Unauthorized,
@@ -103,6 +111,8 @@ impl Reason {
         Self::RateLimitedInstance,
         Self::UnsupportedMediaType,
         Self::PayloadTooLarge,
+        Self::UnsupportedEncoding,
+        Self::MalformedEncoding,
         Self::BodyBudgetClient,
         Self::BodyBudgetExhausted,
         Self::BodyTimeout,
@@ -132,6 +142,8 @@ impl Reason {
             Self::RateLimitedInstance => "rate_limited_instance",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedEncoding => "unsupported_encoding",
+            Self::MalformedEncoding => "malformed_encoding",
             Self::BodyBudgetClient => "body_budget_client",
             Self::BodyBudgetExhausted => "body_budget_exhausted",
             Self::BodyTimeout => "body_timeout",
@@ -160,6 +172,8 @@ impl Reason {
         match self {
             Self::UnsupportedMediaType
             | Self::PayloadTooLarge
+            | Self::UnsupportedEncoding
+            | Self::MalformedEncoding
             | Self::MalformedJson
             | Self::MissingField
             | Self::WrongType
@@ -247,7 +261,11 @@ impl Rejection {
             Self::RateLimitedClient { .. } => Reason::RateLimitedClient,
             Self::RateLimitedInstance { .. } => Reason::RateLimitedInstance,
             Self::UnsupportedMediaType => Reason::UnsupportedMediaType,
-            Self::PayloadTooLarge { .. } => Reason::PayloadTooLarge,
+            Self::PayloadTooLarge { .. } | Self::DecompressionRatio { .. } => {
+                Reason::PayloadTooLarge
+            }
+            Self::UnsupportedEncoding => Reason::UnsupportedEncoding,
+            Self::MalformedEncoding(_) => Reason::MalformedEncoding,
             Self::BodyBudgetClient { .. } => Reason::BodyBudgetClient,
             Self::BodyBudgetExhausted { .. } => Reason::BodyBudgetExhausted,
             Self::BodyTimeout => Reason::BodyTimeout,
@@ -280,10 +298,15 @@ impl Rejection {
             | Self::RateLimitedInstance { .. }
             | Self::BodyBudgetClient { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::BodyBudgetExhausted { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType | Self::UnsupportedEncoding => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            Self::PayloadTooLarge { .. } | Self::DecompressionRatio { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::BodyUnreadable(_)
+            | Self::MalformedEncoding(_)
             | Self::Invalid(_)
             | Self::InvalidPathInstance
             | Self::InstanceMismatch => StatusCode::BAD_REQUEST,
@@ -372,6 +395,9 @@ pub fn catalogue() -> Vec<Rejection> {
         Rejection::RateLimitedInstance { retry_after: 3 },
         Rejection::UnsupportedMediaType,
         Rejection::PayloadTooLarge { limit: 65536 },
+        Rejection::UnsupportedEncoding,
+        Rejection::MalformedEncoding("invalid gzip header".into()),
+        Rejection::DecompressionRatio { ratio: 100 },
         Rejection::BodyBudgetClient { retry_after: 1 },
         Rejection::BodyBudgetExhausted { retry_after: 1 },
         Rejection::BodyTimeout,
@@ -397,6 +423,9 @@ pub fn catalogue() -> Vec<Rejection> {
             | Rejection::RateLimitedInstance { .. }
             | Rejection::UnsupportedMediaType
             | Rejection::PayloadTooLarge { .. }
+            | Rejection::UnsupportedEncoding
+            | Rejection::MalformedEncoding(_)
+            | Rejection::DecompressionRatio { .. }
             | Rejection::BodyBudgetClient { .. }
             | Rejection::BodyBudgetExhausted { .. }
             | Rejection::BodyTimeout
