@@ -84,17 +84,18 @@ impl Discard {
 
 impl<S: Sink> Webhook<S> {
     /// Reserves the memory budget for the body about to be read: its exact
-    /// size when known (`Content-Length`), else `http.max_body_bytes`.
+    /// size when known (`Content-Length`), else the route's `limit`.
     /// Nothing for a body known to be empty.
     pub(super) async fn reserve(
         &self,
         client: Option<IpAddr>,
         body: &RequestBody,
+        limit: usize,
     ) -> Result<Option<BodyPermit>, Rejection> {
         let RequestBody::Unread { body, .. } = body else {
             return Ok(None);
         };
-        let limit = self.limits.max_bytes as u64;
+        let limit = limit as u64;
         let bytes = body.size_hint().exact().unwrap_or(limit).min(limit);
         if bytes == 0 {
             return Ok(None);
@@ -110,11 +111,15 @@ impl<S: Sink> Webhook<S> {
         }
     }
 
-    /// Reads the whole body under the size limit and the read timeout. Leaves
+    /// Reads the whole body under the size `limit` and the read timeout. Leaves
     /// `body` [`RequestBody::Read`] if it was read to its end, still
     /// [`RequestBody::Unread`] if it is too large (the rest may be discarded),
     /// else [`RequestBody::Abandoned`].
-    pub(super) async fn read_body(&self, body: &mut RequestBody) -> Result<Bytes, Rejection> {
+    pub(super) async fn read_body(
+        &self,
+        body: &mut RequestBody,
+        limit: usize,
+    ) -> Result<Bytes, Rejection> {
         let RequestBody::Unread {
             body: incoming,
             read,
@@ -124,7 +129,6 @@ impl<S: Sink> Webhook<S> {
                 "the body was already read".into(),
             ));
         };
-        let limit = self.limits.max_bytes;
         let timeout = if self.budget.under_pressure() {
             self.pressure_read_timeout.min(self.limits.read_timeout)
         } else {

@@ -13,7 +13,7 @@ use super::reply::Reason;
 use crate::metrics::{Metrics, NS};
 
 /// Routes as metric label values.
-pub const ROUTES: [&str; 3] = super::routes::ROUTE_LABELS;
+pub const ROUTES: [&str; 5] = super::routes::ROUTE_LABELS;
 /// Why an event was rejected: a POST to an event route whose body (its
 /// Content-Type, size, JSON, fields, or the instance it names) was refused
 /// (the `reason` of `presence_bridge_events_rejected_total`), from

@@ -217,11 +217,10 @@ impl<S: Sink> Webhook<S> {
                     retry_after: l.retry_after_secs(),
                 })?;
         }
-        let path_instance = match route {
-            Route::Unknown => return Err(Rejection::NotFound),
-            Route::Presence => None,
-            Route::PresenceForInstance(raw) => Some(raw),
-        };
+        if *route == Route::Unknown {
+            return Err(Rejection::NotFound);
+        }
+        let path_instance = route.instance_segment();
         if req.method != Method::POST {
             return Err(Rejection::MethodNotAllowed);
         }
@@ -243,23 +242,29 @@ impl<S: Sink> Webhook<S> {
             return Err(Rejection::UnsupportedMediaType);
         }
         let encoding = Encoding::of(&req.headers)?;
-        let limit = self.limits.max_bytes;
+        // The presence routes read presence-sized bodies; the any-type
+        // routes room for a long message (each kind is checked once parsed).
+        let limit = if route.presence_only() {
+            self.limits.max_bytes
+        } else {
+            self.messages.max_bytes
+        };
         if declared_length(&req.headers).is_some_and(|len| len > limit as u64) {
             return Err(Rejection::PayloadTooLarge { limit });
         }
-        captured.permit = self.reserve(client, body).await?;
+        captured.permit = self.reserve(client, body, limit).await?;
         let capture = self.rejected.topic.is_some();
         if capture {
             captured.content_type = req.headers.get(CONTENT_TYPE).cloned();
         }
-        let body = self.read_body(body).await?;
+        let body = self.read_body(body, limit).await?;
         // The body is complete: the connection is no longer one a new client
         // may push out to get a slot (server::slots).
         if let Some(progress) = req.extensions.get::<BodyProgress>() {
             progress.received();
         }
         let bounds = encoding::Bounds {
-            limit: self.limits.max_bytes,
+            limit,
             free: self.limits.max_bytes,
             ratio: self.messages.decompression_ratio,
         };
