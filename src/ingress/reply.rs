@@ -86,13 +86,14 @@ pub enum Reason {
     InvalidStatus,
     InvalidLastSeen,
     InvalidInstanceId,
+    InvalidMoment,
     InstanceMismatch,
     SpoolFull,
     Unavailable,
 }
 
 impl Reason {
-    pub const ALL: [Self; 25] = [
+    pub const ALL: [Self; 26] = [
         Self::NotFound,
         Self::MethodNotAllowed,
         Self::Unauthorized,
@@ -115,6 +116,7 @@ impl Reason {
         Self::InvalidStatus,
         Self::InvalidLastSeen,
         Self::InvalidInstanceId,
+        Self::InvalidMoment,
         Self::InstanceMismatch,
         Self::SpoolFull,
         Self::Unavailable,
@@ -144,6 +146,7 @@ impl Reason {
             Self::InvalidStatus => "invalid_status",
             Self::InvalidLastSeen => "invalid_last_seen",
             Self::InvalidInstanceId => "invalid_instance_id",
+            Self::InvalidMoment => "invalid_moment",
             Self::InstanceMismatch => "instance_mismatch",
             Self::SpoolFull => "spool_full",
             Self::Unavailable => "unavailable",
@@ -168,6 +171,7 @@ impl Reason {
             | Self::InvalidStatus
             | Self::InvalidLastSeen
             | Self::InvalidInstanceId
+            | Self::InvalidMoment
             | Self::InstanceMismatch => true,
             Self::NotFound
             | Self::MethodNotAllowed
@@ -224,11 +228,12 @@ impl Reason {
             ParseError::Invalid(p) => match p {
                 P::Missing { .. } | P::Empty { .. } => Self::MissingField,
                 P::WrongType { .. } => Self::WrongType,
-                P::UnsupportedType => Self::UnsupportedType,
+                P::UnsupportedType | P::UnknownType => Self::UnsupportedType,
                 P::InvalidPhone => Self::InvalidPhone,
                 P::InvalidStatus => Self::InvalidStatus,
                 P::InvalidLastSeen | P::LastSeenOutOfRange => Self::InvalidLastSeen,
                 P::InvalidInstanceId => Self::InvalidInstanceId,
+                P::InvalidMoment { .. } | P::MomentOutOfRange { .. } => Self::InvalidMoment,
             },
         }
     }
@@ -346,6 +351,9 @@ pub fn catalogue() -> Vec<Rejection> {
         P::InvalidLastSeen,
         P::LastSeenOutOfRange,
         P::InvalidInstanceId,
+        P::UnknownType,
+        P::InvalidMoment { field: "momment" },
+        P::MomentOutOfRange { field: "momment" },
     ];
     for p in &invalid {
         match p {
@@ -357,7 +365,10 @@ pub fn catalogue() -> Vec<Rejection> {
             | P::InvalidStatus
             | P::InvalidLastSeen
             | P::LastSeenOutOfRange
-            | P::InvalidInstanceId => {}
+            | P::InvalidInstanceId
+            | P::UnknownType
+            | P::InvalidMoment { .. }
+            | P::MomentOutOfRange { .. } => {}
         }
     }
     let json_error = serde_json::from_slice::<serde_json::Value>(b"{").unwrap_err();
