@@ -6,12 +6,15 @@
 //! key is malformed JSON), a repeated key is allowed here and the **last**
 //! occurrence wins, as with `serde_json::Value`, JavaScript's `JSON.parse` and
 //! Python's `json`: the provider's own examples repeat `instanceId`. Members
-//! the bridge does not read are skipped (they travel in the payload).
+//! the bridge does not read are skipped (they travel in the payload), but
+//! read to the end: every string in the body must decode ([`Checked`]).
 
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+#[cfg(doc)]
+use serde::de::IgnoredAny;
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::PresenceError;
 
@@ -138,8 +141,57 @@ impl<'de> Visitor<'de> for MemberVisitor {
         Ok(Member::Array { strings, other })
     }
     fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
-        while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        while a.next_entry::<Checked, Checked>()?.is_some() {}
         Ok(Member::Object)
+    }
+}
+
+/// Any JSON value, read to the end and dropped, with every string (keys
+/// included) decoded: unlike [`IgnoredAny`], an escape that is not a Unicode
+/// scalar value (a lone surrogate such as `"\ud800"`) is an error. The
+/// payload is forwarded as sent, so this is what keeps a record's value
+/// readable by any JSON parser.
+pub(crate) struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Checked;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_unit<E>(self) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_none<E>(self) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Checked, A::Error> {
+                while a.next_element::<Checked>()?.is_some() {}
+                Ok(Checked)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Checked, A::Error> {
+                while a.next_entry::<Checked, Checked>()?.is_some() {}
+                Ok(Checked)
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -178,7 +230,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
                 let mut m = Members::default();
                 while let Some(key) = a.next_key::<Member<'de>>()? {
                     let Member::Str(key) = key else {
-                        a.next_value::<IgnoredAny>()?;
+                        a.next_value::<Checked>()?;
                         continue;
                     };
                     let slot = match key.as_ref() {
@@ -204,7 +256,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
                                     m.content = Some(m.content.map_or(i, |c| c.min(i)));
                                 }
                             } else {
-                                a.next_value::<IgnoredAny>()?;
+                                a.next_value::<Checked>()?;
                             }
                             continue;
                         }
@@ -276,6 +328,21 @@ mod tests {
 
     fn members(json: &str) -> Members<'_> {
         serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn a_string_that_does_not_decode_is_an_error_anywhere() {
+        for body in [
+            r#"{"x":"\ud800"}"#,
+            r#"{"x":{"y":["\udc00"]}}"#,
+            r#"{"\ud800":1}"#,
+            r#"{"x":{"\ud800":1}}"#,
+            r#"{"ids":["\ud800"]}"#,
+        ] {
+            assert!(serde_json::from_str::<Members>(body).is_err(), "{body}");
+        }
+        // A surrogate pair is one character.
+        assert!(serde_json::from_str::<Members>(r#"{"x":"\ud83d\ude00"}"#).is_ok());
     }
 
     #[test]
