@@ -189,9 +189,26 @@ fn documented_statuses_and_codes_are_exactly_the_answers() {
     }
     // The fields an error can name.
     let fields = enum_of(&schemas["Error"]["properties"]["field"]["enum"]);
-    let expected: BTreeSet<String> = ["type", "phone", "status", "lastSeen", "instanceId"]
-        .map(String::from)
-        .into();
+    // The presence fields, then those of the other callbacks (zapi's errors).
+    let expected: BTreeSet<String> = [
+        "type",
+        "phone",
+        "status",
+        "lastSeen",
+        "instanceId",
+        "momment",
+        "moment",
+        "ids",
+        "id",
+        "fromMe",
+        "messageId",
+        "zaapId",
+        "notification",
+        "connected",
+        "disconnected",
+    ]
+    .map(String::from)
+    .into();
     assert_eq!(fields, expected);
 }
 

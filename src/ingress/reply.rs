@@ -94,13 +94,14 @@ pub enum Reason {
     InvalidStatus,
     InvalidLastSeen,
     InvalidInstanceId,
+    InvalidMoment,
     InstanceMismatch,
     SpoolFull,
     Unavailable,
 }
 
 impl Reason {
-    pub const ALL: [Self; 27] = [
+    pub const ALL: [Self; 28] = [
         Self::NotFound,
         Self::MethodNotAllowed,
         Self::Unauthorized,
@@ -125,6 +126,7 @@ impl Reason {
         Self::InvalidStatus,
         Self::InvalidLastSeen,
         Self::InvalidInstanceId,
+        Self::InvalidMoment,
         Self::InstanceMismatch,
         Self::SpoolFull,
         Self::Unavailable,
@@ -156,6 +158,7 @@ impl Reason {
             Self::InvalidStatus => "invalid_status",
             Self::InvalidLastSeen => "invalid_last_seen",
             Self::InvalidInstanceId => "invalid_instance_id",
+            Self::InvalidMoment => "invalid_moment",
             Self::InstanceMismatch => "instance_mismatch",
             Self::SpoolFull => "spool_full",
             Self::Unavailable => "unavailable",
@@ -182,6 +185,7 @@ impl Reason {
             | Self::InvalidStatus
             | Self::InvalidLastSeen
             | Self::InvalidInstanceId
+            | Self::InvalidMoment
             | Self::InstanceMismatch => true,
             Self::NotFound
             | Self::MethodNotAllowed
@@ -238,11 +242,12 @@ impl Reason {
             ParseError::Invalid(p) => match p {
                 P::Missing { .. } | P::Empty { .. } => Self::MissingField,
                 P::WrongType { .. } => Self::WrongType,
-                P::UnsupportedType => Self::UnsupportedType,
+                P::UnsupportedType | P::UnknownType => Self::UnsupportedType,
                 P::InvalidPhone => Self::InvalidPhone,
                 P::InvalidStatus => Self::InvalidStatus,
                 P::InvalidLastSeen | P::LastSeenOutOfRange => Self::InvalidLastSeen,
                 P::InvalidInstanceId => Self::InvalidInstanceId,
+                P::InvalidMoment { .. } | P::MomentOutOfRange { .. } => Self::InvalidMoment,
             },
         }
     }
@@ -369,6 +374,9 @@ pub fn catalogue() -> Vec<Rejection> {
         P::InvalidLastSeen,
         P::LastSeenOutOfRange,
         P::InvalidInstanceId,
+        P::UnknownType,
+        P::InvalidMoment { field: "momment" },
+        P::MomentOutOfRange { field: "momment" },
     ];
     for p in &invalid {
         match p {
@@ -380,7 +388,10 @@ pub fn catalogue() -> Vec<Rejection> {
             | P::InvalidStatus
             | P::InvalidLastSeen
             | P::LastSeenOutOfRange
-            | P::InvalidInstanceId => {}
+            | P::InvalidInstanceId
+            | P::UnknownType
+            | P::InvalidMoment { .. }
+            | P::MomentOutOfRange { .. } => {}
         }
     }
     let json_error = serde_json::from_slice::<serde_json::Value>(b"{").unwrap_err();

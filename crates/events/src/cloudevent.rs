@@ -80,6 +80,16 @@ impl<'a, S: Display, D: Serialize> CloudEvent<'a, S, D> {
     }
 }
 
+/// `source` of an event from an instance: `/zapi/instances/<instanceId>`,
+/// written straight into the output.
+pub(crate) struct InstanceSource<'a>(pub &'a str);
+
+impl Display for InstanceSource<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "/zapi/instances/{}", self.0)
+    }
+}
+
 /// `time` at millisecond precision (the envelope's `time` attribute).
 pub(crate) fn millis(time: OffsetDateTime) -> Millis {
     Millis(i64::try_from(time.unix_timestamp_nanos().div_euclid(1_000_000)).unwrap_or(0))
@@ -115,8 +125,9 @@ pub fn ce_type_of(value: &[u8]) -> Option<&'static str> {
     let start = find(head, ATTRIBUTE)? + ATTRIBUTE.len();
     let len = head[start..].iter().position(|&b| b == b'"')?;
     let declared = &head[start..start + len];
-    [crate::v1::TYPE, crate::rejected::TYPE]
+    crate::EventKind::ALL
         .into_iter()
+        .map(crate::EventKind::ce_type)
         .find(|t| t.as_bytes() == declared)
 }
 
@@ -149,13 +160,25 @@ pub struct Envelope<D> {
     pub data: D,
 }
 
-/// A record's value decoded, by kind.
+/// A record's value decoded, by kind. Non-exhaustive: a later version may
+/// add kinds, so a consumer's `match` needs a catch-all arm.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Record {
     /// `io.presence-bridge.zapi.chat-presence.v1`.
     Presence(crate::v1::Envelope),
     /// `io.presence-bridge.zapi.rejected-input.v1`.
     Rejected(crate::rejected::Envelope),
+    /// `io.presence-bridge.zapi.message-received.v1`.
+    Received(crate::received::Envelope),
+    /// `io.presence-bridge.zapi.message-delivery.v1`.
+    Delivery(crate::delivery::Envelope),
+    /// `io.presence-bridge.zapi.message-status.v1`.
+    MessageStatus(crate::message_status::Envelope),
+    /// `io.presence-bridge.zapi.instance-connected.v1`.
+    Connected(crate::connected::Envelope),
+    /// `io.presence-bridge.zapi.instance-disconnected.v1`.
+    Disconnected(crate::disconnected::Envelope),
 }
 
 /// Why a record's value could not be decoded.
@@ -182,6 +205,17 @@ pub fn decode(value: &[u8]) -> Result<Record, DecodeError> {
     match head.kind.as_str() {
         crate::v1::TYPE => Ok(Record::Presence(crate::v1::Envelope::decode(value)?)),
         crate::rejected::TYPE => Ok(Record::Rejected(crate::rejected::Envelope::decode(value)?)),
+        crate::received::TYPE => Ok(Record::Received(crate::received::Envelope::decode(value)?)),
+        crate::delivery::TYPE => Ok(Record::Delivery(crate::delivery::Envelope::decode(value)?)),
+        crate::message_status::TYPE => Ok(Record::MessageStatus(
+            crate::message_status::Envelope::decode(value)?,
+        )),
+        crate::connected::TYPE => Ok(Record::Connected(crate::connected::Envelope::decode(
+            value,
+        )?)),
+        crate::disconnected::TYPE => Ok(Record::Disconnected(
+            crate::disconnected::Envelope::decode(value)?,
+        )),
         _ => Err(DecodeError::UnknownType(head.kind)),
     }
 }

@@ -2,7 +2,8 @@
 //! number the spool stores with every record so the publisher labels a
 //! record by what it is, never by the topic it happens to go to.
 
-use crate::{rejected, v1};
+use crate::{connected, delivery, disconnected, message_status, received, rejected, v1};
+use zapi::CallbackKind;
 
 /// What a record holds. The codes are stored in spool segments: never reuse
 /// or renumber one (0 is "not stored", the spool's version-1 records).
@@ -12,16 +13,39 @@ pub enum EventKind {
     Presence,
     /// A captured rejected request ([`rejected::TYPE`]).
     Rejected,
+    /// A received message or notification ([`received::TYPE`]).
+    Received,
+    /// A sent message handed to WhatsApp ([`delivery::TYPE`]).
+    Delivery,
+    /// A message status change ([`message_status::TYPE`]).
+    MessageStatus,
+    /// An instance connected ([`connected::TYPE`]).
+    Connected,
+    /// An instance disconnected ([`disconnected::TYPE`]).
+    Disconnected,
 }
 
 impl EventKind {
-    pub const ALL: [Self; 2] = [Self::Presence, Self::Rejected];
+    pub const ALL: [Self; 7] = [
+        Self::Presence,
+        Self::Rejected,
+        Self::Received,
+        Self::Delivery,
+        Self::MessageStatus,
+        Self::Connected,
+        Self::Disconnected,
+    ];
 
     /// The number stored with the record.
     pub const fn code(self) -> u16 {
         match self {
             Self::Presence => 1,
             Self::Rejected => 2,
+            Self::Received => 3,
+            Self::Delivery => 4,
+            Self::MessageStatus => 5,
+            Self::Connected => 6,
+            Self::Disconnected => 7,
         }
     }
 
@@ -43,6 +67,23 @@ impl EventKind {
         match self {
             Self::Presence => v1::TYPE,
             Self::Rejected => rejected::TYPE,
+            Self::Received => received::TYPE,
+            Self::Delivery => delivery::TYPE,
+            Self::MessageStatus => message_status::TYPE,
+            Self::Connected => connected::TYPE,
+            Self::Disconnected => disconnected::TYPE,
+        }
+    }
+
+    /// The kind of a callback's event.
+    pub const fn of_callback(kind: CallbackKind) -> Self {
+        match kind {
+            CallbackKind::Presence => Self::Presence,
+            CallbackKind::Received => Self::Received,
+            CallbackKind::Delivery => Self::Delivery,
+            CallbackKind::MessageStatus => Self::MessageStatus,
+            CallbackKind::Connected => Self::Connected,
+            CallbackKind::Disconnected => Self::Disconnected,
         }
     }
 }
@@ -53,8 +94,31 @@ mod tests {
 
     #[test]
     fn codes_are_distinct_stable_and_round_trip() {
-        assert_eq!(EventKind::Presence.code(), 1);
-        assert_eq!(EventKind::Rejected.code(), 2);
+        // Stored in spool segments: these numbers never change.
+        let stored = [
+            (EventKind::Presence, 1),
+            (EventKind::Rejected, 2),
+            (EventKind::Received, 3),
+            (EventKind::Delivery, 4),
+            (EventKind::MessageStatus, 5),
+            (EventKind::Connected, 6),
+            (EventKind::Disconnected, 7),
+        ];
+        for (kind, code) in stored {
+            assert_eq!(kind.code(), code, "{kind:?}");
+        }
+        let types: std::collections::HashSet<_> =
+            EventKind::ALL.iter().map(|k| k.ce_type()).collect();
+        assert_eq!(
+            types.len(),
+            EventKind::ALL.len(),
+            "a CloudEvents type used twice"
+        );
+        for c in CallbackKind::ALL {
+            let k = EventKind::of_callback(c);
+            let value = format!(r#"{{"type":"{}","id":"x"}}"#, k.ce_type());
+            assert_eq!(EventKind::of_value(value.as_bytes()), Some(k), "{c:?}");
+        }
         for k in EventKind::ALL {
             assert_ne!(k.code(), 0, "0 means not stored");
             assert_eq!(EventKind::from_code(k.code()), Some(k));

@@ -59,6 +59,10 @@
 //!     match events::decode(value) {
 //!         Ok(Record::Presence(e)) => Ok(format!("{} is {}", e.data.phone, e.data.status)),
 //!         Ok(Record::Rejected(e)) => Ok(format!("a capture: {}", e.data.reason)),
+//!         Ok(Record::Received(e)) => Ok(format!("a message in {}", e.data.chat)),
+//!         // The other kinds (statuses, deliveries, connection events, and
+//!         // kinds added later: `Record` is non-exhaustive).
+//!         Ok(_) => Ok("another kind".to_owned()),
 //!         // A kind this version does not know (a newer major version): skip it.
 //!         Err(DecodeError::UnknownType(kind)) => Ok(format!("skipped {kind}")),
 //!         // Not an envelope at all: the consumer's dead letter.
@@ -86,7 +90,12 @@
 //! re-assigns the id, so retries never change it.
 
 mod cloudevent;
+pub mod connected;
+pub mod delivery;
+pub mod disconnected;
 mod kind;
+pub mod message_status;
+pub mod received;
 pub mod rejected;
 pub mod schema;
 pub mod v1;
@@ -99,7 +108,7 @@ pub use kind::EventKind;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use zapi::PresenceEvent;
+use zapi::{Callback, PresenceEvent};
 
 /// Kafka header names and the content type of structured-mode CloudEvents.
 pub const HEADER_CONTENT_TYPE: &str = "content-type";
@@ -113,7 +122,10 @@ pub struct OutboundRecord {
     /// The CloudEvents id (UUIDv7, assigned on arrival).
     pub id: Uuid,
     pub topic: String,
-    /// The normalized phone: all events of one phone go to one partition, in order.
+    /// The partition key: the normalized phone of a presence event, the chat
+    /// of a message, delivery or status event, the instance id of a
+    /// connection event (see [`Callback::key`]); all events of one key go to
+    /// one partition, in order.
     pub key: String,
     /// The encoded envelope (JSON).
     pub value: Vec<u8>,
@@ -122,7 +134,8 @@ pub struct OutboundRecord {
     /// What the record holds (stored with it in the spool).
     pub kind: EventKind,
     /// The presence status as a metric label (a closed set); `None` for
-    /// records that are not presence events (captured rejected input).
+    /// records that are not presence events (other callbacks, captured
+    /// rejected input).
     pub status_label: Option<&'static str>,
 }
 
@@ -138,6 +151,29 @@ impl OutboundRecord {
             arrival_ms: (time.unix_timestamp_nanos() / 1_000_000) as i64,
             kind: EventKind::Presence,
             status_label: Some(event.status.label()),
+        }
+    }
+
+    /// Wraps any callback in its kind's current envelope version, keyed as
+    /// [`Callback::key`] says. A presence event is written exactly as by
+    /// [`OutboundRecord::new`]; only presence events have a `status_label`.
+    pub fn from_callback(cb: &Callback, topic: &str, id: Uuid, time: OffsetDateTime) -> Self {
+        let value = match cb {
+            Callback::Presence(e) => return Self::new(e, topic, id, time),
+            Callback::Received(e) => received::encode(e, id, time),
+            Callback::Delivery(e) => delivery::encode(e, id, time),
+            Callback::MessageStatus(e) => message_status::encode(e, id, time),
+            Callback::Connected(e) => connected::encode(e, id, time),
+            Callback::Disconnected(e) => disconnected::encode(e, id, time),
+        };
+        Self {
+            id,
+            topic: topic.to_owned(),
+            key: cb.key().to_owned(),
+            value,
+            arrival_ms: (time.unix_timestamp_nanos() / 1_000_000) as i64,
+            kind: EventKind::of_callback(cb.kind()),
+            status_label: None,
         }
     }
 

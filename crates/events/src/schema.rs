@@ -27,12 +27,54 @@ pub const PRESENCE_V1: &str = include_str!("../schemas/presence-envelope.v1.sche
 /// [`crate::rejected`]).
 pub const REJECTED_V1: &str = include_str!("../schemas/rejected-input.v1.schema.json");
 
+/// `message-received-envelope.v1.schema.json`: [`crate::received::TYPE`],
+/// a `ReceivedCallback` (see [`crate::received`]).
+pub const RECEIVED_V1: &str = include_str!("../schemas/message-received-envelope.v1.schema.json");
+
+/// `message-delivery-envelope.v1.schema.json`: [`crate::delivery::TYPE`], a
+/// `DeliveryCallback` (see [`crate::delivery`]).
+pub const DELIVERY_V1: &str = include_str!("../schemas/message-delivery-envelope.v1.schema.json");
+
+/// `message-status-envelope.v1.schema.json`: [`crate::message_status::TYPE`],
+/// a `MessageStatusCallback` (see [`crate::message_status`]).
+pub const MESSAGE_STATUS_V1: &str =
+    include_str!("../schemas/message-status-envelope.v1.schema.json");
+
+/// `instance-connected-envelope.v1.schema.json`: [`crate::connected::TYPE`],
+/// a `ConnectedCallback` (see [`crate::connected`]).
+pub const CONNECTED_V1: &str =
+    include_str!("../schemas/instance-connected-envelope.v1.schema.json");
+
+/// `instance-disconnected-envelope.v1.schema.json`:
+/// [`crate::disconnected::TYPE`], a `DisconnectedCallback` (see
+/// [`crate::disconnected`]).
+pub const DISCONNECTED_V1: &str =
+    include_str!("../schemas/instance-disconnected-envelope.v1.schema.json");
+
 /// Every schema of this version: its `$id` (the envelope's `dataschema`) and
 /// its text.
-pub const ALL: [(&str, &str); 2] = [
+pub const ALL: [(&str, &str); 7] = [
     (crate::v1::DATASCHEMA, PRESENCE_V1),
     (crate::rejected::DATASCHEMA, REJECTED_V1),
+    (crate::received::DATASCHEMA, RECEIVED_V1),
+    (crate::delivery::DATASCHEMA, DELIVERY_V1),
+    (crate::message_status::DATASCHEMA, MESSAGE_STATUS_V1),
+    (crate::connected::DATASCHEMA, CONNECTED_V1),
+    (crate::disconnected::DATASCHEMA, DISCONNECTED_V1),
 ];
+
+/// The schema of the envelopes of `kind`.
+pub const fn of_kind(kind: crate::EventKind) -> &'static str {
+    match kind {
+        crate::EventKind::Presence => PRESENCE_V1,
+        crate::EventKind::Rejected => REJECTED_V1,
+        crate::EventKind::Received => RECEIVED_V1,
+        crate::EventKind::Delivery => DELIVERY_V1,
+        crate::EventKind::MessageStatus => MESSAGE_STATUS_V1,
+        crate::EventKind::Connected => CONNECTED_V1,
+        crate::EventKind::Disconnected => DISCONNECTED_V1,
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -8,10 +8,13 @@
 #[path = "support/golden.rs"]
 mod golden;
 
-use events::{OutboundRecord, CONTENT_TYPE, HEADER_CE_ID, HEADER_CE_TYPE, HEADER_CONTENT_TYPE};
+use events::{
+    EventKind, OutboundRecord, Record, CONTENT_TYPE, HEADER_CE_ID, HEADER_CE_TYPE,
+    HEADER_CONTENT_TYPE,
+};
 use serde_json::{json, Value};
 use time::macros::datetime;
-use zapi::PresenceEvent;
+use zapi::{Callback, CallbackKind, PresenceEvent};
 
 #[test]
 fn provider_examples_give_their_golden_records() {
@@ -80,4 +83,129 @@ fn attribute_order(text: &str, value: &Value) -> Vec<String> {
         .collect();
     keys.sort();
     keys.into_iter().map(|(_, k)| k).collect()
+}
+
+/// Every callback kind's golden files (the presence ones too, through the
+/// dispatching parser): each input parses, gives exactly its golden record,
+/// validates against its kind's schema, decodes back as its kind, and
+/// carries the input unchanged as `data.payload`.
+///
+/// `GOLDEN_BLESS=1` writes the expected files that are missing (then fails:
+/// review them, pretty-print them, rerun without it).
+#[test]
+fn every_callbacks_examples_give_their_golden_records() {
+    let bless = std::env::var_os("GOLDEN_BLESS").is_some();
+    let mut blessed = Vec::new();
+    let mut kinds = std::collections::BTreeSet::new();
+    for (folder, case) in golden::all_cases() {
+        let name = format!("{folder}/{}", case.name);
+        let cb = Callback::from_json(case.input.as_bytes())
+            .unwrap_or_else(|e| panic!("{name}: the provider's example is rejected: {e}"));
+        assert_eq!(
+            cb.kind().label(),
+            folder,
+            "{name}: in another kind's folder"
+        );
+        kinds.insert(cb.kind());
+        let id = events::new_event_id();
+        let arrival = datetime!(2026-11-24 12:00:00.123456 UTC);
+        let rec = OutboundRecord::from_callback(&cb, "t", id, arrival);
+        assert_eq!(rec.kind, EventKind::of_callback(cb.kind()), "{name}");
+        assert_eq!(rec.key, cb.key(), "{name}");
+        assert!(!rec.key.is_empty(), "{name}");
+
+        let value: Value = serde_json::from_slice(&rec.value).unwrap();
+        let schema: Value = serde_json::from_str(events::schema::of_kind(rec.kind)).unwrap();
+        let schema = jsonschema::validator_for(&schema).expect("schema compiles");
+        let errors: Vec<String> = schema.iter_errors(&value).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{name}: violates its schema: {errors:?}");
+        assert_eq!(value["partitionkey"], rec.key.as_str(), "{name}");
+
+        let ce_type = events::ce_type_of(&rec.value).expect("an envelope of ours");
+        let headers = json!({
+            HEADER_CONTENT_TYPE: CONTENT_TYPE,
+            HEADER_CE_ID: id.to_string(),
+            HEADER_CE_TYPE: ce_type,
+        });
+        let got = golden::masked(&rec.key, headers, &value);
+        if bless && case.expected.is_null() {
+            let text = String::from_utf8(rec.value.clone())
+                .unwrap()
+                .replacen(&id.to_string(), "<id>", 1)
+                .replacen("2026-11-24T12:00:00.123Z", "<arrival>", 1);
+            let file = format!(
+                "{{\"key\":{},\"headers\":{},\"value\":{text}}}\n",
+                json!(rec.key),
+                json!({HEADER_CE_ID: "<id>", HEADER_CE_TYPE: ce_type, HEADER_CONTENT_TYPE: CONTENT_TYPE})
+            );
+            let path = golden::dir()
+                .join(folder_path(folder))
+                .join(format!("{}.expected.json", case.name));
+            std::fs::write(&path, file).unwrap();
+            blessed.push(name);
+            continue;
+        }
+        assert_eq!(got, case.expected, "golden mismatch for {name}");
+        // As in a golden file, under "value" (the payload may hold a "value" too).
+        let written = format!(
+            "{{\"value\":{}}}",
+            String::from_utf8(rec.value.clone()).unwrap()
+        );
+        assert_eq!(
+            attribute_order(&written, &value),
+            attribute_order(&case.expected_text, &case.expected["value"]),
+            "{name}: the envelope's attributes are not in the golden file's order"
+        );
+
+        let sent: Value = serde_json::from_str(&case.input).unwrap();
+        let payload = match events::decode(&rec.value).unwrap() {
+            Record::Presence(e) => {
+                assert_eq!(json!(e.data.phone), value["data"]["phone"], "{name}");
+                None
+            }
+            Record::Received(e) => Some(e.data.payload),
+            Record::Delivery(e) => Some(e.data.payload),
+            Record::MessageStatus(e) => Some(e.data.payload),
+            Record::Connected(e) => Some(e.data.payload),
+            Record::Disconnected(e) => Some(e.data.payload),
+            other => panic!("{name}: decoded as {other:?}"),
+        };
+        if let Some(payload) = payload {
+            assert_eq!(
+                payload.get(),
+                case.input.trim(),
+                "{name}: payload not as sent"
+            );
+            assert_eq!(value["data"]["payload"], sent, "{name}");
+        }
+    }
+    assert!(
+        blessed.is_empty(),
+        "wrote {blessed:?}: review them, then rerun without GOLDEN_BLESS"
+    );
+    assert_eq!(
+        kinds.len(),
+        CallbackKind::ALL.len(),
+        "a kind without golden files"
+    );
+}
+
+/// The folder of a kind's golden files, relative to the golden folder.
+fn folder_path(folder: &str) -> &str {
+    if folder == "presence" {
+        ""
+    } else {
+        folder
+    }
+}
+
+/// Every golden input has its expected record and every expected record
+/// its input, in every folder.
+#[test]
+fn every_golden_input_has_its_expected_record_and_back() {
+    let lonely = golden::unpaired();
+    assert!(
+        lonely.is_empty(),
+        "golden files without their pair: {lonely:?}"
+    );
 }

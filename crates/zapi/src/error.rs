@@ -39,6 +39,16 @@ pub enum PresenceError {
     LastSeenOutOfRange,
     #[error("field `instanceId` must be 1 to 128 characters of A-Z, a-z, 0-9, `.`, `_` or `-`")]
     InvalidInstanceId,
+    /// A `type` that is none of the six callbacks (the dispatching parser,
+    /// [`crate::Callback::from_json`]); same code as [`Self::UnsupportedType`].
+    #[error("field `type` must be one of PresenceChatCallback, ReceivedCallback, DeliveryCallback, MessageStatusCallback, ConnectedCallback, DisconnectedCallback")]
+    UnknownType,
+    /// `momment` (or `moment`) is not a time.
+    #[error("field `{field}` must be an integer of epoch seconds or milliseconds, the same digits in a string, or an RFC 3339 timestamp")]
+    InvalidMoment { field: &'static str },
+    /// `momment` (or `moment`) is a time outside the accepted range.
+    #[error("field `{field}` is out of range: accepted are 1970-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z, as epoch seconds 0 to 99999999999 or epoch milliseconds 100000000000 to 253402300799999")]
+    MomentOutOfRange { field: &'static str },
 }
 
 impl PresenceError {
@@ -47,21 +57,24 @@ impl PresenceError {
         match self {
             Self::Missing { .. } | Self::Empty { .. } => "missing_field",
             Self::WrongType { .. } => "wrong_type",
-            Self::UnsupportedType => "unsupported_type",
+            Self::UnsupportedType | Self::UnknownType => "unsupported_type",
             Self::InvalidPhone => "invalid_phone",
             Self::InvalidStatus => "invalid_status",
             Self::InvalidLastSeen | Self::LastSeenOutOfRange => "invalid_last_seen",
             Self::InvalidInstanceId => "invalid_instance_id",
+            Self::InvalidMoment { .. } | Self::MomentOutOfRange { .. } => "invalid_moment",
         }
     }
 
     /// The JSON field the error is about.
     pub fn field(&self) -> &'static str {
         match self {
-            Self::Missing { field } | Self::Empty { field } | Self::WrongType { field, .. } => {
-                field
-            }
-            Self::UnsupportedType => "type",
+            Self::Missing { field }
+            | Self::Empty { field }
+            | Self::WrongType { field, .. }
+            | Self::InvalidMoment { field }
+            | Self::MomentOutOfRange { field } => field,
+            Self::UnsupportedType | Self::UnknownType => "type",
             Self::InvalidPhone => "phone",
             Self::InvalidStatus => "status",
             Self::InvalidLastSeen | Self::LastSeenOutOfRange => "lastSeen",

@@ -49,16 +49,26 @@
 //! - `timestamp`: `lastSeen` normalization and RFC 3339 formatting with
 //!   milliseconds ([`Millis`], [`format_millis`]).
 
+mod callback;
+mod connection;
 mod error;
 mod instance;
+mod member;
+mod messages;
+mod payload;
 mod phone;
 mod presence;
 mod raw;
 mod status;
 mod timestamp;
 
+pub use callback::{Callback, CallbackKind};
+pub use connection::Connection;
 pub use error::{ParseError, PresenceError};
 pub use instance::{InstanceId, MAX_INSTANCE_ID_LEN};
+pub use member::CONTENT_KINDS;
+pub use messages::{Delivery, MessageStatus, Received, MESSAGE_STATUSES};
+pub use payload::Payload;
 pub use phone::{Masked, Phone, PhoneKind};
 pub use presence::{PresenceEvent, CALLBACK_TYPE};
 pub use raw::{Field, RawCallback};

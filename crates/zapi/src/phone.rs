@@ -38,7 +38,8 @@ impl PhoneKind {
 
 /// A normalized WhatsApp identifier. Personal data: its `Display` is the full
 /// value (for the Kafka key and payload only); logs must use [`Phone::masked`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Its `Debug` shows the masked form only.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Phone {
     value: String,
     kind: PhoneKind,
@@ -47,10 +48,12 @@ pub struct Phone {
 impl Phone {
     pub fn parse(raw: &str) -> Result<Self, PresenceError> {
         let raw = raw.trim();
-        let suffixes: [(&str, PhoneKind); 7] = [
+        let suffixes: [(&str, PhoneKind); 8] = [
             ("-group", PhoneKind::Group),
             ("@g.us", PhoneKind::Group),
             ("@broadcast", PhoneKind::Broadcast),
+            // Z-API's form of a broadcast list (`1774895799-broadcast`).
+            ("-broadcast", PhoneKind::Broadcast),
             ("@newsletter", PhoneKind::Newsletter),
             ("@lid", PhoneKind::Lid),
             ("@s.whatsapp.net", PhoneKind::Person),
@@ -109,6 +112,15 @@ impl Phone {
     /// e.g. `55*********99`.
     pub fn masked(&self) -> Masked<'_> {
         Masked(&self.value)
+    }
+}
+
+impl fmt::Debug for Phone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Phone")
+            .field("value", &format_args!("{}", self.masked()))
+            .field("kind", &self.kind)
+            .finish()
     }
 }
 
@@ -209,6 +221,10 @@ mod tests {
                 Some(("1234567890@broadcast", PhoneKind::Broadcast)),
             ),
             (
+                "1774895799-broadcast",
+                Some(("1774895799@broadcast", PhoneKind::Broadcast)),
+            ),
+            (
                 "120363123456789012@newsletter",
                 Some(("120363123456789012@newsletter", PhoneKind::Newsletter)),
             ),
@@ -239,5 +255,8 @@ mod tests {
         assert_eq!(p.masked().to_string(), "55*********99");
         let g = Phone::parse("120363019502650977-group").unwrap();
         assert!(!g.masked().to_string().contains("0363019502650977"));
+        let debug = format!("{p:?}");
+        assert!(!debug.contains("5544999999999"), "{debug}");
+        assert!(debug.contains("55*********99"), "{debug}");
     }
 }

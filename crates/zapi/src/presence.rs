@@ -52,37 +52,9 @@ impl PresenceEvent {
     /// Parses and validates a JSON body. A leading UTF-8 byte-order mark is
     /// ignored (RFC 8259, section 8.1, allows a parser to).
     pub fn from_json(body: &[u8]) -> Result<Self, ParseError> {
-        let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-        let first = body
-            .iter()
-            .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-            .ok_or(ParseError::Empty)?;
-        if *first != b'{' {
-            // Serde would read a JSON array positionally into the struct: say
-            // what the body is instead, or where it stops being JSON.
-            return Err(
-                match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-                    Err(e) => ParseError::Json(e),
-                    Ok(_) => ParseError::NotAnObject {
-                        got: json_kind(*first),
-                    },
-                },
-            );
-        }
+        let body = crate::callback::object_body(body)?;
         let raw: RawCallback = serde_json::from_slice(body).map_err(ParseError::Json)?;
         Ok(Self::try_from(raw)?)
-    }
-}
-
-/// The JSON type of a value that starts with `first`, in [`Field::kind`]'s words.
-fn json_kind(first: u8) -> &'static str {
-    match first {
-        b'[' => "an array",
-        b'"' => "a string",
-        b't' | b'f' => "a boolean",
-        b'n' => "null",
-        b'{' => "an object",
-        _ => "a number",
     }
 }
 

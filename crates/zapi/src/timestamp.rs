@@ -1,5 +1,6 @@
 //! Time on the wire: `lastSeen` in any of the provider's forms (null, epoch
-//! seconds, epoch milliseconds, RFC 3339) normalized to Unix milliseconds, and
+//! seconds, epoch milliseconds, RFC 3339) and `momment` (the same, and digits
+//! in a string) normalized to Unix milliseconds, and
 //! the one RFC 3339 form the bridge writes: UTC with exactly three fractional
 //! digits ([`Millis`], [`format_millis`]), also used by the envelope and the
 //! operator tools.
@@ -9,6 +10,7 @@ use std::fmt;
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
+use crate::member::Member;
 use crate::{Field, PresenceError};
 
 /// Epoch values at or above this are milliseconds, below are seconds.
@@ -41,6 +43,60 @@ pub(crate) fn normalize_last_seen(value: Option<&Field<'_>>) -> Result<Option<i6
     };
     if !(0..=MAX_EPOCH_MILLIS).contains(&millis) {
         return Err(PresenceError::LastSeenOutOfRange);
+    }
+    Ok(Some(millis))
+}
+
+/// The event time of a callback other than presence, as Unix milliseconds:
+/// `momment` (the provider's spelling), or `moment` (some of its examples)
+/// when `momment` is absent or `null`; `None` when neither is there.
+///
+/// Epoch seconds or milliseconds by magnitude (10^11 and above are
+/// milliseconds), as an integer, a whole number written with an exponent, or
+/// the same digits in a string (the field tables say "string"); an RFC 3339
+/// string too. From 1970-01-01 to 9999-12-31 only.
+pub(crate) fn normalize_moment(
+    momment: Option<&Member<'_>>,
+    moment: Option<&Member<'_>>,
+) -> Result<Option<i64>, PresenceError> {
+    fn present<'a, 'b>(m: Option<&'a Member<'b>>) -> Option<&'a Member<'b>> {
+        m.filter(|v| **v != Member::Null)
+    }
+    let (field, value) = match (present(momment), present(moment)) {
+        (Some(v), _) => ("momment", v),
+        (None, Some(v)) => ("moment", v),
+        (None, None) => return Ok(None),
+    };
+    let out_of_range = PresenceError::MomentOutOfRange { field };
+    let epoch = |v: i64| match v {
+        v if v < 0 => Err(out_of_range.clone()),
+        v if v >= MILLIS_THRESHOLD => Ok(v),
+        v => Ok(v * 1000),
+    };
+    let millis = match value {
+        Member::Int(v) => epoch(*v)?,
+        Member::BigInt => return Err(out_of_range),
+        Member::Float(v) if v.fract() == 0.0 => {
+            if *v < 0.0 || *v > MAX_EPOCH_MILLIS as f64 {
+                return Err(out_of_range);
+            }
+            epoch(*v as i64)?
+        }
+        Member::Str(s) => {
+            let s = s.trim();
+            if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+                epoch(s.parse::<i64>().map_err(|_| out_of_range.clone())?)?
+            } else {
+                let t = OffsetDateTime::parse(s, &Rfc3339)
+                    .map_err(|_| PresenceError::InvalidMoment { field })?;
+                i64::try_from(t.unix_timestamp_nanos().div_euclid(1_000_000))
+                    .map_err(|_| out_of_range.clone())?
+            }
+        }
+        _ => return Err(PresenceError::InvalidMoment { field }),
+    };
+    if !(0..=MAX_EPOCH_MILLIS).contains(&millis) {
+        return Err(out_of_range);
     }
     Ok(Some(millis))
 }
@@ -146,5 +202,92 @@ mod tests {
         let mut absent = base();
         absent.as_object_mut().unwrap().remove("lastSeen");
         assert_eq!(event(absent).unwrap().last_seen_ms, None);
+    }
+
+    fn moment(json: &str) -> Result<Option<String>, PresenceError> {
+        let m: crate::member::Members = serde_json::from_str(json).unwrap();
+        normalize_moment(m.momment.as_ref(), m.moment.as_ref())
+            .map(|ms| ms.map(|ms| Millis(ms).to_string()))
+    }
+
+    #[test]
+    fn moment_forms() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("{}", None),
+            (r#"{"momment":null}"#, None),
+            // The provider's examples: milliseconds, and seconds (disconnected).
+            (
+                r#"{"momment":1632228638000}"#,
+                Some("2021-09-21T12:50:38.000Z"),
+            ),
+            (
+                r#"{"momment":1580163342}"#,
+                Some("2020-01-27T22:15:42.000Z"),
+            ),
+            // The connected example's placeholder: 11 digits, read as seconds.
+            (
+                r#"{"momment":26151515154}"#,
+                Some("2798-09-16T13:45:54.000Z"),
+            ),
+            // `moment` (one m) when `momment` is absent or null; `momment` wins.
+            (
+                r#"{"moment":1632228638000}"#,
+                Some("2021-09-21T12:50:38.000Z"),
+            ),
+            (
+                r#"{"momment":null,"moment":1580163342}"#,
+                Some("2020-01-27T22:15:42.000Z"),
+            ),
+            (
+                r#"{"moment":1,"momment":1580163342}"#,
+                Some("2020-01-27T22:15:42.000Z"),
+            ),
+            // Digits in a string, a whole number with an exponent, RFC 3339.
+            (
+                r#"{"momment":" 1580163342 "}"#,
+                Some("2020-01-27T22:15:42.000Z"),
+            ),
+            (
+                r#"{"momment":1.632228638e12}"#,
+                Some("2021-09-21T12:50:38.000Z"),
+            ),
+            (
+                r#"{"momment":"2024-01-02T00:04:05.6789-03:00"}"#,
+                Some("2024-01-02T03:04:05.678Z"),
+            ),
+            (r#"{"momment":0}"#, Some("1970-01-01T00:00:00.000Z")),
+        ];
+        for (json, want) in cases {
+            assert_eq!(moment(json).unwrap().as_deref(), *want, "{json}");
+        }
+        for (json, field) in [
+            (r#"{"momment":1.5}"#, "momment"),
+            (r#"{"momment":"soon"}"#, "momment"),
+            (r#"{"momment":""}"#, "momment"),
+            (r#"{"momment":true}"#, "momment"),
+            (r#"{"momment":[1]}"#, "momment"),
+            (r#"{"moment":{}}"#, "moment"),
+            (r#"{"momment":"-5"}"#, "momment"),
+        ] {
+            assert_eq!(
+                moment(json),
+                Err(PresenceError::InvalidMoment { field }),
+                "{json}"
+            );
+        }
+        for (json, field) in [
+            (r#"{"momment":-1}"#, "momment"),
+            (r#"{"momment":18446744073709551615}"#, "momment"),
+            (r#"{"momment":"99999999999999999999"}"#, "momment"),
+            (r#"{"moment":1e20}"#, "moment"),
+            (r#"{"momment":253402300800000}"#, "momment"),
+            (r#"{"momment":"1969-12-31T23:59:59Z"}"#, "momment"),
+        ] {
+            assert_eq!(
+                moment(json),
+                Err(PresenceError::MomentOutOfRange { field }),
+                "{json}"
+            );
+        }
     }
 }
