@@ -18,6 +18,8 @@ use serde_json::{json, Value};
 
 const PRESENCE: &str = "/webhooks/zapi/presence";
 const FOR_INSTANCE: &str = "/webhooks/zapi/instances/{instanceId}/presence";
+const ANY: &str = "/webhooks/zapi";
+const ANY_FOR_INSTANCE: &str = "/webhooks/zapi/instances/{instanceId}";
 
 fn doc() -> Value {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/openapi.yaml"))
@@ -130,7 +132,15 @@ fn the_paths_are_the_routes() {
         .keys()
         .map(String::as_str)
         .collect();
-    assert_eq!(paths, BTreeSet::from([PRESENCE, FOR_INSTANCE]));
+    assert_eq!(
+        paths,
+        BTreeSet::from([PRESENCE, FOR_INSTANCE, ANY, ANY_FOR_INSTANCE])
+    );
+    assert_eq!(Route::parse(ANY), Route::Any);
+    assert_eq!(
+        Route::parse(&ANY_FOR_INSTANCE.replace("{instanceId}", "abc")),
+        Route::AnyForInstance("abc".into())
+    );
     assert_eq!(Route::parse(PRESENCE), Route::Presence);
     assert_eq!(
         Route::parse(&FOR_INSTANCE.replace("{instanceId}", "abc")),

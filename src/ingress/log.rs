@@ -101,6 +101,7 @@ fn caller_of(rejection: &Rejection) -> crate::lograte::Caller {
         | Rejection::BodyTimeout
         | Rejection::BodyUnreadable(_)
         | Rejection::Invalid(_)
+        | Rejection::NotPresence(_)
         | Rejection::InstanceMismatch
         | Rejection::Unavailable(_)
         | Rejection::BodyBudgetClient { .. }

@@ -11,6 +11,7 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
 use super::reply::Reason;
 use crate::metrics::{Metrics, NS};
+use crate::presence::CallbackKind;
 
 /// Routes as metric label values.
 pub const ROUTES: [&str; 5] = super::routes::ROUTE_LABELS;
@@ -63,6 +64,7 @@ pub(crate) struct IngressMetrics {
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     events_accepted: IntCounterVec,
+    callbacks_accepted: IntCounterVec,
     events_rejected: IntCounterVec,
     requests_refused: IntCounterVec,
     rejected_captured: IntCounterVec,
@@ -99,6 +101,14 @@ impl IngressMetrics {
             )
             .namespace(NS),
             &["status"],
+        )?;
+        let callbacks_accepted = IntCounterVec::new(
+            Opts::new(
+                "callbacks_accepted_total",
+                "Callbacks of every kind committed to the spool (answered 200 unless the client hung up first), by kind.",
+            )
+            .namespace(NS),
+            &["kind"],
         )?;
         let events_rejected = IntCounterVec::new(
             Opts::new(
@@ -148,6 +158,7 @@ impl IngressMetrics {
         for c in [
             &http_requests,
             &events_accepted,
+            &callbacks_accepted,
             &events_rejected,
             &requests_refused,
             &rejected_captured,
@@ -162,6 +173,9 @@ impl IngressMetrics {
         }
         for status in STATUSES {
             events_accepted.with_label_values(&[status]);
+        }
+        for kind in CallbackKind::ALL {
+            callbacks_accepted.with_label_values(&[kind.label()]);
         }
         for reason in EVENT_REJECT_REASONS {
             events_rejected.with_label_values(&[reason]);
@@ -182,6 +196,7 @@ impl IngressMetrics {
             http_requests,
             http_duration,
             events_accepted,
+            callbacks_accepted,
             events_rejected,
             requests_refused,
             rejected_captured,
@@ -201,6 +216,14 @@ impl Metrics {
             .http_duration
             .with_label_values(&[route])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// A callback of `kind` was committed.
+    pub fn callback_accepted(&self, kind: CallbackKind) {
+        self.ingress
+            .callbacks_accepted
+            .with_label_values(&[kind.label()])
+            .inc();
     }
 
     pub fn event_accepted(&self, status_label: &str) {

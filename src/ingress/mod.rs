@@ -74,10 +74,10 @@ use hyper::{Method, Request, Response};
 use percent_encoding::percent_decode_str;
 use time::OffsetDateTime;
 
-use crate::config::{KafkaSettings, RejectedSettings};
+use crate::config::{KafkaSettings, RejectedSettings, Stream};
 use crate::envelope::{new_event_id, OutboundRecord};
 use crate::metrics::Metrics;
-use crate::presence::{InstanceId, PresenceEvent};
+use crate::presence::{Callback, CallbackKind, InstanceId};
 use crate::server::{BodyProgress, CloseConnection, Handler, Peer};
 use crate::sink::Sink;
 use access::Access;
@@ -272,8 +272,8 @@ impl<S: Sink> Webhook<S> {
         if capture {
             captured.body = Some(body.clone());
         }
-        let event = match PresenceEvent::from_json(&body) {
-            Ok(event) => event,
+        let callback = match Callback::from_json(&body) {
+            Ok(callback) => callback,
             Err(e) => {
                 if instance.is_none() {
                     *instance = body_instance(&body);
@@ -281,29 +281,37 @@ impl<S: Sink> Webhook<S> {
                 return Err(e.into());
             }
         };
+        let kind = callback.kind();
+        if route.presence_only() && kind != CallbackKind::Presence {
+            return Err(Rejection::NotPresence(kind));
+        }
+        // Every kind but a received message fits the presence-sized limit.
+        if kind != CallbackKind::Received && body.len() > self.limits.max_bytes {
+            return Err(Rejection::PayloadTooLarge {
+                limit: self.limits.max_bytes,
+            });
+        }
+        let event_instance = callback.instance_id();
         match instance.as_ref() {
-            Some(p) if *p != event.instance_id => return Err(Rejection::InstanceMismatch),
+            Some(p) if p != event_instance => return Err(Rejection::InstanceMismatch),
             Some(_) => {}
             None => {
-                if let Err(refused) = self.admit_instance(grant, &event.instance_id) {
-                    *instance = Some(event.instance_id);
+                if let Err(refused) = self.admit_instance(grant, event_instance) {
+                    *instance = Some(event_instance.clone());
                     return Err(refused);
                 }
             }
         }
 
         let id = new_event_id();
-        let topic = self.topics.topic_for(event.instance_id.as_str());
-        let record = OutboundRecord::new(&event, topic, id, OffsetDateTime::now_utc());
+        let topic = self
+            .topics
+            .stream_topic(stream_of(kind), event_instance.as_str());
+        let record = OutboundRecord::from_callback(&callback, topic, id, OffsetDateTime::now_utc());
         // The sink counts the event as accepted when it commits it, so the
         // count stays exact even if the client hangs up while we wait.
         self.sink.accept(record).await?;
-        tracing::debug!(
-            event_id = %id,
-            phone = %event.phone.masked(),
-            status = event.status.as_str(),
-            "event accepted"
-        );
+        log_accepted(&callback, id);
         Ok(id)
     }
 
@@ -315,6 +323,40 @@ impl<S: Sink> Webhook<S> {
             .map_err(|l| Rejection::RateLimitedInstance {
                 retry_after: l.retry_after_secs(),
             })
+    }
+}
+
+/// The family of topics a kind of callback goes to.
+fn stream_of(kind: CallbackKind) -> Stream {
+    match kind {
+        CallbackKind::Presence => Stream::Presence,
+        CallbackKind::Received => Stream::Received,
+        CallbackKind::Delivery => Stream::Delivery,
+        CallbackKind::MessageStatus => Stream::MessageStatus,
+        CallbackKind::Connected | CallbackKind::Disconnected => Stream::Connection,
+    }
+}
+
+/// The debug line of an accepted callback: its kind and its key, masked
+/// where it is a phone; never a message, a name or a URL.
+fn log_accepted(callback: &Callback, id: uuid::Uuid) {
+    let kind = callback.kind().label();
+    match callback {
+        Callback::Presence(e) => tracing::debug!(
+            event_id = %id, kind, phone = %e.phone.masked(), status = e.status.as_str(), "event accepted"
+        ),
+        Callback::Received(e) => {
+            tracing::debug!(event_id = %id, kind, chat = %e.chat.masked(), "event accepted")
+        }
+        Callback::Delivery(e) => {
+            tracing::debug!(event_id = %id, kind, chat = %e.chat.masked(), "event accepted")
+        }
+        Callback::MessageStatus(e) => {
+            tracing::debug!(event_id = %id, kind, chat = %e.chat.masked(), "event accepted")
+        }
+        Callback::Connected(e) | Callback::Disconnected(e) => {
+            tracing::debug!(event_id = %id, kind, instance = e.instance_id.as_str(), "event accepted")
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use hyper::{Response, StatusCode};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::presence::ParseError;
+use crate::presence::{CallbackKind, ParseError};
 use crate::sink::SinkError;
 
 /// Seconds a client should wait before retrying after a 503.
@@ -56,6 +56,8 @@ pub enum Rejection {
     BodyUnreadable(String),
     #[error("{0}")]
     Invalid(#[from] ParseError),
+    #[error("field `type`: this route takes PresenceChatCallback only; post a {} to /webhooks/zapi or /webhooks/zapi/instances/{{instanceId}}", .0.type_name())]
+    NotPresence(CallbackKind),
     #[error("instance id in the path is not valid")]
     InvalidPathInstance,
     #[error("field `instanceId` does not match the instance in the path")]
@@ -276,6 +278,8 @@ impl Rejection {
             Self::BodyTimeout => Reason::BodyTimeout,
             Self::BodyUnreadable(_) => Reason::BodyUnreadable,
             Self::Invalid(e) => Reason::of_parse(e),
+            // A valid callback of another kind: its `type` is not this route's.
+            Self::NotPresence(_) => Reason::UnsupportedType,
             // Shares its code with the body's `instanceId` check.
             Self::InvalidPathInstance => Reason::InvalidInstanceId,
             Self::InstanceMismatch => Reason::InstanceMismatch,
@@ -313,6 +317,7 @@ impl Rejection {
             Self::BodyUnreadable(_)
             | Self::MalformedEncoding(_)
             | Self::Invalid(_)
+            | Self::NotPresence(_)
             | Self::InvalidPathInstance
             | Self::InstanceMismatch => StatusCode::BAD_REQUEST,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -322,7 +327,10 @@ impl Rejection {
     /// True when the body was read and failed validation: the rejections
     /// whose input is captured for replay when `rejected.topic` is set.
     pub fn is_invalid_input(&self) -> bool {
-        matches!(self, Self::Invalid(_) | Self::InstanceMismatch)
+        matches!(
+            self,
+            Self::Invalid(_) | Self::NotPresence(_) | Self::InstanceMismatch
+        )
     }
 
     /// True when the request was an event we refused for what it carries
@@ -337,6 +345,7 @@ impl Rejection {
     pub fn field(&self) -> Option<&'static str> {
         match self {
             Self::Invalid(e) => e.field(),
+            Self::NotPresence(_) => Some("type"),
             Self::InvalidPathInstance
             | Self::InstanceMismatch
             | Self::InstanceForbidden
@@ -416,6 +425,7 @@ pub fn catalogue() -> Vec<Rejection> {
         Rejection::Invalid(ParseError::Json(json_error)),
         Rejection::Invalid(ParseError::Empty),
         Rejection::Invalid(ParseError::NotAnObject { got: "an array" }),
+        Rejection::NotPresence(CallbackKind::Received),
         Rejection::InvalidPathInstance,
         Rejection::InstanceMismatch,
         Rejection::Unavailable(SinkError::Full),
@@ -447,6 +457,7 @@ pub fn catalogue() -> Vec<Rejection> {
                 | ParseError::NotAnObject { .. }
                 | ParseError::Invalid(_),
             )
+            | Rejection::NotPresence(_)
             | Rejection::InvalidPathInstance
             | Rejection::InstanceMismatch
             | Rejection::Unavailable(SinkError::Full | SinkError::Unavailable(_)) => {}

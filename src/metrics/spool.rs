@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
 
+use crate::envelope::EventKind;
 use crate::metrics::{Metrics, NS};
-use crate::spool::Observer;
+use crate::presence::CallbackKind;
+use crate::spool::{Observer, RecordKind};
 
 /// Why the spool dropped stored data (the `reason` of
 /// `presence_bridge_spool_dropped_events_total`).
@@ -221,10 +223,16 @@ impl Observer for Metrics {
         self.spool_synced(took);
     }
 
-    fn committed(&self, waited: Duration, tag: Option<&'static str>) {
+    fn committed(&self, waited: Duration, kind: RecordKind, tag: Option<&'static str>) {
         self.spool_appended(waited);
         if let Some(status) = tag {
             self.event_accepted(status);
+        }
+        let callback = CallbackKind::ALL
+            .into_iter()
+            .find(|k| EventKind::of_callback(*k).code() == kind.0);
+        if let Some(callback) = callback {
+            self.callback_accepted(callback);
         }
     }
 

@@ -23,7 +23,7 @@ impl Observer for Fsyncs {
     fn synced(&self, _: Duration) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
-    fn committed(&self, _: Duration, _: Option<&'static str>) {}
+    fn committed(&self, _: Duration, _: spool::RecordKind, _: Option<&'static str>) {}
     fn sync_failures(&self, _: u64) {}
 }
 

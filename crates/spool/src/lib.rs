@@ -196,16 +196,16 @@ pub enum FsyncPolicy {
 pub trait Observer: Send + 'static {
     /// One fsync of a batch took `took`.
     fn synced(&self, took: Duration);
-    /// A record was committed `waited` after it was handed over; `tag` is
-    /// the one its [`Spool::append`] was given.
-    fn committed(&self, waited: Duration, tag: Option<&'static str>);
+    /// A record of `kind` was committed `waited` after it was handed over;
+    /// `tag` is the one its [`Spool::append`] was given.
+    fn committed(&self, waited: Duration, kind: RecordKind, tag: Option<&'static str>);
     /// Failed fsyncs since the last call (may be 0).
     fn sync_failures(&self, count: u64);
 }
 
 impl Observer for () {
     fn synced(&self, _: Duration) {}
-    fn committed(&self, _: Duration, _: Option<&'static str>) {}
+    fn committed(&self, _: Duration, _: RecordKind, _: Option<&'static str>) {}
     fn sync_failures(&self, _: u64) {}
 }
 
@@ -345,8 +345,10 @@ fn write_loop(
                     observer.synced(t);
                 }
                 let first_seq = a.last_seq + 1 - replies.len() as u64;
-                for (i, (queued, tag, reply)) in replies.drain(..).enumerate() {
-                    observer.committed(queued.elapsed(), tag);
+                for (i, ((queued, tag, reply), record)) in
+                    replies.drain(..).zip(&records).enumerate()
+                {
+                    observer.committed(queued.elapsed(), record.kind, tag);
                     let _ = reply.send(Ok(first_seq + i as u64));
                 }
                 // The answers first (they are what clients wait for), then the

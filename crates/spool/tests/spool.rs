@@ -683,7 +683,7 @@ struct Counts {
 
 impl spool::Observer for Counts {
     fn synced(&self, _: std::time::Duration) {}
-    fn committed(&self, _: std::time::Duration, _: Option<&'static str>) {
+    fn committed(&self, _: std::time::Duration, _: spool::RecordKind, _: Option<&'static str>) {
         self.committed.fetch_add(1, Ordering::SeqCst);
     }
     fn sync_failures(&self, count: u64) {
