@@ -240,17 +240,22 @@ fn tenant_token(value: &str) -> Result<Secret, ApiError> {
     Ok(s)
 }
 
-/// 32 random bytes from the system's generator, URL-safe base64 (43 characters).
+/// 32 random bytes from the system's generator, URL-safe base64 (43
+/// characters). Drawn again when it would start with `-`, which a command
+/// line would take for a flag (`--tenant-token -abc…`).
 fn generate_token() -> Result<Secret, String> {
     use base64::Engine as _;
     use ring::rand::SecureRandom as _;
-    let mut bytes = [0u8; 32];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| "the system's random generator failed".to_owned())?;
-    Ok(Secret::new(
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
-    ))
+    let rng = ring::rand::SystemRandom::new();
+    loop {
+        let mut bytes = [0u8; 32];
+        rng.fill(&mut bytes)
+            .map_err(|_| "the system's random generator failed".to_owned())?;
+        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        if !token.starts_with('-') {
+            return Ok(Secret::new(token));
+        }
+    }
 }
 
 /// The URL the provider should call for `kind` (`None`: the one URL for every kind).
@@ -348,15 +353,17 @@ async fn register(args: RegisterArgs) -> u8 {
         }
     }
     outln!(
-        "registered instance {}: verify with `presence-bridge zapi check --public-url {}{}` \
-         (same credentials and tenant token)",
+        "registered instance {}: verify with `presence-bridge zapi check --instance {} \
+         --public-url {}{}{}` (same credentials and tenant token)",
+        s.instance,
         s.instance,
         s.public,
         if args.bridge.per_kind {
             " --per-kind"
         } else {
             ""
-        }
+        },
+        if notify { " --notify-sent-by-me" } else { "" }
     );
     0
 }
@@ -368,9 +375,11 @@ fn print_config_line(instance: &str, token: &Secret) {
         "new tenant token for instance {instance}; add it to the bridge's configuration \
          (until the bridge has it, it answers 401 to this instance's webhooks):"
     );
-    outln!("  in the TOML file:  [auth.instances]  \"{instance}\" = [\"{t}\"]");
+    outln!("  in the TOML file (a token already listed for the instance may stay beside it):");
+    outln!("    [auth.instances]");
+    outln!("    \"{instance}\" = [\"{t}\"]");
     outln!(
-        "  or in the environment (entries separated by `;`):  \
+        "  or in the environment (entries of other instances separated by `;`):\n    \
          PRESENCE_BRIDGE__AUTH__INSTANCES=\"{instance}={t}\""
     );
 }
