@@ -652,3 +652,76 @@ fn retries_5xx_a_bounded_number_of_times_and_never_4xx() {
         2
     );
 }
+
+#[test]
+fn tokens_given_as_flags_work_and_stay_out_of_the_parsed_command_line() {
+    use clap::Parser as _;
+    let fake = Fake::start();
+    let out = run(
+        &fake,
+        &[
+            "register",
+            "--instance-token",
+            INSTANCE_TOKEN,
+            "--client-token",
+            CLIENT_TOKEN,
+            "--tenant-token",
+            TENANT,
+        ],
+        &[("ZAPI_INSTANCE_TOKEN", "x"), ("ZAPI_CLIENT_TOKEN", "y")],
+    );
+    assert_eq!(out.code, 0, "flags win over the environment: {out:#?}");
+    let calls = fake.calls();
+    assert!(calls[0].path.contains(INSTANCE_TOKEN));
+    assert_eq!(calls[0].headers["client-token"], CLIENT_TOKEN);
+
+    let cli = presence_bridge::cli::Cli::try_parse_from([
+        "presence-bridge",
+        "zapi",
+        "check",
+        "--instance",
+        INSTANCE,
+        "--instance-token",
+        INSTANCE_TOKEN,
+        "--client-token",
+        CLIENT_TOKEN,
+        "--public-url",
+        PUBLIC,
+        "--tenant-token",
+        TENANT,
+    ])
+    .expect("parses");
+    let debug = format!("{cli:?}");
+    assert!(debug.contains(INSTANCE), "{debug}");
+    for secret in [INSTANCE_TOKEN, CLIENT_TOKEN, TENANT] {
+        assert!(!debug.contains(secret), "{debug}");
+    }
+}
+
+#[test]
+fn kinds_need_per_kind_when_registering() {
+    let fake = Fake::start();
+    let out = run(&fake, &["register", "--kinds", "presence"], WITH_TENANT);
+    assert_eq!(out.code, 2, "{out:#?}");
+    assert!(out.stderr.contains("--per-kind"), "{out:#?}");
+    assert!(fake.calls().is_empty());
+}
+
+#[test]
+fn an_https_provider_url_speaks_tls() {
+    // The fake speaks plain HTTP: the TLS handshake fails, and says so.
+    let fake = Fake::start();
+    let url = format!("https://{}", fake.addr);
+    let out = run(
+        &fake,
+        &["register"],
+        &[("BRIDGE_TENANT_TOKEN", TENANT), ("ZAPI_API_URL", &url)],
+    );
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(
+        out.stderr
+            .contains(&format!("TLS with the provider at {url} failed")),
+        "{out:#?}"
+    );
+    assert!(fake.calls().is_empty(), "no request in plain text");
+}

@@ -157,7 +157,12 @@ pub struct TailArgs {
 pub fn run(cli: Cli) -> ExitCode {
     let command = match cli.command {
         // Talks to the provider only: no configuration to load.
-        Some(Command::Zapi(cmd)) => return zapi::zapi_tool(cmd),
+        Some(Command::Zapi(cmd)) => {
+            if cli.config.is_some() {
+                errln!("presence-bridge zapi: --config is ignored: `zapi` reads no configuration");
+            }
+            return zapi::zapi_tool(cmd);
+        }
         other => other,
     };
     let settings = match config::load(cli.config.as_deref(), std::env::vars()) {

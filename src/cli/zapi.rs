@@ -44,17 +44,19 @@ pub struct ProviderArgs {
         long,
         env = "ZAPI_INSTANCE_TOKEN",
         hide_env_values = true,
-        value_name = "TOKEN"
+        value_name = "TOKEN",
+        value_parser = as_secret
     )]
-    pub instance_token: String,
+    pub instance_token: Secret,
     /// The account's security token, sent as the `Client-Token` header.
     #[arg(
         long,
         env = "ZAPI_CLIENT_TOKEN",
         hide_env_values = true,
-        value_name = "TOKEN"
+        value_name = "TOKEN",
+        value_parser = as_secret
     )]
-    pub client_token: String,
+    pub client_token: Secret,
     /// The provider's API (https://, or http:// to a loopback host for tests).
     #[arg(long, env = "ZAPI_API_URL", default_value = DEFAULT_BASE_URL, value_name = "URL")]
     pub api_url: String,
@@ -96,10 +98,11 @@ pub struct RegisterArgs {
         env = "BRIDGE_TENANT_TOKEN",
         hide_env_values = true,
         value_name = "TOKEN",
+        value_parser = as_secret,
         required_unless_present = "generate_token",
         conflicts_with = "generate_token"
     )]
-    pub tenant_token: Option<String>,
+    pub tenant_token: Option<Secret>,
     /// Make a new tenant token (32 random bytes, URL-safe base64) and print the
     /// configuration line to add to the bridge.
     #[arg(long)]
@@ -120,12 +123,19 @@ pub struct CheckArgs {
         long,
         env = "BRIDGE_TENANT_TOKEN",
         hide_env_values = true,
-        value_name = "TOKEN"
+        value_name = "TOKEN",
+        value_parser = as_secret
     )]
-    pub tenant_token: String,
+    pub tenant_token: Secret,
     /// Only these kinds, comma-separated (default: all six).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub kinds: Vec<Kind>,
+}
+
+/// A token as clap reads it: kept as a [`Secret`], so the parsed command
+/// line's `Debug` never shows it (checked later by [`zapi_api::secret`]).
+fn as_secret(value: &str) -> Result<Secret, std::convert::Infallible> {
+    Ok(Secret::new(value))
 }
 
 /// Runs a `zapi` command.
@@ -177,10 +187,12 @@ fn setup(provider: &ProviderArgs, bridge: &BridgeArgs) -> Result<Setup, ApiError
     let base = BaseUrl::parse(&provider.api_url)?;
     let instance_token = zapi_api::secret(
         "--instance-token (ZAPI_INSTANCE_TOKEN)",
-        &provider.instance_token,
+        provider.instance_token.expose(),
     )?;
-    let client_token =
-        zapi_api::secret("--client-token (ZAPI_CLIENT_TOKEN)", &provider.client_token)?;
+    let client_token = zapi_api::secret(
+        "--client-token (ZAPI_CLIENT_TOKEN)",
+        provider.client_token.expose(),
+    )?;
     let client = Client::new(
         base,
         &instance,
@@ -296,7 +308,7 @@ async fn register(args: RegisterArgs) -> u8 {
             }
         }
     } else {
-        match tenant_token(args.tenant_token.as_deref().unwrap_or_default()) {
+        match tenant_token(args.tenant_token.as_ref().map_or("", Secret::expose)) {
             Ok(t) => t,
             Err(e) => return fail(CMD, &e),
         }
@@ -390,7 +402,7 @@ async fn check(args: CheckArgs) -> u8 {
         Ok(s) => s,
         Err(e) => return fail(CMD, &e),
     };
-    let token = match tenant_token(&args.tenant_token) {
+    let token = match tenant_token(args.tenant_token.expose()) {
         Ok(t) => t,
         Err(e) => return fail(CMD, &e),
     };
