@@ -505,6 +505,12 @@ fn each_provider_error_has_its_own_message_and_exit_code() {
             2,
         ),
         (reply(401, ""), "refused the Client-Token", 2),
+        (
+            // An error in a 200 is still an error.
+            reply(200, r#"{"error":"null not allowed"}"#),
+            "refused the Client-Token",
+            2,
+        ),
         (reply(403, "{}"), "refused the Client-Token", 2),
         (
             reply(404, r#"{"error":"Instance not found"}"#),
@@ -538,6 +544,15 @@ fn each_provider_error_has_its_own_message_and_exit_code() {
         assert!(out.stderr.contains(message), "{answer:?}: {out:#?}");
         assert_eq!(fake.calls().len(), 1, "{answer:?}: a 4xx is never retried");
     }
+
+    // A success may carry a `message`: not an error.
+    let fake = Fake::start();
+    fake.queue(
+        "update-every-webhooks",
+        [reply(200, r#"{"value":true,"message":"updated"}"#)],
+    );
+    let out = run(&fake, &["register"], WITH_TENANT);
+    assert_eq!(out.code, 0, "{out:#?}");
 
     // /me that is not JSON.
     let fake = Fake::start();

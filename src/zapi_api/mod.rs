@@ -565,7 +565,7 @@ impl Client {
         status: StatusCode,
         answer: Bytes,
     ) -> Result<(StatusCode, Bytes), ApiError> {
-        let said = error_text(&answer);
+        let said = error_text(&answer, !status.is_success());
         if status.is_success() && said.is_none() {
             return Ok((status, answer));
         }
@@ -636,16 +636,20 @@ impl Client {
     }
 }
 
-/// The provider's error text: `error` (or `message`) of a JSON object.
-fn error_text(answer: &[u8]) -> Option<String> {
+/// The provider's error text: `error` of a JSON object, or on a failure
+/// status also `message` (a success may carry a `message` that is no error).
+fn error_text(answer: &[u8], failed: bool) -> Option<String> {
     let value: Value = serde_json::from_slice(answer).ok()?;
-    ["error", "message"]
-        .iter()
-        .find_map(|k| match value.get(*k) {
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(v @ Value::Object(_)) => Some(v.to_string()),
-            _ => None,
-        })
+    let keys: &[&str] = if failed {
+        &["error", "message"]
+    } else {
+        &["error"]
+    };
+    keys.iter().find_map(|k| match value.get(*k) {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(v @ Value::Object(_)) => Some(v.to_string()),
+        _ => None,
+    })
 }
 
 /// `value` percent-encoded for a URL's query string (all but the unreserved
