@@ -301,6 +301,13 @@ fn per_kind_mode_registers_the_chosen_kinds_each_at_its_route() {
             put("update-webhook-message-status", any_url()),
         ]
     );
+    assert!(
+        out.stdout.contains(&format!(
+            "presence-bridge zapi check --instance {INSTANCE} --public-url {PUBLIC} --per-kind \
+             --kinds presence,delivery,message-status`"
+        )),
+        "the check to run next: {out:#?}"
+    );
 
     let fake = Fake::start();
     let out = run(&fake, &["register", "--per-kind"], WITH_TENANT);
@@ -405,6 +412,24 @@ fn a_generated_token_is_strong_printed_once_as_configuration_and_registered() {
 
     let again = run(&fake, &["register", "--generate-token"], &[]);
     assert_ne!(generated(&again.stdout), token);
+
+    // Printed but not registered: the message says how to go on with it.
+    fake.queue(
+        "update-every-webhooks",
+        [Answer::Reply(
+            400,
+            r#"{"error":"null not allowed"}"#.to_owned(),
+        )],
+    );
+    let failed = run(&fake, &["register", "--generate-token"], &[]);
+    assert_eq!(failed.code, 2, "{failed:#?}");
+    assert_eq!(generated(&failed.stdout).len(), 43);
+    assert!(
+        failed
+            .stderr
+            .contains("with that printed token as BRIDGE_TENANT_TOKEN instead of --generate-token"),
+        "{failed:#?}"
+    );
 }
 
 fn me_all(url: impl Fn(&str) -> String) -> Value {

@@ -270,7 +270,8 @@ fn generate_token() -> Result<Secret, String> {
     }
 }
 
-/// The URL the provider should call for `kind` (`None`: the one URL for every kind).
+/// A URL the provider should call: the presence route, or the any-type
+/// route that takes every kind; the tenant token in its query string.
 fn webhook_url(public: &str, instance: &str, presence_route: bool, token: &Secret) -> String {
     let route = if presence_route { "/presence" } else { "" };
     format!(
@@ -315,7 +316,18 @@ async fn register(args: RegisterArgs) -> u8 {
     };
     s.client.hide(&token);
     let notify = args.bridge.notify_sent_by_me;
-    let mut done = 0usize;
+    let generated = args.generate_token;
+    // A failure after a generated token was printed: say how to go on with it.
+    let failed = |e: &ApiError| {
+        if generated {
+            errln!(
+                "presence-bridge zapi {CMD}: once this is fixed, run the command again with \
+                 that printed token as BRIDGE_TENANT_TOKEN instead of --generate-token"
+            );
+        }
+        fail(CMD, e)
+    };
+    let mut kinds_flag = String::new();
     if !args.bridge.per_kind {
         let url = webhook_url(&s.public, &s.instance, false, &token);
         let mut body = json!({ "value": url });
@@ -323,7 +335,7 @@ async fn register(args: RegisterArgs) -> u8 {
             body["notifySentByMe"] = Value::Bool(true);
         }
         if let Err(e) = s.client.put(EVERY_WEBHOOKS_ENDPOINT, &body).await {
-            return fail(CMD, &e);
+            return failed(&e);
         }
         outln!(
             "ok  every webhook  {EVERY_WEBHOOKS_ENDPOINT}  {}{}",
@@ -337,9 +349,11 @@ async fn register(args: RegisterArgs) -> u8 {
             let mut k = args.kinds.clone();
             k.sort();
             k.dedup();
+            let names: Vec<&str> = k.iter().map(|k| k.name()).collect();
+            kinds_flag = format!(" --kinds {}", names.join(","));
             k
         };
-        for kind in kinds {
+        for (done, kind) in kinds.into_iter().enumerate() {
             let url = expected_url(&s, true, kind, &token);
             let endpoint = kind.update_endpoint();
             if let Err(e) = s.client.put(endpoint, &json!({ "value": url })).await {
@@ -349,24 +363,23 @@ async fn register(args: RegisterArgs) -> u8 {
                          this failure (listed above); run the command again once it is fixed"
                     );
                 }
-                return fail(CMD, &e);
+                return failed(&e);
             }
             outln!("ok  {:<14}  {endpoint}  {}", kind.name(), mask_url(&url));
-            done += 1;
         }
         if notify {
             // The published endpoint for the flag alone; it needs the received
             // webhook configured (done above when `received` was chosen).
             let body = json!({ "notifySentByMe": true });
             if let Err(e) = s.client.put(NOTIFY_SENT_BY_ME_ENDPOINT, &body).await {
-                return fail(CMD, &e);
+                return failed(&e);
             }
             outln!("ok  notifySentByMe  {NOTIFY_SENT_BY_ME_ENDPOINT}  true");
         }
     }
     outln!(
         "registered instance {}: verify with `presence-bridge zapi check --instance {} \
-         --public-url {}{}{}` (same credentials and tenant token)",
+         --public-url {}{}{kinds_flag}{}` (same credentials and tenant token)",
         s.instance,
         s.instance,
         s.public,
