@@ -623,7 +623,7 @@ fn unusable_urls_are_refused_before_any_call() {
         ),
         (
             &[("BRIDGE_TENANT_TOKEN", "short")],
-            "--tenant-token (BRIDGE_TENANT_TOKEN) must be",
+            "--tenant-token (BRIDGE_TENANT_TOKEN) must be 16 to 256 visible ASCII characters",
         ),
     ];
     for (env, message) in cases {
@@ -764,4 +764,42 @@ fn an_https_provider_url_speaks_tls() {
         "{out:#?}"
     );
     assert!(fake.calls().is_empty(), "no request in plain text");
+}
+
+#[test]
+fn an_instance_token_with_url_characters_stays_one_path_segment() {
+    let fake = Fake::start();
+    let token = "odd/token?x#y%z-0123456789";
+    let encoded = "odd%2Ftoken%3Fx%23y%25z-0123456789";
+    fake.queue(
+        "update-every-webhooks",
+        [Answer::Reply(
+            400,
+            format!(r#"{{"error":"bad token {token} / {encoded}"}}"#),
+        )],
+    );
+    let out = run(
+        &fake,
+        &["register"],
+        &[
+            ("BRIDGE_TENANT_TOKEN", TENANT),
+            ("ZAPI_INSTANCE_TOKEN", token),
+        ],
+    );
+    assert_eq!(out.code, 2, "{out:#?}");
+    assert_eq!(
+        fake.calls()[0].path,
+        format!("/instances/{INSTANCE}/token/{encoded}/update-every-webhooks")
+    );
+    assert!(
+        out.stderr
+            .contains("the provider says \"bad token *** / ***\""),
+        "{out:#?}"
+    );
+    for form in [token, encoded] {
+        assert!(
+            !out.stdout.contains(form) && !out.stderr.contains(form),
+            "{out:#?}"
+        );
+    }
 }

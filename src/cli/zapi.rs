@@ -247,7 +247,7 @@ fn tenant_token(value: &str) -> Result<Secret, ApiError> {
     let what = "--tenant-token (BRIDGE_TENANT_TOKEN)";
     let s = zapi_api::secret(what, value)?;
     if value.len() < 16 {
-        return Err(ApiError::BadSecret { what });
+        return Err(ApiError::BadSecret { what, min: 16 });
     }
     Ok(s)
 }

@@ -138,8 +138,8 @@ pub enum ApiError {
         "{what} must be https:// (http:// only for a loopback host such as 127.0.0.1, for tests)"
     )]
     NotHttps { what: &'static str },
-    #[error("{what} must be 1 to 256 visible ASCII characters (no spaces); value not shown")]
-    BadSecret { what: &'static str },
+    #[error("{what} must be {min} to 256 visible ASCII characters (no spaces); value not shown")]
+    BadSecret { what: &'static str, min: usize },
     #[error(
         "the provider does not know instance `{instance}` with this instance token \
          (HTTP {status} on {endpoint}{detail}): check --instance (ZAPI_INSTANCE_ID) and \
@@ -264,7 +264,7 @@ pub fn secret(what: &'static str, value: &str) -> Result<Secret, ApiError> {
     if ok {
         Ok(Secret::new(value))
     } else {
-        Err(ApiError::BadSecret { what })
+        Err(ApiError::BadSecret { what, min: 1 })
     }
 }
 
@@ -530,12 +530,15 @@ impl Client {
             "{}/instances/{}/token/{}/{endpoint}",
             self.base.prefix,
             self.instance,
-            self.instance_token.expose()
+            // Percent-encoded like a query value (`/` too): one path segment,
+            // and `scrub` knows this form.
+            encode_query_value(self.instance_token.expose())
         );
         let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
         let mut client_token =
             HeaderValue::from_str(self.client_token.expose()).map_err(|_| ApiError::BadSecret {
                 what: "--client-token (ZAPI_CLIENT_TOKEN)",
+                min: 1,
             })?;
         client_token.set_sensitive(true);
         let mut req = Request::builder()
@@ -555,6 +558,7 @@ impl Client {
         req.body(Full::new(Bytes::from(bytes)))
             .map_err(|_| ApiError::BadSecret {
                 what: "--instance-token (ZAPI_INSTANCE_TOKEN)",
+                min: 1,
             })
     }
 
