@@ -30,6 +30,8 @@
 //! - [`dev`]: the embedded development broker of `serve --dev`.
 //! - [`tail`]: the operator's topic reader.
 //! - [`logging`]: text or JSON logs; phones masked, tokens never logged.
+//! - [`zapi_api`]: the provider's instance API for `zapi register` and
+//!   `zapi check` (webhook registration, `GET …/me`).
 //! - [`lograte`]: bounds the log lines remote clients can cause (quotas per
 //!   reason and interval, summaries with counts).
 
@@ -52,6 +54,7 @@ pub mod sink;
 pub use ::spool;
 pub mod tail;
 pub mod transport;
+pub mod zapi_api;
 
 /// The transport pieces, at the paths they had before `transport/` grouped them.
 pub use transport::{admin, server, tls};

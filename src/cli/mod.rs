@@ -1,5 +1,6 @@
 //! The command line: `serve` (default), `check-config`, `tail`, `spool`,
-//! `dead-letter`. Each command
+//! `dead-letter`, `zapi` (webhook registration at the provider; it reads no
+//! configuration). Each other command
 //! loads the configuration the same way, then runs; exit codes are 0 on
 //! success, 1 on a runtime failure, 2 on a configuration error, and for
 //! `serve` 3 when a supervised task failed and the bridge stopped itself
@@ -42,6 +43,7 @@ mod dead_letter;
 mod serve;
 mod spool;
 mod tail_cmd;
+mod zapi;
 
 pub use serve::EXIT_TASK_FAILED;
 
@@ -73,6 +75,9 @@ pub enum Command {
     /// List the events Kafka refused for good, or put them back into the stream.
     #[command(subcommand)]
     DeadLetter(DeadLetterCommand),
+    /// Register the instance's webhooks at Z-API, or check them for drift.
+    #[command(subcommand)]
+    Zapi(zapi::ZapiCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,6 +155,16 @@ pub struct TailArgs {
 
 /// Runs the parsed command line with the process environment.
 pub fn run(cli: Cli) -> ExitCode {
+    let command = match cli.command {
+        // Talks to the provider only: no configuration to load.
+        Some(Command::Zapi(cmd)) => {
+            if cli.config.is_some() {
+                errln!("presence-bridge zapi: --config is ignored: `zapi` reads no configuration");
+            }
+            return zapi::zapi_tool(cmd);
+        }
+        other => other,
+    };
     let settings = match config::load(cli.config.as_deref(), std::env::vars()) {
         Ok(s) => s,
         Err(e) => {
@@ -157,7 +172,7 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+    match command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::CheckConfig => check_config::check_config(&settings),
         Command::Serve(args) => serve::serve(settings, args),
         Command::Tail(args) => tail_cmd::run_tail(settings, args),
@@ -165,6 +180,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::DeadLetter(cmd) => {
             dead_letter::dead_letter_tool(&settings, cli.config.as_deref(), cmd)
         }
+        Command::Zapi(cmd) => zapi::zapi_tool(cmd),
     }
 }
 
