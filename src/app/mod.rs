@@ -63,6 +63,7 @@ use crate::health::{Component, DevBroker, Health};
 use crate::ingress::access::Access;
 use crate::ingress::auth::Auth;
 use crate::ingress::budget::{BodyBudget, Http2Limits};
+use crate::ingress::connections::Connections;
 use crate::ingress::ratelimit::RateLimits;
 use crate::ingress::{BodyLimits, MessageLimits, Webhook};
 use crate::metrics::Metrics;
@@ -218,6 +219,7 @@ pub async fn start_with(
         settings.limits.body_budget_per_client_bytes,
         Some(&registry),
     )?;
+    let connections = Arc::new(Connections::new(Some(&registry))?);
     let webhook = Arc::new(
         Webhook::new(
             spool,
@@ -239,7 +241,8 @@ pub async fn start_with(
         .with_access(
             Access::new(&settings.access),
             RateLimits::new(&settings.limits, &metrics),
-        ),
+        )
+        .with_connections(connections),
     );
     let admin = Arc::new(Admin::new(registry.clone(), health.clone()));
 

@@ -51,6 +51,7 @@
 pub mod access;
 pub mod auth;
 pub mod budget;
+pub mod connections;
 pub mod metrics;
 pub mod ratelimit;
 pub mod reply;
@@ -129,6 +130,9 @@ pub struct Webhook<S> {
     /// 503s (spool full or failing) come in floods: one log line per
     /// interval with a count, not one per request.
     unavailable_log: std::sync::Mutex<crate::spool::RepeatedError>,
+    /// Connection state of the instances (see [`connections`]); none until
+    /// [`Webhook::with_connections`].
+    connections: Option<std::sync::Arc<connections::Connections>>,
 }
 
 impl<S: Sink> Webhook<S> {
@@ -160,6 +164,7 @@ impl<S: Sink> Webhook<S> {
             unavailable_log: std::sync::Mutex::new(crate::spool::RepeatedError::new(
                 crate::spool::LOG_REPEATS_EVERY,
             )),
+            connections: None,
         }
     }
 
@@ -188,6 +193,21 @@ impl<S: Sink> Webhook<S> {
     pub fn with_messages(mut self, messages: MessageLimits) -> Self {
         self.messages = messages;
         self
+    }
+
+    /// Keeps the instances' connection state up to date from accepted
+    /// Connected/Disconnected callbacks (default: none kept).
+    pub fn with_connections(
+        mut self,
+        connections: std::sync::Arc<connections::Connections>,
+    ) -> Self {
+        self.connections = Some(connections);
+        self
+    }
+
+    /// The instances' connection state, when [`Webhook::with_connections`] set one.
+    pub fn connections(&self) -> Option<&std::sync::Arc<connections::Connections>> {
+        self.connections.as_ref()
     }
 
     /// Adds the client allowlist, trusted proxies and rate limits (the
