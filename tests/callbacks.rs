@@ -222,3 +222,39 @@ async fn a_longest_text_fits_and_other_kinds_keep_the_presence_size_limit() {
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{:?}", r.body);
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connected_and_disconnected_callbacks_move_the_disconnected_gauge_in_moment_order() {
+    let (b, _) = bridge().await;
+    let gauge = "presence_bridge_instances_disconnected";
+    let event = |kind: &str, instance: &str, momment: i64| {
+        let flag = if kind == "ConnectedCallback" {
+            "connected"
+        } else {
+            "disconnected"
+        };
+        format!(
+            r#"{{"type":"{kind}","instanceId":"{instance}","momment":{momment},"{flag}":true}}"#
+        )
+    };
+    assert_eq!(b.metric(gauge), 0.0);
+    for (body, want) in [
+        (
+            event("DisconnectedCallback", "INST-A", 1_700_000_000_000),
+            1.0,
+        ),
+        (event("DisconnectedCallback", "INST-B", 1_700_000_000), 2.0),
+        (event("ConnectedCallback", "INST-A", 1_700_000_100_000), 1.0),
+        // Older than A's reconnection: arrives late, changes nothing.
+        (
+            event("DisconnectedCallback", "INST-A", 1_700_000_050_000),
+            1.0,
+        ),
+        (event("ConnectedCallback", "INST-B", 1_700_000_001), 0.0),
+    ] {
+        let r = post(&b, "/webhooks/zapi", &body).await;
+        assert_eq!(r.status, StatusCode::OK, "{body}: {:?}", r.body);
+        assert_eq!(b.metric(gauge), want, "after {body}");
+    }
+    b.stop().await;
+}

@@ -331,8 +331,25 @@ impl<S: Sink> Webhook<S> {
         // The sink counts the event as accepted when it commits it, so the
         // count stays exact even if the client hangs up while we wait.
         self.sink.accept(record).await?;
+        self.track_connection(&callback);
         log_accepted(&callback, id);
         Ok(id)
+    }
+
+    /// A connected or disconnected callback, once accepted, moves its
+    /// instance's state ([`connections`]). A `DisconnectedCallback` whose
+    /// `disconnected` is `false`, or a `ConnectedCallback` whose `connected`
+    /// is `false`, says the opposite of its type and is taken at its word.
+    fn track_connection(&self, callback: &Callback) {
+        let Some(tracker) = &self.connections else {
+            return;
+        };
+        let (c, connected) = match callback {
+            Callback::Connected(c) => (c, c.flag.unwrap_or(true)),
+            Callback::Disconnected(c) => (c, !c.flag.unwrap_or(true)),
+            _ => return,
+        };
+        tracker.record(c.instance_id.as_str(), connected, c.moment_ms);
     }
 
     /// Allowlist, token owner and per-instance rate limit for `instance`.
