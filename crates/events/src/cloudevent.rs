@@ -116,8 +116,10 @@ pub(crate) fn display_opt<T: Display, S: Serializer>(
 /// it happens to be in. None when `value` is not an envelope of ours.
 pub fn ce_type_of(value: &[u8]) -> Option<&'static str> {
     // Our encoder writes `"type":"…"` once, among the first attributes; data
-    // comes last and may hold anything, so look only before it.
-    let head = &value[..value.len().min(256)];
+    // comes last and may hold anything, so look only before it. The
+    // attributes before `data` take at most ~380 bytes (a 128-character
+    // instance id in `source`, the longest type, the schema's URN).
+    let head = &value[..value.len().min(HEAD_BYTES)];
     let data = find(head, b",\"data\":").unwrap_or(head.len());
     let head = &head[..data];
     // The attribute's value, up to its closing quote: one scan, no copy.
@@ -130,6 +132,9 @@ pub fn ce_type_of(value: &[u8]) -> Option<&'static str> {
         .map(crate::EventKind::ce_type)
         .find(|t| t.as_bytes() == declared)
 }
+
+/// How far [`ce_type_of`] looks for the `type` attribute.
+const HEAD_BYTES: usize = 512;
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)

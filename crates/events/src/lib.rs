@@ -22,6 +22,16 @@
 //! |---|---|---|---|
 //! | [`v1`]: a presence event | `io.presence-bridge.zapi.chat-presence.v1` | the normalized phone | [`schema::PRESENCE_V1`] |
 //! | [`rejected`]: captured rejected input | `io.presence-bridge.zapi.rejected-input.v1` | the path's instance id, or `unknown` | [`schema::REJECTED_V1`] |
+//! | [`received`]: a `ReceivedCallback` | `io.presence-bridge.zapi.message-received.v1` | the chat | [`schema::RECEIVED_V1`] |
+//! | [`delivery`]: a `DeliveryCallback` | `io.presence-bridge.zapi.message-delivery.v1` | the chat | [`schema::DELIVERY_V1`] |
+//! | [`message_status`]: a `MessageStatusCallback` | `io.presence-bridge.zapi.message-status.v1` | the chat | [`schema::MESSAGE_STATUS_V1`] |
+//! | [`connected`]: a `ConnectedCallback` | `io.presence-bridge.zapi.instance-connected.v1` | the instance id | [`schema::CONNECTED_V1`] |
+//! | [`disconnected`]: a `DisconnectedCallback` | `io.presence-bridge.zapi.instance-disconnected.v1` | the instance id | [`schema::DISCONNECTED_V1`] |
+//!
+//! [`OutboundRecord::from_callback`] wraps any [`zapi::Callback`] in its
+//! kind's envelope. The callbacks other than presence carry, next to the
+//! fields the bridge normalized, the provider's object byte for byte as
+//! `data.payload` ([`zapi::Payload`]).
 //!
 //! Every kind is written by one generic CloudEvent type and read back into
 //! one generic [`Envelope`], so the header attributes are the same for all of
@@ -31,7 +41,8 @@
 //!
 //! # Compatibility rules
 //!
-//! Each major version lives in its own frozen file (`v1.rs`, `rejected.rs`)
+//! Each major version lives in its own frozen file (`v1.rs`, `rejected.rs`,
+//! `received.rs`, ...)
 //! next to its JSON Schema in `schemas/` (this crate's folder, also published
 //! as `deploy/schemas/`). Within a major version fields are only ever added,
 //! and only optional ones; nothing is renamed, removed or retyped. Consumers must ignore fields they do not know and tolerate status

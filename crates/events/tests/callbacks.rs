@@ -84,3 +84,25 @@ fn a_presence_callback_is_written_as_by_the_presence_route() {
     assert_eq!(via_dispatch.status_label, direct.status_label);
     assert_eq!(via_dispatch.kind, EventKind::Presence);
 }
+
+#[test]
+fn every_kind_is_recognized_from_its_value_with_the_longest_instance_id() {
+    let long = "i".repeat(zapi::MAX_INSTANCE_ID_LEN);
+    for body in BODIES {
+        let mut v: Value = serde_json::from_str(body).unwrap();
+        v["instanceId"] = long.as_str().into();
+        let cb = Callback::from_json(v.to_string().as_bytes()).unwrap();
+        let rec = OutboundRecord::from_callback(
+            &cb,
+            "t",
+            events::new_event_id(),
+            datetime!(2026-11-24 12:00:00 UTC),
+        );
+        assert_eq!(
+            EventKind::of_value(&rec.value),
+            Some(rec.kind),
+            "{:?}",
+            cb.kind()
+        );
+    }
+}

@@ -212,6 +212,32 @@ proptest! {
     }
 
     #[test]
+    fn a_provider_like_callback_with_one_member_of_any_value_never_panics(
+        v in provider_like(),
+        member in prop::sample::select(vec![
+            "type", "instanceId", "phone", "status", "momment", "moment", "ids", "id",
+            "fromMe", "messageId", "zaapId", "notification", "connected", "disconnected",
+            "lastSeen",
+        ]),
+        value in any_json(),
+    ) {
+        let mut v = v;
+        v[member] = value;
+        let body = serde_json::to_vec(&v).unwrap();
+        match Callback::from_json(&body) {
+            Ok(cb) => check_accepted(&cb, &body)?,
+            Err(e) => {
+                if let Some(field) = e.field() {
+                    prop_assert!(
+                        field == member || field == "ids" && member == "id",
+                        "{} names {} after {} changed: {}", e.code(), field, member, e
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn provider_like_callbacks_are_accepted_and_valid(v in provider_like()) {
         let body = serde_json::to_vec_pretty(&v).unwrap();
         let cb = Callback::from_json(&body)

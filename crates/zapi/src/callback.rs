@@ -221,9 +221,22 @@ mod tests {
             Some(CallbackKind::Received)
         );
         assert_eq!(CallbackKind::from_type_name("receivedcallback"), None);
-        let labels: std::collections::BTreeSet<_> =
-            CallbackKind::ALL.iter().map(|k| k.label()).collect();
-        assert_eq!(labels.len(), 6);
+        // The metric labels and type names the root's routes and metrics use.
+        let named: Vec<(&str, &str)> = CallbackKind::ALL
+            .iter()
+            .map(|k| (k.type_name(), k.label()))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                ("PresenceChatCallback", "presence"),
+                ("ReceivedCallback", "received"),
+                ("DeliveryCallback", "delivery"),
+                ("MessageStatusCallback", "message_status"),
+                ("ConnectedCallback", "connected"),
+                ("DisconnectedCallback", "disconnected"),
+            ]
+        );
     }
 
     #[test]

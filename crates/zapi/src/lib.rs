@@ -1,8 +1,11 @@
 //! Z-API's webhook callbacks as types: the one place that knows the provider's
 //! wire format.
 //!
-//! Bytes of a `PresenceChatCallback` in, a validated [`PresenceEvent`] or a
-//! precise [`ParseError`] out. Pure code: no I/O, no clock, no logging, no
+//! Bytes of any of the six callbacks in ([`Callback::from_json`] dispatches
+//! on `type`; [`CallbackKind`] lists them), a validated [`Callback`] or a
+//! precise [`ParseError`] out; bytes of a `PresenceChatCallback` in, a
+//! validated [`PresenceEvent`] out ([`PresenceEvent::from_json`], the
+//! presence routes' parser, which [`Callback::from_json`] uses for that kind). Pure code: no I/O, no clock, no logging, no
 //! async runtime; the root package (`presence-bridge`) owns the transport,
 //! the envelope and the delivery, and reaches this crate as
 //! `presence_bridge::presence`.
@@ -18,7 +21,8 @@
 //! - `phone`: `+`, spaces, dots, dashes and parentheses are stripped; a person's
 //!   number is 8 to 15 digits after that (a `@s.whatsapp.net` or `@c.us` suffix is
 //!   accepted and removed). Group ids (`<digits>-group`, `<digits>@g.us`, or the
-//!   legacy `<digits>-<digits>@g.us`) are normalized to `<id>-group`; `@broadcast`,
+//!   legacy `<digits>-<digits>@g.us`) are normalized to `<id>-group`; `<id>-broadcast`
+//!   is normalized to `<id>@broadcast`; `@broadcast`,
 //!   `@newsletter` and `@lid` identifiers are kept with their suffix. Anything else
 //!   is rejected.
 //! - `status`: the five documented values in any letter case, uppercased. An
@@ -36,9 +40,33 @@
 //!   body that is JSON but not an object get their own messages.
 //! - `instanceId`: required, 1 to 128 characters of `A-Z a-z 0-9 . _ -`.
 //!
-//! Never log a [`Phone`] with `Display`: use [`Phone::masked`].
+//! The other callbacks ([`Received`], [`Delivery`], [`MessageStatus`],
+//! [`Connection`] for connected and disconnected; rules in `docs/envelope.md`):
+//! - `type`: one of the six, or `ReceivedCallBack`; anything else is
+//!   [`PresenceError::UnknownType`] (code `unsupported_type`, listing the six).
+//! - Strict about what the bridge relies on: `instanceId` (as above); `phone`
+//!   of received, delivery and status callbacks, the chat and Kafka key (as
+//!   above, and Z-API's `<id>-broadcast` is read as `<id>@broadcast`); a status's
+//!   `status` and `ids` (or `id`, as the field tables spell it: one string or an
+//!   array of non-blank strings); `momment` (or `moment`), when present, in
+//!   epoch seconds or milliseconds by magnitude, digits in a string, or RFC
+//!   3339 (code `invalid_moment`).
+//! - The other normalized fields (`fromMe`, `messageId`, `zaapId`, `status`,
+//!   `notification`, `connected`, `disconnected`) are checked for their type
+//!   when present and not null; open sets stay open.
+//! - Faithful about the rest: the object is kept byte for byte as [`Payload`].
+//! - A repeated key: the last one counts (the payload keeps all). Every string
+//!   in the body must decode (a lone surrogate escape is malformed JSON).
+//!
+//! Never log a [`Phone`] with `Display`: use [`Phone::masked`]. The `Debug` of
+//! every type here masks phones and shows a payload's size only.
 //!
 //! # Modules
+//! - `callback`: [`Callback`], [`CallbackKind`], the dispatching parser and the keys.
+//! - `messages`: [`Received`], [`Delivery`], [`MessageStatus`].
+//! - `connection`: [`Connection`].
+//! - `payload`: [`Payload`], the object as sent.
+//! - `member`: the members of the other callbacks, read last-wins, and their checks.
 //! - `raw`: the callback as sent ([`RawCallback`], [`Field`]) and its serde visitor.
 //! - `presence`: [`PresenceEvent`], built from a [`RawCallback`] or a JSON body.
 //! - `error`: why a callback was rejected ([`PresenceError`], [`ParseError`]) and
@@ -46,7 +74,7 @@
 //! - `phone`: [`Phone`] and [`PhoneKind`], normalization and masking.
 //! - `status`: [`PresenceStatus`].
 //! - `instance`: [`InstanceId`].
-//! - `timestamp`: `lastSeen` normalization and RFC 3339 formatting with
+//! - `timestamp`: `lastSeen` and `momment` normalization and RFC 3339 formatting with
 //!   milliseconds ([`Millis`], [`format_millis`]).
 
 mod callback;
