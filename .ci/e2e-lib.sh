@@ -125,3 +125,21 @@ e2e_stop_bridge() {
     else fail "bridge exited $rc after SIGTERM (want 0)"; fi
   fi
 }
+
+# Waits until GET $1/readyz answers 200 (within E2E_READY_TIMEOUT seconds)
+# while the bridge ($BRIDGE_PID) runs; dies if it exits or never gets ready.
+e2e_wait_ready() {
+  local admin="$1" ready="" code="" rc deadline=$((SECONDS + E2E_READY_TIMEOUT))
+  while ((SECONDS < deadline)); do
+    if ! kill -0 "$BRIDGE_PID" 2>/dev/null; then
+      rc=0; wait "$BRIDGE_PID" || rc=$?
+      BRIDGE_PID=""
+      die "bridge exited with status $rc before it was ready"
+    fi
+    code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$admin/readyz" || true)"
+    if [[ "$code" == 200 ]]; then ready=1; break; fi
+    sleep 0.3
+  done
+  [[ -n "$ready" ]] || die "GET $admin/readyz not 200 within ${E2E_READY_TIMEOUT}s (last: ${code:-none})"
+  ok "bridge ready after $((SECONDS - deadline + E2E_READY_TIMEOUT))s"
+}

@@ -72,20 +72,7 @@ say "starting $BINARY serve (http $HTTP, admin $ADMIN)"
 "${TANSU_ORPHAN_GUARD[@]}" "$BINARY" serve >"$BRIDGE_LOG" 2>&1 </dev/null &
 BRIDGE_PID=$!
 
-ready=""
-deadline=$((SECONDS + E2E_READY_TIMEOUT))
-while ((SECONDS < deadline)); do
-  if ! kill -0 "$BRIDGE_PID" 2>/dev/null; then
-    rc=0; wait "$BRIDGE_PID" || rc=$?
-    BRIDGE_PID=""
-    die "bridge exited with status $rc before it was ready"
-  fi
-  code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$ADMIN/readyz" || true)"
-  if [[ "$code" == 200 ]]; then ready=1; break; fi
-  sleep 0.3
-done
-[[ -n "$ready" ]] || die "GET $ADMIN/readyz not 200 within ${E2E_READY_TIMEOUT}s (last: ${code:-none})"
-ok "bridge ready after $((SECONDS - deadline + E2E_READY_TIMEOUT))s"
+e2e_wait_ready "$ADMIN"
 
 # ------------------------------------------------------------ post
 # Writes $WORK/posted.json: accepted events in posting order.
