@@ -48,6 +48,26 @@ pub trait Kind: DeserializeOwned {
     const DATASCHEMA: &'static str;
 }
 
+/// Declares a kind's module-level items: its `TYPE` and `DATASCHEMA`
+/// constants, the [`Kind`] of its `Data`, and its `Envelope`.
+macro_rules! declare_kind {
+    ($ty:literal, $schema:literal) => {
+        /// The CloudEvents `type` (also the `ce_type` Kafka header).
+        pub const TYPE: &str = $ty;
+        /// `dataschema`: the `$id` of its JSON Schema (see [`crate::schema`]).
+        pub const DATASCHEMA: &str = $schema;
+
+        impl $crate::cloudevent::Kind for Data {
+            const TYPE: &'static str = TYPE;
+            const DATASCHEMA: &'static str = DATASCHEMA;
+        }
+
+        /// An envelope of this kind as a consumer reads it.
+        pub type Envelope = $crate::Envelope<Data>;
+    };
+}
+pub(crate) use declare_kind;
+
 impl<'a, S: Display, D: Serialize> CloudEvent<'a, S, D> {
     /// An envelope of kind `K` (whose read-side `data` is `K`) around the
     /// wire `data`.

@@ -102,6 +102,7 @@
 
 mod cloudevent;
 pub mod connected;
+mod connection;
 pub mod delivery;
 pub mod disconnected;
 mod kind;

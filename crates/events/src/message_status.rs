@@ -30,21 +30,13 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::cloudevent::{display_opt, CloudEvent, InstanceSource, Kind};
+use crate::cloudevent::{display_opt, CloudEvent, InstanceSource};
 use zapi::{MessageStatus, Millis, Payload};
 
-/// The CloudEvents `type` (also the `ce_type` Kafka header).
-pub const TYPE: &str = "io.presence-bridge.zapi.message-status.v1";
-/// `dataschema`: the `$id` of its JSON Schema, [`crate::schema::MESSAGE_STATUS_V1`].
-pub const DATASCHEMA: &str = "urn:presence-bridge:schema:message-status-envelope:v1";
-
-impl Kind for Data {
-    const TYPE: &'static str = TYPE;
-    const DATASCHEMA: &'static str = DATASCHEMA;
-}
-
-/// An envelope of this kind as a consumer reads it.
-pub type Envelope = crate::Envelope<Data>;
+crate::cloudevent::declare_kind!(
+    "io.presence-bridge.zapi.message-status.v1",
+    "urn:presence-bridge:schema:message-status-envelope:v1"
+);
 
 /// What [`encode`] writes as `data`; [`Data`] reads it back.
 #[derive(Serialize)]

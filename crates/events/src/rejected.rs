@@ -35,22 +35,14 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::cloudevent::{CloudEvent, Kind};
+use crate::cloudevent::CloudEvent;
 
-/// The CloudEvents `type` (also the `ce_type` Kafka header).
-pub const TYPE: &str = "io.presence-bridge.zapi.rejected-input.v1";
-/// `dataschema`: the `$id` of its JSON Schema, [`crate::schema::REJECTED_V1`].
-pub const DATASCHEMA: &str = "urn:presence-bridge:schema:rejected-input:v1";
+crate::cloudevent::declare_kind!(
+    "io.presence-bridge.zapi.rejected-input.v1",
+    "urn:presence-bridge:schema:rejected-input:v1"
+);
 /// `source` of every capture: the bridge itself.
 pub const SOURCE: &str = "/presence-bridge/rejected";
-
-impl Kind for Data {
-    const TYPE: &'static str = TYPE;
-    const DATASCHEMA: &'static str = DATASCHEMA;
-}
-
-/// A captured rejected request's envelope as a consumer reads it.
-pub type Envelope = crate::Envelope<Data>;
 
 /// What the handler knows about a rejected request.
 #[derive(Debug, Clone, Copy)]

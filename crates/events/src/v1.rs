@@ -26,22 +26,14 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::cloudevent::{display_opt, CloudEvent, Kind};
+use crate::cloudevent::{display_opt, CloudEvent};
 pub use crate::cloudevent::{DATACONTENTTYPE, SPECVERSION};
 use zapi::{Millis, PresenceEvent};
 
-/// The CloudEvents `type` of version 1 (also the `ce_type` Kafka header).
-pub const TYPE: &str = "io.presence-bridge.zapi.chat-presence.v1";
-/// `dataschema`: the `$id` of its JSON Schema, [`crate::schema::PRESENCE_V1`].
-pub const DATASCHEMA: &str = "urn:presence-bridge:schema:presence-envelope:v1";
-
-impl Kind for Data {
-    const TYPE: &'static str = TYPE;
-    const DATASCHEMA: &'static str = DATASCHEMA;
-}
-
-/// A version 1 envelope as a consumer reads it.
-pub type Envelope = crate::Envelope<Data>;
+crate::cloudevent::declare_kind!(
+    "io.presence-bridge.zapi.chat-presence.v1",
+    "urn:presence-bridge:schema:presence-envelope:v1"
+);
 
 /// What [`encode`] writes as `data`; [`Data`] reads it back.
 #[derive(Serialize)]

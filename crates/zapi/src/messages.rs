@@ -13,16 +13,14 @@
 //! `Debug` never shows message bodies, names, photos, media URLs or a full
 //! phone: the chat is masked and the payload shows its size only.
 
-use std::fmt;
-
 use crate::member::{optional_bool, optional_str, required_str, Member, Members, CONTENT_KINDS};
 use crate::timestamp::normalize_moment;
-use crate::{InstanceId, Masked, Millis, Payload, Phone, PresenceError};
+use crate::{InstanceId, Millis, Payload, Phone, PresenceError};
 
 /// A `ReceivedCallback`: a message (or a system notification) in a chat of
 /// the instance, including the instance's own messages when "notify sent by
 /// me" is on (`from_me`).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Received {
     pub instance_id: InstanceId,
     /// The chat (`phone`): also the Kafka key.
@@ -46,7 +44,7 @@ pub struct Received {
 }
 
 /// A `DeliveryCallback`: a message the instance sent was handed to WhatsApp.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Delivery {
     pub instance_id: InstanceId,
     /// The chat the message went to (`phone`): also the Kafka key.
@@ -62,7 +60,7 @@ pub struct Delivery {
 }
 
 /// A `MessageStatusCallback`: one status change of one or more messages.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub struct MessageStatus {
     pub instance_id: InstanceId,
     /// The chat of the messages (`phone`): also the Kafka key.
@@ -199,57 +197,6 @@ fn message_ids(value: &Member<'_>, field: &'static str) -> Result<Vec<String>, P
             expected,
             got: other.kind(),
         }),
-    }
-}
-
-/// The chat masked, as logs must show it.
-struct MaskedChat<'a>(Masked<'a>, crate::PhoneKind);
-
-impl fmt::Debug for MaskedChat<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.0, self.1.as_str())
-    }
-}
-
-impl fmt::Debug for Received {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Received")
-            .field("instance_id", &self.instance_id.as_str())
-            .field("chat", &MaskedChat(self.chat.masked(), self.chat.kind()))
-            .field("from_me", &self.from_me)
-            .field("message_id", &self.message_id)
-            .field("status", &self.status)
-            .field("notification", &self.notification)
-            .field("content_kind", &self.content_kind)
-            .field("moment_ms", &self.moment_ms)
-            .field("payload", &self.payload)
-            .finish()
-    }
-}
-
-impl fmt::Debug for Delivery {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Delivery")
-            .field("instance_id", &self.instance_id.as_str())
-            .field("chat", &MaskedChat(self.chat.masked(), self.chat.kind()))
-            .field("message_id", &self.message_id)
-            .field("zaap_id", &self.zaap_id)
-            .field("moment_ms", &self.moment_ms)
-            .field("payload", &self.payload)
-            .finish()
-    }
-}
-
-impl fmt::Debug for MessageStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MessageStatus")
-            .field("instance_id", &self.instance_id.as_str())
-            .field("chat", &MaskedChat(self.chat.masked(), self.chat.kind()))
-            .field("status", &self.status)
-            .field("ids", &self.ids.len())
-            .field("moment_ms", &self.moment_ms)
-            .field("payload", &self.payload)
-            .finish()
     }
 }
 
