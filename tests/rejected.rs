@@ -256,3 +256,47 @@ async fn a_replayed_capture_keeps_its_type_after_the_setting_changes() {
     assert_eq!(got[0].value["type"], rejected::TYPE);
     assert_eq!(got[0].value["data"]["body"], bad);
 }
+
+/// Capture works the same on the any-type routes, for every kind: an
+/// invalid received message and a message posted to a presence route are
+/// captured with their reason and body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_callbacks_of_other_kinds_are_captured_too() {
+    let (bridge, topic) = bridge_capturing("16KiB").await;
+    let no_phone = r#"{"type":"ReceivedCallback","instanceId":"inst-2","momment":1632228638000,"text":{"message":"hi"}}"#;
+    let to_presence = r#"{"type":"DeliveryCallback","instanceId":"inst-2","phone":"5544999999999","messageId":"M1"}"#;
+    for (path, body, code) in [
+        ("/webhooks/zapi/instances/inst-2", no_phone, "missing_field"),
+        ("/webhooks/zapi/presence", to_presence, "unsupported_type"),
+    ] {
+        let reply = bridge
+            .send(
+                Method::POST,
+                &format!("{path}?token={TOKEN}"),
+                &[JSON],
+                body,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{:?}", reply.body);
+        assert_eq!(reply.body["error"], code, "{:?}", reply.body);
+    }
+    let got = read_topic(&bridge.cluster.bootstrap_servers(), &topic, 2).await;
+    let mut seen: Vec<(String, String)> = got
+        .iter()
+        .map(|r| {
+            assert_eq!(r.headers["ce_type"], rejected::TYPE);
+            (
+                r.value["data"]["reason"].as_str().unwrap().to_owned(),
+                r.value["data"]["body"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            ("missing_field".to_owned(), no_phone.to_owned()),
+            ("unsupported_type".to_owned(), to_presence.to_owned()),
+        ]
+    );
+}
