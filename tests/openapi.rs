@@ -440,3 +440,67 @@ async fn provoked_rejections_match_the_document() {
         "404",
     );
 }
+
+/// The any-type routes: their documented examples get the documented
+/// answers on both, every provider example of every kind (the golden
+/// inputs) is valid against the documented body and accepted, and every
+/// answer matches the response schemas.
+#[tokio::test]
+async fn every_callback_kind_gets_the_documented_answers_on_the_any_routes() {
+    let doc = doc();
+    let media = &doc["components"]["requestBodies"]["AnyCallback"]["content"]["application/json"];
+    let request_validator = validator(&doc, &media["schema"]);
+    let mut sends: Vec<(String, Value, Option<Value>)> = media["examples"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, e)| (name.clone(), e["value"].clone(), e.get("x-expect").cloned()))
+        .collect();
+    assert!(sends.iter().any(|e| e.2.is_some()));
+    for (kind, case) in golden::all_cases() {
+        let value: Value = serde_json::from_str(&case.input).unwrap();
+        sends.push((format!("golden {kind}/{}", case.name), value, None));
+    }
+    let b = Bridge::start().await;
+    for (name, value, expect) in sends {
+        assert_eq!(
+            request_validator.is_valid(&value),
+            expect.is_none(),
+            "{name}: schema validity differs from the documented outcome"
+        );
+        let instance = value["instanceId"].as_str().unwrap_or("instance.id");
+        for (op_path, path) in [
+            (ANY, ANY.to_owned()),
+            (
+                ANY_FOR_INSTANCE,
+                ANY_FOR_INSTANCE.replace("{instanceId}", instance),
+            ),
+        ] {
+            let r = b
+                .send(
+                    Method::POST,
+                    &format!("{path}?token={TOKEN}"),
+                    &[("content-type", "application/json")],
+                    &value.to_string(),
+                )
+                .await;
+            match &expect {
+                None => assert_eq!(r.status, StatusCode::OK, "{name} on {path}: {:?}", r.body),
+                Some(x) => {
+                    assert_eq!(r.status.as_u16(), x["status"], "{name} on {path}");
+                    assert_eq!(r.body["error"], x["error"], "{name} on {path}");
+                    assert_eq!(r.body["field"], x["field"], "{name} on {path}");
+                }
+            }
+            let op = &doc["paths"][op_path]["post"];
+            let documented = response(&doc, op, r.status.as_u16())
+                .unwrap_or_else(|| panic!("{} undocumented for {op_path}", r.status));
+            check(
+                &doc,
+                &documented["content"]["application/json"]["schema"],
+                &r.body,
+                &format!("answer to {name} on {path}"),
+            );
+        }
+    }
+}
