@@ -143,3 +143,30 @@ e2e_wait_ready() {
   [[ -n "$ready" ]] || die "GET $admin/readyz not 200 within ${E2E_READY_TIMEOUT}s (last: ${code:-none})"
   ok "bridge ready after $((SECONDS - deadline + E2E_READY_TIMEOUT))s"
 }
+
+# Starts `$BINARY serve` against Tansu ($TANSU_BOOTSTRAP) with a spool in
+# $WORK/spool, loopback ports of its own and a random token, its output in
+# $BRIDGE_LOG; sets TOKEN, HTTP and ADMIN (base URLs) and BRIDGE_PID, and
+# waits until it is ready.
+e2e_start_bridge() {
+  local http_port admin_port
+  http_port="$(tansu_free_port)"
+  admin_port="$(tansu_free_port)"
+  for _ in 1 2 3 4 5; do
+    [[ "$admin_port" == "$http_port" || "$admin_port" == "$TANSU_PORT" ]] || break
+    admin_port="$(tansu_free_port)"
+  done
+  TOKEN="e2e-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
+  export PRESENCE_BRIDGE__HTTP__LISTEN="127.0.0.1:$http_port"
+  export PRESENCE_BRIDGE__ADMIN__LISTEN="127.0.0.1:$admin_port"
+  export PRESENCE_BRIDGE__KAFKA__BROKERS="$TANSU_BOOTSTRAP"
+  export PRESENCE_BRIDGE__SPOOL__DIR="$WORK/spool"
+  export PRESENCE_BRIDGE__AUTH__TOKENS="$TOKEN"
+  export RUST_LOG="${RUST_LOG:-info}"
+  HTTP="http://127.0.0.1:$http_port"
+  ADMIN="http://127.0.0.1:$admin_port"
+  say "starting $BINARY serve (http $HTTP, admin $ADMIN)"
+  "${TANSU_ORPHAN_GUARD[@]}" "$BINARY" serve >"$BRIDGE_LOG" 2>&1 </dev/null &
+  BRIDGE_PID=$!
+  e2e_wait_ready "$ADMIN"
+}

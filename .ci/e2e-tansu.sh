@@ -52,27 +52,7 @@ tansu_create_topic "$TOPIC" 3 || die "could not create topic $TOPIC"
 ok "tansu $("$TANSU_BIN" --version | awk '{print $2}') at $TANSU_BOOTSTRAP, topic $TOPIC (3 partitions)"
 
 # ------------------------------------------------------------ bridge
-HTTP_PORT="$(tansu_free_port)"
-ADMIN_PORT="$(tansu_free_port)"
-for _ in 1 2 3 4 5; do
-  [[ "$ADMIN_PORT" == "$HTTP_PORT" || "$ADMIN_PORT" == "$TANSU_PORT" ]] || break
-  ADMIN_PORT="$(tansu_free_port)"
-done
-TOKEN="e2e-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
-export PRESENCE_BRIDGE__HTTP__LISTEN="127.0.0.1:$HTTP_PORT"
-export PRESENCE_BRIDGE__ADMIN__LISTEN="127.0.0.1:$ADMIN_PORT"
-export PRESENCE_BRIDGE__KAFKA__BROKERS="$TANSU_BOOTSTRAP"
-export PRESENCE_BRIDGE__SPOOL__DIR="$WORK/spool"
-export PRESENCE_BRIDGE__AUTH__TOKENS="$TOKEN"
-export RUST_LOG="${RUST_LOG:-info}"
-HTTP="http://127.0.0.1:$HTTP_PORT"
-ADMIN="http://127.0.0.1:$ADMIN_PORT"
-
-say "starting $BINARY serve (http $HTTP, admin $ADMIN)"
-"${TANSU_ORPHAN_GUARD[@]}" "$BINARY" serve >"$BRIDGE_LOG" 2>&1 </dev/null &
-BRIDGE_PID=$!
-
-e2e_wait_ready "$ADMIN"
+e2e_start_bridge
 
 # ------------------------------------------------------------ post
 # Writes $WORK/posted.json: accepted events in posting order.
