@@ -38,7 +38,13 @@ pub(super) async fn probe_loop(
                 }
                 continue;
             };
-            reachable = true;
+            if !reachable {
+                // A broker answered: readiness says so now, as the
+                // `kafka_broker_reachable` gauge does, not after the
+                // round's other topics (each a metadata request).
+                reachable = true;
+                health.broker_probed(true);
+            }
             health.topic_probed(topic, present);
             if last[i] != Some(present) {
                 if present {
@@ -49,7 +55,9 @@ pub(super) async fn probe_loop(
                 last[i] = Some(present);
             }
         }
-        health.broker_probed(reachable);
+        if !reachable {
+            health.broker_probed(false);
+        }
         if last_reachable != Some(reachable) {
             if reachable {
                 tracing::info!("kafka reachable");
