@@ -205,11 +205,6 @@ impl<S: Sink> Webhook<S> {
         self
     }
 
-    /// The instances' connection state, when [`Webhook::with_connections`] set one.
-    pub fn connections(&self) -> Option<&std::sync::Arc<connections::Connections>> {
-        self.connections.as_ref()
-    }
-
     /// Adds the client allowlist, trusted proxies and rate limits (the
     /// default: everyone, no proxy, no limits).
     pub fn with_access(mut self, access: Access, rate: RateLimits) -> Self {
