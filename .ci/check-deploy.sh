@@ -426,6 +426,20 @@ if not errors:
     if grace <= pre_s + deadline:
         errors.append(f"terminationGracePeriodSeconds {grace} must exceed preStop {pre_s}s + shutdown.deadline {deadline}s")
     print(f"  grace period {grace}s > preStop {pre_s}s + shutdown.deadline {deadline}s")
+    # Route by instance (README "Running more than one replica"): the Ingress hashes on the
+    # instance id, the first group of a regex path that matches both instance routes.
+    ing = by_kind["Ingress"][0]
+    ann = ing["metadata"].get("annotations", {})
+    key = ann.get("nginx.ingress.kubernetes.io/upstream-hash-by")
+    paths = [p["path"] for r in ing["spec"]["rules"] for p in r["http"]["paths"]]
+    if ann.get("nginx.ingress.kubernetes.io/use-regex") != "true" or key != "$1":
+        errors.append(f"Ingress must route by instance: use-regex \"true\" and upstream-hash-by \"$1\" (has {key!r})")
+    for url in ("/webhooks/zapi/instances/inst-1.A_b/presence", "/webhooks/zapi/instances/inst-1.A_b"):
+        first = next((p for p in sorted(paths, key=len, reverse=True) if re.match(p, url, re.I)), None)
+        m = re.match(first, url, re.I) if first else None
+        if not m or m.lastindex is None or m.group(1) != "inst-1.A_b":
+            errors.append(f"Ingress: no path captures the instance of {url} as $1 (paths {paths})")
+    print(f"  Ingress hashes on {key} = the instance id of /webhooks/zapi/instances/{{id}}[/presence]")
 for e in errors:
     print("  " + e)
 sys.exit(1 if errors else 0)
