@@ -241,7 +241,7 @@ def cmd_table(a):
             vals = [r[k] for r in rs if k in r]
             if not vals:
                 cells.append("n/a")
-            elif len(vals) == 1:
+            elif min(vals) == max(vals):
                 cells.append(str(vals[0]))
             else:
                 cells.append(f"{statistics.median(vals):g} ({min(vals)}-{max(vals)})")
