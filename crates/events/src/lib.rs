@@ -27,6 +27,8 @@
 //! | [`message_status`]: a `MessageStatusCallback` | `io.presence-bridge.zapi.message-status.v1` | the chat | [`schema::MESSAGE_STATUS_V1`] |
 //! | [`connected`]: a `ConnectedCallback` | `io.presence-bridge.zapi.instance-connected.v1` | the instance id | [`schema::CONNECTED_V1`] |
 //! | [`disconnected`]: a `DisconnectedCallback` | `io.presence-bridge.zapi.instance-disconnected.v1` | the instance id | [`schema::DISCONNECTED_V1`] |
+//! | [`expired`]: a typing state that expired (written by the bridge) | `io.presence-bridge.zapi.chat-presence-expired.v1` | the normalized phone | [`schema::EXPIRED_V1`] |
+//! | [`state`]: a contact's latest presence (the compacted topic) | `io.presence-bridge.zapi.presence-state.v1` | `<instanceId>:<phone>` | [`schema::STATE_V1`] |
 //!
 //! [`OutboundRecord::from_callback`] wraps any [`zapi::Callback`] in its
 //! kind's envelope. The callbacks other than presence carry, next to the
@@ -105,11 +107,13 @@ pub mod connected;
 mod connection;
 pub mod delivery;
 pub mod disconnected;
+pub mod expired;
 mod kind;
 pub mod message_status;
 pub mod received;
 pub mod rejected;
 pub mod schema;
+pub mod state;
 pub mod v1;
 
 pub use cloudevent::{

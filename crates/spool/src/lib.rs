@@ -197,7 +197,8 @@ pub trait Observer: Send + 'static {
     /// One fsync of a batch took `took`.
     fn synced(&self, took: Duration);
     /// A record of `kind` was committed `waited` after it was handed over;
-    /// `tag` is the one its [`Spool::append`] was given.
+    /// `tag` is the one its [`Spool::append`] was given. A request of
+    /// several records ([`Spool::append_all`]) is one commit, of its first.
     fn committed(&self, waited: Duration, kind: RecordKind, tag: Option<&'static str>);
     /// Failed fsyncs since the last call (may be 0).
     fn sync_failures(&self, count: u64);
@@ -284,7 +285,8 @@ impl Spool {
 
     /// Appends `first` then `more`, in this order, with consecutive sequence
     /// numbers, in one batch: all are committed or none is. Resolves with the
-    /// sequence of `first`. `tag` goes to the [`Observer`] with `first` only.
+    /// sequence of `first`. The [`Observer`] sees one commit, of `first`
+    /// with `tag`.
     pub async fn append_all(
         &self,
         first: NewRecord,
@@ -403,10 +405,8 @@ fn write_loop(
                 let first_seq = a.last_seq + 1 - records.len() as u64;
                 let mut at = 0;
                 for (queued, tag, reply, n) in replies.drain(..) {
-                    let waited = queued.elapsed();
-                    for (i, record) in records[at..at + n].iter().enumerate() {
-                        observer.committed(waited, record.kind, if i == 0 { tag } else { None });
-                    }
+                    // One request, one commit to observe: its first record's.
+                    observer.committed(queued.elapsed(), records[at].kind, tag);
                     let _ = reply.send(Ok(first_seq + at as u64));
                     at += n;
                 }

@@ -13,7 +13,8 @@ use tokio::sync::watch;
 fn start(opts: StoreOptions) -> (Spool, Arc<Store>) {
     let store = Arc::new(Store::open(opts).expect("the spool opens").0);
     let (tx, _rx) = watch::channel(0);
-    let spool = Spool::start(store.clone(), Duration::from_secs(30), (), tx).expect("writer starts");
+    let spool =
+        Spool::start(store.clone(), Duration::from_secs(30), (), tx).expect("writer starts");
     (spool, store)
 }
 
@@ -30,8 +31,13 @@ async fn records_of_one_request_are_consecutive_and_in_order() {
     // Interleave single appends and pairs from one task, queued back to back.
     let mut waits = Vec::new();
     for n in 0..50u64 {
-        let more: Vec<NewRecord> = (0..(n % 3)).map(|k| record(1000 * n + k + 1, "t")).collect();
-        let q = spool.queue(record(1000 * n, "t"), more, None).await.unwrap();
+        let more: Vec<NewRecord> = (0..(n % 3))
+            .map(|k| record(1000 * n + k + 1, "t"))
+            .collect();
+        let q = spool
+            .queue(record(1000 * n, "t"), more, None)
+            .await
+            .unwrap();
         waits.push((n, q));
     }
     let mut firsts = Vec::new();
