@@ -170,6 +170,62 @@ impl OutboundRecord {
         }
     }
 
+    /// [`OutboundRecord::new`] with when a typing status expires (the
+    /// envelope's `typingExpiresAt`, Unix milliseconds; see [`v1::encode_typing`]).
+    pub fn new_typing(
+        event: &PresenceEvent,
+        topic: &str,
+        id: Uuid,
+        time: OffsetDateTime,
+        typing_expires_ms: Option<i64>,
+    ) -> Self {
+        Self {
+            value: v1::encode_typing(event, id, time, typing_expires_ms),
+            ..Self::new_unencoded(event, topic, id, time)
+        }
+    }
+
+    fn new_unencoded(event: &PresenceEvent, topic: &str, id: Uuid, time: OffsetDateTime) -> Self {
+        Self {
+            id,
+            topic: topic.to_owned(),
+            key: event.phone.as_str().to_owned(),
+            value: Vec::new(),
+            arrival_ms: unix_ms(time),
+            kind: EventKind::Presence,
+            status_label: Some(event.status.label()),
+        }
+    }
+
+    /// A contact's latest presence for the compacted topic, keyed
+    /// `<instanceId>:<phone>` ([`state::key`]).
+    pub fn state(s: &state::State<'_>, topic: &str, id: Uuid, time: OffsetDateTime) -> Self {
+        let key = state::key(s.instance_id, s.phone.as_str());
+        Self {
+            id,
+            topic: topic.to_owned(),
+            value: state::encode(s, &key, id, time),
+            key,
+            arrival_ms: unix_ms(time),
+            kind: EventKind::PresenceState,
+            status_label: None,
+        }
+    }
+
+    /// A typing state that expired, keyed by the phone like the presence
+    /// events it follows.
+    pub fn expired(e: &expired::Expiry<'_>, topic: &str, id: Uuid, time: OffsetDateTime) -> Self {
+        Self {
+            id,
+            topic: topic.to_owned(),
+            key: e.phone.as_str().to_owned(),
+            value: expired::encode(e, id, time),
+            arrival_ms: unix_ms(time),
+            kind: EventKind::PresenceExpired,
+            status_label: None,
+        }
+    }
+
     /// Wraps any callback in its kind's current envelope version, keyed as
     /// [`Callback::key`] says. A presence event is written exactly as by
     /// [`OutboundRecord::new`]; only presence events have a `status_label`.
@@ -212,6 +268,11 @@ impl OutboundRecord {
             status_label: None,
         }
     }
+}
+
+/// `time` as Unix milliseconds.
+fn unix_ms(time: OffsetDateTime) -> i64 {
+    (time.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 /// A new event id: UUIDv7, so ids sort by arrival time.
