@@ -58,10 +58,12 @@ pub enum Component {
     TlsReloader,
     /// The periodic spool sync (only with `spool.fsync = "interval"`).
     SpoolSync,
+    /// Fires the typing timers (only with `presence.typing_ttl` on).
+    TypingTimers,
 }
 
 impl Component {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::SpoolWriter,
         Self::Forwarder,
         Self::WebhookListener,
@@ -69,6 +71,7 @@ impl Component {
         Self::BrokerProbe,
         Self::TlsReloader,
         Self::SpoolSync,
+        Self::TypingTimers,
     ];
 
     /// The name in logs, in `/readyz` and in metric labels.
@@ -81,6 +84,7 @@ impl Component {
             Self::BrokerProbe => "broker_probe",
             Self::TlsReloader => "tls_reloader",
             Self::SpoolSync => "spool_sync",
+            Self::TypingTimers => "typing_timers",
         }
     }
 

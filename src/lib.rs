@@ -50,6 +50,7 @@ pub mod metrics;
 pub mod presence;
 pub mod publisher;
 pub mod sink;
+pub mod state;
 /// The durable retry buffer: the `spool` crate, re-exported at its old path.
 pub use ::spool;
 pub mod tail;

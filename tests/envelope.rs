@@ -32,7 +32,30 @@ async fn provider_examples_match_their_golden_envelopes() {
         assert!(golden::is_rfc3339_millis_utc(time), "{name}: time {time}");
         assert_eq!(rec.headers["ce_id"], id, "{name}");
 
-        let got = golden::masked(&rec.key, serde_json::json!(rec.headers), &rec.value);
+        // A typing status carries its expiry (the default presence.typing_ttl,
+        // 15 s, after the arrival); the golden files are written without a TTL.
+        let mut value = rec.value.clone();
+        let status = value["data"]["status"].as_str().unwrap().to_owned();
+        let expires = value["data"]
+            .as_object_mut()
+            .unwrap()
+            .remove("typingExpiresAt");
+        if matches!(status.as_str(), "COMPOSING" | "RECORDING") {
+            let at = |s: &str| {
+                time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                    .unwrap()
+            };
+            let expires = expires.unwrap_or_else(|| panic!("{name}: no typingExpiresAt"));
+            assert_eq!(
+                at(expires.as_str().unwrap()) - at(time),
+                time::Duration::seconds(15),
+                "{name}"
+            );
+        } else {
+            assert_eq!(expires, None, "{name}: typingExpiresAt on {status}");
+        }
+
+        let got = golden::masked(&rec.key, serde_json::json!(rec.headers), &value);
         let expected = &cases.iter().find(|c| c.name == name).unwrap().expected;
         assert_eq!(&got, expected, "golden mismatch for {name}");
     }

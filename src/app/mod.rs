@@ -73,6 +73,7 @@ use crate::publisher::forward::{random_seed, Forwarder, StopSignal};
 use crate::publisher::KafkaPublisher;
 use crate::server::{self, Limits};
 use crate::spool::{FsyncPolicy, Spool, SpoolError};
+use crate::state::{PresenceState, StateMetrics};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -214,6 +215,30 @@ pub async fn start_with(
         metrics.clone(),
         committed_tx,
     )?;
+    // Presence as state: the latest topic and the typing timers, re-armed
+    // from the spool before the webhook listens.
+    let presence_state = Arc::new(PresenceState::new(
+        spool.clone(),
+        settings.kafka.clone(),
+        settings.presence.ttl(),
+        settings.presence.max_typing_timers,
+        StateMetrics::new(&registry)?,
+    ));
+    if settings.presence.ttl().is_some() {
+        let scan = store.clone();
+        let started = std::time::Instant::now();
+        match tokio::task::spawn_blocking(move || crate::state::recover(&scan)).await {
+            Ok(Ok(found)) => {
+                let typing = found.typing.len();
+                let armed = presence_state.restore(found.typing).await;
+                tracing::info!(scanned = found.scanned, typing, armed, took = ?started.elapsed(), "typing timers restored from the spool");
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot read the spool for typing timers; contacts typing before the restart get no expiry (consumers have typingExpiresAt)")
+            }
+            Err(e) => tracing::warn!(error = %e, "the typing-timer scan of the spool failed"),
+        }
+    }
     let budget = BodyBudget::new(
         settings.limits.body_budget_bytes,
         settings.limits.body_budget_per_client_bytes,
@@ -242,7 +267,8 @@ pub async fn start_with(
             Access::new(&settings.access),
             RateLimits::new(&settings.limits, &metrics),
         )
-        .with_connections(connections),
+        .with_connections(connections)
+        .with_presence_state(presence_state.clone()),
     );
     let admin = Arc::new(Admin::new(registry.clone(), health.clone()));
 
@@ -357,6 +383,13 @@ pub async fn start_with(
             shutdown.clone(),
         ),
     ));
+    if settings.presence.ttl().is_some() {
+        background.push(supervisor.spawn(
+            Component::TypingTimers,
+            presence_state.clone().run(shutdown.clone()),
+        ));
+    }
+    drop(presence_state);
     if settings.spool.fsync == FsyncPolicy::Interval {
         background.push(supervisor.spawn(
             Component::SpoolSync,

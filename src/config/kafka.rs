@@ -28,6 +28,9 @@ pub struct KafkaSettings {
     pub delivery: Destination,
     /// `[kafka.connection]`: `ConnectedCallback` and `DisconnectedCallback`.
     pub connection: Destination,
+    /// `[kafka.latest]`: the compacted latest-presence topic; `None` when
+    /// `kafka.latest.enabled = false`.
+    pub latest: Option<Destination>,
     /// Passed to librdkafka as is; values of secret-looking keys are redacted
     /// when serialized.
     #[serde(serialize_with = "redacted_properties")]
@@ -90,8 +93,24 @@ impl KafkaSettings {
         }
     }
 
-    /// Every event topic, `kafka.topic` first (with repeats).
+    /// The latest-presence topic of this instance; `None` when off.
+    pub fn latest_topic(&self, instance_id: &str) -> Option<&str> {
+        self.latest.as_ref().map(|d| d.topic_for(instance_id))
+    }
+
+    /// Every latest-presence topic (none when off).
+    pub fn latest_topics(&self) -> impl Iterator<Item = &String> {
+        self.latest.iter().flat_map(Destination::topics)
+    }
+
+    /// Every event topic, `kafka.topic` first (with repeats), then the
+    /// latest-presence topics.
     pub fn event_topics(&self) -> impl Iterator<Item = &String> {
+        self.stream_topics().chain(self.latest_topics())
+    }
+
+    /// The topics of the callbacks' events (without the latest-presence ones).
+    fn stream_topics(&self) -> impl Iterator<Item = &String> {
         std::iter::once(&self.topic)
             .chain(self.topic_by_instance.values())
             .chain(self.received.topics())
@@ -152,6 +171,7 @@ raw_section! {
         message_status: RawDestination = RawDestination::default(),
         delivery: RawDestination = RawDestination::default(),
         connection: RawDestination = RawDestination::default(),
+        latest: RawLatest = RawLatest::default(),
         properties: HashMap<String, Nested> = HashMap::new(),
         compression: Compression = Compression::Lz4,
         linger: Dur = Dur::millis(5),
@@ -167,6 +187,18 @@ raw_section! {
         topic_by_instance: HashMap<String, Nested> = HashMap::new(),
     }
 }
+
+raw_section! {
+    /// `[kafka.latest]` as read: the compacted latest-presence topic.
+    pub struct RawLatest {
+        enabled: bool = true,
+        topic: Option<String> = None,
+        topic_by_instance: HashMap<String, Nested> = HashMap::new(),
+    }
+}
+
+/// The latest-presence topic used when `kafka.latest.topic` is not set.
+pub const DEFAULT_LATEST_TOPIC: &str = "whatsapp.presence.latest.v1";
 
 /// A stream's section into its destination: `section` names the keys in
 /// errors (`kafka.received`), `default` is its topic when none is given.
@@ -221,6 +253,15 @@ impl TryFrom<RawKafka> for KafkaSettings {
         )?;
         let delivery = destination("kafka.delivery", "whatsapp.delivery.v1", k.delivery)?;
         let connection = destination("kafka.connection", "whatsapp.connection.v1", k.connection)?;
+        let latest = if k.latest.enabled {
+            let raw = RawDestination {
+                topic: k.latest.topic,
+                topic_by_instance: k.latest.topic_by_instance,
+            };
+            Some(destination("kafka.latest", DEFAULT_LATEST_TOPIC, raw)?)
+        } else {
+            None
+        };
         let properties = flatten("kafka.properties", k.properties)?;
         check_properties(&properties)?;
         let linger = k.linger.0;
@@ -238,11 +279,22 @@ impl TryFrom<RawKafka> for KafkaSettings {
             message_status,
             delivery,
             connection,
+            latest,
             properties,
             compression: k.compression.as_str().to_owned(),
             linger,
             probe_interval: k.probe_interval.0,
         };
+        // A compacted topic keeps one record per key: sharing one with a
+        // stream would lose that stream's history.
+        for t in kafka.latest_topics() {
+            if kafka.stream_topics().any(|s| s == t) {
+                return Err(invalid(
+                    "kafka.latest.topic",
+                    format!("`{t}` is also an event topic; the latest-presence topic is compacted and needs a topic of its own"),
+                ));
+            }
+        }
         check_producer(&kafka)?;
         Ok(kafka)
     }

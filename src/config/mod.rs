@@ -53,6 +53,7 @@ mod http;
 mod kafka;
 mod limits;
 mod log;
+mod presence;
 pub mod properties;
 mod rejected;
 mod shutdown;
@@ -71,6 +72,7 @@ pub use kafka::{
 };
 pub use limits::{LimitsSettings, RateSettings, RawLimits, RawRate};
 pub use log::{LogFormat, LogSettings, RawLog};
+pub use presence::{PresenceSettings, RawPresence};
 pub use properties::{is_secret_property, OWNED_PROPERTIES};
 pub use rejected::{RawRejected, RejectedSettings};
 pub use shutdown::{RawShutdown, ShutdownSettings};
@@ -153,6 +155,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub shutdown: ShutdownSettings,
     pub rejected: RejectedSettings,
+    pub presence: PresenceSettings,
     /// Things accepted but worth a word: a value adjusted, a variable that
     /// looks like ours and is ignored. `check-config` prints them, `serve`
     /// logs them at start.
@@ -175,6 +178,7 @@ pub struct RawRoot {
     pub log: RawLog,
     pub shutdown: RawShutdown,
     pub rejected: RawRejected,
+    pub presence: RawPresence,
 }
 
 /// Loads the configuration from the defaults, the optional file, and the given
@@ -266,6 +270,7 @@ impl TryFrom<RawRoot> for Settings {
             log: LogSettings::try_from(raw.log)?,
             shutdown: ShutdownSettings::try_from(raw.shutdown)?,
             rejected,
+            presence: PresenceSettings::try_from(raw.presence)?,
             warnings,
         })
     }

@@ -133,6 +133,10 @@ pub struct Webhook<S> {
     /// Connection state of the instances (see [`connections`]); none until
     /// [`Webhook::with_connections`].
     connections: Option<std::sync::Arc<connections::Connections>>,
+    /// Presence as state (the latest topic, typing timers, [`crate::state`]);
+    /// none until [`Webhook::with_presence_state`]: presence events then go
+    /// to the sink alone.
+    state: Option<std::sync::Arc<crate::state::PresenceState<S>>>,
 }
 
 impl<S: Sink> Webhook<S> {
@@ -165,6 +169,7 @@ impl<S: Sink> Webhook<S> {
                 crate::spool::LOG_REPEATS_EVERY,
             )),
             connections: None,
+            state: None,
         }
     }
 
@@ -197,6 +202,16 @@ impl<S: Sink> Webhook<S> {
 
     /// Keeps the instances' connection state up to date from accepted
     /// Connected/Disconnected callbacks (default: none kept).
+    /// Presence events go through `state` ([`crate::state`]): the latest
+    /// topic and the typing timers.
+    pub fn with_presence_state(
+        mut self,
+        state: std::sync::Arc<crate::state::PresenceState<S>>,
+    ) -> Self {
+        self.state = Some(state);
+        self
+    }
+
     pub fn with_connections(
         mut self,
         connections: std::sync::Arc<connections::Connections>,
@@ -322,10 +337,18 @@ impl<S: Sink> Webhook<S> {
         let topic = self
             .topics
             .stream_topic(stream_of(kind), event_instance.as_str());
-        let record = OutboundRecord::from_callback(&callback, topic, id, OffsetDateTime::now_utc());
+        let time = OffsetDateTime::now_utc();
         // The sink counts the event as accepted when it commits it, so the
         // count stays exact even if the client hangs up while we wait.
-        self.sink.accept(record).await?;
+        match (&callback, &self.state) {
+            (Callback::Presence(event), Some(state)) if state.is_active() => {
+                state.accept(event, topic, id, time).await?;
+            }
+            _ => {
+                let record = OutboundRecord::from_callback(&callback, topic, id, time);
+                self.sink.accept(record).await?;
+            }
+        }
         self.track_connection(&callback);
         log_accepted(&callback, id);
         Ok(id)

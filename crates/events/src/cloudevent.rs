@@ -204,6 +204,10 @@ pub enum Record {
     Connected(crate::connected::Envelope),
     /// `io.presence-bridge.zapi.instance-disconnected.v1`.
     Disconnected(crate::disconnected::Envelope),
+    /// `io.presence-bridge.zapi.presence-state.v1` (the latest-presence topic).
+    PresenceState(crate::state::Envelope),
+    /// `io.presence-bridge.zapi.chat-presence-expired.v1`.
+    PresenceExpired(crate::expired::Envelope),
 }
 
 /// Why a record's value could not be decoded.
@@ -241,6 +245,12 @@ pub fn decode(value: &[u8]) -> Result<Record, DecodeError> {
         crate::disconnected::TYPE => Ok(Record::Disconnected(
             crate::disconnected::Envelope::decode(value)?,
         )),
+        crate::state::TYPE => Ok(Record::PresenceState(crate::state::Envelope::decode(
+            value,
+        )?)),
+        crate::expired::TYPE => Ok(Record::PresenceExpired(crate::expired::Envelope::decode(
+            value,
+        )?)),
         _ => Err(DecodeError::UnknownType(head.kind)),
     }
 }

@@ -2,7 +2,9 @@
 //! number the spool stores with every record so the publisher labels a
 //! record by what it is, never by the topic it happens to go to.
 
-use crate::{connected, delivery, disconnected, message_status, received, rejected, v1};
+use crate::{
+    connected, delivery, disconnected, expired, message_status, received, rejected, state, v1,
+};
 use zapi::CallbackKind;
 
 /// What a record holds. The codes are stored in spool segments: never reuse
@@ -23,10 +25,14 @@ pub enum EventKind {
     Connected,
     /// An instance disconnected ([`disconnected::TYPE`]).
     Disconnected,
+    /// A contact's latest presence, for the compacted topic ([`state::TYPE`]).
+    PresenceState,
+    /// A typing state that expired ([`expired::TYPE`]).
+    PresenceExpired,
 }
 
 impl EventKind {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 9] = [
         Self::Presence,
         Self::Rejected,
         Self::Received,
@@ -34,6 +40,8 @@ impl EventKind {
         Self::MessageStatus,
         Self::Connected,
         Self::Disconnected,
+        Self::PresenceState,
+        Self::PresenceExpired,
     ];
 
     /// The number stored with the record.
@@ -46,6 +54,8 @@ impl EventKind {
             Self::MessageStatus => 5,
             Self::Connected => 6,
             Self::Disconnected => 7,
+            Self::PresenceState => 8,
+            Self::PresenceExpired => 9,
         }
     }
 
@@ -72,6 +82,8 @@ impl EventKind {
             Self::MessageStatus => message_status::TYPE,
             Self::Connected => connected::TYPE,
             Self::Disconnected => disconnected::TYPE,
+            Self::PresenceState => state::TYPE,
+            Self::PresenceExpired => expired::TYPE,
         }
     }
 
@@ -103,6 +115,8 @@ mod tests {
             (EventKind::MessageStatus, 5),
             (EventKind::Connected, 6),
             (EventKind::Disconnected, 7),
+            (EventKind::PresenceState, 8),
+            (EventKind::PresenceExpired, 9),
         ];
         for (kind, code) in stored {
             assert_eq!(kind.code(), code, "{kind:?}");

@@ -27,6 +27,8 @@
 //! | [`message_status`]: a `MessageStatusCallback` | `io.presence-bridge.zapi.message-status.v1` | the chat | [`schema::MESSAGE_STATUS_V1`] |
 //! | [`connected`]: a `ConnectedCallback` | `io.presence-bridge.zapi.instance-connected.v1` | the instance id | [`schema::CONNECTED_V1`] |
 //! | [`disconnected`]: a `DisconnectedCallback` | `io.presence-bridge.zapi.instance-disconnected.v1` | the instance id | [`schema::DISCONNECTED_V1`] |
+//! | [`expired`]: a typing state that expired (written by the bridge) | `io.presence-bridge.zapi.chat-presence-expired.v1` | the normalized phone | [`schema::EXPIRED_V1`] |
+//! | [`state`]: a contact's latest presence (the compacted topic) | `io.presence-bridge.zapi.presence-state.v1` | `<instanceId>:<phone>` | [`schema::STATE_V1`] |
 //!
 //! [`OutboundRecord::from_callback`] wraps any [`zapi::Callback`] in its
 //! kind's envelope. The callbacks other than presence carry, next to the
@@ -105,11 +107,13 @@ pub mod connected;
 mod connection;
 pub mod delivery;
 pub mod disconnected;
+pub mod expired;
 mod kind;
 pub mod message_status;
 pub mod received;
 pub mod rejected;
 pub mod schema;
+pub mod state;
 pub mod v1;
 
 pub use cloudevent::{
@@ -166,6 +170,62 @@ impl OutboundRecord {
         }
     }
 
+    /// [`OutboundRecord::new`] with when a typing status expires (the
+    /// envelope's `typingExpiresAt`, Unix milliseconds; see [`v1::encode_typing`]).
+    pub fn new_typing(
+        event: &PresenceEvent,
+        topic: &str,
+        id: Uuid,
+        time: OffsetDateTime,
+        typing_expires_ms: Option<i64>,
+    ) -> Self {
+        Self {
+            value: v1::encode_typing(event, id, time, typing_expires_ms),
+            ..Self::new_unencoded(event, topic, id, time)
+        }
+    }
+
+    fn new_unencoded(event: &PresenceEvent, topic: &str, id: Uuid, time: OffsetDateTime) -> Self {
+        Self {
+            id,
+            topic: topic.to_owned(),
+            key: event.phone.as_str().to_owned(),
+            value: Vec::new(),
+            arrival_ms: unix_ms(time),
+            kind: EventKind::Presence,
+            status_label: Some(event.status.label()),
+        }
+    }
+
+    /// A contact's latest presence for the compacted topic, keyed
+    /// `<instanceId>:<phone>` ([`state::key`]).
+    pub fn state(s: &state::State<'_>, topic: &str, id: Uuid, time: OffsetDateTime) -> Self {
+        let key = state::key(s.instance_id, s.phone.as_str());
+        Self {
+            id,
+            topic: topic.to_owned(),
+            value: state::encode(s, &key, id, time),
+            key,
+            arrival_ms: unix_ms(time),
+            kind: EventKind::PresenceState,
+            status_label: None,
+        }
+    }
+
+    /// A typing state that expired, keyed by the phone like the presence
+    /// events it follows.
+    pub fn expired(e: &expired::Expiry<'_>, topic: &str, id: Uuid, time: OffsetDateTime) -> Self {
+        Self {
+            id,
+            topic: topic.to_owned(),
+            key: e.phone.as_str().to_owned(),
+            value: expired::encode(e, id, time),
+            arrival_ms: unix_ms(time),
+            kind: EventKind::PresenceExpired,
+            status_label: None,
+        }
+    }
+
     /// Wraps any callback in its kind's current envelope version, keyed as
     /// [`Callback::key`] says. A presence event is written exactly as by
     /// [`OutboundRecord::new`]; only presence events have a `status_label`.
@@ -208,6 +268,11 @@ impl OutboundRecord {
             status_label: None,
         }
     }
+}
+
+/// `time` as Unix milliseconds.
+fn unix_ms(time: OffsetDateTime) -> i64 {
+    (time.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 /// A new event id: UUIDv7, so ids sort by arrival time.

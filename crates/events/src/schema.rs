@@ -51,9 +51,17 @@ pub const CONNECTED_V1: &str =
 pub const DISCONNECTED_V1: &str =
     include_str!("../schemas/instance-disconnected-envelope.v1.schema.json");
 
+/// `presence-state-envelope.v1.schema.json`: [`crate::state::TYPE`], a
+/// contact's latest presence on the compacted topic (see [`crate::state`]).
+pub const STATE_V1: &str = include_str!("../schemas/presence-state-envelope.v1.schema.json");
+
+/// `presence-expired-envelope.v1.schema.json`: [`crate::expired::TYPE`], a
+/// typing state that expired (see [`crate::expired`]).
+pub const EXPIRED_V1: &str = include_str!("../schemas/presence-expired-envelope.v1.schema.json");
+
 /// Every schema of this version: its `$id` (the envelope's `dataschema`) and
 /// its text.
-pub const ALL: [(&str, &str); 7] = [
+pub const ALL: [(&str, &str); 9] = [
     (crate::v1::DATASCHEMA, PRESENCE_V1),
     (crate::rejected::DATASCHEMA, REJECTED_V1),
     (crate::received::DATASCHEMA, RECEIVED_V1),
@@ -61,6 +69,8 @@ pub const ALL: [(&str, &str); 7] = [
     (crate::message_status::DATASCHEMA, MESSAGE_STATUS_V1),
     (crate::connected::DATASCHEMA, CONNECTED_V1),
     (crate::disconnected::DATASCHEMA, DISCONNECTED_V1),
+    (crate::state::DATASCHEMA, STATE_V1),
+    (crate::expired::DATASCHEMA, EXPIRED_V1),
 ];
 
 /// The schema of the envelopes of `kind`.
@@ -73,6 +83,8 @@ pub const fn of_kind(kind: crate::EventKind) -> &'static str {
         crate::EventKind::MessageStatus => MESSAGE_STATUS_V1,
         crate::EventKind::Connected => CONNECTED_V1,
         crate::EventKind::Disconnected => DISCONNECTED_V1,
+        crate::EventKind::PresenceState => STATE_V1,
+        crate::EventKind::PresenceExpired => EXPIRED_V1,
     }
 }
 

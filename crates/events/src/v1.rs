@@ -47,10 +47,29 @@ struct WireData<'a> {
     is_group: bool,
     phone_kind: &'static str,
     status_known: bool,
+    /// Added in v1 (optional): when a typing status (COMPOSING, RECORDING)
+    /// expires if nothing newer comes; absent for other statuses and when
+    /// `presence.typing_ttl` is off.
+    #[serde(
+        serialize_with = "display_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    typing_expires_at: Option<Millis>,
 }
 
 /// Encodes `event` as a version 1 envelope.
 pub fn encode(event: &PresenceEvent, id: Uuid, time: OffsetDateTime) -> Vec<u8> {
+    encode_typing(event, id, time, None)
+}
+
+/// [`encode`], with when a typing status expires (`typingExpiresAt`, Unix
+/// milliseconds) if nothing newer comes for the contact.
+pub fn encode_typing(
+    event: &PresenceEvent,
+    id: Uuid,
+    time: OffsetDateTime,
+    typing_expires_ms: Option<i64>,
+) -> Vec<u8> {
     let data = WireData {
         instance_id: event.instance_id.as_str(),
         phone: event.phone.as_str(),
@@ -59,6 +78,7 @@ pub fn encode(event: &PresenceEvent, id: Uuid, time: OffsetDateTime) -> Vec<u8> 
         is_group: event.phone.is_group(),
         phone_kind: event.phone.kind().as_str(),
         status_known: event.status.is_known(),
+        typing_expires_at: typing_expires_ms.map(Millis),
     };
     let source = Source(event.instance_id.as_str());
     CloudEvent::new::<Data>(id, source, time, Some(event.phone.as_str()), data).encode(512)
@@ -90,6 +110,12 @@ pub struct Data {
     /// `person`, `group`, `broadcast`, `newsletter` or `lid`.
     pub phone_kind: String,
     pub status_known: bool,
+    /// For COMPOSING and RECORDING: when the typing state expires if nothing
+    /// newer comes for the contact (RFC 3339 UTC, milliseconds); the bridge
+    /// then writes a [`crate::expired`] event. None for other statuses, when
+    /// `presence.typing_ttl` is off, and in records of older bridges.
+    #[serde(default)]
+    pub typing_expires_at: Option<String>,
 }
 
 #[cfg(test)]
@@ -123,6 +149,7 @@ mod tests {
             is_group: event.phone.is_group(),
             phone_kind: event.phone.kind().as_str().to_owned(),
             status_known: event.status.is_known(),
+            typing_expires_at: None,
         };
         assert_eq!(e.data, want);
     }

@@ -197,7 +197,8 @@ pub trait Observer: Send + 'static {
     /// One fsync of a batch took `took`.
     fn synced(&self, took: Duration);
     /// A record of `kind` was committed `waited` after it was handed over;
-    /// `tag` is the one its [`Spool::append`] was given.
+    /// `tag` is the one its [`Spool::append`] was given. A request of
+    /// several records ([`Spool::append_all`]) is one commit, of its first.
     fn committed(&self, waited: Duration, kind: RecordKind, tag: Option<&'static str>);
     /// Failed fsyncs since the last call (may be 0).
     fn sync_failures(&self, count: u64);
@@ -211,6 +212,9 @@ impl Observer for () {
 
 struct Request {
     record: NewRecord,
+    /// Records appended right after `record`, in the same batch: all of
+    /// them are committed, or none ([`Spool::append_all`]).
+    more: Vec<NewRecord>,
     /// Given back to the [`Observer`] once committed (the root package: the
     /// presence status counted as accepted; `None`: nothing to count).
     tag: Option<&'static str>,
@@ -276,10 +280,38 @@ impl Spool {
         record: NewRecord,
         tag: Option<&'static str>,
     ) -> Result<u64, SpoolError> {
-        let (reply, mut rx) = oneshot::channel();
+        self.queue(record, Vec::new(), tag).await?.committed().await
+    }
+
+    /// Appends `first` then `more`, in this order, with consecutive sequence
+    /// numbers, in one batch: all are committed or none is. Resolves with the
+    /// sequence of `first`. The [`Observer`] sees one commit, of `first`
+    /// with `tag`.
+    pub async fn append_all(
+        &self,
+        first: NewRecord,
+        more: Vec<NewRecord>,
+        tag: Option<&'static str>,
+    ) -> Result<u64, SpoolError> {
+        self.queue(first, more, tag).await?.committed().await
+    }
+
+    /// The first half of [`Spool::append_all`]: resolves once the request is
+    /// in the writer's queue, so requests queued one after the other by one
+    /// task are written in that order; [`Queued::committed`] waits for the
+    /// commit. A caller that must order its appends with its own state holds
+    /// its lock across this call only, not across the commit.
+    pub async fn queue(
+        &self,
+        record: NewRecord,
+        more: Vec<NewRecord>,
+        tag: Option<&'static str>,
+    ) -> Result<Queued, SpoolError> {
+        let (reply, rx) = oneshot::channel();
         let state = Arc::new(AtomicU8::new(QUEUED));
         let req = Request {
             record,
+            more,
             tag,
             queued: Instant::now(),
             reply,
@@ -290,17 +322,40 @@ impl Spool {
             .await
             .map_err(|_| SpoolError::Timeout)?
             .map_err(|_| SpoolError::Stopped)?;
-        if let Ok(answer) = tokio::time::timeout_at(deadline, &mut rx).await {
+        Ok(Queued {
+            rx,
+            state,
+            deadline,
+        })
+    }
+}
+
+/// A request in the writer's queue ([`Spool::queue`]).
+#[must_use = "the records are committed only when `committed` says so"]
+pub struct Queued {
+    rx: oneshot::Receiver<Result<u64, SpoolError>>,
+    state: Arc<AtomicU8>,
+    deadline: tokio::time::Instant,
+}
+
+impl Queued {
+    /// Waits for the writer's answer: the first record's sequence once
+    /// committed. If the writer has not taken the request by the append
+    /// deadline, the request is withdrawn (never written) and this is
+    /// `Err(Timeout)`.
+    pub async fn committed(mut self) -> Result<u64, SpoolError> {
+        if let Ok(answer) = tokio::time::timeout_at(self.deadline, &mut self.rx).await {
             return answer.map_err(|_| SpoolError::Stopped)?;
         }
-        if state
+        if self
+            .state
             .compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
             return Err(SpoolError::Timeout);
         }
         // The writer has it: its answer is the truth, however long it takes.
-        rx.await.map_err(|_| SpoolError::Stopped)?
+        self.rx.await.map_err(|_| SpoolError::Stopped)?
     }
 }
 
@@ -315,10 +370,12 @@ fn write_loop(
     observer: impl Observer,
     committed: watch::Sender<u64>,
 ) {
+    /// When queued, the tag, the answer, and how many records it holds.
     type Reply = (
         Instant,
         Option<&'static str>,
         oneshot::Sender<Result<u64, SpoolError>>,
+        usize,
     );
     let mut replies: Vec<Reply> = Vec::with_capacity(MAX_BATCH);
     let mut records: Vec<NewRecord> = Vec::with_capacity(MAX_BATCH);
@@ -327,8 +384,9 @@ fn write_loop(
         let mut next = Some(first);
         while let Some(req) = next.take() {
             if req.claim() {
-                replies.push((req.queued, req.tag, req.reply));
+                replies.push((req.queued, req.tag, req.reply, 1 + req.more.len()));
                 records.push(req.record);
+                records.extend(req.more);
             }
             if records.len() < MAX_BATCH {
                 next = rx.try_recv().ok();
@@ -344,12 +402,13 @@ fn write_loop(
                 if let Some(t) = a.sync_time {
                     observer.synced(t);
                 }
-                let first_seq = a.last_seq + 1 - replies.len() as u64;
-                for (i, ((queued, tag, reply), record)) in
-                    replies.drain(..).zip(&records).enumerate()
-                {
-                    observer.committed(queued.elapsed(), record.kind, tag);
-                    let _ = reply.send(Ok(first_seq + i as u64));
+                let first_seq = a.last_seq + 1 - records.len() as u64;
+                let mut at = 0;
+                for (queued, tag, reply, n) in replies.drain(..) {
+                    // One request, one commit to observe: its first record's.
+                    observer.committed(queued.elapsed(), records[at].kind, tag);
+                    let _ = reply.send(Ok(first_seq + at as u64));
+                    at += n;
                 }
                 // The answers first (they are what clients wait for), then the
                 // forwarder: records to memory, and its wake-up.
@@ -367,7 +426,7 @@ fn write_loop(
                         tracing::error!(error = %message, events = replies.len(), repeated, blocked = store.append_blocked(), "spool append failed; answering 503");
                     }
                 }
-                for (_, _, reply) in replies.drain(..) {
+                for (_, _, reply, _) in replies.drain(..) {
                     let _ = reply.send(Err(e.duplicate()));
                 }
             }

@@ -85,6 +85,11 @@ pub const CALLBACK_FOLDERS: [&str; 5] = [
     "disconnected",
 ];
 
+/// The folders of the records the bridge writes itself from a presence
+/// example (`tests/state_golden.rs`): named by the top-level input they
+/// come from, no inputs of their own.
+pub const DERIVED_FOLDERS: [&str; 2] = ["state", "expired"];
+
 /// The provider's documented examples that must be there, by folder, so a
 /// lost file fails instead of shrinking the tests.
 const DOCUMENTED: [(&str, &[&str]); 5] = [
@@ -191,7 +196,9 @@ pub fn unpaired() -> Vec<String> {
                 format!("{folder}/{name}")
             };
             if path.is_dir() {
-                if !(folder.is_empty() && CALLBACK_FOLDERS.contains(&name.as_str())) {
+                let known = CALLBACK_FOLDERS.contains(&name.as_str())
+                    || DERIVED_FOLDERS.contains(&name.as_str());
+                if !(folder.is_empty() && known) {
                     lonely.push(rel);
                 }
                 continue;
