@@ -22,9 +22,14 @@
 #      phones x 20 events, smoke 4 x 10 x 10) through the LB, each phone's
 #      events one after another, paced over 20 s (smoke 8 s). From 25% to 75%
 #      of that time proxy 2 is down (bridge 2 keeps accepting, into its spool).
-#   4. Both spools drain (presence_bridge_spool_events 0 on both bridges),
-#      then the topics are read from the beginning (kafka_admin.py consume,
-#      in bridge 1's namespace) and stream.py measure counts.
+#   4. The typing timers settle (presence.typing_ttl is 5 s here, default
+#      15 s: each COMPOSING/RECORDING timer fires or is superseded), both
+#      spools drain (presence_bridge_spool_events 0 on both bridges), then the
+#      event topic and the latest-presence topic (created compacted) are read
+#      from the beginning (kafka_admin.py consume, in bridge 1's namespace) and
+#      stream.py measure counts: order breaks, spurious typing expiries (the
+#      phone had a newer event than the typing one that caused it), stale
+#      latest states (a contact's last record is not its last event sent).
 # At the end: a header (date, machine, commit, command, seed) and a markdown
 # table, medians when --runs > 1.
 #
@@ -33,7 +38,8 @@
 # from the event topic. Order breaks are the measurement, never a failure; the
 # script says so when by-instance routing shows any.
 #
-# Env: REPLICAS_TIMEOUT (whole run, s; default 900), plus .ci/tansu.sh's knobs.
+# Env: REPLICAS_TIMEOUT (whole run, s; default 900), REPLICAS_TYPING_TTL (s,
+# default 5), plus .ci/tansu.sh's knobs.
 # Only loopback addresses are used.
 # shellcheck disable=SC2317  # functions run from traps
 set -euo pipefail
@@ -80,6 +86,8 @@ TOPIC="whatsapp.presence.v1"
 LATEST_TOPIC="whatsapp.presence.latest.v1"
 PROXY_HOST="pb-kafka-proxy"
 REPLICAS_TIMEOUT="${REPLICAS_TIMEOUT:-900}"
+TYPING_TTL="${REPLICAS_TYPING_TTL:-5}s"
+[[ "$TYPING_TTL" =~ ^[0-9]+s$ ]] || { echo "replicas.sh: REPLICAS_TYPING_TTL must be whole seconds" >&2; exit 2; }
 DRAIN_TIMEOUT=120
 
 # shellcheck source=../.ci/tansu.sh
@@ -190,6 +198,8 @@ run_mode() {
 
   in_ns "$dir/hosts.1" "$TANSU_PYTHON" "$ROOT/.ci/kafka_admin.py" create-topic -b "$PROXY_HOST:$p" \
     -t "$TOPIC" -p 3 --timeout 30 2>"$dir/topic.err" || die "$mode: could not create $TOPIC: $(tail -n 3 "$dir/topic.err")"
+  in_ns "$dir/hosts.1" "$TANSU_PYTHON" "$HERE/stream.py" create-topic -b "$PROXY_HOST:$p" \
+    -t "$LATEST_TOPIC" -p 3 --compact 2>"$dir/topic.err" || die "$mode: could not create $LATEST_TOPIC: $(tail -n 3 "$dir/topic.err")"
 
   TOKEN="replicas-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
   ADMINS=(); HTTPS=(); BRIDGE_PIDS=()
@@ -203,6 +213,7 @@ run_mode() {
     PRESENCE_BRIDGE__AUTH__TOKENS="$TOKEN" \
     PRESENCE_BRIDGE__KAFKA__PROBE_INTERVAL=500ms \
     PRESENCE_BRIDGE__SHUTDOWN__DEADLINE=5s \
+    PRESENCE_BRIDGE__PRESENCE__TYPING_TTL="$TYPING_TTL" \
     RUST_LOG="${RUST_LOG:-info}" \
       in_ns "$dir/hosts.$i" "$BINARY" serve >"$dir/bridge.$i.log" 2>&1 </dev/null &
     PIDS+=($!); BRIDGE_PIDS+=($!)
@@ -244,6 +255,13 @@ run_mode() {
   rc=0; wait "$sender" || rc=$?
   cat "$dir/send.out" >&2
   [[ $rc -eq 0 ]] || die "$mode: the sender failed ($rc): $(head -n 5 "$dir/send.err")"
+  # Typing timers (bridges with a latest topic): each fires or is superseded
+  # within the TTL; wait for all before reading, so the count is final.
+  for i in 0 1; do
+    [[ -n "$(metric "${ADMINS[$i]}" presence_bridge_typing_timers)" ]] || continue
+    wait_metric "${ADMINS[$i]}" presence_bridge_typing_timers 0 "$((${TYPING_TTL%s} + 30))" \
+      || die "$mode: bridge $((i + 1)) still has typing timers $((${TYPING_TTL%s} + 30))s after the stream"
+  done
   for i in 0 1; do
     wait_metric "${ADMINS[$i]}" presence_bridge_spool_events 0 "$DRAIN_TIMEOUT" \
       || die "$mode: bridge $((i + 1)) spool not drained within ${DRAIN_TIMEOUT}s ($(metric "${ADMINS[$i]}" presence_bridge_spool_events) left)"
@@ -252,11 +270,10 @@ run_mode() {
   local latest_args=()
   in_ns "$dir/hosts.1" "$TANSU_PYTHON" "$ROOT/.ci/kafka_admin.py" consume -b "$PROXY_HOST:$p" -t "$TOPIC" \
     --timeout 90 >"$dir/events.jsonl" 2>"$dir/consume.err" || die "$mode: reading $TOPIC failed: $(tail -n 3 "$dir/consume.err")"
-  if in_ns "$dir/hosts.1" "$TANSU_PYTHON" "$ROOT/.ci/kafka_admin.py" describe -b "$PROXY_HOST:$p" -t "$LATEST_TOPIC" >/dev/null 2>&1; then
-    in_ns "$dir/hosts.1" "$TANSU_PYTHON" "$ROOT/.ci/kafka_admin.py" consume -b "$PROXY_HOST:$p" -t "$LATEST_TOPIC" \
-      --timeout 90 >"$dir/latest.jsonl" 2>"$dir/consume-latest.err" || die "$mode: reading $LATEST_TOPIC failed"
-    latest_args=(--latest "$dir/latest.jsonl")
-  fi
+  in_ns "$dir/hosts.1" "$TANSU_PYTHON" "$ROOT/.ci/kafka_admin.py" consume -b "$PROXY_HOST:$p" -t "$LATEST_TOPIC" \
+    --timeout 90 >"$dir/latest.jsonl" 2>"$dir/consume-latest.err" || die "$mode: reading $LATEST_TOPIC failed"
+  # Empty: a bridge without the latest-presence topic (before issue 15).
+  [[ ! -s "$dir/latest.jsonl" ]] || latest_args=(--latest "$dir/latest.jsonl")
   local stats res
   stats="$(curl -sf --max-time 3 "http://127.0.0.1:$LB_PORT/_lb/stats")" || die "$mode: no LB stats"
   res="$("$TANSU_PYTHON" "$HERE/stream.py" measure --sent "$dir/sent.json" --events "$dir/events.jsonl" "${latest_args[@]}")" \
@@ -287,7 +304,7 @@ dirty="$(git -C "$ROOT" status --porcelain 2>/dev/null | grep -qv '^??' && echo 
 echo
 echo "## Order across replicas: $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "- command: $CMDLINE"
-echo "- seed $SEED; $INSTANCES instances x $PHONES phones x $EVENTS events per run and mode, over ${DURATION}s; bridge 2 cut from the broker from ${CUT_AT}s for ${CUT_FOR}s; $RUNS run(s)"
+echo "- seed $SEED; $INSTANCES instances x $PHONES phones x $EVENTS events per run and mode, over ${DURATION}s; bridge 2 cut from the broker from ${CUT_AT}s for ${CUT_FOR}s; presence.typing_ttl $TYPING_TTL; $RUNS run(s)"
 echo "- machine: $(nproc) CPU(s), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr); binary $BINARY; commit $commit$dirty"
 echo
 "$TANSU_PYTHON" "$HERE/stream.py" table "$RESULTS"

@@ -21,10 +21,15 @@ needed by the script's consumer, kafka_admin.py).
         record read after one of the same phone that was sent later (each id
         counted once, at its first occurrence); the same after sorting each
         phone's records by the consumer rule (the id, a UUIDv7) and by
-        (time, id); and,
+        (time, id); spurious typing expiries (a chat-presence-expired whose
+        phone had a newer event than the typing one that caused it); and,
         with LATEST, stale states: keys `<instanceId>:<phone>` whose last
-        record's status (and lastSeen when the record has one) differs from
-        the last event sent. Prints one JSON object.
+        record differs from the last event sent (its status, its eventId, or
+        its lastSeen), counted by the record's reason (`reported`,
+        `typing_expired`). Prints one JSON object.
+    stream.py create-topic -b HOST:PORT -t TOPIC -p N [--compact]
+        Create TOPIC with N partitions (cleanup.policy=compact with --compact);
+        fine if it exists. Needs confluent-kafka.
     stream.py table RESULT.jsonl...
         The markdown table of the results (one JSON object per line, from
         measure plus the script's fields), medians per mode when a mode ran
@@ -45,6 +50,7 @@ STATUSES = ["AVAILABLE", "UNAVAILABLE", "COMPOSING", "PAUSED", "RECORDING"]
 FINAL = ["AVAILABLE", "UNAVAILABLE"]
 LAST_SEEN_BASE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 EVENT_TYPE = "io.presence-bridge.zapi.chat-presence.v1"
+EXPIRED_TYPE = "io.presence-bridge.zapi.chat-presence-expired.v1"
 
 
 def plan(seed, instances, phones, events):
@@ -175,10 +181,21 @@ def cmd_measure(a):
                 by_id[e["id"]] = (key, k)
     seen, dups, foreign = set(), 0, 0
     per_key = {}  # key -> [(seq, time_ms, id)] in read order, first occurrences
+    expiries, spurious = 0, 0
     for r in read_jsonl(a.events):
         v = r.get("value")
+        if isinstance(v, dict) and v.get("type") == EXPIRED_TYPE:
+            # Spurious: its phone had a newer event than the typing one that
+            # caused it. The stream posts a phone's events 1 s apart at most
+            # and ends on a non-typing status, so with a TTL of seconds the
+            # newer event was always accepted before the timer fired.
+            expiries += 1
+            cause = by_id.get((v.get("data") or {}).get("causeId"))
+            if cause is None or cause[1] < len(sent[cause[0]]) - 1:
+                spurious += 1
+            continue
         if not isinstance(v, dict) or v.get("type") != EVENT_TYPE:
-            foreign += 1  # other types (e.g. typing expiries): not ours to count
+            foreign += 1
             continue
         eid = v.get("id")
         if eid not in by_id:
@@ -200,13 +217,15 @@ def cmd_measure(a):
                   for key, recs in per_key.items()}
     out = {"sent": len(by_id), "read": len(seen), "missing": missing, "duplicates": dups,
            "other_records": foreign,
+           "typing_expiries": expiries,
+           "spurious_expiries": spurious,
            "order_breaks": sum(brk.values()),
            "phones_with_breaks": sum(1 for b in brk.values() if b),
            "phones": len(sent),
            "breaks_after_sort_by_id": sum(by_id_order.values()),
            "breaks_after_sort_by_time_id": sum(by_time_id.values())}
     if a.latest:
-        last = {}
+        last, reasons = {}, {}
         for r in read_jsonl(a.latest):
             last[r.get("key")] = r.get("value")
         stale = 0
@@ -217,12 +236,38 @@ def cmd_measure(a):
                 continue
             data = got.get("data") if isinstance(got, dict) else None
             if not isinstance(data, dict) or data.get("status") != want["status"] \
+                    or data.get("eventId", want["id"]) != want["id"] \
                     or ("lastSeen" in data and data["lastSeen"] != want["lastSeen"]):
                 stale += 1
+                why = data.get("reason", "?") if isinstance(data, dict) else "missing"
+                reasons[why] = reasons.get(why, 0) + 1
         out["latest_keys"] = len(last)
         out["stale_latest"] = stale
+        out["stale_by_reason"] = reasons
     print(json.dumps(out))
     return 0
+
+
+def cmd_create_topic(a):
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+    adm = AdminClient({"bootstrap.servers": a.b})
+    config = {"cleanup.policy": "compact"} if a.compact else {}
+    deadline = time.monotonic() + 30
+    while True:
+        fs = adm.create_topics([NewTopic(a.t, num_partitions=a.p, replication_factor=1, config=config)],
+                               request_timeout=10)
+        try:
+            fs[a.t].result()
+            return 0
+        except KafkaException as e:
+            err = e.args[0]
+            if err.name() == "TOPIC_ALREADY_EXISTS":
+                return 0
+            if time.monotonic() > deadline or not err.retriable():
+                print(f"create {a.t}: {err}", file=sys.stderr)
+                return 1
+            time.sleep(0.5)
 
 
 def cmd_table(a):
@@ -231,6 +276,7 @@ def cmd_table(a):
     cols = [("events sent", "sent"), ("missing", "missing"), ("duplicates", "duplicates"),
             ("order breaks", "order_breaks"), ("phones with a break", "phones_with_breaks"),
             ("breaks after sorting by id", "breaks_after_sort_by_id"),
+            ("spurious typing expiries", "spurious_expiries"),
             ("stale latest states", "stale_latest")]
     print("| routing | runs | " + " | ".join(c for c, _ in cols) + " | requests per bridge |")
     print("|---|---:|" + "---:|" * len(cols) + "---|")
@@ -268,10 +314,16 @@ def main():
     m.add_argument("--sent", required=True)
     m.add_argument("--events", required=True)
     m.add_argument("--latest")
+    c = sub.add_parser("create-topic")
+    c.add_argument("-b", required=True)
+    c.add_argument("-t", required=True)
+    c.add_argument("-p", type=int, default=3)
+    c.add_argument("--compact", action="store_true")
     t = sub.add_parser("table")
     t.add_argument("results", nargs="+")
     a = ap.parse_args()
-    return {"send": cmd_send, "measure": cmd_measure, "table": cmd_table}[a.cmd](a)
+    return {"send": cmd_send, "measure": cmd_measure, "create-topic": cmd_create_topic,
+            "table": cmd_table}[a.cmd](a)
 
 
 if __name__ == "__main__":
