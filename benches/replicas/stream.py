@@ -22,11 +22,14 @@ needed by the script's consumer, kafka_admin.py).
         counted once, at its first occurrence); the same after sorting each
         phone's records by the consumer rule (the id, a UUIDv7) and by
         (time, id); spurious typing expiries (a chat-presence-expired whose
-        phone had a newer event than the typing one that caused it); and,
+        phone had a newer event than the typing one that caused it); the
+        phones whose state a consumer keeping the README's rules (greatest id
+        wins, an expiry applies only to its causeId) would get wrong; and,
         with LATEST, stale states: keys `<instanceId>:<phone>` whose last
         record differs from the last event sent (its status, its eventId, or
         its lastSeen), counted by the record's reason (`reported`,
-        `typing_expired`). Prints one JSON object.
+        `typing_expired`), and the same for a live consumer that keeps the
+        record with the greatest data.eventId. Prints one JSON object.
     stream.py create-topic -b HOST:PORT -t TOPIC -p N [--compact]
         Create TOPIC with N partitions (cleanup.policy=compact with --compact);
         fine if it exists. Needs confluent-kafka.
@@ -181,7 +184,7 @@ def cmd_measure(a):
                 by_id[e["id"]] = (key, k)
     seen, dups, foreign = set(), 0, 0
     per_key = {}  # key -> [(seq, time_ms, id)] in read order, first occurrences
-    expiries, spurious = 0, 0
+    expiries, spurious, expired_causes = 0, 0, set()
     for r in read_jsonl(a.events):
         v = r.get("value")
         if isinstance(v, dict) and v.get("type") == EXPIRED_TYPE:
@@ -190,6 +193,7 @@ def cmd_measure(a):
             # and ends on a non-typing status, so with a TTL of seconds the
             # newer event was always accepted before the timer fired.
             expiries += 1
+            expired_causes.add((v.get("data") or {}).get("causeId"))
             cause = by_id.get((v.get("data") or {}).get("causeId"))
             if cause is None or cause[1] < len(sent[cause[0]]) - 1:
                 spurious += 1
@@ -208,6 +212,20 @@ def cmd_measure(a):
         key, k = by_id[eid]
         per_key.setdefault(key, []).append((k, time_ms(v["time"]), eid))
     missing = len(by_id) - len(seen)
+    # A consumer that keeps state by the README's rules: the event with the
+    # greatest id wins; an expiry applies only when its causeId is that event.
+    state_stale = 0
+    for key, evs in sent.items():
+        recs = per_key.get(key)
+        want = next((e for e in reversed(evs) if e), None)
+        if not recs or want is None:
+            continue
+        top = max(recs, key=lambda x: x[2])
+        status = evs[top[0]]["status"]
+        if top[2] in expired_causes:
+            status = "PAUSED"
+        if status != want["status"]:
+            state_stale += 1
     brk = {key: breaks([s for s, _, _ in recs]) for key, recs in per_key.items()}
     # The consumer rule of the README: a phone's events ordered by id (UUIDv7:
     # arrival ms, then a per-process monotonic counter); (time, id) for comparison.
@@ -223,7 +241,8 @@ def cmd_measure(a):
            "phones_with_breaks": sum(1 for b in brk.values() if b),
            "phones": len(sent),
            "breaks_after_sort_by_id": sum(by_id_order.values()),
-           "breaks_after_sort_by_time_id": sum(by_time_id.values())}
+           "breaks_after_sort_by_time_id": sum(by_time_id.values()),
+           "stale_state_by_consumer_rule": state_stale}
     if a.latest:
         last, reasons = {}, {}
         for r in read_jsonl(a.latest):
@@ -241,6 +260,18 @@ def cmd_measure(a):
                 stale += 1
                 why = data.get("reason", "?") if isinstance(data, dict) else "missing"
                 reasons[why] = reasons.get(why, 0) + 1
+        # A live consumer of the latest topic that keeps, per key, the record
+        # with the greatest data.eventId (the later one on a tie: an expiry
+        # carries its cause's id). After compaction it has no such choice.
+        best = {}
+        for r in read_jsonl(a.latest):
+            d = (r.get("value") or {}).get("data") or {}
+            if d.get("eventId") is not None and d["eventId"] >= best.get(r.get("key"), ("",))[0]:
+                best[r.get("key")] = (d["eventId"], d.get("status"))
+        out["stale_latest_by_event_id"] = sum(
+            1 for key, evs in sent.items()
+            if (w := next((e for e in reversed(evs) if e), None)) is not None
+            and best.get(key) != (w["id"], w["status"]))
         out["latest_keys"] = len(last)
         out["stale_latest"] = stale
         out["stale_by_reason"] = reasons
