@@ -20,6 +20,9 @@
 //!   re-exported from the workspace crate `zapi` (`crates/zapi`).
 //! - [`envelope`]: the wire contract, one frozen file per major version.
 //! - [`sink`]: the seam between ingress and whatever keeps accepted events.
+//! - [`state`]: presence as state: the latest-presence record queued with
+//!   each presence event, the typing timers and their expiries, recovery of
+//!   the timers from the spool, and the tombstone of `presence forget`.
 //! - [`spool`]: the durable retry buffer (segmented log, group commit, recovery,
 //!   what is settled per topic).
 //! - [`publisher`]: the idempotent Kafka producer behind the `Produce` seam,

@@ -30,6 +30,7 @@ pub struct KafkaSettings {
     pub connection: Destination,
     /// `[kafka.latest]`: the compacted latest-presence topic; `None` when
     /// `kafka.latest.enabled = false`.
+    #[serde(serialize_with = "latest_json")]
     pub latest: Option<Destination>,
     /// Passed to librdkafka as is; values of secret-looking keys are redacted
     /// when serialized.
@@ -195,6 +196,22 @@ raw_section! {
         topic: Option<String> = None,
         topic_by_instance: HashMap<String, Nested> = HashMap::new(),
     }
+}
+
+/// `[kafka.latest]` as `check-config` shows it: `enabled`, then the
+/// destination's keys when on.
+fn latest_json<S: serde::Serializer>(
+    latest: &Option<Destination>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(None)?;
+    m.serialize_entry("enabled", &latest.is_some())?;
+    if let Some(d) = latest {
+        m.serialize_entry("topic", &d.topic)?;
+        m.serialize_entry("topic_by_instance", &d.topic_by_instance)?;
+    }
+    m.end()
 }
 
 /// The latest-presence topic used when `kafka.latest.topic` is not set.
