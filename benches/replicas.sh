@@ -224,6 +224,14 @@ run_mode() {
       || die "$mode: bridge $((i + 1)) not ready with the broker reachable within 60s"
   done
 
+  if [[ -n "$(metric "${ADMINS[0]}" presence_bridge_latest_topic_compacted)" ]]; then
+    if wait_metric "${ADMINS[0]}" presence_bridge_latest_topic_compacted 1 10; then
+      say "$mode: the bridge sees $LATEST_TOPIC compacted"
+    else
+      say "$mode: presence_bridge_latest_topic_compacted is $(metric "${ADMINS[0]}" presence_bridge_latest_topic_compacted), not 1 (Tansu's answer); measuring anyway"
+    fi
+  fi
+
   LB_PORT="$(free_port)"
   "${TANSU_ORPHAN_GUARD[@]}" "$TANSU_PYTHON" "$HERE/lb.py" --listen "127.0.0.1:$LB_PORT" --mode "$mode" \
     --backend "${HTTPS[0]}" --backend "${HTTPS[1]}" >"$dir/lb.log" 2>&1 </dev/null &
