@@ -100,6 +100,7 @@
 //! the spool) needs, already encoded. Nothing downstream re-encodes or
 //! re-assigns the id, so retries never change it.
 
+pub mod binary;
 mod cloudevent;
 pub mod connected;
 mod connection;
