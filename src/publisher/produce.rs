@@ -3,9 +3,16 @@
 //! simulation (`tests/simulation.rs`) puts a seeded fake behind the same
 //! trait, so every schedule of deliveries, errors, outages and crashes the
 //! fake can produce runs through the real forwarder.
+//!
+//! The record is laid out here, at send time, in its topic's content mode
+//! (`kafka.content_mode`): the spool holds the structured envelope, binary
+//! mode takes it apart (`events::binary`). An empty value is a tombstone
+//! (null value, no headers) in either mode.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -14,7 +21,8 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureRecord};
 
 use super::KafkaPublisher;
-use crate::envelope::{CONTENT_TYPE, HEADER_CE_ID, HEADER_CE_TYPE, HEADER_CONTENT_TYPE};
+use crate::config::{ContentMode, KafkaSettings};
+use crate::envelope::{CONTENT_TYPE, HEADER_CONTENT_TYPE, HEADER_EVENT_ID, HEADER_EVENT_TYPE};
 use crate::spool::format::StoredRecord;
 
 /// A boxed future, for the object-safe parts of the seams.
@@ -55,6 +63,66 @@ impl Future for RdDelivery {
     }
 }
 
+/// The content mode of every topic, from the configuration (cheap to clone).
+#[derive(Debug, Clone, Default)]
+pub struct ContentModes {
+    by_topic: Arc<BTreeMap<String, ContentMode>>,
+    default: ContentMode,
+}
+
+impl ContentModes {
+    pub fn new(settings: &KafkaSettings) -> Self {
+        Self {
+            by_topic: Arc::new(
+                settings
+                    .topic_modes
+                    .iter()
+                    .map(|(topic, (_, mode))| (topic.clone(), *mode))
+                    .collect(),
+            ),
+            default: settings.content_mode,
+        }
+    }
+
+    /// The mode of `topic`; `kafka.content_mode` for a topic not configured.
+    pub fn of(&self, topic: &str) -> ContentMode {
+        self.by_topic.get(topic).copied().unwrap_or(self.default)
+    }
+}
+
+/// The headers and value of a record in its topic's content mode: in both,
+/// `event-id` and `event-type` (for routing without parsing); structured adds
+/// `content-type: application/cloudevents+json` and keeps the envelope as the
+/// value; binary puts every attribute in a `ce_` header and the `data` in the
+/// value. A value binary mode cannot take apart (never one the bridge wrote)
+/// is sent structured, with a warning: a CloudEvents reader still reads it.
+pub fn layout(
+    rec: &StoredRecord,
+    ce_type: &str,
+    mode: ContentMode,
+) -> (Vec<(String, String)>, Option<Vec<u8>>) {
+    let mut headers = Vec::with_capacity(10);
+    let mut data = None;
+    match mode {
+        ContentMode::Binary => match events::binary::to_binary(&rec.value) {
+            Ok(b) => {
+                headers = b.headers;
+                data = Some(b.data);
+            }
+            Err(e) => {
+                tracing::warn!(seq = rec.seq, topic = %rec.topic, error = %e, "a record cannot be written in binary content mode; sent in structured mode");
+            }
+        },
+        ContentMode::Structured => {}
+    }
+    if data.is_none() {
+        headers.push((HEADER_CONTENT_TYPE.to_owned(), CONTENT_TYPE.to_owned()));
+    }
+    headers.push((HEADER_EVENT_ID.to_owned(), rec.id.hyphenated().to_string()));
+    headers.push((HEADER_EVENT_TYPE.to_owned(), ce_type.to_owned()));
+    (headers, data)
+}
+
 impl Produce for KafkaPublisher {
     type Delivery = RdDelivery;
 
@@ -63,23 +131,26 @@ impl Produce for KafkaPublisher {
         rec: &StoredRecord,
         ce_type: &'static str,
     ) -> Result<Self::Delivery, KafkaError> {
-        let id = rec.id.hyphenated().to_string();
-        let headers = OwnedHeaders::new_with_capacity(3)
-            .insert(Header {
-                key: HEADER_CONTENT_TYPE,
-                value: Some(CONTENT_TYPE),
-            })
-            .insert(Header {
-                key: HEADER_CE_ID,
-                value: Some(id.as_str()),
-            })
-            .insert(Header {
-                key: HEADER_CE_TYPE,
-                value: Some(ce_type),
+        if rec.value.is_empty() {
+            // A tombstone: a null value and no headers, whatever the mode.
+            let record = FutureRecord::<str, [u8]>::to(&rec.topic).key(rec.key.as_str());
+            return self
+                .producer()
+                .send_result(record)
+                .map(RdDelivery)
+                .map_err(|(e, _)| e);
+        }
+        let (pairs, data) = layout(rec, ce_type, self.content_modes().of(&rec.topic));
+        let mut headers = OwnedHeaders::new_with_capacity(pairs.len());
+        for (key, value) in &pairs {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value.as_str()),
             });
+        }
         let record = FutureRecord::to(&rec.topic)
             .key(rec.key.as_str())
-            .payload(rec.value.as_slice())
+            .payload(data.as_deref().unwrap_or(rec.value.as_slice()))
             .headers(headers);
         self.producer()
             .send_result(record)
