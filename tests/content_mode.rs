@@ -136,3 +136,93 @@ async fn each_topic_is_written_in_its_own_content_mode() {
     }
     b.stop().await;
 }
+
+/// A record whose stored value is empty (a compacted topic's tombstone) is
+/// sent with a null value and no headers, in either mode; a record with a
+/// value next to it keeps its mode's layout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_value_is_a_tombstone_in_either_mode() {
+    use presence_bridge::metrics::Metrics;
+    use presence_bridge::publisher::produce::Produce;
+    use presence_bridge::publisher::KafkaPublisher;
+    use presence_bridge::spool::format::{RecordKind, StoredRecord};
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::Headers;
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let brokers = cluster.bootstrap_servers();
+    let spool = tempfile::tempdir().unwrap();
+    let (structured, binary) = (unique_topic(), unique_topic());
+    let s = settings(
+        &brokers,
+        &structured,
+        spool.path(),
+        &[
+            ("PRESENCE_BRIDGE__KAFKA__RECEIVED__TOPIC", &binary),
+            ("PRESENCE_BRIDGE__KAFKA__RECEIVED__CONTENT_MODE", "binary"),
+        ],
+    );
+    let (_registry, metrics) = Metrics::standalone();
+    let publisher = KafkaPublisher::new(&s.kafka, &brokers, metrics).unwrap();
+    let envelope = presence_bridge::envelope::OutboundRecord::new(
+        &presence_bridge::presence::PresenceEvent::from_json(
+            callback("5544999999999", "PAUSED").as_bytes(),
+        )
+        .unwrap(),
+        &binary,
+        uuid::Uuid::now_v7(),
+        time::OffsetDateTime::now_utc(),
+    );
+    for topic in [&structured, &binary] {
+        cluster.create_topic(topic, 1, 1).unwrap();
+        for (seq, value) in [(1, Vec::new()), (2, envelope.value.clone())] {
+            let rec = StoredRecord {
+                seq,
+                arrival_ms: 0,
+                id: uuid::Uuid::now_v7(),
+                kind: RecordKind(10),
+                topic: topic.clone(),
+                key: "i1:5544999999999".into(),
+                value,
+            };
+            let delivery = publisher.send(&rec, "test.type").expect("queued");
+            tokio::time::timeout(HANG, delivery)
+                .await
+                .expect("delivered in time")
+                .expect("delivered");
+        }
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", format!("tombstones-{}", uuid::Uuid::now_v7()))
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, 0, Offset::Beginning)
+            .unwrap();
+        consumer.assign(&tpl).unwrap();
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            let m = tokio::time::timeout(HANG, consumer.recv())
+                .await
+                .expect("records arrive")
+                .unwrap();
+            let headers: Vec<String> = m
+                .headers()
+                .map(|h| h.iter().map(|h| h.key.to_owned()).collect())
+                .unwrap_or_default();
+            got.push((m.payload().map(<[u8]>::to_vec), headers));
+        }
+        assert_eq!(got[0], (None, Vec::new()), "{topic}: a tombstone");
+        let (value, headers) = &got[1];
+        let value = value.as_ref().expect("a value");
+        if topic == &binary {
+            assert!(is_binary(headers.iter().map(String::as_str)), "{headers:?}");
+            assert!(value.starts_with(b"{\"instanceId\""), "the data only");
+        } else {
+            assert_eq!(headers, &["content-type", "event-id", "event-type"]);
+            assert_eq!(value, &envelope.value);
+        }
+    }
+}
