@@ -219,6 +219,10 @@ impl KafkaPublisher {
         &self.content_modes
     }
 
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// Fails every queued and in-flight message at once (their delivery
     /// futures resolve with a purge error); used before a producer is replaced.
     pub fn purge(&self) {

@@ -95,7 +95,9 @@ impl ContentModes {
 /// `content-type: application/cloudevents+json` and keeps the envelope as the
 /// value; binary puts every attribute in a `ce_` header and the `data` in the
 /// value. A value binary mode cannot take apart (never one the bridge wrote)
-/// is sent structured, with a warning: a CloudEvents reader still reads it.
+/// is sent structured, with a warning (and
+/// `presence_bridge_kafka_binary_mode_fallbacks_total`): a CloudEvents reader
+/// still reads it.
 pub fn layout(
     rec: &StoredRecord,
     ce_type: &str,
@@ -140,7 +142,11 @@ impl Produce for KafkaPublisher {
                 .map(RdDelivery)
                 .map_err(|(e, _)| e);
         }
-        let (pairs, data) = layout(rec, ce_type, self.content_modes().of(&rec.topic));
+        let mode = self.content_modes().of(&rec.topic);
+        let (pairs, data) = layout(rec, ce_type, mode);
+        if mode == ContentMode::Binary && data.is_none() {
+            self.metrics().binary_mode_fallback();
+        }
         let mut headers = OwnedHeaders::new_with_capacity(pairs.len());
         for (key, value) in &pairs {
             headers = headers.insert(Header {
@@ -165,5 +171,81 @@ impl Produce for KafkaPublisher {
     fn flush(&self, timeout: Duration) -> BoxFuture<'static, i32> {
         let me = self.clone();
         Box::pin(async move { KafkaPublisher::flush(&me, timeout).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::spool::format::RecordKind;
+
+    fn record(topic: &str, value: &[u8]) -> StoredRecord {
+        StoredRecord {
+            seq: 7,
+            arrival_ms: 0,
+            id: uuid::Uuid::now_v7(),
+            kind: RecordKind(1),
+            topic: topic.to_owned(),
+            key: "5544999999999".to_owned(),
+            value: value.to_vec(),
+        }
+    }
+
+    const ENVELOPE: &[u8] = br#"{"specversion":"1.0","id":"x","source":"/s","type":"t","datacontenttype":"application/json","data":{"a":1}}"#;
+
+    #[test]
+    fn each_mode_lays_the_record_out_and_binary_falls_back_to_structured() {
+        let names = |h: &[(String, String)]| h.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        let (h, data) = layout(&record("t", ENVELOPE), "t", ContentMode::Structured);
+        assert_eq!(names(&h), ["content-type", "event-id", "event-type"]);
+        assert_eq!(h[0].1, CONTENT_TYPE);
+        assert_eq!(data, None, "the stored envelope is the value");
+
+        let (h, data) = layout(&record("t", ENVELOPE), "t", ContentMode::Binary);
+        assert_eq!(
+            names(&h),
+            [
+                "ce_id",
+                "ce_source",
+                "ce_specversion",
+                "ce_type",
+                "content-type",
+                "event-id",
+                "event-type"
+            ]
+        );
+        assert_eq!(data.as_deref(), Some(&br#"{"a":1}"#[..]));
+
+        let (h, data) = layout(&record("t", b"not an envelope"), "t", ContentMode::Binary);
+        assert_eq!(names(&h), ["content-type", "event-id", "event-type"]);
+        assert_eq!(data, None);
+    }
+
+    #[tokio::test]
+    async fn a_binary_fallback_is_counted() {
+        let settings = crate::config::load(
+            None,
+            [(
+                "PRESENCE_BRIDGE__KAFKA__CONTENT_MODE".to_owned(),
+                "binary".to_owned(),
+            )],
+        )
+        .unwrap();
+        let (registry, metrics) = Metrics::standalone();
+        // No I/O at creation; send only queues.
+        let publisher = KafkaPublisher::new(&settings.kafka, "127.0.0.1:1", metrics).unwrap();
+        let count = || {
+            let text = String::from_utf8(crate::metrics::render(&registry)).unwrap();
+            text.lines()
+                .find_map(|l| l.strip_prefix("presence_bridge_kafka_binary_mode_fallbacks_total "))
+                .map(|v| v.trim().to_owned())
+        };
+        assert_eq!(count().as_deref(), Some("0"));
+        let _queued = publisher.send(&record("whatsapp.presence.v1", ENVELOPE), "t");
+        assert_eq!(count().as_deref(), Some("0"));
+        let _queued = publisher.send(&record("whatsapp.presence.v1", b"{\"data\":[]"), "t");
+        assert_eq!(count().as_deref(), Some("1"));
+        publisher.purge();
     }
 }
