@@ -347,7 +347,11 @@ pub struct Record {
     pub offset: i64,
     pub key: String,
     pub headers: BTreeMap<String, String>,
+    /// The envelope: the value, or (a binary-mode record) the envelope its
+    /// headers and value make (`events::binary::to_structured`).
     pub value: Value,
+    /// The record's value as it was in Kafka.
+    pub payload: Vec<u8>,
 }
 
 pub async fn read_topic(brokers: &str, topic: &str, n: usize) -> Vec<Record> {
@@ -401,7 +405,20 @@ async fn read_from(consumer: &StreamConsumer, n: usize) -> Vec<Record> {
                 );
             }
         }
-        let value: Value = serde_json::from_slice(msg.payload().unwrap()).unwrap();
+        let payload = msg.payload().unwrap().to_vec();
+        let value: Value =
+            if presence_bridge::envelope::binary::is_binary(headers.keys().map(String::as_str)) {
+                let envelope = presence_bridge::envelope::binary::to_structured(
+                    headers
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), Some(v.as_bytes()))),
+                    &payload,
+                )
+                .expect("a binary-mode record");
+                serde_json::from_slice(&envelope).unwrap()
+            } else {
+                serde_json::from_slice(&payload).unwrap()
+            };
         // Every message any test reads must satisfy its kind's published
         // schema; dead letters copied to their topic are the same envelopes.
         let kind = EventKind::ALL
@@ -415,6 +432,7 @@ async fn read_from(consumer: &StreamConsumer, n: usize) -> Vec<Record> {
             key: String::from_utf8(msg.key().unwrap().to_vec()).unwrap(),
             headers,
             value,
+            payload,
         });
     }
     out
