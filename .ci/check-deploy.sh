@@ -15,7 +15,8 @@
 #     copy), the files it mounts exist, and the bridge's environment passes check-config.
 #  5. deploy/k8s/*.yaml against the Kubernetes OpenAPI schemas (kubernetes-validate --strict,
 #     for the oldest and newest supported versions), the kustomization lists every
-#     manifest, the ConfigMap's TOML passes check-config, grace period > preStop + deadline.
+#     manifest, the ConfigMap's TOML passes check-config, grace period > preStop + deadline
+#     + drain_spool + 2s.
 #  6. deploy/Dockerfile: hadolint, the build step is the exact `cargo build` line of .ci/run,
 #     .dockerignore keeps the sources in, and the HEALTHCHECK command works against the
 #     running binary.
@@ -414,8 +415,10 @@ if not errors:
     with open(os.path.join(sys.argv[1], "k8s.env"), "w") as f:
         for key, val in (secret.get("stringData") or {}).items():
             f.write(f"{key}={shlex.quote(str(val))}\n")   # sourced by bash: quote ; , spaces
-    m = re.search(r'deadline\s*=\s*"(\d+)s"', toml)
+    m = re.search(r'^deadline\s*=\s*"(\d+)s"', toml, re.M)
     deadline = int(m.group(1)) if m else 20
+    m = re.search(r'^drain_spool\s*=\s*"(\d+)s?"', toml, re.M)
+    drain = int(m.group(1)) if m else 20
     pre = c.get("lifecycle", {}).get("preStop", {})
     pre_s = 0
     if "exec" in pre and pre["exec"]["command"][:1] == ["sleep"]:
@@ -423,9 +426,10 @@ if not errors:
     elif "sleep" in pre:
         pre_s = int(pre["sleep"]["seconds"])
     grace = pod.get("terminationGracePeriodSeconds", 30)
-    if grace <= pre_s + deadline:
-        errors.append(f"terminationGracePeriodSeconds {grace} must exceed preStop {pre_s}s + shutdown.deadline {deadline}s")
-    print(f"  grace period {grace}s > preStop {pre_s}s + shutdown.deadline {deadline}s")
+    # A stop takes at most deadline + drain_spool + 2s of last guards (src/cli/serve.rs).
+    if grace <= pre_s + deadline + drain + 2:
+        errors.append(f"terminationGracePeriodSeconds {grace} must exceed preStop {pre_s}s + shutdown.deadline {deadline}s + shutdown.drain_spool {drain}s + 2s")
+    print(f"  grace period {grace}s > preStop {pre_s}s + shutdown.deadline {deadline}s + shutdown.drain_spool {drain}s + 2s")
 for e in errors:
     print("  " + e)
 sys.exit(1 if errors else 0)
