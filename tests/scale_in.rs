@@ -141,3 +141,134 @@ async fn a_stop_with_the_broker_down_ends_at_the_bound_and_keeps_the_events() {
     again.stop().await;
     check_delivery(&site.read_all().await, &posted);
 }
+
+/// Runs `presence-bridge spool forward --dir DIR` with the site's broker and
+/// topic in the environment (and `extra` arguments); its exit code, stdout, stderr.
+async fn spool_forward(site: &Restarts, dir: &std::path::Path, extra: &[&str]) -> Output {
+    let mut c = common::process::command(site.spool.path());
+    c.env(
+        "PRESENCE_BRIDGE__KAFKA__BROKERS",
+        site.cluster.bootstrap_servers(),
+    )
+    .env("PRESENCE_BRIDGE__KAFKA__TOPIC", &site.topic)
+    .env("PRESENCE_BRIDGE__KAFKA__PROBE_INTERVAL", "200ms")
+    .args(["spool", "forward", "--dir"])
+    .arg(dir)
+    .args(extra);
+    let out = tokio::time::timeout(
+        HANG,
+        tokio::task::spawn_blocking(move || c.output().expect("runs")),
+    )
+    .await
+    .expect("spool forward hung")
+    .unwrap();
+    Output {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[derive(Debug)]
+struct Output {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// A bridge that stops with the broker away and the drain off: its spool
+/// keeps every event posted (the orphan a removed pod leaves behind).
+async fn orphan(site: &Restarts, per_phone: usize) -> HashMap<String, Vec<String>> {
+    site.cluster.broker_down(1).unwrap();
+    let b = site
+        .start(&[
+            ("PRESENCE_BRIDGE__SHUTDOWN__DEADLINE", "100ms"),
+            ("PRESENCE_BRIDGE__SHUTDOWN__DRAIN_SPOOL", "0"),
+        ])
+        .await;
+    let mut posted = HashMap::new();
+    post_round(&b, per_phone, &mut posted).await;
+    let report = b.stop().await;
+    assert_eq!(report.spool_drain, None, "the drain is off");
+    assert_eq!(report.events_left_in_spool, total(&posted) as u64);
+    posted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spool_forward_delivers_an_orphaned_spool_in_order_and_exits_0() {
+    let site = Restarts::new();
+    let posted = orphan(&site, 20).await;
+    let n = total(&posted);
+    site.cluster.broker_up(1).unwrap();
+
+    let out = spool_forward(&site, site.spool.path(), &[]).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stdout
+            .contains(&format!("forwarding {n} events to Kafka")),
+        "{out:?}"
+    );
+    assert!(
+        out.stdout.contains(&format!("done: {n} events forwarded")),
+        "{out:?}"
+    );
+    // Phone numbers never in full.
+    for phone in PHONES {
+        assert!(
+            !out.stdout.contains(phone) && !out.stderr.contains(phone),
+            "{out:?}"
+        );
+    }
+    check_delivery(&site.read_all().await, &posted);
+
+    // Settled and checkpointed: a second run finds nothing, sends nothing again.
+    let again = spool_forward(&site, site.spool.path(), &[]).await;
+    assert_eq!(again.code, Some(0), "{again:?}");
+    assert!(again.stdout.contains("the spool is empty"), "{again:?}");
+    check_delivery(&site.read_all().await, &posted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spool_forward_gives_up_with_the_broker_away_and_keeps_the_events() {
+    let site = Restarts::new();
+    let posted = orphan(&site, 5).await;
+    // The broker is still down: nothing can be delivered.
+    let out = spool_forward(&site, site.spool.path(), &["--idle-timeout", "1s"]).await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains("gave up: nothing delivered for 1s"),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("no Kafka broker answered"), "{out:?}");
+    assert!(
+        out.stderr
+            .contains(&format!("{} left in the spool", total(&posted))),
+        "{out:?}"
+    );
+    // Nothing was settled: once the broker is back, every event goes out.
+    site.cluster.broker_up(1).unwrap();
+    let out = spool_forward(&site, site.spool.path(), &[]).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    check_delivery(&site.read_all().await, &posted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spool_forward_refuses_a_spool_a_running_bridge_holds_and_a_non_spool() {
+    let site = Restarts::new();
+    let b = site.start(&[]).await;
+    let out = spool_forward(&site, site.spool.path(), &[]).await;
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("holds the lock"), "{out:?}");
+    assert!(
+        out.stderr.contains("A running bridge owns this spool"),
+        "{out:?}"
+    );
+    b.stop().await;
+
+    let empty = tempfile::tempdir().unwrap();
+    let out = spool_forward(&site, empty.path(), &[]).await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("not a spool"), "{out:?}");
+    // Nothing was created in it.
+    assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
+}

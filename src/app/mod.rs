@@ -42,6 +42,7 @@
 
 mod drain;
 mod faults;
+mod orphan;
 mod probe;
 mod spool_setup;
 
@@ -50,6 +51,9 @@ use spool_setup::{open_spool, sync_loop};
 mod supervise;
 
 pub use faults::{Fault, Faults};
+pub use orphan::{
+    forward_orphan, ForwardOptions, ForwardOutcome, Forwarded, OrphanError, Progress,
+};
 pub use supervise::{Supervisor, TaskOutput};
 
 use std::net::SocketAddr;
