@@ -82,6 +82,7 @@ pub fn settings(
             "PRESENCE_BRIDGE__SPOOL__DIR".into(),
             spool.display().to_string(),
         ),
+        ("PRESENCE_BRIDGE__SHUTDOWN__DRAIN_SPOOL".into(), "0".into()),
     ];
     for (k, v) in extra {
         env.push(((*k).into(), (*v).into()));
