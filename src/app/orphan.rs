@@ -50,8 +50,11 @@ pub struct ForwardOptions {
 /// What the caller is told as it goes (to print).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Progress {
-    /// The spool is open: `pending` events in it, for these topics.
-    Start { pending: u64, topics: Vec<String> },
+    /// The spool is open: `pending` events in it, per topic (those with any).
+    Start {
+        pending: u64,
+        topics: Vec<(String, u64)>,
+    },
     /// Events left now, out of `pending` at the start.
     Left { left: u64, pending: u64 },
 }
@@ -133,7 +136,15 @@ pub async fn forward_orphan(
     let pending_at_start = stats.pending;
     progress(Progress::Start {
         pending: pending_at_start,
-        topics: store.topics(),
+        topics: store
+            .topics()
+            .into_iter()
+            .map(|t| {
+                let n = store.pending_of(&t);
+                (t, n)
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect(),
     });
     if pending_at_start == 0 {
         return Ok(Forwarded {

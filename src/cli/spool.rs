@@ -104,8 +104,10 @@ fn forward(settings: &Settings, args: SpoolForwardArgs) -> ExitCode {
                 outln!("{dir}: the spool is empty, nothing to forward")
             }
             Progress::Start { pending, topics } => {
+                let topics: Vec<String> =
+                    topics.iter().map(|(t, n)| format!("{t}: {n}")).collect();
                 outln!(
-                    "{dir}: forwarding {pending} events to Kafka (topics: {})",
+                    "{dir}: forwarding {pending} events to Kafka ({})",
                     topics.join(", ")
                 )
             }
