@@ -56,6 +56,8 @@ where
 
 pub const TOKEN: &str = "test-token-0123456789";
 pub const PARTITIONS: i32 = 3;
+/// `kafka.latest.topic` by default: each cluster of a test has it.
+pub const LATEST_TOPIC: &str = "whatsapp.presence.latest.v1";
 
 pub fn unique_topic() -> String {
     format!("presence-test-{}", uuid::Uuid::now_v7().simple())
@@ -82,6 +84,7 @@ pub fn settings(
             "PRESENCE_BRIDGE__SPOOL__DIR".into(),
             spool.display().to_string(),
         ),
+        ("PRESENCE_BRIDGE__SHUTDOWN__DRAIN_SPOOL".into(), "0".into()),
     ];
     for (k, v) in extra {
         env.push(((*k).into(), (*v).into()));
@@ -116,6 +119,10 @@ impl Restarts {
         let cluster = MockCluster::new(1).expect("mock cluster");
         let topic = unique_topic();
         cluster.create_topic(&topic, PARTITIONS, 1).expect("topic");
+        // Every presence event is stored with its state for this topic.
+        cluster
+            .create_topic(LATEST_TOPIC, PARTITIONS, 1)
+            .expect("latest topic");
         let spool = tempfile::tempdir().expect("temp dir");
         Self {
             cluster,
@@ -155,6 +162,9 @@ impl Bridge {
         let cluster = MockCluster::new(1).expect("mock cluster");
         let topic = unique_topic();
         cluster.create_topic(&topic, PARTITIONS, 1).expect("topic");
+        cluster
+            .create_topic(LATEST_TOPIC, PARTITIONS, 1)
+            .expect("latest topic");
         let spool = tempfile::tempdir().expect("temp dir");
         let s = settings(&cluster.bootstrap_servers(), &topic, spool.path(), extra);
         let running = app::start(s, cluster.bootstrap_servers(), None)
