@@ -12,7 +12,8 @@ use super::{invalid, ConfigError};
 /// The longest `presence.typing_ttl` taken: WhatsApp clients drop a typing
 /// indicator after about 15 s; minutes would be a configuration mistake.
 const MAX_TTL: Duration = Duration::from_secs(3600);
-/// The most timers `presence.max_typing_timers` allows (about 200 bytes each).
+/// The most timers `presence.max_typing_timers` allows (about 360 bytes each,
+/// `cargo bench --bench typing_timers`).
 const MAX_TIMERS: u64 = 50_000_000;
 
 #[derive(Debug, Clone, Serialize)]
@@ -39,7 +40,7 @@ raw_section! {
     /// `[presence]` as read.
     pub struct RawPresence {
         typing_ttl: DurOrOff = DurOrOff(Duration::from_secs(15)),
-        max_typing_timers: u64 = 1_000_000,
+        max_typing_timers: u64 = 250_000,
     }
 }
 
@@ -84,7 +85,7 @@ mod tests {
     fn defaults_zero_turns_expiry_off_and_bad_values_are_named() {
         let d = load(&[]).unwrap();
         assert_eq!(d.ttl(), Some(Duration::from_secs(15)));
-        assert_eq!(d.max_typing_timers, 1_000_000);
+        assert_eq!(d.max_typing_timers, 250_000);
         assert_eq!(load(&[("TYPING_TTL", "0s")]).unwrap().ttl(), None);
         assert_eq!(
             load(&[("TYPING_TTL", "10s")]).unwrap().ttl(),
