@@ -35,6 +35,7 @@
 //! `panic = "abort"`, or the process dies without the drain). Tasks that end
 //! after shutdown started are recorded as `stopped`, not as failures.
 
+mod compaction;
 mod drain;
 mod faults;
 mod probe;
@@ -333,6 +334,13 @@ pub async fn start_with(
         ..Limits::default()
     };
     // Not supervised: it holds nothing, and a failure of it loses nothing.
+    let latest_topics: Vec<String> = settings.kafka.latest_topics().cloned().collect();
+    tokio::spawn(compaction::check_loop(
+        settings.kafka.clone(),
+        brokers.clone(),
+        compaction::gauge(&registry, &latest_topics)?,
+        shutdown.clone(),
+    ));
     let trims = crate::memtrim::trims_counter(&registry)?;
     tokio::spawn(crate::memtrim::run(budget, trims, shutdown.clone()));
     // Tasks that stop at `shutdown` on their own; the drain waits for them.

@@ -40,6 +40,7 @@ macro_rules! outln {
 
 mod check_config;
 mod dead_letter;
+mod presence;
 mod serve;
 mod spool;
 mod tail_cmd;
@@ -78,6 +79,31 @@ pub enum Command {
     /// Register the instance's webhooks at Z-API, or check them for drift.
     #[command(subcommand)]
     Zapi(zapi::ZapiCommand),
+    /// The latest-presence topic: delete a contact's state.
+    #[command(subcommand)]
+    Presence(PresenceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PresenceCommand {
+    /// Write a tombstone (the contact's key, a null value) to the compacted
+    /// latest-presence topic, e.g. for a data-erasure request; exits 0 once
+    /// the broker acknowledged it. A state the bridge writes afterwards (a
+    /// new event, a typing expiry) puts the contact back.
+    Forget(ForgetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// The Z-API instance id.
+    #[arg(long)]
+    pub instance: String,
+    /// The contact's phone, as the provider sends it (normalized like the bridge does).
+    #[arg(long)]
+    pub phone: String,
+    /// How long to wait for the broker's acknowledgement.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -181,6 +207,7 @@ pub fn run(cli: Cli) -> ExitCode {
             dead_letter::dead_letter_tool(&settings, cli.config.as_deref(), cmd)
         }
         Command::Zapi(cmd) => zapi::zapi_tool(cmd),
+        Command::Presence(cmd) => presence::presence_tool(&settings, cmd),
     }
 }
 

@@ -18,6 +18,7 @@
 //! consumer expires it on its own. At start, [`recover`] re-arms the timers
 //! of the typing events still in the spool.
 
+mod forget;
 mod recover;
 mod timers;
 
@@ -36,6 +37,7 @@ use crate::envelope::{expired, new_event_id, state, OutboundRecord};
 use crate::presence::{Phone, PresenceEvent};
 use crate::sink::{Committing, Sink, SinkError};
 
+pub use forget::{forget, ForgetError, Forgotten};
 pub use recover::{recover, Recovered};
 use timers::Timers;
 pub use timers::Typing;
