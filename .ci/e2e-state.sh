@@ -8,7 +8,10 @@
 # Starts Tansu with the five event topics (3 partitions each) and the
 # latest-presence topic whatsapp.presence.latest.v1 created with
 # cleanup.policy=compact (read back with DescribeConfigs), runs `BINARY serve`
-# with presence.typing_ttl = 2s, then:
+# with presence.typing_ttl = 2s and one instance's latest topic (e2e.latest.delete,
+# kafka.latest.topic_by_instance) created with cleanup.policy=delete; its start-up
+# check must report presence_bridge_latest_topic_compacted 1 for the compacted
+# topic and 0 for the other, with an error line in the log. Then:
 #  (b) posts a COMPOSING with no follow-up: the expiry event (chat-presence-
 #      expired, keyed by the phone, causeId = the COMPOSING) on the presence
 #      topic and a PAUSED state (reason typing_expired) on the latest topic
@@ -85,6 +88,10 @@ a = AdminClient({"bootstrap.servers": bs})
 want = {"cleanup.policy": "compact", "segment.ms": "3600000", "min.compaction.lag.ms": "60000",
         "max.compaction.lag.ms": "86400000", "delete.retention.ms": "86400000"}
 a.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1, config=want)])[topic].result(30)
+# The latest topic of one instance (kafka.latest.topic_by_instance), NOT compacted:
+# the bridge's start-up check must say so.
+a.create_topics([NewTopic("e2e.latest.delete", num_partitions=3, replication_factor=1,
+                          config={"cleanup.policy": "delete"})])["e2e.latest.delete"].result(30)
 res = ConfigResource(ConfigResource.Type.TOPIC, topic)
 got = {k: v.value for k, v in a.describe_configs([res])[res].result(30).items()}
 print(f"DescribeConfigs {topic}: " + ", ".join(f"{k}={got.get(k)}" for k in want))
@@ -96,7 +103,26 @@ ok "tansu at $TANSU_BOOTSTRAP, topics ${TOPICS[*]} and $LATEST (cleanup.policy=c
 
 export PRESENCE_BRIDGE__PRESENCE__TYPING_TTL="${TTL_S}s"
 export PRESENCE_BRIDGE__KAFKA__LATEST__TOPIC="$LATEST"
+# Instance ids in environment keys are lowercased: "e2edel" has its own, uncompacted, topic.
+export PRESENCE_BRIDGE__KAFKA__LATEST__TOPIC_BY_INSTANCE__E2EDEL=e2e.latest.delete
 e2e_start_bridge
+
+# ------------------------------------------------------------ the compaction check at start
+# presence_bridge_latest_topic_compacted{topic}: 1 for the compacted topic, 0 for the other.
+compaction_ok=""
+for _ in $(seq 1 100); do
+  curl -fsS --max-time 2 "$ADMIN/metrics" >"$WORK/metrics.txt" 2>/dev/null || true
+  if grep -qx "presence_bridge_latest_topic_compacted{topic=\"$LATEST\"} 1" "$WORK/metrics.txt" \
+    && grep -qx 'presence_bridge_latest_topic_compacted{topic="e2e.latest.delete"} 0' "$WORK/metrics.txt"; then
+    compaction_ok=1; break
+  fi
+  sleep 0.3
+done
+if [[ -n "$compaction_ok" ]] && grep -q 'NOT compacted' "$BRIDGE_LOG"; then
+  ok "compaction check at start: $LATEST compacted (1), e2e.latest.delete not (0, and an error line in the log)"
+else
+  fail "compaction check: $(grep '^presence_bridge_latest_topic_compacted' "$WORK/metrics.txt" | tr '\n' ' ')(want $LATEST 1, e2e.latest.delete 0, and 'NOT compacted' in the log)"
+fi
 
 # ------------------------------------------------------------ (b) expiry, then (a) mixed stream
 rc=0
@@ -348,6 +374,44 @@ if check_example 1 c >&2; then
   ok "(c) the example's state equals the newest record per key, phones masked"
 else
   fail "(c) the example's output does not match the latest topic (see above)"
+fi
+
+# ------------------------------------------------------------ (d) a tombstone
+read -r F_INSTANCE F_PHONE < <("$TANSU_PYTHON" -c 'import json, sys
+f = json.load(open(sys.argv[1]))["forget"]; print(f["instance"], f["phone"])' "$WORK/expected.json")
+rc=0
+timeout 60 "$BINARY" presence forget --instance "$F_INSTANCE" --phone "$F_PHONE" --timeout 30s \
+  >"$WORK/forget.out" 2>"$WORK/forget.err" || rc=$?
+say "presence forget: exit $rc: $(cat "$WORK/forget.out" "$WORK/forget.err" | tail -n 3)"
+if [[ $rc -ne 0 ]]; then
+  fail "(d) presence forget exited $rc"
+elif grep -q "$F_PHONE" "$WORK/forget.out" "$WORK/forget.err"; then
+  fail "(d) presence forget printed the full phone"
+else
+  rc=0
+  timeout 90 "$TANSU_PYTHON" "$CI_DIR/kafka_admin.py" consume -b "$TANSU_BOOTSTRAP" -t "$LATEST" \
+    --timeout 60 >"$WORK/latest-after.out" 2>"$WORK/latest-after.err" || rc=$?
+  [[ $rc -eq 0 ]] || fail "(d) reading $LATEST back failed ($rc): $(tail -n 3 "$WORK/latest-after.err")"
+  if "$TANSU_PYTHON" - "$WORK/latest-after.out" "$F_INSTANCE:$F_PHONE" <<'PY' >&2; then
+import json, sys
+key = sys.argv[2]
+mine = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+mine = sorted((r for r in mine if r["key"] == key), key=lambda r: r["offset"])
+if not mine or mine[-1]["value"] is not None:
+    sys.exit(f"FAIL the newest record of the forgotten key is {mine[-1]['value'] if mine else 'missing'}, want a null value")
+if len({r["partition"] for r in mine}) != 1:
+    sys.exit("FAIL the tombstone is not on the partition of the key's states")
+print(f"tombstone at partition {mine[-1]['partition']} offset {mine[-1]['offset']}, after {len(mine) - 1} state(s) of the key")
+PY
+    ok "(d) presence forget wrote a null-value record with the contact's key, on its partition"
+  else
+    fail "(d) no tombstone for the forgotten contact on $LATEST"
+  fi
+  if check_example 2 d >&2; then
+    ok "(d) the example printed 'forget' for the contact and dropped it from its state"
+  else
+    fail "(d) the example still has the forgotten contact (see above)"
+  fi
 fi
 
 e2e_stop_bridge
