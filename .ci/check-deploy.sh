@@ -18,7 +18,9 @@
 #     manifest, the ConfigMap's TOML passes check-config, grace period > preStop + deadline
 #     + drain_spool + 2s; the Jobs in deploy/k8s/jobs/ validate too, use the StatefulSet's
 #     image, ConfigMap and user, run `spool forward --dir` on a mounted spool claim, and
-#     are selected by no Service.
+#     are selected by no Service;
+#     the topics Job creates every topic of the ConfigMap (the latest-presence one with
+#     cleanup.policy=compact; likewise kafka-init in docker-compose.yml).
 #  6. deploy/Dockerfile: hadolint, the build step is the exact `cargo build` line of .ci/run,
 #     .dockerignore keeps the sources in, and the HEALTHCHECK command works against the
 #     running binary.
@@ -370,6 +372,29 @@ EOF
 ( set -a; . "$work/compose.env"; set +a; "$bin" check-config >/dev/null ) \
   || fail "the bridge environment of docker-compose.yml is rejected by check-config"
 echo "  compose-spec valid, mounts present, bridge environment accepted by check-config"
+"$py" - <<'EOF' || fail "docker-compose.yml: kafka-init does not create the bridge's topics as they need"
+# kafka-init creates every topic the bridge's environment names, and the
+# latest-presence topic (compacted: one record per contact) with cleanup.policy=compact.
+import re, sys, yaml
+c = yaml.safe_load(open("docker-compose.yml"))
+env = c["services"]["bridge"].get("environment") or {}
+init = " ".join(c["services"].get("kafka-init", {}).get("command") or []).replace("\\\n", " ")
+latest = env.get("PRESENCE_BRIDGE__KAFKA__LATEST__TOPIC", "whatsapp.presence.latest.v1")
+errors = []
+for k, t in env.items():
+    if re.fullmatch(r"PRESENCE_BRIDGE__KAFKA__(\w+__)?TOPIC", k) and t not in init:
+        errors.append(f"{k}={t} is not created by kafka-init")
+create = re.search(r"--create\b[^\n]*--topic\s+" + re.escape(latest) + r"(?![\w.-])[^\n]*", init)
+if not create:
+    errors.append(f"the latest-presence topic {latest} is not created by kafka-init")
+elif "cleanup.policy=compact" not in create.group(0):
+    errors.append(f"kafka-init creates {latest} without --config cleanup.policy=compact")
+for e in errors:
+    print("  " + e)
+if not errors:
+    print(f"  kafka-init creates every topic of the bridge's environment, {latest} compacted")
+sys.exit(1 if errors else 0)
+EOF
 
 # ------------------------------------------------------------------------- 5. kubernetes
 step "Kubernetes manifests against the Kubernetes schemas (kubernetes-validate --strict)"
@@ -439,6 +464,35 @@ EOF
 ( set -a; . "$work/k8s.env"; set +a; "$bin" --config "$work/k8s-config.toml" check-config >/dev/null ) \
   || fail "the ConfigMap's config.toml (with the Secret's environment) is rejected by check-config"
 echo "  ConfigMap config.toml + Secret accepted by check-config"
+"$py" - <<'EOF' || fail "deploy/k8s: the topics Job does not create the ConfigMap's topics as they need"
+# topics-job.yaml creates every topic the ConfigMap's config.toml names, and the
+# latest-presence topic with cleanup.policy=compact.
+import glob, re, sys, tomllib, yaml
+docs = [d for f in sorted(glob.glob("deploy/k8s/*.yaml")) for d in yaml.safe_load_all(open(f)) if d]
+cfg = tomllib.loads(next(d for d in docs if d["kind"] == "ConfigMap")["data"]["config.toml"])
+jobs = [d for d in docs if d["kind"] == "Job"]
+if not jobs:
+    sys.exit("  no Job creates the topics")
+script = " ".join(a for j in jobs for c in j["spec"]["template"]["spec"]["containers"]
+                  for a in (c.get("command") or []) + (c.get("args") or [])).replace("\\\n", " ")
+k = cfg.get("kafka", {})
+topics = {k.get("topic", "whatsapp.presence.v1")}
+for sub in ("received", "message_status", "delivery", "connection"):
+    if "topic" in k.get(sub, {}):
+        topics.add(k[sub]["topic"])
+latest = k.get("latest", {}).get("topic", "whatsapp.presence.latest.v1")
+errors = [f"topic {t} (config.toml) is not created by the Job" for t in sorted(topics) if t not in script]
+create = re.search(r"--create\b[^\n]*--topic\s+" + re.escape(latest) + r"(?![\w.-])[^\n]*", script)
+if not create:
+    errors.append(f"the latest-presence topic {latest} is not created by the Job")
+elif "cleanup.policy=compact" not in create.group(0):
+    errors.append(f"the Job creates {latest} without --config cleanup.policy=compact")
+for e in errors:
+    print("  " + e)
+if not errors:
+    print(f"  the Job creates the {len(topics) + 1} topics of config.toml, {latest} compacted")
+sys.exit(1 if errors else 0)
+EOF
 
 step "Kubernetes Jobs (deploy/k8s/jobs/, run by hand, not in the kustomization)"
 mapfile -t jobs < <(ls deploy/k8s/jobs/*.yaml 2>/dev/null)
