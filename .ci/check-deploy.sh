@@ -15,7 +15,12 @@
 #     copy), the files it mounts exist, and the bridge's environment passes check-config.
 #  5. deploy/k8s/*.yaml against the Kubernetes OpenAPI schemas (kubernetes-validate --strict,
 #     for the oldest and newest supported versions), the kustomization lists every
-#     manifest, the ConfigMap's TOML passes check-config, grace period > preStop + deadline.
+#     manifest, the ConfigMap's TOML passes check-config, grace period > preStop + deadline
+#     + drain_spool + 2s; the Jobs in deploy/k8s/jobs/ validate too, use the StatefulSet's
+#     image, ConfigMap and user, run `spool forward --dir` on a mounted spool claim, and
+#     are selected by no Service;
+#     the topics Job creates every topic of the ConfigMap (the latest-presence one with
+#     cleanup.policy=compact; likewise kafka-init in docker-compose.yml).
 #  6. deploy/Dockerfile: hadolint, the build step is the exact `cargo build` line of .ci/run,
 #     .dockerignore keeps the sources in, and the HEALTHCHECK command works against the
 #     running binary.
@@ -367,6 +372,29 @@ EOF
 ( set -a; . "$work/compose.env"; set +a; "$bin" check-config >/dev/null ) \
   || fail "the bridge environment of docker-compose.yml is rejected by check-config"
 echo "  compose-spec valid, mounts present, bridge environment accepted by check-config"
+"$py" - <<'EOF' || fail "docker-compose.yml: kafka-init does not create the bridge's topics as they need"
+# kafka-init creates every topic the bridge's environment names, and the
+# latest-presence topic (compacted: one record per contact) with cleanup.policy=compact.
+import re, sys, yaml
+c = yaml.safe_load(open("docker-compose.yml"))
+env = c["services"]["bridge"].get("environment") or {}
+init = " ".join(c["services"].get("kafka-init", {}).get("command") or []).replace("\\\n", " ")
+latest = env.get("PRESENCE_BRIDGE__KAFKA__LATEST__TOPIC", "whatsapp.presence.latest.v1")
+errors = []
+for k, t in env.items():
+    if re.fullmatch(r"PRESENCE_BRIDGE__KAFKA__(\w+__)?TOPIC", k) and t not in init:
+        errors.append(f"{k}={t} is not created by kafka-init")
+create = re.search(r"--create\b[^\n]*--topic\s+" + re.escape(latest) + r"(?![\w.-])[^\n]*", init)
+if not create:
+    errors.append(f"the latest-presence topic {latest} is not created by kafka-init")
+elif "cleanup.policy=compact" not in create.group(0):
+    errors.append(f"kafka-init creates {latest} without --config cleanup.policy=compact")
+for e in errors:
+    print("  " + e)
+if not errors:
+    print(f"  kafka-init creates every topic of the bridge's environment, {latest} compacted")
+sys.exit(1 if errors else 0)
+EOF
 
 # ------------------------------------------------------------------------- 5. kubernetes
 step "Kubernetes manifests against the Kubernetes schemas (kubernetes-validate --strict)"
@@ -414,8 +442,10 @@ if not errors:
     with open(os.path.join(sys.argv[1], "k8s.env"), "w") as f:
         for key, val in (secret.get("stringData") or {}).items():
             f.write(f"{key}={shlex.quote(str(val))}\n")   # sourced by bash: quote ; , spaces
-    m = re.search(r'deadline\s*=\s*"(\d+)s"', toml)
+    m = re.search(r'^deadline\s*=\s*"(\d+)s"', toml, re.M)
     deadline = int(m.group(1)) if m else 20
+    m = re.search(r'^drain_spool\s*=\s*"(\d+)s?"', toml, re.M)
+    drain = int(m.group(1)) if m else 20
     pre = c.get("lifecycle", {}).get("preStop", {})
     pre_s = 0
     if "exec" in pre and pre["exec"]["command"][:1] == ["sleep"]:
@@ -423,9 +453,10 @@ if not errors:
     elif "sleep" in pre:
         pre_s = int(pre["sleep"]["seconds"])
     grace = pod.get("terminationGracePeriodSeconds", 30)
-    if grace <= pre_s + deadline:
-        errors.append(f"terminationGracePeriodSeconds {grace} must exceed preStop {pre_s}s + shutdown.deadline {deadline}s")
-    print(f"  grace period {grace}s > preStop {pre_s}s + shutdown.deadline {deadline}s")
+    # A stop takes at most deadline + drain_spool + 2s of last guards (src/cli/serve.rs).
+    if grace <= pre_s + deadline + drain + 2:
+        errors.append(f"terminationGracePeriodSeconds {grace} must exceed preStop {pre_s}s + shutdown.deadline {deadline}s + shutdown.drain_spool {drain}s + 2s")
+    print(f"  grace period {grace}s > preStop {pre_s}s + shutdown.deadline {deadline}s + shutdown.drain_spool {drain}s + 2s")
     # Route by instance (README "Running more than one replica"): the Ingress hashes on the
     # instance id, the first group of a regex path that matches both instance routes.
     ing = by_kind["Ingress"][0]
@@ -447,6 +478,105 @@ EOF
 ( set -a; . "$work/k8s.env"; set +a; "$bin" --config "$work/k8s-config.toml" check-config >/dev/null ) \
   || fail "the ConfigMap's config.toml (with the Secret's environment) is rejected by check-config"
 echo "  ConfigMap config.toml + Secret accepted by check-config"
+"$py" - <<'EOF' || fail "deploy/k8s: the topics Job does not create the ConfigMap's topics as they need"
+# topics-job.yaml creates every topic the ConfigMap's config.toml names, and the
+# latest-presence topic with cleanup.policy=compact.
+import glob, re, sys, tomllib, yaml
+docs = [d for f in sorted(glob.glob("deploy/k8s/*.yaml")) for d in yaml.safe_load_all(open(f)) if d]
+cfg = tomllib.loads(next(d for d in docs if d["kind"] == "ConfigMap")["data"]["config.toml"])
+jobs = [d for d in docs if d["kind"] == "Job"]
+if not jobs:
+    sys.exit("  no Job creates the topics")
+script = " ".join(a for j in jobs for c in j["spec"]["template"]["spec"]["containers"]
+                  for a in (c.get("command") or []) + (c.get("args") or [])).replace("\\\n", " ")
+k = cfg.get("kafka", {})
+topics = {k.get("topic", "whatsapp.presence.v1")}
+for sub in ("received", "message_status", "delivery", "connection"):
+    if "topic" in k.get(sub, {}):
+        topics.add(k[sub]["topic"])
+latest = k.get("latest", {}).get("topic", "whatsapp.presence.latest.v1")
+errors = [f"topic {t} (config.toml) is not created by the Job" for t in sorted(topics) if t not in script]
+create = re.search(r"--create\b[^\n]*--topic\s+" + re.escape(latest) + r"(?![\w.-])[^\n]*", script)
+if not create:
+    errors.append(f"the latest-presence topic {latest} is not created by the Job")
+elif "cleanup.policy=compact" not in create.group(0):
+    errors.append(f"the Job creates {latest} without --config cleanup.policy=compact")
+for e in errors:
+    print("  " + e)
+if not errors:
+    print(f"  the Job creates the {len(topics) + 1} topics of config.toml, {latest} compacted")
+sys.exit(1 if errors else 0)
+EOF
+
+step "Kubernetes Jobs (deploy/k8s/jobs/, run by hand, not in the kustomization)"
+mapfile -t jobs < <(ls deploy/k8s/jobs/*.yaml 2>/dev/null)
+[ ${#jobs[@]} -gt 0 ] || fail "no manifests in deploy/k8s/jobs/"
+for v in "${K8S_VERSIONS[@]}"; do
+  "$venv/bin/kubernetes-validate" --strict --quiet -k "$v" "${jobs[@]}" \
+    || fail "deploy/k8s/jobs manifests do not validate against Kubernetes $v"
+  echo "  ${#jobs[@]} files valid against Kubernetes $v"
+done
+"$py" - "$bin" <<'EOF' || fail "deploy/k8s/jobs consistency"
+import glob, subprocess, sys, yaml
+bin_ = sys.argv[1]
+sts = next(d for f in glob.glob("deploy/k8s/*.yaml") for d in yaml.safe_load_all(open(f))
+           if d and d["kind"] == "StatefulSet")
+svc_selectors = [d["spec"]["selector"] for f in glob.glob("deploy/k8s/*.yaml")
+                 for d in yaml.safe_load_all(open(f)) if d and d["kind"] == "Service"]
+pod = sts["spec"]["template"]["spec"]
+c0 = pod["containers"][0]
+claim_prefix = f'{sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"]}-{sts["metadata"]["name"]}-'
+config_map = next(v["configMap"]["name"] for v in pod["volumes"] if "configMap" in v)
+errors = []
+found = False
+for f in sorted(glob.glob("deploy/k8s/jobs/*.yaml")):
+    for d in yaml.safe_load_all(open(f)):
+        if not d or d["kind"] != "Job":
+            continue
+        found = True
+        name = f'{f} {d["metadata"]["name"]}'
+        spec = d["spec"]["template"]["spec"]
+        labels = d["spec"]["template"]["metadata"].get("labels", {})
+        for sel in svc_selectors:
+            if all(labels.get(k) == v for k, v in sel.items()):
+                errors.append(f"{name}: its pod matches a Service selector {sel}: webhooks would be routed to it")
+        if spec.get("restartPolicy") not in ("Never", "OnFailure"):
+            errors.append(f"{name}: restartPolicy must be Never or OnFailure")
+        c = spec["containers"][0]
+        if c["image"] != c0["image"]:
+            errors.append(f"{name}: image {c['image']} differs from the StatefulSet's {c0['image']}")
+        args = c.get("args", [])
+        if "spool" not in args or "forward" not in args or "--dir" not in args:
+            errors.append(f"{name}: does not run `spool forward --dir`")
+            continue
+        # The arguments must parse: the same subcommand and flags with --help.
+        sub = args[args.index("spool"):]
+        r = subprocess.run([bin_] + sub + ["--help"], capture_output=True, text=True)
+        if r.returncode != 0:
+            errors.append(f"{name}: {' '.join(sub)} is refused by the binary: {r.stderr.strip()[:300]}")
+        dir_ = args[args.index("--dir") + 1]
+        mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+        vols = {v["name"]: v for v in spec.get("volumes", [])}
+        vol = vols.get(mounts.get(dir_, ""), {})
+        claim = vol.get("persistentVolumeClaim", {}).get("claimName", "")
+        if not claim.startswith(claim_prefix):
+            errors.append(f"{name}: --dir {dir_} is not a mounted claim named {claim_prefix}N (got {claim!r})")
+        if "--config" in args:
+            cfg = args[args.index("--config") + 1]
+            v = vols.get(mounts.get(cfg.rsplit("/", 1)[0], ""), {})
+            if v.get("configMap", {}).get("name") != config_map:
+                errors.append(f"{name}: --config {cfg} is not the StatefulSet's ConfigMap {config_map}")
+        else:
+            errors.append(f"{name}: no --config: it would not use the bridge's brokers and properties")
+        if spec.get("securityContext", {}).get("runAsUser") != pod.get("securityContext", {}).get("runAsUser"):
+            errors.append(f"{name}: runAsUser differs from the StatefulSet's (the spool's files are its)")
+        print(f"  {name}: spool forward --dir {dir_} on claim {claim}, ConfigMap {config_map}, the StatefulSet's image and user")
+if not found:
+    errors.append("no Job in deploy/k8s/jobs/")
+for e in errors:
+    print("  " + e)
+sys.exit(1 if errors else 0)
+EOF
 
 # ------------------------------------------------------------------------- 6. dockerfile
 step "Dockerfile: hadolint, build command identical to .ci/run, .dockerignore"

@@ -12,7 +12,7 @@
 # some of them gzip'd, and reads every topic back with an independent
 # confluent-kafka consumer: every accepted id exactly once, on its kind's
 # topic, with its key (the chat, the phone or the instance) and its CloudEvents
-# type in `ce_type`; per key, Kafka order equals posting order. Then SIGTERMs
+# type in `event-type`; per key, Kafka order equals posting order. Then SIGTERMs
 # the bridge (must exit 0). Last line: "e2e-callbacks: PASS ..." or
 # "e2e-callbacks: FAIL ..."; exit status 0 only on PASS.
 #
@@ -148,7 +148,7 @@ for t in topics:
             fails.append(f"{p['what']}: on {t}, expected {p['topic']}")
         if not r["key"] or r["key"] != v.get("partitionkey"):
             fails.append(f"{p['what']}: key {r['key']!r} != partitionkey {v.get('partitionkey')!r}")
-        if h.get("ce_type") != v.get("type") or h.get("ce_id") != rid:
+        if h.get("event-type") != v.get("type") or h.get("event-id") != rid:
             fails.append(f"{p['what']}: headers {h} do not match the envelope")
         order.setdefault((t, r["key"]), []).append((r["partition"], posted.index(p)))
 missing = [p["what"] for p in posted if p["id"] not in seen]

@@ -149,7 +149,7 @@ ok "bridge ready after $((SECONDS - deadline + E2E_READY_TIMEOUT))s"
 #   have POSTED KAFKA INSTANCE           exit 0 when every INSTANCE id is there
 #   verify POSTED KAFKA INSTANCE TOPIC ABSENT_INSTANCE MAX_DUPS
 #       every INSTANCE id at least once, duplicates at most MAX_DUPS, first
-#       occurrences per phone in posting order, key == data.phone, ce_id == id,
+#       occurrences per phone in posting order, key == data.phone, event-id == id,
 #       right topic, no event of ABSENT_INSTANCE.
 cat >"$WORK/check.py" <<'PY'
 import json, sys
@@ -193,8 +193,8 @@ for r in recs:
         bad(f"{where}: data {d.get('instanceId')!r}/{d.get('status')!r}, posted {p['instanceId']!r}/{p['status']!r}")
     if r.get("key") != d.get("phone") or p["phone"] not in str(d.get("phone")):
         bad(f"{where}: key {r.get('key')!r}, data.phone {d.get('phone')!r}, posted {p['phone']!r}")
-    if h.get("ce_id") != v.get("id"):
-        bad(f"{where}: header ce_id {h.get('ce_id')!r} != value.id")
+    if h.get("event-id") != v.get("id"):
+        bad(f"{where}: header event-id {h.get('event-id')!r} != value.id")
 missing = [p["id"] for p in want if p["id"] not in ids]
 if missing:
     bad(f"{len(missing)} of {len(want)} {inst} events missing from {topic}, e.g. {missing[:2]}")

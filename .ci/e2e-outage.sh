@@ -186,7 +186,7 @@ sys.exit(1 if failures or ready["bad"] else 0)
 PY
 
 # verify.py KAFKA_OUT MAX_DUP_PCT LAST_ROUND ROUND_FILE...
-# Every posted id present; key == phone, header ce_id == value.id; each phone
+# Every posted id present; key == phone, header event-id == value.id; each phone
 # in one partition; per phone the order of first occurrences == posting
 # order; duplicates listed; LAST_ROUND's ids come after everything else of
 # the same phone (implied by the order check, reported separately).
@@ -223,8 +223,8 @@ for r in recs:
         bad(f"{where}: value is not a JSON object: {str(v)[:120]}")
         continue
     rid = v.get("id")
-    if h.get("ce_id") != rid:
-        bad(f"{where}: header ce_id {h.get('ce_id')!r} != value.id {rid!r}")
+    if h.get("event-id") != rid:
+        bad(f"{where}: header event-id {h.get('event-id')!r} != value.id {rid!r}")
     e = by_id.get(rid)
     if e is None:
         strays += 1

@@ -234,10 +234,10 @@ def check(what, recs, exact):
                 bad(f"{where}: data.{f} missing")
         if r.get("key") != d.get("phone"):
             bad(f"{where}: key {r.get('key')!r} != data.phone {d.get('phone')!r}")
-        if h.get("ce_id") != rid:
-            bad(f"{where}: header ce_id {h.get('ce_id')!r} != value.id {rid!r}")
-        if h.get("ce_type") != v.get("type"):
-            bad(f"{where}: header ce_type {h.get('ce_type')!r} != value.type {v.get('type')!r}")
+        if h.get("event-id") != rid:
+            bad(f"{where}: header event-id {h.get('event-id')!r} != value.id {rid!r}")
+        if h.get("event-type") != v.get("type"):
+            bad(f"{where}: header event-type {h.get('event-type')!r} != value.type {v.get('type')!r}")
         ct = h.get("content-type", "")
         if ct.replace(" ", "").lower() != "application/cloudevents+json;charset=utf-8":
             bad(f"{where}: header content-type {ct!r}")
@@ -280,7 +280,7 @@ def check(what, recs, exact):
             first = next((k for k, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
             bad(f"phone {phone}: Kafka order differs from posting order at #{first} ({len(got)} in Kafka, {len(want)} posted)")
     if len(fails) == n0:
-        oks.append(f"{what}: {len(recs)} records, every id once, key==data.phone, ce_id==id, per-phone order kept")
+        oks.append(f"{what}: {len(recs)} records, every id once, key==data.phone, event-id==id, per-phone order kept")
 
 tail = load(sys.argv[2], "tail")
 check("tail", tail, exact=True)

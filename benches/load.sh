@@ -18,7 +18,7 @@
 #      round): throughput, p50/p99/p99.9, bridge/ceiling ratio per round,
 #      VmHWM of a fresh bridge per round, CPU per process; then every
 #      accepted event (sum of presence_bridge_events_accepted_total) is looked
-#      for in Kafka (records read to the end of every partition, ce_id
+#      for in Kafka (records read to the end of every partition, event-id
 #      distinct).
 #   3. fixed moderate rate: half the bridge's median saturation throughput,
 #      paced by delay() in the Lua script, on the bridge and on the ceiling:
@@ -352,7 +352,7 @@ j() { lb json "$WRK_OUT" "$1"; }
 # verify_kafka PHASE: wait for the spool to drain, read the accepted count
 # (sum of presence_bridge_events_accepted_total; read after the drain, so
 # requests still in flight when wrk stopped are counted), then look for every
-# accepted event in Kafka: the distinct ce_ids among the records this phase
+# accepted event in Kafka: the distinct event-ids among the records this phase
 # added must be at least that many. (Kafka may hold a few more: an event whose
 # client hung up while it was being committed is spooled and delivered but
 # not counted as accepted.) Sets KAFKA_LINE.
@@ -627,7 +627,7 @@ else
   echo "| drain after the outage | ≥ 50,000 events/s | skipped (disk space) | MISSED |"
 fi
 echo "| start-up, exec to /readyz 200 (median of ${#STARTUPS[@]}, empty spool) | | $STARTUP_MED ms (runs: $(IFS=,; echo "${STARTUPS[*]}" | sed 's/,/, /g')) | |"
-echo "| every accepted event in Kafka (ce_id read back, every phase) | all | $( [[ -n "$KAFKA_OK" ]] && echo yes || echo NO ): $(IFS=';'; echo "${KAFKA_SUMMARY[*]}" | sed 's/;/; /g') | $( [[ -n "$KAFKA_OK" ]] && echo met || echo MISSED ) |"
+echo "| every accepted event in Kafka (event-id read back, every phase) | all | $( [[ -n "$KAFKA_OK" ]] && echo yes || echo NO ): $(IFS=';'; echo "${KAFKA_SUMMARY[*]}" | sed 's/;/; /g') | $( [[ -n "$KAFKA_OK" ]] && echo met || echo MISSED ) |"
 echo
 echo "Broker: Tansu $("$TANSU_BIN" --version 2>&1 | awk '{print $NF}') (memory storage; VmHWM $(mib "$TANSU_DIRECT_HWM") MiB after the saturation and fixed-rate phases). Latencies are wrk's (closed loop at saturation; paced by delay() at the fixed rate)."
 echo

@@ -121,7 +121,7 @@ async fn every_kind_reaches_its_topic_with_its_key_type_and_schema() {
         let got = read_topic(&brokers, topic, 2 * on_topic).await;
         let mine: Vec<_> = got
             .iter()
-            .filter(|r| r.headers["ce_type"] == kind.ce_type())
+            .filter(|r| r.headers["event-type"] == kind.ce_type())
             .collect();
         assert_eq!(mine.len(), 2, "{dir}/{name}: {got:?}");
         let valid = validator(kind);

@@ -18,6 +18,12 @@ async fn sigkill_under_load_loses_no_answered_event() {
     let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
     let topic = unique_topic();
     cluster.create_topic(&topic, PARTITIONS, 1).unwrap();
+    // Each presence event is stored with its contact's latest state, in the
+    // same spool request: both topics are read back. No typing expiry here
+    // (its timers would add records after the restart; tests/presence_state.rs
+    // covers them).
+    let latest = format!("{topic}.latest");
+    cluster.create_topic(&latest, PARTITIONS, 1).unwrap();
     let spool = tempfile::tempdir().unwrap();
     let (http, admin) = (free_addr(), free_addr());
 
@@ -28,6 +34,8 @@ async fn sigkill_under_load_loses_no_answered_event() {
             cluster.bootstrap_servers(),
         )
         .env("PRESENCE_BRIDGE__KAFKA__TOPIC", &topic)
+        .env("PRESENCE_BRIDGE__KAFKA__LATEST__TOPIC", &latest)
+        .env("PRESENCE_BRIDGE__PRESENCE__TYPING_TTL", "0s")
         .env("PRESENCE_BRIDGE__SPOOL__DIR", spool.path());
         c
     };
@@ -123,7 +131,22 @@ async fn sigkill_under_load_loses_no_answered_event() {
     second.wait_ready();
     wait_for_binary_metric(admin, "presence_bridge_spool_events", 0.0);
     let records = read_all(&cluster.bootstrap_servers(), &topic).await;
-    assert_eq!(records.len(), on_disk, "each stored event exactly once");
+    let states = read_all(&cluster.bootstrap_servers(), &latest).await;
+    assert_eq!(
+        records.len() + states.len(),
+        on_disk,
+        "each stored record exactly once"
+    );
+    // Every event came with its state (one spool request: both or neither).
+    let followed: HashSet<&str> = states
+        .iter()
+        .map(|s| s.value["data"]["eventId"].as_str().unwrap())
+        .collect();
+    assert_eq!(followed.len(), states.len(), "a state written twice");
+    for r in &records {
+        let id = r.value["id"].as_str().unwrap();
+        assert!(followed.contains(id), "event {id} without its state");
+    }
     let mut ids = HashSet::new();
     let mut got: HashMap<String, Vec<(i64, String)>> = HashMap::new();
     for r in &records {

@@ -89,7 +89,7 @@ async fn a_dead_letter_replayed_after_a_stop_is_delivered_with_its_id() {
         .iter()
         .find(|r| r.value["id"] == refused.id().as_str())
         .expect("the replayed event, with its original id");
-    assert_eq!(replayed.headers["ce_id"], refused.id());
+    assert_eq!(replayed.headers["event-id"], refused.id());
     assert_eq!(replayed.key, "5544999999991");
     assert_eq!(replayed.value["data"]["status"], "COMPOSING");
     assert!(records.iter().any(|r| r.value["id"] == ok.id().as_str()));

@@ -30,7 +30,7 @@ async fn provider_examples_match_their_golden_envelopes() {
             .expect("every record is one we posted, once");
         let time = rec.value["time"].as_str().unwrap();
         assert!(golden::is_rfc3339_millis_utc(time), "{name}: time {time}");
-        assert_eq!(rec.headers["ce_id"], id, "{name}");
+        assert_eq!(rec.headers["event-id"], id, "{name}");
 
         // A typing status carries its expiry (the default presence.typing_ttl,
         // 15 s, after the arrival); the golden files are written without a TTL.

@@ -62,7 +62,7 @@ async fn serve_dev_then_post_then_tail_then_sigterm() {
     );
     let line: serde_json::Value = serde_json::from_slice(&tail.stdout).unwrap();
     assert_eq!(line["key"], "5544999999999");
-    assert_eq!(line["headers"]["ce_id"], id.as_str());
+    assert_eq!(line["headers"]["event-id"], id.as_str());
     assert_eq!(line["value"]["data"]["status"], "COMPOSING");
 
     assert_eq!(serve.terminate().code(), Some(0));

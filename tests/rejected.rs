@@ -44,8 +44,8 @@ async fn invalid_input_is_answered_400_and_captured_with_its_reason() {
     let got = read_topic(&bridge.cluster.bootstrap_servers(), &topic, 1).await;
     let rec = &got[0];
     assert_eq!(rec.key, "inst-1", "keyed by the path's instance");
-    assert_eq!(rec.headers["ce_type"], rejected::TYPE);
-    assert_eq!(rec.headers["ce_id"], rec.value["id"].as_str().unwrap());
+    assert_eq!(rec.headers["event-type"], rejected::TYPE);
+    assert_eq!(rec.headers["event-id"], rec.value["id"].as_str().unwrap());
     let data = &rec.value["data"];
     assert_eq!(
         data["reason"],
@@ -252,7 +252,7 @@ async fn a_replayed_capture_keeps_its_type_after_the_setting_changes() {
     b.wait_for_value("presence_bridge_spool_events", 0.0).await;
     let got = common::read_all(&site.cluster.bootstrap_servers(), &capture_topic).await;
     assert_eq!(got.len(), 1, "one capture, delivered once");
-    assert_eq!(got[0].headers["ce_type"], rejected::TYPE);
+    assert_eq!(got[0].headers["event-type"], rejected::TYPE);
     assert_eq!(got[0].value["type"], rejected::TYPE);
     assert_eq!(got[0].value["data"]["body"], bad);
 }
@@ -284,7 +284,7 @@ async fn invalid_callbacks_of_other_kinds_are_captured_too() {
     let mut seen: Vec<(String, String)> = got
         .iter()
         .map(|r| {
-            assert_eq!(r.headers["ce_type"], rejected::TYPE);
+            assert_eq!(r.headers["event-type"], rejected::TYPE);
             (
                 r.value["data"]["reason"].as_str().unwrap().to_owned(),
                 r.value["data"]["body"].as_str().unwrap().to_owned(),

@@ -90,7 +90,7 @@ def count(argv):
                 records += 1
                 nxt[m.partition()] = m.offset() + 1
                 for k, v in m.headers() or ():
-                    if k == "ce_id":
+                    if k == "event-id":
                         ids.add(v)
                         break
     finally:

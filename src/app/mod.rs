@@ -6,9 +6,12 @@
 //! Data path: webhook handler → [`Spool`] (200 once committed) → forwarder →
 //! Kafka. Shutdown order: `/readyz` turns 503 → the webhook listener stops
 //! accepting and in-flight requests finish → the spool is synced → the
-//! forwarder flushes what it can and checkpoints → the admin listener stops.
-//! Each step gets what is left of `shutdown.deadline`; undelivered events stay
-//! in the spool for the next start.
+//! forwarder keeps delivering until the spool is empty or
+//! `shutdown.drain_spool` passed → it flushes what it can and checkpoints →
+//! the admin listener stops. The requests and the flush share
+//! `shutdown.deadline`, the spool drain has its own bound ([`drain`]);
+//! undelivered events stay in the spool for the next start (or
+//! `presence-bridge spool forward`).
 //!
 //! # Supervision
 //! Every long-lived task runs under the [`Supervisor`]: the spool writer
@@ -23,9 +26,11 @@
 //! 2. `/readyz` turns 503 and names it (`"failed": ["forwarder"]`, and
 //!    `components.tasks`), `presence_bridge_task_failed{task}` turns 1;
 //! 3. the normal graceful shutdown starts: in-flight requests finish, the spool
-//!    is synced, the forwarder (if it still runs) flushes and checkpoints;
+//!    is synced, the forwarder (if it still runs) drains the spool and
+//!    flushes and checkpoints;
 //! 4. the process exits with code 3 ([`crate::cli::EXIT_TASK_FAILED`]) within
-//!    `shutdown.deadline` (plus at most 2 s of last guards), so the
+//!    `shutdown.deadline` + `shutdown.drain_spool` (plus at most 2 s of last
+//!    guards), so the
 //!    orchestrator restarts the bridge over the intact spool, which sends
 //!    again every event not yet delivered.
 //!
@@ -38,6 +43,7 @@
 mod compaction;
 mod drain;
 mod faults;
+mod orphan;
 mod probe;
 mod spool_setup;
 
@@ -46,6 +52,9 @@ use spool_setup::{open_spool, sync_loop};
 mod supervise;
 
 pub use faults::{Fault, Faults};
+pub use orphan::{
+    forward_orphan, ForwardOptions, ForwardOutcome, Forwarded, OrphanError, Progress,
+};
 pub use supervise::{Supervisor, TaskOutput};
 
 use std::net::SocketAddr;
@@ -122,9 +131,33 @@ pub struct ShutdownReport {
     /// Events not yet delivered, kept in the spool for the next start.
     pub events_left_in_spool: u64,
     pub took: Duration,
+    /// What the spool drain did (`None` with `shutdown.drain_spool = 0`).
+    pub spool_drain: Option<SpoolDrain>,
     /// Supervised tasks that ended or panicked before shutdown, the first
     /// (the cause of the shutdown) first. Not empty: exit code 3.
     pub failed: Vec<Component>,
+}
+
+/// The spool drain of a shutdown (`shutdown.drain_spool`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolDrain {
+    /// Events in the spool when it started.
+    pub pending_at_start: u64,
+    /// Events still in the spool when it ended.
+    pub left: u64,
+    pub took: Duration,
+    pub outcome: SpoolDrainOutcome,
+}
+
+/// Why the spool drain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpoolDrainOutcome {
+    /// Nothing left in the spool.
+    Emptied,
+    /// `shutdown.drain_spool` passed first.
+    BoundReached,
+    /// The forwarder had ended (a failed task): nothing could be delivered.
+    ForwarderGone,
 }
 
 /// A running bridge.
@@ -417,6 +450,8 @@ pub async fn start_with(
         shutdown: shutdown.clone(),
         health: health.clone(),
         deadline,
+        drain_spool: settings.shutdown.drain_spool,
+        metrics: drain::DrainMetrics::new(&registry)?,
         store,
         stop_webhook,
         webhook_task,

@@ -70,7 +70,8 @@ pub enum Command {
     CheckConfig,
     /// Print each message of the topic as one JSON line (key, headers, value).
     Tail(TailArgs),
-    /// Operator tools for the spool directory (read-only; meant for a stopped bridge).
+    /// Operator tools for the spool directory: inspect and verify (read-only), and
+    /// forward (delivers a spool whose bridge is gone).
     #[command(subcommand)]
     Spool(SpoolCommand),
     /// List the events Kafka refused for good, or put them back into the stream.
@@ -154,6 +155,20 @@ pub enum SpoolCommand {
     Inspect,
     /// Checks every record's checksum; exit 1 if anything is damaged.
     Verify,
+    /// Delivers an orphaned spool directory (a volume whose bridge is gone) to Kafka, in
+    /// order, with the configuration's brokers; exits 0 once it is empty, 1 if it cannot
+    /// finish. Refuses a directory a running bridge holds.
+    Forward(SpoolForwardArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SpoolForwardArgs {
+    /// The spool directory to forward (not spool.dir: the orphan's own).
+    #[arg(long, value_name = "PATH")]
+    pub dir: PathBuf,
+    /// Give up (exit 1) when no event was delivered for this long (e.g. 2m).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Default, Args)]

@@ -60,7 +60,8 @@ pub(super) fn serve(settings: Settings, args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let deadline = settings.shutdown.deadline;
+    // The spool drain has its own bound on top of the deadline.
+    let deadline = settings.shutdown.deadline + settings.shutdown.drain_spool;
     let code = rt.block_on(async move {
         let running = match crate::app::start(settings, brokers, dev).await {
             Ok(r) => r,

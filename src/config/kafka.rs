@@ -1,9 +1,10 @@
 //! `[kafka]`: brokers, the presence topic and the topic per instance, the
 //! topics of the other callback kinds (`[kafka.received]`,
 //! `[kafka.message_status]`, `[kafka.delivery]`, `[kafka.connection]`, each a
-//! topic and a topic per instance), compression, linger, the broker probe,
-//! and `kafka.properties` passed to librdkafka (checked in
-//! [`super::properties`]).
+//! topic and a topic per instance), the CloudEvents content mode of each
+//! (`content_mode`: structured or binary, one per topic), compression,
+//! linger, the broker probe, and `kafka.properties` passed to librdkafka
+//! (checked in [`super::properties`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -20,6 +21,9 @@ pub struct KafkaSettings {
     pub brokers: Vec<String>,
     pub topic: String,
     pub topic_by_instance: BTreeMap<String, String>,
+    /// The content mode of the presence topics, and of every other topic
+    /// whose section does not set its own.
+    pub content_mode: ContentMode,
     /// `[kafka.received]`: messages (`ReceivedCallback`).
     pub received: Destination,
     /// `[kafka.message_status]`: `MessageStatusCallback`.
@@ -43,7 +47,45 @@ pub struct KafkaSettings {
     /// `presence_bridge_kafka_broker_reachable`).
     #[serde(with = "human")]
     pub probe_interval: Duration,
+    /// The content mode of each configured topic (every event topic, and the
+    /// rejected-input topic, added by the loader); see [`Self::content_mode_of`].
+    #[serde(skip)]
+    pub topic_modes: BTreeMap<String, (String, ContentMode)>,
 }
+
+/// `content_mode`: how a record carries its CloudEvent (the CloudEvents Kafka
+/// protocol binding). The spool always holds the structured envelope; the
+/// publisher lays it out at send time (`events::binary`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContentMode {
+    /// The value is the whole envelope (`application/cloudevents+json`).
+    #[default]
+    Structured,
+    /// The value is the event's `data`, every attribute a `ce_` header.
+    Binary,
+}
+
+impl ContentMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Structured => "structured",
+            Self::Binary => "binary",
+        }
+    }
+}
+
+impl Setting for ContentMode {
+    fn parse(v: &str) -> Result<Self, String> {
+        match v {
+            "structured" => Ok(Self::Structured),
+            "binary" => Ok(Self::Binary),
+            _ => Err("must be `structured` or `binary`".to_owned()),
+        }
+    }
+}
+
+deserialize_setting!(ContentMode);
 
 /// The families of topics: presence (`kafka.topic`) and one per other kind
 /// of callback, connected and disconnected sharing one.
@@ -56,11 +98,14 @@ pub enum Stream {
     Connection,
 }
 
-/// Where one stream's events go: a topic, and another for some instances.
+/// Where one stream's events go: a topic, and another for some instances,
+/// and how their records carry the CloudEvent.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Destination {
     pub topic: String,
     pub topic_by_instance: BTreeMap<String, String>,
+    /// The section's `content_mode`, else `kafka.content_mode`.
+    pub content_mode: ContentMode,
 }
 
 impl Destination {
@@ -92,6 +137,71 @@ impl KafkaSettings {
             Stream::Delivery => self.delivery.topic_for(instance_id),
             Stream::Connection => self.connection.topic_for(instance_id),
         }
+    }
+
+    /// How records to `topic` carry their CloudEvent: the mode of the section
+    /// that names it; `kafka.content_mode` for a topic no section names (one
+    /// left in the spool by an earlier configuration).
+    pub fn content_mode_of(&self, topic: &str) -> ContentMode {
+        self.topic_modes
+            .get(topic)
+            .map_or(self.content_mode, |(_, mode)| *mode)
+    }
+
+    /// Records that `key` writes `topic` in `mode`; a topic named by two
+    /// sections in different modes is an error naming the second key.
+    pub fn claim_topic_mode(
+        &mut self,
+        key: &str,
+        topic: &str,
+        mode: ContentMode,
+    ) -> Result<(), ConfigError> {
+        match self.topic_modes.get(topic) {
+            Some((other, m)) if *m != mode => Err(invalid(
+                key,
+                format!(
+                    "topic `{topic}` is {} here but {} by {other}; a topic has one content mode",
+                    mode.as_str(),
+                    m.as_str()
+                ),
+            )),
+            Some(_) => Ok(()),
+            None => {
+                self.topic_modes
+                    .insert(topic.to_owned(), (key.to_owned(), mode));
+                Ok(())
+            }
+        }
+    }
+
+    /// Every section's topics with their content mode, for
+    /// [`Self::claim_topic_mode`]: `(content_mode key, topic, mode)`.
+    fn sections(&self) -> Vec<(String, String, ContentMode)> {
+        let mut out: Vec<(String, String, ContentMode)> = std::iter::once(&self.topic)
+            .chain(self.topic_by_instance.values())
+            .map(|t| {
+                (
+                    "kafka.content_mode".to_owned(),
+                    t.clone(),
+                    self.content_mode,
+                )
+            })
+            .collect();
+        let streams = [
+            ("kafka.received", &self.received),
+            ("kafka.message_status", &self.message_status),
+            ("kafka.delivery", &self.delivery),
+            ("kafka.connection", &self.connection),
+        ];
+        let streams = streams
+            .into_iter()
+            .chain(self.latest.as_ref().map(|d| ("kafka.latest", d)));
+        for (section, d) in streams {
+            for t in d.topics() {
+                out.push((format!("{section}.content_mode"), t.clone(), d.content_mode));
+            }
+        }
+        out
     }
 
     /// The latest-presence topic of this instance; `None` when off.
@@ -168,6 +278,7 @@ raw_section! {
         brokers: OneOrMany<String> = OneOrMany::default(),
         topic: String = "whatsapp.presence.v1".into(),
         topic_by_instance: HashMap<String, Nested> = HashMap::new(),
+        content_mode: ContentMode = ContentMode::Structured,
         received: RawDestination = RawDestination::default(),
         message_status: RawDestination = RawDestination::default(),
         delivery: RawDestination = RawDestination::default(),
@@ -186,6 +297,7 @@ raw_section! {
     pub struct RawDestination {
         topic: Option<String> = None,
         topic_by_instance: HashMap<String, Nested> = HashMap::new(),
+        content_mode: Option<ContentMode> = None,
     }
 }
 
@@ -195,6 +307,7 @@ raw_section! {
         enabled: bool = true,
         topic: Option<String> = None,
         topic_by_instance: HashMap<String, Nested> = HashMap::new(),
+        content_mode: Option<ContentMode> = None,
     }
 }
 
@@ -210,6 +323,7 @@ fn latest_json<S: serde::Serializer>(
     if let Some(d) = latest {
         m.serialize_entry("topic", &d.topic)?;
         m.serialize_entry("topic_by_instance", &d.topic_by_instance)?;
+        m.serialize_entry("content_mode", &d.content_mode)?;
     }
     m.end()
 }
@@ -218,10 +332,12 @@ fn latest_json<S: serde::Serializer>(
 pub const DEFAULT_LATEST_TOPIC: &str = "whatsapp.presence.latest.v1";
 
 /// A stream's section into its destination: `section` names the keys in
-/// errors (`kafka.received`), `default` is its topic when none is given.
+/// errors (`kafka.received`), `default` is its topic when none is given,
+/// `mode` its content mode when none is given (`kafka.content_mode`).
 fn destination(
     section: &str,
     default: &str,
+    mode: ContentMode,
     raw: RawDestination,
 ) -> Result<Destination, ConfigError> {
     let topic = raw.topic.unwrap_or_else(|| default.to_owned());
@@ -234,6 +350,7 @@ fn destination(
     Ok(Destination {
         topic,
         topic_by_instance,
+        content_mode: raw.content_mode.unwrap_or(mode),
     })
 }
 
@@ -262,20 +379,33 @@ impl TryFrom<RawKafka> for KafkaSettings {
         for (instance, topic) in &topic_by_instance {
             topic_name(&format!("kafka.topic_by_instance.{instance}"), topic)?;
         }
-        let received = destination("kafka.received", "whatsapp.messages.v1", k.received)?;
+        let mode = k.content_mode;
+        let received = destination("kafka.received", "whatsapp.messages.v1", mode, k.received)?;
         let message_status = destination(
             "kafka.message_status",
             "whatsapp.message-status.v1",
+            mode,
             k.message_status,
         )?;
-        let delivery = destination("kafka.delivery", "whatsapp.delivery.v1", k.delivery)?;
-        let connection = destination("kafka.connection", "whatsapp.connection.v1", k.connection)?;
+        let delivery = destination("kafka.delivery", "whatsapp.delivery.v1", mode, k.delivery)?;
+        let connection = destination(
+            "kafka.connection",
+            "whatsapp.connection.v1",
+            mode,
+            k.connection,
+        )?;
         let latest = if k.latest.enabled {
             let raw = RawDestination {
                 topic: k.latest.topic,
                 topic_by_instance: k.latest.topic_by_instance,
+                content_mode: k.latest.content_mode,
             };
-            Some(destination("kafka.latest", DEFAULT_LATEST_TOPIC, raw)?)
+            Some(destination(
+                "kafka.latest",
+                DEFAULT_LATEST_TOPIC,
+                mode,
+                raw,
+            )?)
         } else {
             None
         };
@@ -288,10 +418,11 @@ impl TryFrom<RawKafka> for KafkaSettings {
                 "must be whole milliseconds, at most 900s (librdkafka's linger.ms)",
             ));
         }
-        let kafka = Self {
+        let mut kafka = Self {
             brokers,
             topic: k.topic,
             topic_by_instance,
+            content_mode: mode,
             received,
             message_status,
             delivery,
@@ -301,6 +432,7 @@ impl TryFrom<RawKafka> for KafkaSettings {
             compression: k.compression.as_str().to_owned(),
             linger,
             probe_interval: k.probe_interval.0,
+            topic_modes: BTreeMap::new(),
         };
         // A compacted topic keeps one record per key: sharing one with a
         // stream would lose that stream's history.
@@ -311,6 +443,9 @@ impl TryFrom<RawKafka> for KafkaSettings {
                     format!("`{t}` is also an event topic; the latest-presence topic is compacted and needs a topic of its own"),
                 ));
             }
+        }
+        for (key, topic, mode) in kafka.sections() {
+            kafka.claim_topic_mode(&key, &topic, mode)?;
         }
         check_producer(&kafka)?;
         Ok(kafka)

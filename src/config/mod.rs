@@ -68,7 +68,7 @@ pub use admin::{AdminSettings, RawAdmin};
 pub use auth::{AuthSettings, InstanceTokens, RawAuth, TokenTree};
 pub use http::{HttpSettings, RawHttp, RawTls, TlsSettings};
 pub use kafka::{
-    Compression, Destination, KafkaSettings, Nested, RawDestination, RawKafka, Stream,
+    Compression, ContentMode, Destination, KafkaSettings, Nested, RawDestination, RawKafka, Stream,
 };
 pub use limits::{LimitsSettings, RateSettings, RawLimits, RawRate};
 pub use log::{LogFormat, LogSettings, RawLog};
@@ -239,7 +239,7 @@ impl TryFrom<RawRoot> for Settings {
                 "must differ from http.listen: /metrics never shares the webhook port",
             ));
         }
-        let kafka = KafkaSettings::try_from(raw.kafka)?;
+        let mut kafka = KafkaSettings::try_from(raw.kafka)?;
         let auth = AuthSettings::try_from(raw.auth)?;
         let access = AccessSettings::try_from(raw.access)?;
         let limits = LimitsSettings::try_from(raw.limits)?;
@@ -247,7 +247,8 @@ impl TryFrom<RawRoot> for Settings {
         let asked_segment = raw.spool.segment_bytes.map(|b| b.0);
         let spool = SpoolSettings::try_from(raw.spool)?;
         let warnings = spool.shrunk_segment(asked_segment).into_iter().collect();
-        let rejected = RejectedSettings::try_from(raw.rejected)?;
+        let mut rejected = RejectedSettings::try_from(raw.rejected)?;
+        let rejected_mode = *rejected.content_mode.get_or_insert(kafka.content_mode);
         if let Some(t) = &rejected.topic {
             let taken = kafka.event_topics().chain(spool.dead_letter_topic.as_ref());
             for other in taken {
@@ -258,6 +259,7 @@ impl TryFrom<RawRoot> for Settings {
                     ));
                 }
             }
+            kafka.claim_topic_mode("rejected.content_mode", t, rejected_mode)?;
         }
         Ok(Self {
             http,

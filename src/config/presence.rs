@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::values::{human, Dur};
+use super::values::{human, DurOrOff};
 use super::{invalid, ConfigError};
 
 /// The longest `presence.typing_ttl` taken: WhatsApp clients drop a typing
 /// indicator after about 15 s; minutes would be a configuration mistake.
 const MAX_TTL: Duration = Duration::from_secs(3600);
-/// The most timers `presence.max_typing_timers` allows (about 200 bytes each).
+/// The most timers `presence.max_typing_timers` allows (about 360 bytes each,
+/// `cargo bench --bench typing_timers`).
 const MAX_TIMERS: u64 = 50_000_000;
 
 #[derive(Debug, Clone, Serialize)]
@@ -38,8 +39,8 @@ impl PresenceSettings {
 raw_section! {
     /// `[presence]` as read.
     pub struct RawPresence {
-        typing_ttl: Dur = Dur::secs(15),
-        max_typing_timers: u64 = 1_000_000,
+        typing_ttl: DurOrOff = DurOrOff(Duration::from_secs(15)),
+        max_typing_timers: u64 = 250_000,
     }
 }
 
@@ -64,5 +65,39 @@ impl TryFrom<RawPresence> for PresenceSettings {
             typing_ttl: ttl,
             max_typing_timers: raw.max_typing_timers,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<super::PresenceSettings, String> {
+        let env = pairs
+            .iter()
+            .map(|(k, v)| (format!("PRESENCE_BRIDGE__PRESENCE__{k}"), (*v).to_owned()));
+        crate::config::load(None, env)
+            .map(|s| s.presence)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_zero_turns_expiry_off_and_bad_values_are_named() {
+        let d = load(&[]).unwrap();
+        assert_eq!(d.ttl(), Some(Duration::from_secs(15)));
+        assert_eq!(d.max_typing_timers, 250_000);
+        assert_eq!(load(&[("TYPING_TTL", "0s")]).unwrap().ttl(), None);
+        assert_eq!(
+            load(&[("TYPING_TTL", "10s")]).unwrap().ttl(),
+            Some(Duration::from_secs(10))
+        );
+        for bad in ["2h", "1500us", "soon"] {
+            let e = load(&[("TYPING_TTL", bad)]).unwrap_err();
+            assert!(e.contains("presence.typing_ttl"), "{bad}: {e}");
+        }
+        for bad in ["0", "50000001"] {
+            let e = load(&[("MAX_TYPING_TIMERS", bad)]).unwrap_err();
+            assert!(e.contains("presence.max_typing_timers"), "{bad}: {e}");
+        }
     }
 }

@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 
+use super::kafka::ContentMode;
 use super::values::{topic_name, ByteSize};
 use super::{invalid, ConfigError};
 
@@ -14,6 +15,9 @@ pub struct RejectedSettings {
     pub topic: Option<String>,
     /// Body bytes kept per captured request, at most.
     pub max_bytes: usize,
+    /// How the captures carry their CloudEvent; `None` in the section means
+    /// `kafka.content_mode`, which the loader fills in.
+    pub content_mode: Option<ContentMode>,
 }
 
 raw_section! {
@@ -21,6 +25,7 @@ raw_section! {
     pub struct RawRejected {
         topic: Option<String> = None,
         max_bytes: ByteSize = ByteSize(16 << 10),
+        content_mode: Option<ContentMode> = None,
     }
 }
 
@@ -38,6 +43,7 @@ impl TryFrom<RawRejected> for RejectedSettings {
         Ok(Self {
             topic: raw.topic,
             max_bytes: max_bytes as usize,
+            content_mode: raw.content_mode,
         })
     }
 }

@@ -221,3 +221,100 @@ fn sizes_in_the_file_may_be_integers() {
         (8 << 20, 1 << 20, 100)
     );
 }
+
+#[test]
+fn content_modes_default_to_structured_and_are_set_per_topic() {
+    let s = load(None, Vec::new()).unwrap();
+    assert_eq!(s.kafka.content_mode, ContentMode::Structured);
+    for t in s.kafka.event_topics() {
+        assert_eq!(s.kafka.content_mode_of(t), ContentMode::Structured, "{t}");
+    }
+    let s = load_toml(
+        r#"
+        [kafka]
+        content_mode = "binary"
+        [kafka.received]
+        content_mode = "structured"
+        [kafka.delivery.topic_by_instance]
+        tenant-a = "tenant-a.deliveries"
+        [rejected]
+        topic = "rejected.v1"
+        "#,
+    )
+    .unwrap();
+    let k = &s.kafka;
+    assert_eq!(
+        k.content_mode_of("whatsapp.presence.v1"),
+        ContentMode::Binary
+    );
+    assert_eq!(
+        k.content_mode_of("whatsapp.messages.v1"),
+        ContentMode::Structured
+    );
+    assert_eq!(
+        k.content_mode_of("tenant-a.deliveries"),
+        ContentMode::Binary
+    );
+    assert_eq!(k.content_mode_of("rejected.v1"), ContentMode::Binary);
+    // A topic no section names (left in the spool): kafka.content_mode.
+    assert_eq!(k.content_mode_of("gone.v1"), ContentMode::Binary);
+    assert_eq!(s.rejected.content_mode, Some(ContentMode::Binary));
+    // check-config shows every section's effective mode.
+    let json = s.redacted_json();
+    assert_eq!(json["kafka"]["content_mode"], "binary");
+    assert_eq!(json["kafka"]["received"]["content_mode"], "structured");
+    assert_eq!(json["kafka"]["connection"]["content_mode"], "binary");
+    assert_eq!(json["rejected"]["content_mode"], "binary");
+
+    let s = load_env(&[
+        ("PRESENCE_BRIDGE__KAFKA__CONNECTION__CONTENT_MODE", "binary"),
+        ("PRESENCE_BRIDGE__REJECTED__TOPIC", "rejected.v1"),
+        ("PRESENCE_BRIDGE__REJECTED__CONTENT_MODE", "binary"),
+    ])
+    .unwrap();
+    assert_eq!(
+        s.kafka.content_mode_of("whatsapp.connection.v1"),
+        ContentMode::Binary
+    );
+    assert_eq!(
+        s.kafka.content_mode_of("whatsapp.presence.v1"),
+        ContentMode::Structured
+    );
+    assert_eq!(s.kafka.content_mode_of("rejected.v1"), ContentMode::Binary);
+}
+
+#[test]
+fn a_bad_content_mode_names_its_key() {
+    for (key, toml) in [
+        ("kafka.content_mode", "[kafka]\ncontent_mode = \"Binary\""),
+        (
+            "kafka.delivery.content_mode",
+            "[kafka.delivery]\ncontent_mode = \"json\"",
+        ),
+        ("rejected.content_mode", "[rejected]\ncontent_mode = \"\""),
+    ] {
+        let e = load_toml(toml).unwrap_err().to_string();
+        assert!(e.contains(key), "{key}: {e}");
+        assert!(e.contains("must be `structured` or `binary`"), "{key}: {e}");
+    }
+    let e = load_env(&[("PRESENCE_BRIDGE__KAFKA__RECEIVED__CONTENT_MODE", "avro")])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("kafka.received.content_mode"), "{e}");
+    // One topic, two modes: refused, naming the second key.
+    let e = load_toml(
+        r#"
+        [kafka.received]
+        topic = "shared.v1"
+        content_mode = "binary"
+        [kafka.delivery]
+        topic = "shared.v1"
+        "#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("kafka.delivery.content_mode") && e.contains("shared.v1"),
+        "{e}"
+    );
+}

@@ -287,3 +287,17 @@ pub(super) mod human {
         s.serialize_str(&humantime::format_duration(*d).to_string())
     }
 }
+
+/// A duration that may be zero (`0`, `0s`: the feature is off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurOrOff(pub Duration);
+
+impl Setting for DurOrOff {
+    fn parse(v: &str) -> Result<Self, String> {
+        humantime::parse_duration(v.trim())
+            .map(Self)
+            .map_err(|e| format!("`{v}` is not a duration such as 20s, or 0 for off ({e})"))
+    }
+}
+
+deserialize_setting!(DurOrOff);

@@ -164,6 +164,7 @@ impl<S: Sink> Webhook<S> {
             rejected: RejectedSettings {
                 topic: None,
                 max_bytes: 0,
+                content_mode: None,
             },
             unavailable_log: std::sync::Mutex::new(crate::spool::RepeatedError::new(
                 crate::spool::LOG_REPEATS_EVERY,

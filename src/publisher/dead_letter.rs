@@ -1,7 +1,9 @@
 //! The dead-letter file: events Kafka refused for good, each kept with
 //! everything needed to put it back exactly (its CloudEvents id, arrival time,
 //! spool sequence, topic, key and the value's exact bytes), plus a copy to
-//! `spool.dead_letter_topic` when one is set. Reading, listing and replaying
+//! `spool.dead_letter_topic` when one is set (always in structured content
+//! mode: the value the spool held, headers `dead_letter_reason`, `event-id`
+//! and `content-type`, never a `ce_` one). Reading, listing and replaying
 //! the file is in [`tools`] (`presence-bridge dead-letter list|replay`).
 //!
 //! The file holds phone numbers (the keys and payloads): it is data with the
@@ -24,7 +26,7 @@
 //!  "value_encoding":"utf8","value":"{\"specversion\":\"1.0\",...}"}
 //! ```
 //! (one line in the file; wrapped here). `seq` is the spool sequence the event
-//! had when it was refused, `id` its CloudEvents id (also the `ce_id` header),
+//! had when it was refused, `id` its CloudEvents id (also the `event-id` header),
 //! `arrival_ms` its arrival time in Unix milliseconds. `value_encoding` says
 //! how `value` holds the record's bytes: `utf8` (they were valid UTF-8: the
 //! JSON string is exactly those bytes) or `base64` (standard alphabet, padded).
@@ -61,7 +63,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::KafkaPublisher;
-use crate::envelope::HEADER_CE_ID;
+use crate::envelope::{CONTENT_TYPE, HEADER_CONTENT_TYPE, HEADER_EVENT_ID};
 use crate::metrics::Metrics;
 use crate::spool::format::StoredRecord;
 use crate::spool::io::sync_dir;
@@ -234,8 +236,12 @@ impl DeadLetter {
                     value: Some(reason),
                 })
                 .insert(Header {
-                    key: HEADER_CE_ID,
+                    key: HEADER_EVENT_ID,
                     value: Some(id.as_str()),
+                })
+                .insert(Header {
+                    key: HEADER_CONTENT_TYPE,
+                    value: Some(CONTENT_TYPE),
                 });
             let record = FutureRecord::to(dl_topic)
                 .payload(rec.value.as_slice())

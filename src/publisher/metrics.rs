@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 use crate::metrics::{Metrics, NS};
 
@@ -99,6 +101,7 @@ pub(crate) struct PublisherMetrics {
     dead_lettered: IntCounterVec,
     dead_letter_file: DeadLetterFileMetrics,
     kafka_client: KafkaClientMetrics,
+    binary_fallbacks: IntCounter,
 }
 
 impl PublisherMetrics {
@@ -149,6 +152,15 @@ impl PublisherMetrics {
             .namespace(NS),
             &["reason"],
         )?;
+        let binary_fallbacks = IntCounter::with_opts(
+            Opts::new(
+                "kafka_binary_mode_fallbacks_total",
+                "Records of a binary-mode topic sent in structured mode because their stored value \
+                 is not a CloudEvents envelope binary mode can take apart (never one the bridge wrote).",
+            )
+            .namespace(NS),
+        )?;
+        registry.register(Box::new(binary_fallbacks.clone()))?;
         registry.register(Box::new(kafka_deliveries.clone()))?;
         registry.register(Box::new(delivery_latency.clone()))?;
         registry.register(Box::new(broker_reachable.clone()))?;
@@ -168,6 +180,7 @@ impl PublisherMetrics {
             dead_lettered,
             dead_letter_file: DeadLetterFileMetrics::new(registry)?,
             kafka_client: KafkaClientMetrics::new(registry)?,
+            binary_fallbacks,
         })
     }
 }
@@ -207,6 +220,11 @@ impl Metrics {
             .dead_lettered
             .with_label_values(&[reason.as_str()])
             .inc();
+    }
+
+    /// A record of a binary-mode topic went out in structured mode.
+    pub fn binary_mode_fallback(&self) {
+        self.publisher.binary_fallbacks.inc();
     }
 
     /// A dead letter could not be written (the event stays in the spool).

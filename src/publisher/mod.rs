@@ -192,6 +192,8 @@ impl rdkafka::consumer::ConsumerContext for BridgeContext {}
 pub struct KafkaPublisher {
     producer: FutureProducer<BridgeContext>,
     metrics: Metrics,
+    /// Each topic's CloudEvents content mode (`kafka.content_mode`).
+    content_modes: produce::ContentModes,
 }
 
 impl KafkaPublisher {
@@ -202,11 +204,23 @@ impl KafkaPublisher {
         let producer = producer_config(settings, brokers)
             .create_with_context(context)
             .map_err(|e| scrubber.error(e))?;
-        Ok(Self { producer, metrics })
+        Ok(Self {
+            producer,
+            metrics,
+            content_modes: produce::ContentModes::new(settings),
+        })
     }
 
     pub fn producer(&self) -> &FutureProducer<BridgeContext> {
         &self.producer
+    }
+
+    pub fn content_modes(&self) -> &produce::ContentModes {
+        &self.content_modes
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Fails every queued and in-flight message at once (their delivery

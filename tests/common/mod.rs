@@ -56,6 +56,8 @@ where
 
 pub const TOKEN: &str = "test-token-0123456789";
 pub const PARTITIONS: i32 = 3;
+/// `kafka.latest.topic` by default: each cluster of a test has it.
+pub const LATEST_TOPIC: &str = "whatsapp.presence.latest.v1";
 
 pub fn unique_topic() -> String {
     format!("presence-test-{}", uuid::Uuid::now_v7().simple())
@@ -82,6 +84,7 @@ pub fn settings(
             "PRESENCE_BRIDGE__SPOOL__DIR".into(),
             spool.display().to_string(),
         ),
+        ("PRESENCE_BRIDGE__SHUTDOWN__DRAIN_SPOOL".into(), "0".into()),
     ];
     for (k, v) in extra {
         env.push(((*k).into(), (*v).into()));
@@ -116,6 +119,10 @@ impl Restarts {
         let cluster = MockCluster::new(1).expect("mock cluster");
         let topic = unique_topic();
         cluster.create_topic(&topic, PARTITIONS, 1).expect("topic");
+        // Every presence event is stored with its state for this topic.
+        cluster
+            .create_topic(LATEST_TOPIC, PARTITIONS, 1)
+            .expect("latest topic");
         let spool = tempfile::tempdir().expect("temp dir");
         Self {
             cluster,
@@ -155,6 +162,9 @@ impl Bridge {
         let cluster = MockCluster::new(1).expect("mock cluster");
         let topic = unique_topic();
         cluster.create_topic(&topic, PARTITIONS, 1).expect("topic");
+        cluster
+            .create_topic(LATEST_TOPIC, PARTITIONS, 1)
+            .expect("latest topic");
         let spool = tempfile::tempdir().expect("temp dir");
         let s = settings(&cluster.bootstrap_servers(), &topic, spool.path(), extra);
         let running = app::start(s, cluster.bootstrap_servers(), None)
@@ -347,7 +357,11 @@ pub struct Record {
     pub offset: i64,
     pub key: String,
     pub headers: BTreeMap<String, String>,
+    /// The envelope: the value, or (a binary-mode record) the envelope its
+    /// headers and value make (`events::binary::to_structured`).
     pub value: Value,
+    /// The record's value as it was in Kafka.
+    pub payload: Vec<u8>,
 }
 
 pub async fn read_topic(brokers: &str, topic: &str, n: usize) -> Vec<Record> {
@@ -401,7 +415,20 @@ async fn read_from(consumer: &StreamConsumer, n: usize) -> Vec<Record> {
                 );
             }
         }
-        let value: Value = serde_json::from_slice(msg.payload().unwrap()).unwrap();
+        let payload = msg.payload().unwrap().to_vec();
+        let value: Value =
+            if presence_bridge::envelope::binary::is_binary(headers.keys().map(String::as_str)) {
+                let envelope = presence_bridge::envelope::binary::to_structured(
+                    headers
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), Some(v.as_bytes()))),
+                    &payload,
+                )
+                .expect("a binary-mode record");
+                serde_json::from_slice(&envelope).unwrap()
+            } else {
+                serde_json::from_slice(&payload).unwrap()
+            };
         // Every message any test reads must satisfy its kind's published
         // schema; dead letters copied to their topic are the same envelopes.
         let kind = EventKind::ALL
@@ -415,6 +442,7 @@ async fn read_from(consumer: &StreamConsumer, n: usize) -> Vec<Record> {
             key: String::from_utf8(msg.key().unwrap().to_vec()).unwrap(),
             headers,
             value,
+            payload,
         });
     }
     out

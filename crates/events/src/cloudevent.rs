@@ -42,7 +42,7 @@ pub(crate) struct CloudEvent<'a, S: Display, D: Serialize> {
 /// its envelope's `type` and `dataschema` are. [`Envelope::decode`] reads a
 /// record of any kind; the bridge writes each kind with its attributes.
 pub trait Kind: DeserializeOwned {
-    /// The CloudEvents `type` (also the `ce_type` Kafka header).
+    /// The CloudEvents `type` (also the `event-type` Kafka header).
     const TYPE: &'static str;
     /// `dataschema`: the `$id` of its JSON Schema (see [`crate::schema`]).
     const DATASCHEMA: &'static str;
@@ -52,7 +52,7 @@ pub trait Kind: DeserializeOwned {
 /// constants, the [`Kind`] of its `Data`, and its `Envelope`.
 macro_rules! declare_kind {
     ($ty:literal, $schema:literal) => {
-        /// The CloudEvents `type` (also the `ce_type` Kafka header).
+        /// The CloudEvents `type` (also the `event-type` Kafka header).
         pub const TYPE: &str = $ty;
         /// `dataschema`: the `$id` of its JSON Schema (see [`crate::schema`]).
         pub const DATASCHEMA: &str = $schema;
@@ -168,10 +168,10 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 pub struct Envelope<D> {
     /// Always [`SPECVERSION`].
     pub specversion: String,
-    /// The event id: a UUIDv7 assigned on arrival (also the `ce_id` header).
+    /// The event id: a UUIDv7 assigned on arrival (also the `event-id` header).
     pub id: Uuid,
     pub source: String,
-    /// The CloudEvents `type` (also the `ce_type` header).
+    /// The CloudEvents `type` (also the `event-type` header).
     #[serde(rename = "type")]
     pub kind: String,
     /// The arrival, RFC 3339 UTC with three fractional digits.
@@ -226,6 +226,10 @@ pub enum DecodeError {
         expected: &'static str,
         found: String,
     },
+    /// A binary-mode record whose headers and value are not an event
+    /// (see [`crate::binary`]).
+    #[error("not a binary-mode CloudEvent: {0}")]
+    Binary(#[from] crate::binary::BinaryError),
 }
 
 /// Decodes a record's value of any kind this version knows.

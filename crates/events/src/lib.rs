@@ -13,8 +13,15 @@
 //! on arrival, never changed afterwards, so retries keep it), `source`, `type`,
 //! `time` (the arrival, RFC 3339 UTC with milliseconds), `datacontenttype`,
 //! `dataschema`, an optional `partitionkey`, then `data`. The headers carry
-//! `content-type` ([`CONTENT_TYPE`]), `ce_id` and `ce_type`, for routing
-//! without parsing.
+//! `content-type` ([`CONTENT_TYPE`]), and `event-id` and `event-type` (the
+//! event's `id` and `type`, for routing without parsing). No header starts
+//! with `ce_`: the CloudEvents Kafka binding (and its SDKs' auto-detecting
+//! readers) take any `ce_` header for binary mode.
+//!
+//! A topic may instead be written in binary content mode ([`binary`]): the
+//! value is the `data` alone, every attribute a `ce_<name>` header, and
+//! `content-type` the data's (`application/json`); `event-id` and
+//! `event-type` are there too. [`binary::decode_any`] reads either mode.
 //!
 //! # The kinds
 //!
@@ -60,7 +67,9 @@
 //! know are ignored. A consumer of one kind only calls that kind's
 //! [`Envelope::decode`] (`v1::Envelope::decode`, `rejected::Envelope::decode`;
 //! another kind is a [`DecodeError::WrongType`]). The
-//! `ce_type` header names the kind too, for routing without parsing.
+//! `event-type` header names the kind too, for routing without parsing. A
+//! topic in binary content mode is read with [`binary::decode_binary`] (or
+//! [`binary::decode_any`], for either mode) from the record's headers and value.
 //! Deduplicate on `id`: retries keep it. To check a value against its
 //! published JSON Schema, see [`schema`].
 //!
@@ -102,6 +111,7 @@
 //! the spool) needs, already encoded. Nothing downstream re-encodes or
 //! re-assigns the id, so retries never change it.
 
+pub mod binary;
 mod cloudevent;
 pub mod connected;
 mod connection;
@@ -128,6 +138,12 @@ use zapi::{Callback, PresenceEvent};
 
 /// Kafka header names and the content type of structured-mode CloudEvents.
 pub const HEADER_CONTENT_TYPE: &str = "content-type";
+/// The event's `id`, on every record in both content modes (never `ce_id` in
+/// structured mode: a `ce_` header means binary mode to a CloudEvents reader).
+pub const HEADER_EVENT_ID: &str = "event-id";
+/// The event's `type`, on every record in both content modes.
+pub const HEADER_EVENT_TYPE: &str = "event-type";
+/// The binary-mode headers of `id` and `type` (binary mode only).
 pub const HEADER_CE_ID: &str = "ce_id";
 pub const HEADER_CE_TYPE: &str = "ce_type";
 pub const CONTENT_TYPE: &str = "application/cloudevents+json; charset=UTF-8";

@@ -9,8 +9,8 @@
 mod golden;
 
 use events::{
-    EventKind, OutboundRecord, Record, CONTENT_TYPE, HEADER_CE_ID, HEADER_CE_TYPE,
-    HEADER_CONTENT_TYPE,
+    EventKind, OutboundRecord, Record, CONTENT_TYPE, HEADER_CONTENT_TYPE, HEADER_EVENT_ID,
+    HEADER_EVENT_TYPE,
 };
 use serde_json::{json, Value};
 use time::macros::datetime;
@@ -41,8 +41,8 @@ fn provider_examples_give_their_golden_records() {
         let ce_type = events::ce_type_of(&rec.value).expect("an envelope of ours");
         let headers = json!({
             HEADER_CONTENT_TYPE: CONTENT_TYPE,
-            HEADER_CE_ID: id.to_string(),
-            HEADER_CE_TYPE: ce_type,
+            HEADER_EVENT_ID: id.to_string(),
+            HEADER_EVENT_TYPE: ce_type,
         });
         let got = golden::masked(&rec.key, headers, &value);
         assert_eq!(got, case.expected, "golden mismatch for {name}");
@@ -124,8 +124,8 @@ fn every_callbacks_examples_give_their_golden_records() {
         let ce_type = events::ce_type_of(&rec.value).expect("an envelope of ours");
         let headers = json!({
             HEADER_CONTENT_TYPE: CONTENT_TYPE,
-            HEADER_CE_ID: id.to_string(),
-            HEADER_CE_TYPE: ce_type,
+            HEADER_EVENT_ID: id.to_string(),
+            HEADER_EVENT_TYPE: ce_type,
         });
         let got = golden::masked(&rec.key, headers, &value);
         if bless && case.expected.is_null() {
@@ -136,7 +136,7 @@ fn every_callbacks_examples_give_their_golden_records() {
             let file = format!(
                 "{{\"key\":{},\"headers\":{},\"value\":{text}}}\n",
                 json!(rec.key),
-                json!({HEADER_CE_ID: "<id>", HEADER_CE_TYPE: ce_type, HEADER_CONTENT_TYPE: CONTENT_TYPE})
+                json!({HEADER_EVENT_ID: "<id>", HEADER_EVENT_TYPE: ce_type, HEADER_CONTENT_TYPE: CONTENT_TYPE})
             );
             let path = golden::dir()
                 .join(folder_path(folder))

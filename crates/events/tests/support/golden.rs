@@ -59,10 +59,10 @@ pub fn cases() -> Vec<Case> {
 }
 
 /// A delivered record as the golden files write it: the arrival's id (in
-/// the `ce_id` header and the envelope) and time replaced by placeholders.
+/// the `event-id` header and the envelope) and time replaced by placeholders.
 pub fn masked(key: &str, headers: Value, value: &Value) -> Value {
     let mut got = serde_json::json!({ "key": key, "headers": headers, "value": value });
-    got["headers"]["ce_id"] = "<id>".into();
+    got["headers"]["event-id"] = "<id>".into();
     got["value"]["id"] = "<id>".into();
     got["value"]["time"] = "<arrival>".into();
     got
