@@ -48,14 +48,15 @@ async fn accepted_event_answers_200_with_its_id_and_counts() {
     // The forwarder delivers it from the spool.
     let records = b.read(1).await;
     assert_eq!(records[0].value["id"], r.id().as_str());
+    // Two records: the event, and the contact's state on the latest topic.
     b.wait_for(
         r#"presence_bridge_kafka_deliveries_total{result="delivered"}"#,
-        1.0,
+        2.0,
     )
     .await;
     assert_eq!(
         b.metric("presence_bridge_event_delivery_latency_seconds_count"),
-        1.0
+        2.0
     );
 }
 
