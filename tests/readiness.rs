@@ -60,7 +60,9 @@ async fn every_configured_topic_is_probed_and_a_missing_one_keeps_the_bridge_rea
         kafka["topic"], "present",
         "the default topic, as before: {seen}"
     );
-    // The four above and the default topics of the other callback kinds.
+    // The four above, the latest-presence topic (created by the test
+    // cluster) and the default topics of the other callback kinds.
+    assert_eq!(kafka["topics"][LATEST_TOPIC], "present", "{seen}");
     for other in [
         "whatsapp.messages.v1",
         "whatsapp.message-status.v1",
@@ -69,7 +71,7 @@ async fn every_configured_topic_is_probed_and_a_missing_one_keeps_the_bridge_rea
     ] {
         assert_eq!(kafka["topics"][other], "missing", "{seen}");
     }
-    assert_eq!(kafka["topics"].as_object().unwrap().len(), 8, "{seen}");
+    assert_eq!(kafka["topics"].as_object().unwrap().len(), 9, "{seen}");
 
     let gauge = |t: &str| format!("presence_bridge_kafka_topic_missing{{topic=\"{t}\"}}");
     assert_eq!(b.metric(&gauge("tenant-x-not-created")), 1.0);
