@@ -142,7 +142,7 @@ async fn undelivered_events_survive_a_restart_and_go_out_first() {
     check_delivery(&records, &posted);
     assert_eq!(
         b.metric("presence_bridge_spool_replayed_events_total"),
-        80.0
+        2.0 * 80.0
     );
 }
 
