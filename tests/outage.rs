@@ -192,10 +192,15 @@ async fn a_full_spool_answers_503_and_readiness_follows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_permanently_refused_event_is_dead_lettered_and_the_rest_flow() {
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-    let b = Bridge::start_with(&[(
-        "PRESENCE_BRIDGE__SPOOL__DEAD_LETTER_TOPIC",
-        "presence-dead-letters",
-    )])
+    // The latest topic off: the one injected Produce error must meet the
+    // event, not the contact's state record (a request of its own).
+    let b = Bridge::start_with(&[
+        (
+            "PRESENCE_BRIDGE__SPOOL__DEAD_LETTER_TOPIC",
+            "presence-dead-letters",
+        ),
+        ("PRESENCE_BRIDGE__KAFKA__LATEST__ENABLED", "false"),
+    ])
     .await;
     b.cluster
         .create_topic("presence-dead-letters", PARTITIONS, 1)
