@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end load benchmark of presence-bridge (issue 5), one command:
 #
-#   benches/load.sh [--smoke] [--rounds N] [--duration S] [--connections C]
-#                   [--threads T] [--outage-events N] [--drain-rate R] [--keep]
+#   benches/load.sh [--smoke] [--rounds N] [--duration S] [--connections C,C]
+#                   [--fsync P,P] [--threads T] [--outage-events N]
+#                   [--drain-rate R] [--keep]
 #
 # Starts a real broker process (Tansu, in memory, loopback), the release
 # bridge (durable spool on its default fsync policy, "always", on the real
@@ -14,13 +15,19 @@
 #
 # Phases:
 #   1. start-up: exec of `presence-bridge serve` -> GET /readyz 200 (median).
-#   2. saturation, N rounds, alternating bridge/ceiling (order flipped every
-#      round): throughput, p50/p99/p99.9, bridge/ceiling ratio per round,
-#      VmHWM of a fresh bridge per round, CPU per process; then every
-#      accepted event (sum of presence_bridge_events_accepted_total) is looked
-#      for in Kafka (records read to the end of every partition, event-id
-#      distinct).
-#   3. fixed moderate rate: half the bridge's median saturation throughput,
+#   2. saturation matrix: for each connection count (--connections, default
+#      32,256), N rounds; each round runs the ceiling and a fresh bridge under
+#      each spool.fsync policy (--fsync, default always,interval,never), in an
+#      order rotated every round. Per run: throughput, p50/p99/p99.9, and the
+#      headline, CPU per request: the server process's user + system time
+#      (/proc/PID/stat) over the run, for the bridge until every record the
+#      run accepted is in Kafka, divided by the requests answered. It moves far
+#      less with the machine's noise than req/s. Ratios to the ceiling of the
+#      same round; VmHWM of each bridge; then every accepted event (sum of
+#      presence_bridge_events_accepted_total) is looked for in Kafka (records
+#      read to the end of every partition, event-id distinct).
+#   3. fixed moderate rate: half the bridge's median saturation throughput
+#      (first policy, first connection count: "always" at 32 by default),
 #      paced by delay() in the Lua script, on the bridge and on the ceiling:
 #      achieved rate and p50/p99/p99.9.
 #   4. outage (Tansu behind .ci/tcp_proxy.py): proxy_down, N events (1,000,000;
@@ -56,7 +63,8 @@ CMDLINE="$(printf '%q ' "$0" "$@")"
 SMOKE=""
 ROUNDS=3
 DURATION=10
-CONNS=32
+CONNS_ARG=32,256
+FSYNC_ARG=always,interval,never
 THREADS=2
 OUTAGE_N=""
 DRAIN_RATE=1000
@@ -67,7 +75,8 @@ while [[ $# -gt 0 ]]; do
     --smoke) SMOKE=1; ROUNDS=1; DURATION=2 ;;
     --rounds) ROUNDS="${2:?}"; shift ;;
     --duration) DURATION="${2:?}"; shift ;;
-    --connections) CONNS="${2:?}"; shift ;;
+    --connections) CONNS_ARG="${2:?}"; shift ;;
+    --fsync) FSYNC_ARG="${2:?}"; shift ;;
     --threads) THREADS="${2:?}"; shift ;;
     --outage-events) OUTAGE_N="${2:?}"; shift ;;
     --drain-rate) DRAIN_RATE="${2:?}"; shift ;;
@@ -78,7 +87,18 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 [[ -n "$OUTAGE_N" ]] || { if [[ -n "$SMOKE" ]]; then OUTAGE_N=20000; else OUTAGE_N=1000000; fi; }
-for v in ROUNDS DURATION CONNS THREADS OUTAGE_N DRAIN_RATE; do
+IFS=, read -r -a CONNS_LIST <<<"$CONNS_ARG"
+IFS=, read -r -a FSYNC_LIST <<<"$FSYNC_ARG"
+for c in "${CONNS_LIST[@]}"; do
+  [[ "$c" =~ ^[1-9][0-9]*$ ]] || { echo "load.sh: --connections takes positive integers separated by commas (got '$CONNS_ARG')" >&2; exit 2; }
+done
+for f in "${FSYNC_LIST[@]}"; do
+  [[ "$f" =~ ^(always|interval|never)$ ]] || { echo "load.sh: --fsync takes always, interval, never separated by commas (got '$FSYNC_ARG')" >&2; exit 2; }
+done
+[[ ${#CONNS_LIST[@]} -gt 0 && ${#FSYNC_LIST[@]} -gt 0 ]] || { echo "load.sh: --connections and --fsync need a value" >&2; exit 2; }
+CONNS="${CONNS_LIST[0]}"
+FSYNC="${FSYNC_LIST[0]}"
+for v in ROUNDS DURATION THREADS OUTAGE_N DRAIN_RATE; do
   [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || { echo "load.sh: $v must be a positive integer (got '${!v}')" >&2; exit 2; }
 done
 if [[ -n "$SMOKE" ]]; then LOAD_TIMEOUT="${LOAD_TIMEOUT:-900}"; else LOAD_TIMEOUT="${LOAD_TIMEOUT:-3600}"; fi
@@ -86,6 +106,8 @@ WARMUP=$(( DURATION >= 10 ? 2 : 1 ))
 DRAIN_TIMEOUT=$(( OUTAGE_N / 2000 + 120 ))        # >= 2,000 events/s, bounded
 OUTAGE_WRK_MAX=$(( OUTAGE_N / 500 + 60 ))          # >= 500 events/s, bounded
 TOPIC="whatsapp.presence.v1"
+# Every presence event also writes the contact's state here (kafka.latest, on by default).
+LATEST_TOPIC="whatsapp.presence.latest.v1"
 
 BRIDGE_BIN="${BRIDGE_BIN:-$ROOT/target/release/presence-bridge}"
 CEILING_BIN="${CEILING_BIN:-$ROOT/target/release/examples/ceiling}"
@@ -218,6 +240,10 @@ export PRESENCE_BRIDGE__HTTP__LISTEN="127.0.0.1:$HTTP_PORT"
 export PRESENCE_BRIDGE__ADMIN__LISTEN="127.0.0.1:$ADMIN_PORT"
 export PRESENCE_BRIDGE__LOG__LEVEL=warn
 export PRESENCE_BRIDGE__KAFKA__PROBE_INTERVAL=500ms
+# wrk is one client address holding up to 256 connections, like a load
+# balancer in front of the bridge: the per-client cap (64) would close the
+# rest right after accept and turn the run into a reconnect storm.
+export PRESENCE_BRIDGE__HTTP__MAX_CONNECTIONS_PER_CLIENT=4096
 unset PRESENCE_BRIDGE__AUTH__TOKENS RUST_LOG PRESENCE_BRIDGE__SPOOL__FSYNC
 
 # start_bridge NAME: fresh spool dir, exec -> /readyz 200 timed (STARTUP_MS),
@@ -232,7 +258,7 @@ start_bridge() {
   poller=$!
   sleep 0.3   # the poller's Python is up and polling (connection refused)
   t0=$EPOCHREALTIME
-  PRESENCE_BRIDGE__SPOOL__DIR="$SPOOLS/$name" \
+  PRESENCE_BRIDGE__SPOOL__DIR="$SPOOLS/$name" PRESENCE_BRIDGE__SPOOL__FSYNC="$FSYNC" \
     "${TANSU_ORPHAN_GUARD[@]}" "$BRIDGE_BIN" serve >"$BRIDGE_LOG" 2>&1 </dev/null &
   BRIDGE_PID=$!
   wait "$poller" || rc=$?
@@ -323,7 +349,7 @@ wrk_child() { pgrep -P "$WRK_PID" -x wrk || echo "$WRK_PID"; }
 # run_wrk NAME URL SECS MODE ARG SERVER_PID: start_wrk, CPU per process over
 # the middle of the run (CPU_LINE), a `top` frame for the names in TOP_AT,
 # wait for the end.
-TOP_AT=" sat.b1 sat.c1 "
+TOP_AT=" sat.b.${FSYNC_LIST[0]}.${CONNS_LIST[0]}.1 sat.c.${CONNS_LIST[0]}.1 "
 run_wrk() {
   local name="$1" secs="$3" server="$6" w0 w1 s1 s2 wp rc=0 topjob=""
   start_wrk "$@"
@@ -387,8 +413,8 @@ echo "- command: $CMDLINE"
 echo "- machine: nproc $(nproc), $(awk '/MemTotal/ { printf "%.1f GiB RAM", $2 / 1048576 }' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), kernel $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "- bridge: $BRIDGE_BIN ($(stat -c '%y' "$BRIDGE_BIN" | cut -d. -f1), $(sha256sum "$BRIDGE_BIN" | cut -c1-12))"
 echo "- ceiling: $CEILING_BIN ($(stat -c '%y' "$CEILING_BIN" | cut -d. -f1), $(sha256sum "$CEILING_BIN" | cut -c1-12))"
-echo "- load: wrk $(wrk -v 2>&1 | head -n1 | awk '{print $2}'), $THREADS threads, $CONNS connections, $ROUNDS round(s) x ${DURATION}s per server (+${WARMUP}s warm-up), benches/load/presence.lua, no auth token"
-echo "- spool: $SPOOLS ($fstype), spool.fsync default (always); outage: $(fmt_int "$OUTAGE_N") events; new traffic during the drain: $DRAIN_RATE req/s"
+echo "- load: wrk $(wrk -v 2>&1 | head -n1 | awk '{print $2}'), $THREADS threads, ${CONNS_ARG//,/ and } connections, $ROUNDS round(s) x ${DURATION}s per server and policy (+${WARMUP}s warm-up), benches/load/presence.lua, no auth token"
+echo "- spool: $SPOOLS ($fstype), spool.fsync ${FSYNC_ARG//,/, } (the fixed rate and the outage: ${FSYNC_LIST[0]}, ${CONNS_LIST[0]} connections); outage: $(fmt_int "$OUTAGE_N") events; new traffic during the drain: $DRAIN_RATE req/s"
 echo
 
 say "installing / checking Tansu and confluent-kafka"
@@ -399,6 +425,7 @@ echo
 # ------------------------------------------------------------ 1. broker, ceiling, start-up
 tansu_start >&2 || die "tansu did not start"
 tansu_create_topic "$TOPIC" 3 >&2 || die "could not create topic $TOPIC"
+tansu_create_topic "$LATEST_TOPIC" 3 >&2 || die "could not create topic $LATEST_TOPIC"
 export PRESENCE_BRIDGE__KAFKA__BROKERS="$TANSU_BOOTSTRAP"
 start_ceiling
 
@@ -412,48 +439,86 @@ done
 STARTUP_MED="$(median "${STARTUPS[@]}")"
 say "start-up (exec -> /readyz 200): ${STARTUPS[*]} ms, median $STARTUP_MED ms"
 
-# ------------------------------------------------------------ 2. saturation rounds
-B_RPS=(); C_RPS=(); RATIOS=(); B_P50=(); B_P99=(); B_P999=(); C_P50=(); C_P99=(); C_P999=(); B_HWM=()
-echo "## Saturation rounds ($CONNS connections, ${DURATION}s each)"
-echo
+# ------------------------------------------------------------ 2. saturation matrix
+# For each connection count, ROUNDS rounds; in each round the ceiling and the
+# bridge under every spool.fsync policy, in an order that rotates from round
+# to round. Per run: req/s, latency, and CPU per request = the server
+# process's user + system time over the run (for the bridge, until the
+# records the run accepted are in Kafka) divided by the requests answered.
+declare -A M_RPS M_P50 M_P99 M_P999 M_CPU M_RATIO M_CPURATIO
+B_HWM=()
+add() { local -n arr="$1"; arr["$2"]="${arr["$2"]:+${arr["$2"]} }$3"; }
+cpu_us() { awk -v t="$1" -v hz="$CLK_TCK" -v n="$2" 'BEGIN { printf "%.2f", (n > 0) ? t / hz * 1e6 / n : 0 }'; }
 bridge_round() {
-  local r="$1" non2xx
-  start_bridge "sat$r"
+  local r="$1" fs="$2" c="$3" non2xx t0 t1 f0 f1 a0 a1 per_sync key="bridge/$2/$3"
+  FSYNC="$fs"; CONNS="$c"
+  start_bridge "sat.$fs.$c.$r"
   run_wrk "warm.b$r" "$HTTP" "$WARMUP" saturate 0 "$BRIDGE_PID"
-  run_wrk "sat.b$r" "$HTTP" "$DURATION" saturate 0 "$BRIDGE_PID"
-  kill -0 "$BRIDGE_PID" 2>/dev/null || die "bridge died during round $r"
-  B_THREADS="$THREAD_LINE"
-  B_RPS+=("$(j rps)"); B_P50+=("$(j p50_us)"); B_P99+=("$(j p99_us)"); B_P999+=("$(j p999_us)")
+  wait_metric presence_bridge_spool_events == 0 "$DRAIN_TIMEOUT" || die "$key: warm-up backlog not delivered"
+  f0="$(metric presence_bridge_spool_fsync_duration_seconds_count)"; a0="$(accepted)"
+  t0="$(ticks "$BRIDGE_PID")"
+  run_wrk "sat.b.$fs.$c.$r" "$HTTP" "$DURATION" saturate 0 "$BRIDGE_PID"
+  wait_metric presence_bridge_spool_events == 0 "$DRAIN_TIMEOUT" || die "$key round $r: backlog not delivered"
+  t1="$(ticks "$BRIDGE_PID")"
+  f1="$(metric presence_bridge_spool_fsync_duration_seconds_count)"; a1="$(accepted)"
+  per_sync="$(awk -v a="$((${a1:-0} - ${a0:-0}))" -v f="$((${f1:-0} - ${f0:-0}))" 'BEGIN { if (f > 0) printf "%.1f requests per fsync", a / f; else print "no fsync" }')"
+  kill -0 "$BRIDGE_PID" 2>/dev/null || die "bridge died during round $r ($key)"
+  LAST_CPU="$(cpu_us $((t1 - t0)) "$(j requests)")"
+  add M_RPS "$key" "$(j rps)"; add M_P50 "$key" "$(j p50_us)"; add M_P99 "$key" "$(j p99_us)"; add M_P999 "$key" "$(j p999_us)"
+  add M_CPU "$key" "$LAST_CPU"
   non2xx="$(bridge_non2xx)"
-  echo "- round $r bridge: $(fmt_int "$(j rps)") req/s, p50 $(ms "$(j p50_us)") ms, p99 $(ms "$(j p99_us)") ms, p99.9 $(ms "$(j p999_us)") ms, max $(ms "$(j max_us)") ms; non-2xx wrk $(j non2xx) / bridge $non2xx; socket errors $(($(j connect_err) + $(j read_err) + $(j write_err))), timeouts $(j timeouts); CPU: $CPU_LINE; spool backlog at end $(metric presence_bridge_spool_events)"
-  [[ "$(j non2xx)" == 0 && "$non2xx" == 0 ]] || broke "round $r: the bridge answered non-2xx to valid input (wrk $(j non2xx), bridge metrics $non2xx)"
-  verify_kafka "round $r"
+  echo "- round $r bridge, fsync $fs, $c connections: $(fmt_int "$(j rps)") req/s, **$LAST_CPU µs CPU per request**, p50 $(ms "$(j p50_us)") ms, p99 $(ms "$(j p99_us)") ms, p99.9 $(ms "$(j p999_us)") ms, max $(ms "$(j max_us)") ms; non-2xx wrk $(j non2xx) / bridge $non2xx; socket errors $(($(j connect_err) + $(j read_err) + $(j write_err))), timeouts $(j timeouts); $per_sync; CPU: $CPU_LINE"
+  echo "  - bridge threads: $THREAD_LINE"
+  [[ "$(j non2xx)" == 0 && "$non2xx" == 0 ]] || broke "round $r ($key): the bridge answered non-2xx to valid input (wrk $(j non2xx), bridge metrics $non2xx)"
+  verify_kafka "round $r $fs $c"
   stop_bridge
   B_HWM+=("$LAST_HWM_KB")
-  echo "  - bridge CPU: $B_THREADS"
   echo "  - peak RSS (VmHWM) $(mib "$LAST_HWM_KB") MiB; Kafka: $KAFKA_LINE"
 }
 ceiling_round() {
-  local r="$1"
+  local r="$1" c="$2" t0 t1 key="ceiling/-/$2"
+  CONNS="$c"
   kill -0 "$CEILING_PID" 2>/dev/null || die "ceiling died"
   run_wrk "warm.c$r" "$CEIL" "$WARMUP" saturate 0 "$CEILING_PID"
-  run_wrk "sat.c$r" "$CEIL" "$DURATION" saturate 0 "$CEILING_PID"
+  t0="$(ticks "$CEILING_PID")"
+  run_wrk "sat.c.$c.$r" "$CEIL" "$DURATION" saturate 0 "$CEILING_PID"
+  t1="$(ticks "$CEILING_PID")"
   kill -0 "$CEILING_PID" 2>/dev/null || die "ceiling died during round $r"
-  C_RPS+=("$(j rps)"); C_P50+=("$(j p50_us)"); C_P99+=("$(j p99_us)"); C_P999+=("$(j p999_us)")
-  echo "- round $r ceiling: $(fmt_int "$(j rps)") req/s, p50 $(ms "$(j p50_us)") ms, p99 $(ms "$(j p99_us)") ms, p99.9 $(ms "$(j p999_us)") ms, max $(ms "$(j max_us)") ms; non-2xx $(j non2xx); CPU: $CPU_LINE"
+  LAST_CPU="$(cpu_us $((t1 - t0)) "$(j requests)")"
+  add M_RPS "$key" "$(j rps)"; add M_P50 "$key" "$(j p50_us)"; add M_P99 "$key" "$(j p99_us)"; add M_P999 "$key" "$(j p999_us)"
+  add M_CPU "$key" "$LAST_CPU"
+  echo "- round $r ceiling, $c connections: $(fmt_int "$(j rps)") req/s, **$LAST_CPU µs CPU per request**, p50 $(ms "$(j p50_us)") ms, p99 $(ms "$(j p99_us)") ms, p99.9 $(ms "$(j p999_us)") ms, max $(ms "$(j max_us)") ms; non-2xx $(j non2xx); CPU: $CPU_LINE"
 }
-for r in $(seq "$ROUNDS"); do
-  if ((r % 2 == 1)); then bridge_round "$r"; ceiling_round "$r"; else ceiling_round "$r"; bridge_round "$r"; fi
-  RATIOS+=("$(awk -v b="${B_RPS[-1]}" -v c="${C_RPS[-1]}" 'BEGIN { printf "%.3f", b / c }')")
-  echo "- round $r ratio bridge/ceiling: ${RATIOS[-1]}"
+last() { local -n arr="$1"; echo "${arr["$2"]##* }"; }
+ratio() { awk -v b="$1" -v c="$2" 'BEGIN { printf "%.3f", (c > 0) ? b / c : 0 }'; }
+for c in "${CONNS_LIST[@]}"; do
+  echo "## Saturation, $c connections, ${DURATION}s per run"
+  echo
+  for r in $(seq "$ROUNDS"); do
+    order=(ceiling "${FSYNC_LIST[@]}")
+    shift_by=$(( (r - 1) % ${#order[@]} ))
+    order=("${order[@]:shift_by}" "${order[@]:0:shift_by}")
+    for who in "${order[@]}"; do
+      if [[ "$who" == ceiling ]]; then ceiling_round "$r" "$c"; else bridge_round "$r" "$who" "$c"; fi
+    done
+    for fs in "${FSYNC_LIST[@]}"; do
+      add M_RATIO "bridge/$fs/$c" "$(ratio "$(last M_RPS "bridge/$fs/$c")" "$(last M_RPS "ceiling/-/$c")")"
+      add M_CPURATIO "bridge/$fs/$c" "$(ratio "$(last M_CPU "bridge/$fs/$c")" "$(last M_CPU "ceiling/-/$c")")"
+    done
+  done
+  echo
 done
-echo
-for f in "$WORK"/top.sat.b1 "$WORK"/top.sat.c1; do
+for f in "$WORK"/top.*; do
   if [[ -s "$f" ]]; then
-    echo "\`top\` during ${f##*/top.} (round 1):"; echo; echo '```'; cat "$f"; echo '```'; echo
+    echo "\`top\` during ${f##*/top.}:"; echo; echo '```'; cat "$f"; echo '```'; echo
   fi
 done
-B_RPS_MED="$(median "${B_RPS[@]}")"; C_RPS_MED="$(median "${C_RPS[@]}")"; RATIO_MED="$(median "${RATIOS[@]}")"
+med() { local -n arr="$1"; [[ -n "${arr["$2"]:-}" ]] || { echo 0; return; }; # shellcheck disable=SC2086
+  median ${arr["$2"]}; }
+rounds_of() { local -n arr="$1"; echo "${arr["$2"]:-}" | awk '{ for (i = 1; i <= NF; i++) printf "%s%s", (i > 1 ? ", " : ""), $i }'; }
+CONNS="${CONNS_LIST[0]}"; FSYNC="${FSYNC_LIST[0]}"
+B_KEY="bridge/$FSYNC/$CONNS"
+B_RPS_MED="$(med M_RPS "$B_KEY")"
 B_HWM_MAX="$(printf '%s\n' "${B_HWM[@]}" | sort -n | tail -n1)"
 C_HWM="$(proc_kb "$CEILING_PID" VmHWM)"
 
@@ -495,6 +560,7 @@ else
   rm -f "$KAFKA_STATE"
   tansu_start_with_proxy >&2 || die "tansu (behind the proxy) did not start"
   tansu_create_topic "$TOPIC" 3 >&2 || die "could not create topic $TOPIC"
+  tansu_create_topic "$LATEST_TOPIC" 3 >&2 || die "could not create topic $LATEST_TOPIC"
   export PRESENCE_BRIDGE__KAFKA__BROKERS="$TANSU_BOOTSTRAP"
   start_bridge outage
   RSS_FILE="$WORK/rss.samples"
@@ -605,15 +671,45 @@ met() { if awk "BEGIN { exit !($1) }"; then echo met; else echo MISSED; fi; }
 lat3() { echo "$(ms "$1") / $(ms "$2") / $(ms "$3") ms"; }
 echo "## Results"
 echo
-echo "$(date -u '+%Y-%m-%d'), nproc $(nproc), $ROUNDS round(s) x ${DURATION}s, $CONNS connections, $THREADS wrk threads; medians over the rounds$([[ -n "$SMOKE" ]] && echo '; SMOKE RUN: numbers not meaningful')."
+echo "$(date -u '+%Y-%m-%d'), nproc $(nproc), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown), $ROUNDS round(s) x ${DURATION}s per server and policy, $THREADS wrk threads; medians over the rounds (each ratio is the median of the per-round ratios to the ceiling of the same round)$([[ -n "$SMOKE" ]] && echo '; SMOKE RUN: numbers not meaningful')."
+echo
+echo "| server | spool.fsync | connections | CPU per request | CPU / ceiling's | req/s | req/s / ceiling's | p50 / p99 / p99.9 |"
+echo "|---|---|---:|---:|---:|---:|---:|---|"
+for c in "${CONNS_LIST[@]}"; do
+  k="ceiling/-/$c"
+  echo "| bare hyper (ceiling) | | $c | $(med M_CPU "$k") µs | 1.00 | $(fmt_int "$(med M_RPS "$k")") | 1.00 | $(lat3 "$(med M_P50 "$k")" "$(med M_P99 "$k")" "$(med M_P999 "$k")") |"
+  for fs in "${FSYNC_LIST[@]}"; do
+    k="bridge/$fs/$c"
+    echo "| bridge | $fs | $c | $(med M_CPU "$k") µs | $(med M_CPURATIO "$k") | $(fmt_int "$(med M_RPS "$k")") | $(med M_RATIO "$k") | $(lat3 "$(med M_P50 "$k")" "$(med M_P99 "$k")" "$(med M_P999 "$k")") |"
+  done
+done
+echo
+echo "Per round (CPU µs per request; req/s):"
+echo
+for c in "${CONNS_LIST[@]}"; do
+  echo "- ceiling, $c connections: CPU $(rounds_of M_CPU "ceiling/-/$c"); req/s $(rounds_of M_RPS "ceiling/-/$c")"
+  for fs in "${FSYNC_LIST[@]}"; do
+    echo "- bridge $fs, $c connections: CPU $(rounds_of M_CPU "bridge/$fs/$c"); req/s $(rounds_of M_RPS "bridge/$fs/$c")"
+  done
+done
 echo
 echo "| measure | target | result | |"
 echo "|---|---|---|---|"
-echo "| bridge throughput at saturation | | $(fmt_int "$B_RPS_MED") req/s (rounds: $(printf '%s ' "${B_RPS[@]}" | awk '{ for (i = 1; i <= NF; i++) printf "%s%.0f", (i > 1 ? ", " : ""), $i }')) | |"
-echo "| ceiling throughput at saturation | | $(fmt_int "$C_RPS_MED") req/s (rounds: $(printf '%s ' "${C_RPS[@]}" | awk '{ for (i = 1; i <= NF; i++) printf "%s%.0f", (i > 1 ? ", " : ""), $i }')) | |"
-echo "| bridge/ceiling throughput ratio (median of per-round ratios) | ≥ 0.8 | $RATIO_MED (rounds: $(IFS=,; echo "${RATIOS[*]}" | sed 's/,/, /g')) | $(met "$RATIO_MED >= 0.8") |"
-echo "| bridge latency at saturation p50 / p99 / p99.9 | | $(lat3 "$(median "${B_P50[@]}")" "$(median "${B_P99[@]}")" "$(median "${B_P999[@]}")") | |"
-echo "| ceiling latency at saturation p50 / p99 / p99.9 | | $(lat3 "$(median "${C_P50[@]}")" "$(median "${C_P99[@]}")" "$(median "${C_P999[@]}")") | |"
+for c in "${CONNS_LIST[@]}"; do
+  k="bridge/always/$c"
+  [[ -n "${M_CPU[$k]:-}" ]] || continue
+  v="$(med M_CPURATIO "$k")"
+  echo "| CPU per durable request (always), $c connections, to the ceiling's | ≤ 1.6 | $v ($(med M_CPU "$k") / $(med M_CPU "ceiling/-/$c") µs) | $(met "$v <= 1.6") |"
+  want=""
+  [[ "$c" == 32 ]] && want=0.5
+  [[ "$c" == 256 ]] && want=0.75
+  v="$(med M_RATIO "$k")"
+  if [[ -n "$want" ]]; then
+    echo "| throughput with always, $c connections, to the ceiling's | ≥ $want | $v | $(met "$v >= $want") |"
+  else
+    echo "| throughput with always, $c connections, to the ceiling's | | $v | |"
+  fi
+done
 echo "| bridge latency at half saturation ($(fmt_int "$PACED_RATE") req/s asked, $(fmt_int "$PB_RPS") achieved) p50 / p99 / p99.9 | p99 < 5 ms | $(lat3 "$PB_P50" "$PB_P99" "$PB_P999") | $(met "$PB_P99 < 5000") |"
 echo "| ceiling latency at the same rate ($(fmt_int "$PC_RPS") achieved) p50 / p99 / p99.9 | | $(lat3 "$PC_P50" "$PC_P99" "$PC_P999") | |"
 echo "| bridge peak RSS under load (VmHWM, max over rounds) | < 64 MiB | $(mib "$B_HWM_MAX") MiB (fixed rate: $(mib "$PB_HWM") MiB; ceiling: $(mib "$C_HWM") MiB) | $(met "$B_HWM_MAX < 65536") |"
