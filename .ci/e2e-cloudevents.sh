@@ -22,6 +22,11 @@
 # bridge's own partitionkey for the event kinds), and that both readers agree.
 # A control record laid out the old way (structured value plus ce_id/ce_type
 # headers) must make `from_kafka` fail, so the check cannot pass vacuously.
+# The records the bridge derives are read the same way: the typing expiries
+# (presence.typing_ttl 1s) on the binary presence topic, and every state on
+# the latest-presence topic (structured): SDK attributes, the partitionkey
+# extension equal to the key, the published schema, and each points at an
+# event the bridge answered 200 (an expiry's causeId, a state's eventId).
 # Last line: "e2e-cloudevents: PASS ..." or "e2e-cloudevents: FAIL ...";
 # exit status 0 only on PASS.
 #
@@ -41,6 +46,7 @@ E2E_STOP_TIMEOUT="${E2E_STOP_TIMEOUT:-30}"
 CLOUDEVENTS_VERSION="${CLOUDEVENTS_VERSION:-2.2.0}"
 CE_VENV="${CE_VENV:-${HOME:-/root}/.cache/presence-bridge/cloudevents-venv-$CLOUDEVENTS_VERSION}"
 REJECTED_TOPIC=whatsapp.rejected-input.v1
+LATEST_TOPIC=whatsapp.presence.latest.v1
 TOPICS=(whatsapp.presence.v1 whatsapp.messages.v1 whatsapp.message-status.v1 whatsapp.delivery.v1 whatsapp.connection.v1 "$REJECTED_TOPIC")
 
 CI_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -77,10 +83,10 @@ tansu_install || die "could not install tansu / confluent-kafka"
   || die "the venv's cloudevents has no cloudevents.core.bindings.kafka"
 ok "cloudevents $("$TANSU_PYTHON" -c 'import importlib.metadata as m; print(m.version("cloudevents"))') in $CE_VENV"
 tansu_start || die "tansu did not start"
-for t in "${TOPICS[@]}"; do
+for t in "${TOPICS[@]}" "$LATEST_TOPIC"; do
   tansu_create_topic "$t" 3 || die "could not create topic $t"
 done
-ok "tansu at $TANSU_BOOTSTRAP, topics ${TOPICS[*]}"
+ok "tansu at $TANSU_BOOTSTRAP, topics ${TOPICS[*]} $LATEST_TOPIC"
 
 # Binary by default; structured for messages, deliveries and captures.
 export PRESENCE_BRIDGE__KAFKA__CONTENT_MODE=binary
@@ -88,6 +94,8 @@ export PRESENCE_BRIDGE__KAFKA__RECEIVED__CONTENT_MODE=structured
 export PRESENCE_BRIDGE__KAFKA__DELIVERY__CONTENT_MODE=structured
 export PRESENCE_BRIDGE__REJECTED__TOPIC="$REJECTED_TOPIC"
 export PRESENCE_BRIDGE__REJECTED__CONTENT_MODE=structured
+export PRESENCE_BRIDGE__KAFKA__LATEST__CONTENT_MODE=structured
+export PRESENCE_BRIDGE__PRESENCE__TYPING_TTL=1s
 e2e_start_bridge
 
 # The effective modes, as check-config prints them.
@@ -156,9 +164,20 @@ PY
 cat "$WORK/post.out" >&2
 if [[ $post_rc -eq 0 ]]; then ok "posted every example, presence events and one invalid request"; else fail "posting (see above)"; fi
 
+# The typing events posted last for their contact expire after 1 s: wait for
+# the first expiry itself (bounded), so the check below has some to read.
+expired=0
+for _ in $(seq 120); do
+  expired="$(curl -s --max-time 3 "$ADMIN/metrics" | awk '$1 == "presence_bridge_typing_expired_total" { print $2 }')"
+  [[ "${expired:-0}" != 0 ]] && break
+  sleep 0.5
+done
+[[ "${expired:-0}" != 0 ]] && ok "typing expired: presence_bridge_typing_expired_total $expired" \
+  || fail "no typing expiry within 60 s (presence_bridge_typing_expired_total ${expired:-absent})"
+
 # ------------------------------------------------------------ read back with the SDK
 verify_rc=0
-timeout 180 "$TANSU_PYTHON" - "$TANSU_BOOTSTRAP" "$WORK/posted.json" "$SCHEMAS" >"$WORK/verify.out" 2>&1 <<'PY' || verify_rc=$?
+timeout 240 "$TANSU_PYTHON" - "$TANSU_BOOTSTRAP" "$WORK/posted.json" "$SCHEMAS" >"$WORK/verify.out" 2>&1 <<'PY' || verify_rc=$?
 import datetime, glob, json, os, sys, time
 
 from cloudevents.core.bindings.kafka import KafkaMessage, from_binary, from_kafka, from_structured
@@ -176,7 +195,12 @@ def bad(msg):
 
 MODE = {"whatsapp.presence.v1": "binary", "whatsapp.messages.v1": "structured",
         "whatsapp.message-status.v1": "binary", "whatsapp.delivery.v1": "structured",
-        "whatsapp.connection.v1": "binary", "whatsapp.rejected-input.v1": "structured"}
+        "whatsapp.connection.v1": "binary", "whatsapp.rejected-input.v1": "structured",
+        "whatsapp.presence.latest.v1": "structured"}
+LATEST = "whatsapp.presence.latest.v1"
+EXPIRED = "io.presence-bridge.zapi.chat-presence-expired.v1"
+STATE = "io.presence-bridge.zapi.presence-state.v1"
+derived = []
 KIND = {"PresenceChatCallback": "whatsapp.presence.v1", "ReceivedCallback": "whatsapp.messages.v1",
         "ReceivedCallBack": "whatsapp.messages.v1", "MessageStatusCallback": "whatsapp.message-status.v1",
         "DeliveryCallback": "whatsapp.delivery.v1", "ConnectedCallback": "whatsapp.connection.v1",
@@ -235,8 +259,15 @@ now = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=
 seen = {}
 checked = {"binary": 0, "structured": 0}
 control_done = False
+def event_type(m):
+    return dict(m.headers() or []).get("event-type", b"").decode()
+
 for topic, n in sorted(want_per_topic.items()):
     msgs = read_topic(topic, n)
+    # Typing expiries are the bridge's own events on the presence topic:
+    # checked below with the other derived records.
+    derived += [(topic, m) for m in msgs if event_type(m) == EXPIRED]
+    msgs = [m for m in msgs if event_type(m) != EXPIRED]
     if len(msgs) != n:
         bad(f"{topic}: {len(msgs)} records, want {n}")
     mode = MODE[topic]
@@ -331,7 +362,15 @@ for topic, n in sorted(want_per_topic.items()):
                         bad(f"{w}: {a} {got!r}, golden {g['value'][a]!r}")
                 if pk != g["value"].get("partitionkey"):
                     bad(f"{w}: partitionkey {pk!r}, golden {g['value'].get('partitionkey')!r}")
-                if data != g["value"]["data"]:
+                # The golden files are written with typing expiry off; here
+                # a typing status carries typingExpiresAt = time + 1 s.
+                data_cmp = dict(data)
+                exp_at = data_cmp.pop("typingExpiresAt", None)
+                if exp_at is not None:
+                    want_at = t + datetime.timedelta(seconds=1)
+                    if datetime.datetime.fromisoformat(exp_at.replace("Z", "+00:00")) != want_at:
+                        bad(f"{w}: typingExpiresAt {exp_at!r}, want time + 1 s ({want_at.isoformat()})")
+                if data_cmp != g["value"]["data"]:
                     bad(f"{w}: data differs from the golden file's: {data!r:.200}")
             elif p.get("rejected"):
                 if data.get("body") != body or data.get("status") != 400:
@@ -363,6 +402,69 @@ if checked["binary"] == 0 or checked["structured"] == 0 or not control_done:
     bad(f"not every mode was checked: {checked}, control {control_done}")
 oks.append(f"{checked['binary']} binary and {checked['structured']} structured records read by "
            f"from_kafka and the explicit reader: every attribute, the data, partitionkey == key")
+
+# ---- the derived records: typing expiries (presence topic) and states (latest topic)
+presence_ids = {p["id"] for p in posted if p["id"] and not p.get("rejected")
+                and p["body"].get("type") == "PresenceChatCallback"}
+derived += [(LATEST, m) for m in read_topic(LATEST, len(presence_ids))]
+reported, n_derived = set(), {EXPIRED: 0, STATE: 0}
+for topic, m in derived:
+    mode = MODE[topic]
+    where = f"{topic}[{m.partition()}@{m.offset()}]"
+    headers = {k: v for k, v in (m.headers() or [])}
+    key = m.key().decode() if m.key() is not None else None
+    if m.value() is None:
+        bad(f"{where}: null value (no tombstone was asked for)"); continue
+    msg = KafkaMessage(headers=headers, key=m.key(), value=m.value())
+    raw_data = json.loads(m.value())
+    if mode == "structured":
+        raw_data = raw_data.get("data")
+    try:
+        auto = from_kafka(msg, fmt)
+        explicit = (from_binary if mode == "binary" else from_structured)(msg, fmt)
+    except Exception as e:
+        bad(f"{where}: the SDK cannot read it: {type(e).__name__}: {e}"); continue
+    if auto.get_attributes() != explicit.get_attributes() or auto.get_data() != explicit.get_data():
+        bad(f"{where}: from_kafka and from_{mode} disagree")
+    want_type = STATE if topic == LATEST else EXPIRED
+    ev, data = auto, auto.get_data()
+    if ev.get_type() != want_type:
+        bad(f"{where}: type {ev.get_type()!r}, want {want_type}"); continue
+    n_derived[want_type] += 1
+    if ev.get_specversion() != "1.0" or ev.get_datacontenttype() != "application/json":
+        bad(f"{where}: specversion {ev.get_specversion()!r}, datacontenttype {ev.get_datacontenttype()!r}")
+    if ev.get_dataschema() != SCHEMA_OF.get(want_type):
+        bad(f"{where}: dataschema {ev.get_dataschema()!r}, want {SCHEMA_OF.get(want_type)!r}")
+    t = ev.get_time()
+    if not isinstance(t, datetime.datetime) or t.tzinfo is None or not (started <= t <= now):
+        bad(f"{where}: time {t!r} not an aware datetime of this run")
+    if ev.get_extension("partitionkey") != key:
+        bad(f"{where}: partitionkey extension {ev.get_extension('partitionkey')!r} != Kafka key {key!r}")
+    if not isinstance(data, dict) or data != raw_data:
+        bad(f"{where}: SDK data {data!r:.120} differs from the record's"); continue
+    if ev.get_source() != f"/zapi/instances/{data.get('instanceId')}":
+        bad(f"{where}: source {ev.get_source()!r} for instance {data.get('instanceId')!r}")
+    if want_type == EXPIRED:
+        if data.get("causeId") not in presence_ids:
+            bad(f"{where}: causeId {data.get('causeId')!r} is no presence event answered 200")
+        if key != data.get("phone"):
+            bad(f"{where}: key {key!r} != data.phone")
+    else:
+        if key != f"{data.get('instanceId')}:{data.get('phone')}":
+            bad(f"{where}: key {key!r} is not instanceId:phone")
+        if data.get("reason") == "reported":
+            if data.get("eventId") not in presence_ids:
+                bad(f"{where}: eventId {data.get('eventId')!r} is no presence event answered 200")
+            reported.add(data.get("eventId"))
+        elif data.get("reason") != "typing_expired":
+            bad(f"{where}: reason {data.get('reason')!r}")
+if n_derived[EXPIRED] == 0:
+    bad("no typing expiry read from the presence topic: the derived-record check proves nothing")
+if presence_ids - reported:
+    bad(f"{len(presence_ids - reported)} presence events without their state on {LATEST}")
+oks.append(f"derived records read by from_kafka and from_binary/from_structured: "
+           f"{n_derived[EXPIRED]} typing expiries (binary), {n_derived[STATE]} states (structured), "
+           f"every presence event's state present")
 for o in oks:
     print("OK", o)
 sys.exit(1 if fails else 0)

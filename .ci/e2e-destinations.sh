@@ -117,6 +117,9 @@ export PRESENCE_BRIDGE__KAFKA__TOPIC="$TOPIC"
 export PRESENCE_BRIDGE__KAFKA__PROBE_INTERVAL="1s"
 export PRESENCE_BRIDGE__SPOOL__DIR="$WORK/spool"
 export PRESENCE_BRIDGE__AUTH__TOKENS="$TOKEN"
+# The event topics alone: the spool counts below are one record per event
+# (the latest-presence topic, a destination of its own, is .ci/e2e-state.sh's).
+export PRESENCE_BRIDGE__KAFKA__LATEST__ENABLED=false
 export RUST_LOG="${RUST_LOG:-info}"
 HTTP="http://127.0.0.1:$HTTP_PORT"
 ADMIN="http://127.0.0.1:$ADMIN_PORT"

@@ -247,7 +247,8 @@ say "installing / checking Tansu and confluent-kafka"
 tansu_install || die "could not install tansu / confluent-kafka"
 tansu_start_with_proxy || die "tansu (behind the proxy) did not start"
 tansu_create_topic "$TOPIC" 3 || die "could not create topic $TOPIC"
-ok "tansu behind proxy $TANSU_BOOTSTRAP, topic $TOPIC (3 partitions)"
+tansu_create_topic whatsapp.presence.latest.v1 3 || die "could not create the latest-presence topic"
+ok "tansu behind proxy $TANSU_BOOTSTRAP, topics $TOPIC and whatsapp.presence.latest.v1 (3 partitions)"
 
 HTTP_PORT="$(tansu_free_port)"
 ADMIN_PORT="$(tansu_free_port)"
@@ -278,7 +279,9 @@ proxy_down || die "proxy_down failed"
 wait_metric presence_bridge_kafka_broker_reachable == 0 "$E2E_OUTAGE_TIMEOUT" \
   || die "the bridge never saw the broker unreachable"
 post_round orphan "$E2E_N_ORPHAN"
-N_ORPHAN=$((E2E_N_ORPHAN * NPHONES))
+# Spool records: each presence event is stored with the contact's state
+# for the latest-presence topic (kafka.latest, on by default).
+N_ORPHAN=$((2 * E2E_N_ORPHAN * NPHONES))
 wait_metric presence_bridge_spool_events == "$N_ORPHAN" 10 \
   || die "spool events ${LAST_METRIC:-unknown}, want $N_ORPHAN before the stop"
 t0=$SECONDS
@@ -329,7 +332,7 @@ proxy_down || die "proxy_down failed"
 wait_metric presence_bridge_kafka_broker_reachable == 0 "$E2E_OUTAGE_TIMEOUT" \
   || die "bridge #2 never saw the broker unreachable"
 post_round drain "$E2E_N_DRAIN"
-N_DRAIN=$((E2E_N_DRAIN * NPHONES))
+N_DRAIN=$((2 * E2E_N_DRAIN * NPHONES))
 wait_metric presence_bridge_spool_events == "$N_DRAIN" 10 \
   || die "bridge #2: spool events ${LAST_METRIC:-unknown}, want $N_DRAIN before the stop"
 kill -TERM "$BRIDGE_PID"
