@@ -118,8 +118,10 @@ export PRESENCE_BRIDGE__KAFKA__PROBE_INTERVAL="1s"
 export PRESENCE_BRIDGE__SPOOL__DIR="$WORK/spool"
 export PRESENCE_BRIDGE__AUTH__TOKENS="$TOKEN"
 # The event topics alone: the spool counts below are one record per event
-# (the latest-presence topic, a destination of its own, is .ci/e2e-state.sh's).
+# and every record read back is one the API answered (the latest-presence
+# topic and typing expiries are .ci/e2e-state.sh's).
 export PRESENCE_BRIDGE__KAFKA__LATEST__ENABLED=false
+export PRESENCE_BRIDGE__PRESENCE__TYPING_TTL=0s
 export RUST_LOG="${RUST_LOG:-info}"
 HTTP="http://127.0.0.1:$HTTP_PORT"
 ADMIN="http://127.0.0.1:$ADMIN_PORT"
