@@ -82,6 +82,7 @@ use crate::publisher::destination::DestinationMetrics;
 use crate::publisher::forward::{random_seed, Forwarder, StopSignal};
 use crate::publisher::KafkaPublisher;
 use crate::server::{self, Limits};
+use crate::spool::store::Store;
 use crate::spool::{FsyncPolicy, Spool, SpoolError};
 use crate::state::{PresenceState, StateMetrics};
 
@@ -323,24 +324,11 @@ pub async fn start_with(
     let destinations = DestinationMetrics::new(&registry, topics.iter().cloned())?;
     let forwarder = Forwarder {
         store: store.clone(),
-        make_producer: {
-            let (kafka, brokers, metrics) =
-                (settings.kafka.clone(), brokers.clone(), metrics.clone());
-            Box::new(move || KafkaPublisher::new(&kafka, &brokers, metrics.clone()))
-        },
+        make_producer: producer_factory(&settings, &brokers, &metrics),
         committed: committed_rx,
         metrics: metrics.clone(),
         destinations,
-        dead_letter: Arc::new(DeadLetter::new(
-            &settings.spool.dir,
-            store.external_bytes(),
-            metrics.clone(),
-            settings
-                .spool
-                .dead_letter_topic
-                .clone()
-                .map(|t| (t, publisher.clone())),
-        )),
+        dead_letter: dead_letter_file(&settings, &store, &metrics, &publisher),
         health: health.clone(),
         replay_until: stats.committed,
         rejected_topic: settings.rejected.topic.clone(),
@@ -504,4 +492,35 @@ fn local_addr(
 ) -> Result<SocketAddr, AppError> {
     l.local_addr()
         .map_err(|source| AppError::Bind { key, addr, source })
+}
+
+/// Builds the forwarder's producer (at start and after a fatal error), for
+/// `serve` and `spool forward` alike.
+pub(super) fn producer_factory(
+    settings: &Settings,
+    brokers: &str,
+    metrics: &Metrics,
+) -> Box<dyn Fn() -> Result<KafkaPublisher, rdkafka::error::KafkaError> + Send + Sync> {
+    let (kafka, brokers, metrics) = (settings.kafka.clone(), brokers.to_owned(), metrics.clone());
+    Box::new(move || KafkaPublisher::new(&kafka, &brokers, metrics.clone()))
+}
+
+/// The dead-letter file in the spool directory, copied to
+/// `spool.dead_letter_topic` through `publisher` when one is set.
+pub(super) fn dead_letter_file(
+    settings: &Settings,
+    store: &Store,
+    metrics: &Metrics,
+    publisher: &KafkaPublisher,
+) -> Arc<DeadLetter> {
+    Arc::new(DeadLetter::new(
+        &settings.spool.dir,
+        store.external_bytes(),
+        metrics.clone(),
+        settings
+            .spool
+            .dead_letter_topic
+            .clone()
+            .map(|t| (t, publisher.clone())),
+    ))
 }

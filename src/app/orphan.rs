@@ -22,11 +22,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::probe::probe_loop;
 use super::spool_setup::open_spool;
-use super::{configured_topics, AppError};
+use super::{configured_topics, dead_letter_file, producer_factory, AppError};
 use crate::config::Settings;
 use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::publisher::dead_letter::{DeadLetter, FILE_NAME as DEAD_LETTER_FILE};
+use crate::publisher::dead_letter::FILE_NAME as DEAD_LETTER_FILE;
 use crate::publisher::destination::DestinationMetrics;
 use crate::publisher::forward::{random_seed, Forwarder, StopSignal};
 use crate::publisher::KafkaPublisher;
@@ -178,24 +178,11 @@ pub async fn forward_orphan(
     let (_committed_tx, committed_rx) = watch::channel(stats.committed);
     let forwarder = Forwarder {
         store: store.clone(),
-        make_producer: {
-            let (kafka, brokers, metrics) =
-                (settings.kafka.clone(), brokers.clone(), metrics.clone());
-            Box::new(move || KafkaPublisher::new(&kafka, &brokers, metrics.clone()))
-        },
+        make_producer: producer_factory(&settings, &brokers, &metrics),
         committed: committed_rx,
         metrics: metrics.clone(),
         destinations,
-        dead_letter: Arc::new(DeadLetter::new(
-            &settings.spool.dir,
-            store.external_bytes(),
-            metrics.clone(),
-            settings
-                .spool
-                .dead_letter_topic
-                .clone()
-                .map(|t| (t, publisher.clone())),
-        )),
+        dead_letter: dead_letter_file(&settings, &store, &metrics, &publisher),
         health: health.clone(),
         replay_until: stats.committed,
         rejected_topic: settings.rejected.topic.clone(),
