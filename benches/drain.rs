@@ -49,6 +49,11 @@ async fn drain_after_outage(events: u64) {
     }
     let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
     cluster.create_topic("whatsapp.presence.v1", 3, 1).unwrap();
+    // The webhooks posted during the drain also write each contact's state
+    // there (kafka.latest): without it the spool never empties.
+    cluster
+        .create_topic("whatsapp.presence.latest.v1", 3, 1)
+        .unwrap();
     let env = vec![
         (
             "PRESENCE_BRIDGE__HTTP__LISTEN".to_owned(),
