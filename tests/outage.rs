@@ -24,53 +24,12 @@ const STATUSES: [&str; 5] = [
     "UNAVAILABLE",
 ];
 
-/// Posts `per_phone` events for every phone, phones concurrently; returns
-/// the accepted ids per phone in posting order.
 async fn post_round(b: &Api, per_phone: usize, posted: &mut HashMap<String, Vec<String>>) {
-    let mut tasks = Vec::new();
-    for phone in PHONES {
-        let client = b.client.clone();
-        let url = b.url(&format!("/webhooks/zapi/presence?token={TOKEN}"));
-        tasks.push(tokio::spawn(async move {
-            let mut ids = Vec::new();
-            for i in 0..per_phone {
-                let req = hyper::Request::post(&url)
-                    .header("content-type", "application/json")
-                    .body(http_body_util::Full::new(bytes::Bytes::from(callback(
-                        phone,
-                        STATUSES[i % 5],
-                    ))))
-                    .unwrap();
-                let r = Reply::read(client.request(req).await.unwrap()).await;
-                assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-                ids.push(r.id());
-            }
-            (phone, ids)
-        }));
-    }
-    for t in tasks {
-        let (phone, ids) = t.await.unwrap();
-        posted.entry(phone.to_owned()).or_default().extend(ids);
-    }
+    rounds::post_round(b, &PHONES, &STATUSES, per_phone, posted).await;
 }
 
-/// Checks that `records` (the whole topic, [`read_all`]) hold exactly the
-/// posted ids: each once, per phone in posting order, nothing else.
 fn check_delivery(records: &[Record], posted: &HashMap<String, Vec<String>>) {
-    let mut seen: HashMap<String, Vec<(i64, String)>> = HashMap::new();
-    let mut ids = std::collections::HashSet::new();
-    for r in records {
-        let id = r.value["id"].as_str().unwrap().to_owned();
-        assert!(ids.insert(id.clone()), "{id} delivered twice");
-        seen.entry(r.key.clone()).or_default().push((r.offset, id));
-    }
-    for (phone, want) in posted {
-        let mut got = seen.remove(phone).unwrap_or_default();
-        got.sort();
-        let got: Vec<String> = got.into_iter().map(|g| g.1).collect();
-        assert_eq!(&got, want, "order or completeness of {phone}");
-    }
-    assert!(seen.is_empty(), "records nobody posted: {seen:?}");
+    rounds::check_delivery(records, posted);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

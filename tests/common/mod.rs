@@ -30,6 +30,7 @@ pub mod handler;
 pub mod logs;
 pub mod process;
 pub mod raw;
+pub mod rounds;
 
 /// How long a wait for an event may take before the test calls it a hang:
 /// only a guard, never a bound the behaviour under test is held to.
