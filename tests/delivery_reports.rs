@@ -13,7 +13,7 @@ use std::time::Duration;
 use presence_bridge::health::Health;
 use presence_bridge::metrics::{render, Metrics};
 use presence_bridge::publisher::destination::DestinationMetrics;
-use presence_bridge::publisher::forward::{Forwarder, Park, StopSignal};
+use presence_bridge::publisher::forward::{Forwarder, Park, StopSignal, WINDOW_BYTES};
 use presence_bridge::publisher::produce::{BoxFuture, Produce};
 use presence_bridge::spool::format::StoredRecord;
 use presence_bridge::spool::store::NewRecord;
@@ -102,6 +102,7 @@ async fn run_with_first_report(first: KafkaError) -> Registry {
         rejected_topic: None,
         topics: vec![TOPIC.to_owned()],
         seed: 7,
+        window_bytes: WINDOW_BYTES,
     };
     let stop = StopSignal::default();
     let task = tokio::spawn(forwarder.run(stop.clone()));

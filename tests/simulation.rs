@@ -48,6 +48,9 @@ use uuid::Uuid;
 
 const TOPICS: [&str; 3] = ["presence.a", "presence.b", "presence.c"];
 const PHONES: u64 = 5;
+/// The largest value the traffic makes (bytes, about): 5 % of the events are
+/// between half of it and all of it.
+const BIG_VALUE: usize = 48 * 1024;
 const PARTITIONS: u64 = 3;
 
 /// splitmix64: small, seedable, good enough for schedules.
@@ -103,6 +106,8 @@ struct Cluster {
     log: Vec<(String, String, Uuid)>,
     /// Most records of one topic queued at once.
     max_queued: usize,
+    /// Most bytes (value, key, topic) of one topic queued at once.
+    max_queued_bytes: usize,
 }
 
 impl Cluster {
@@ -111,6 +116,15 @@ impl Cluster {
             .iter()
             .filter(|((t, _), _)| t == topic)
             .map(|(_, q)| q.len())
+            .sum()
+    }
+
+    fn queued_bytes_of(&self, topic: &str) -> usize {
+        self.queues
+            .iter()
+            .filter(|((t, _), _)| t == topic)
+            .flat_map(|(_, q)| q.iter())
+            .map(|p| p.rec.value.len() + p.rec.key.len() + p.rec.topic.len())
             .sum()
     }
 
@@ -241,6 +255,8 @@ impl Produce for SimProducer {
             });
         let queued = c.queued_of(&rec.topic);
         c.max_queued = c.max_queued.max(queued);
+        let bytes = c.queued_bytes_of(&rec.topic);
+        c.max_queued_bytes = c.max_queued_bytes.max(bytes);
         Ok(SimDelivery(rx))
     }
 
@@ -347,6 +363,8 @@ struct World {
     resent: f64,
     replayed: f64,
     seed: u64,
+    /// The forwarder's bytes in flight per lane: small, so it is reached.
+    window_bytes: usize,
 }
 
 fn metric_sum(text: &str, name: &str) -> f64 {
@@ -369,9 +387,12 @@ impl World {
             next_generation: 0,
             log: Vec::new(),
             max_queued: 0,
+            max_queued_bytes: 0,
         };
         let io = PageCacheIo::new(rng.next());
+        let window_bytes = 16 * 1024 + rng.below(240 * 1024) as usize;
         Self {
+            window_bytes,
             rng,
             dir: tempfile::tempdir().unwrap(),
             io,
@@ -447,6 +468,7 @@ impl World {
             rejected_topic: None,
             topics: TOPICS.iter().map(|t| t.to_string()).collect(),
             seed: self.rng.next(),
+            window_bytes: self.window_bytes,
         };
         let stop = StopSignal::default();
         let run = forwarder.run(stop.clone());
@@ -499,6 +521,12 @@ impl World {
             let value = match self.rng.below(200) {
                 0 => b"TOOBIG".to_vec(),
                 1 => b"BADREC".to_vec(),
+                // Now and then a large one, so the window's byte bound is reached.
+                2..=11 => {
+                    let pad =
+                        "x".repeat(BIG_VALUE / 2 + self.rng.below(BIG_VALUE as u64 / 2) as usize);
+                    format!("{{\"n\":{},\"pad\":\"{pad}\"}}", self.next_id).into_bytes()
+                }
                 _ => format!("{{\"n\":{}}}", self.next_id).into_bytes(),
             };
             batch.push(NewRecord {
@@ -669,6 +697,14 @@ impl World {
             self.replayed
         );
         assert!(c.max_queued <= WINDOW, "seed {seed}: window exceeded");
+        // Records go while fewer than WINDOW_BYTES are in flight: at most one
+        // record's size over it.
+        let bound = self.window_bytes + BIG_VALUE + 64;
+        assert!(
+            c.max_queued_bytes <= bound,
+            "seed {seed}: {} bytes in flight on one topic, bound {bound}",
+            c.max_queued_bytes
+        );
     }
 }
 

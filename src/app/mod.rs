@@ -79,7 +79,7 @@ use crate::ingress::{BodyLimits, MessageLimits, Webhook};
 use crate::metrics::Metrics;
 use crate::publisher::dead_letter::DeadLetter;
 use crate::publisher::destination::DestinationMetrics;
-use crate::publisher::forward::{random_seed, Forwarder, StopSignal};
+use crate::publisher::forward::{random_seed, Forwarder, StopSignal, WINDOW_BYTES};
 use crate::publisher::KafkaPublisher;
 use crate::server::{self, Limits};
 use crate::spool::store::Store;
@@ -334,6 +334,7 @@ pub async fn start_with(
         rejected_topic: settings.rejected.topic.clone(),
         topics,
         seed: random_seed(),
+        window_bytes: WINDOW_BYTES,
     };
     let forwarder_stop = StopSignal::default();
     let forwarder_task =

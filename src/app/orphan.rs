@@ -28,7 +28,7 @@ use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::publisher::dead_letter::FILE_NAME as DEAD_LETTER_FILE;
 use crate::publisher::destination::DestinationMetrics;
-use crate::publisher::forward::{random_seed, Forwarder, StopSignal};
+use crate::publisher::forward::{random_seed, Forwarder, StopSignal, WINDOW_BYTES};
 use crate::publisher::KafkaPublisher;
 use crate::spool::SpoolError;
 
@@ -188,6 +188,7 @@ pub async fn forward_orphan(
         rejected_topic: settings.rejected.topic.clone(),
         topics,
         seed: random_seed(),
+        window_bytes: WINDOW_BYTES,
     };
     let forwarder_stop = StopSignal::default();
     let mut forwarder_task = tokio::spawn(forwarder.run(forwarder_stop.clone()));

@@ -19,7 +19,7 @@ impl<P: Produce> Forwarder<P> {
     /// Handles a lane's finished front delivery (and the successful ones right
     /// behind it). True when the producer is broken and must be replaced.
     pub(super) async fn settle_front(&self, lane: &mut Lane<P::Delivery>) -> bool {
-        let Some(mut entry) = lane.window.pop_front() else {
+        let Some(mut entry) = lane.pop_front() else {
             return false;
         };
         lane.last_progress = Instant::now();
@@ -48,7 +48,7 @@ impl<P: Produce> Forwarder<P> {
                     if !next.done_now() || !matches!(next.finished, Some(Ok(()))) {
                         break;
                     }
-                    if let Some(e) = lane.window.pop_front() {
+                    if let Some(e) = lane.pop_front() {
                         self.metrics
                             .delivery_finished(DeliveryResult::Delivered, None);
                         self.delivered(&e.rec);
@@ -96,7 +96,7 @@ impl<P: Produce> Forwarder<P> {
                 ErrorClass::Fatal => {
                     // Resolved: it is drained with the rest once every lane resends.
                     entry.finished = Some(Err(e));
-                    lane.window.push_front(entry);
+                    lane.push_front(entry);
                     true
                 }
             },

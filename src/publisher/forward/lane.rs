@@ -60,8 +60,14 @@ pub(super) struct Lane<D> {
     pub(super) reader: Reader,
     /// Read from the spool, not yet handed to the producer.
     pub(super) carry: VecDeque<StoredRecord>,
-    /// Handed to the producer, not yet settled, oldest first.
+    /// Handed to the producer, not yet settled, oldest first. Taken from
+    /// the front with [`Lane::pop_front`] and put back with
+    /// [`Lane::push_front`], which keep `window_bytes`.
     pub(super) window: VecDeque<InFlight<D>>,
+    /// [`in_flight_bytes`] of every record in `window`.
+    pub(super) window_bytes: usize,
+    /// The forwarder's `window_bytes` bound.
+    pub(super) max_bytes: usize,
     pub(super) mode: Mode,
     /// Set while the destination refuses us (or is stalled), for operators.
     pub(super) held: Option<HoldReason>,
@@ -120,6 +126,30 @@ impl<D> Lane<D> {
         }
     }
 
+    /// Another record may be handed to the producer: fewer than
+    /// [`Lane::limit`] in flight and, unless the window is empty, fewer
+    /// bytes than the forwarder's `window_bytes` ([`WINDOW_BYTES`](super::WINDOW_BYTES)).
+    pub(super) fn has_room(&self) -> bool {
+        self.window.len() < self.limit()
+            && (self.window.is_empty() || self.window_bytes < self.max_bytes)
+    }
+
+    pub(super) fn push_back(&mut self, f: InFlight<D>) {
+        self.window_bytes += in_flight_bytes(&f.rec);
+        self.window.push_back(f);
+    }
+
+    pub(super) fn push_front(&mut self, f: InFlight<D>) {
+        self.window_bytes += in_flight_bytes(&f.rec);
+        self.window.push_front(f);
+    }
+
+    pub(super) fn pop_front(&mut self) -> Option<InFlight<D>> {
+        let f = self.window.pop_front()?;
+        self.window_bytes -= in_flight_bytes(&f.rec);
+        Some(f)
+    }
+
     pub(super) fn oldest_arrival(&self) -> Option<i64> {
         self.window
             .front()
@@ -143,6 +173,8 @@ impl<P: Produce> Forwarder<P> {
             reader: self.store.reader_for(topic),
             carry: VecDeque::new(),
             window: VecDeque::new(),
+            window_bytes: 0,
+            max_bytes: self.window_bytes,
             mode: Mode::Flowing,
             held: None,
             resend_from: None,
@@ -166,7 +198,7 @@ impl<P: Produce> Forwarder<P> {
         stopping: bool,
     ) -> Result<(), ForwardError> {
         let mut read_any = false;
-        while lane.window.len() < lane.limit() {
+        while lane.has_room() {
             if lane.refused_at_send || lane.failed_ahead() {
                 break;
             }
@@ -260,7 +292,7 @@ impl<P: Produce> Forwarder<P> {
                             (None, Some(Err(e)), stop)
                         }
                     };
-                    lane.window.push_back(InFlight {
+                    lane.push_back(InFlight {
                         rec,
                         delivery,
                         finished,
@@ -278,6 +310,11 @@ impl<P: Produce> Forwarder<P> {
         }
         Ok(())
     }
+}
+
+/// What a record in flight counts against the window's byte bound.
+fn in_flight_bytes(rec: &StoredRecord) -> usize {
+    rec.value.len() + rec.key.len() + rec.topic.len()
 }
 
 /// The first lane whose front delivery is done; registers for wake-ups otherwise.
