@@ -550,7 +550,11 @@ tansu_stop >&2
 # ------------------------------------------------------------ 4. outage + drain
 echo "## Outage of $(fmt_int "$OUTAGE_N") events (broker behind the proxy, proxy_down), then drain"
 echo
-need_kb=$(( OUTAGE_N * 3 / 2 + 1048576 ))   # ~0.5 KB/event on disk, x3 margin, + 1 GiB
+# On disk an event is two records (the event and the contact's latest state),
+# about 1.35 KiB; typing expiries add more. The outage bridge gets a spool of
+# 2 KiB per event + 256 MiB (the default 1 GiB holds about 790,000 events).
+OUTAGE_SPOOL_BYTES=$(( OUTAGE_N * 2048 + 268435456 ))
+need_kb=$(( OUTAGE_SPOOL_BYTES / 1024 + 1048576 ))   # + 1 GiB margin
 avail_kb="$(df -Pk "$SPOOLS" | awk 'NR == 2 { print $4 }')"
 OUTAGE_DONE=""
 if ((avail_kb < need_kb)); then
@@ -562,7 +566,7 @@ else
   tansu_create_topic "$TOPIC" 3 >&2 || die "could not create topic $TOPIC"
   tansu_create_topic "$LATEST_TOPIC" 3 >&2 || die "could not create topic $LATEST_TOPIC"
   export PRESENCE_BRIDGE__KAFKA__BROKERS="$TANSU_BOOTSTRAP"
-  start_bridge outage
+  PRESENCE_BRIDGE__SPOOL__MAX_BYTES="$OUTAGE_SPOOL_BYTES" start_bridge outage
   RSS_FILE="$WORK/rss.samples"
   PHASE_FILE="$WORK/phase"
   echo "outage" >"$PHASE_FILE"
@@ -588,6 +592,8 @@ else
     kill -0 "$BRIDGE_PID" 2>/dev/null || die "bridge died during the outage"
     kill -0 "$WRK_PID" 2>/dev/null || break
     ((SECONDS < deadline)) || { broke "outage: only ${a:-0} of $OUTAGE_N events accepted within ${OUTAGE_WRK_MAX}s"; break; }
+    n="$(bridge_non2xx)"
+    ((${n:-0} == 0)) || { broke "outage: the bridge answered non-2xx ($n, spool full?) after ${a:-0} events"; break; }
     sleep 0.2
   done
   o_t1=$EPOCHREALTIME
@@ -610,6 +616,8 @@ else
   # drain, with new traffic
   echo "drain" >"$PHASE_FILE"
   d_before="$(metric presence_bridge_kafka_deliveries_total 'result="delivered"')"
+  # Records, not events: each event is two (and typing expiries add theirs).
+  D_RECORDS="$(metric presence_bridge_spool_events)"
   proxy_up >&2 || die "proxy_up failed"
   d_t0=$EPOCHREALTIME
   start_wrk "drain" "$HTTP" $((DRAIN_TIMEOUT + 30)) paced "$DRAIN_RATE"
@@ -622,7 +630,7 @@ else
     now=$EPOCHREALTIME
     if [[ -n "$d" ]]; then
       if [[ -z "$d_first" ]] && ((d > ${d_before:-0})); then d_first=$now; fi
-      if ((d >= O_ACC)); then d_done=$now; break; fi
+      if ((d - ${d_before:-0} >= ${D_RECORDS:-0})); then d_done=$now; break; fi
     fi
     kill -0 "$BRIDGE_PID" 2>/dev/null || die "bridge died during the drain"
     sleep 0.2
@@ -646,7 +654,7 @@ else
     broke "drain: the new-traffic wrk printed no result: $(tail -n 3 "$WRK_OUT")"
     DN_RPS=0; DN_NON2XX="?"; DN_P99=0; DN_REQ=0
   fi
-  echo "- drain: $(fmt_int "$O_ACC") events delivered $D_SECS s after proxy_up: $(fmt_int "$D_RATE") events/s ($(fmt_int "$D_RATE_FROM_FIRST") events/s from the first delivery, which came $D_RECONNECT s after proxy_up)"
+  echo "- drain: $(fmt_int "$O_ACC") events ($(fmt_int "${D_RECORDS:-0}") spool records with their latest states and typing expiries) delivered $D_SECS s after proxy_up: $(fmt_int "$D_RATE") events/s ($(fmt_int "$D_RATE_FROM_FIRST") events/s from the first delivery, which came $D_RECONNECT s after proxy_up)"
   echo "- new traffic during the drain: $(fmt_int "$DN_REQ") requests at $(fmt_int "$DN_RPS") req/s, non-2xx $DN_NON2XX, p50 $(ms "$(j p50_us)") ms, p99 $(ms "$DN_P99") ms, p99.9 $(ms "$(j p999_us)") ms; CPU during the drain: $DRAIN_CPU"
   echo "  - bridge CPU during the drain: $D_THREADS"
   [[ "$DN_NON2XX" == 0 ]] || broke "drain: new traffic got non-2xx answers ($DN_NON2XX)"
