@@ -384,7 +384,7 @@ j() { lb json "$WRK_OUT" "$1"; }
 # not counted as accepted.) Sets KAFKA_LINE.
 KAFKA_STATE="$WORK/kafka.offsets"
 verify_kafka() {
-  local phase="$1" acc out rc=0 recs ids dups
+  local phase="$1" acc out rc=0 recs ids dups exps
   wait_metric presence_bridge_spool_events == 0 "$DRAIN_TIMEOUT" \
     || die "$phase: presence_bridge_spool_events still ${LAST_METRIC:-unknown} after ${DRAIN_TIMEOUT}s"
   acc="$(accepted)"
@@ -393,8 +393,9 @@ verify_kafka() {
   [[ $rc -eq 0 ]] || die "$phase: reading Kafka back failed ($rc): $out $(tail -n 3 "$WORK/count.$phase.err")"
   recs="$("$TANSU_PYTHON" -c 'import json,sys; print(json.loads(sys.argv[1])["records"])' "$out")"
   ids="$("$TANSU_PYTHON" -c 'import json,sys; print(json.loads(sys.argv[1])["distinct_ids"])' "$out")"
+  exps="$("$TANSU_PYTHON" -c 'import json,sys; print(json.loads(sys.argv[1])["expiries"])' "$out")"
   dups=$((recs - ids))
-  KAFKA_LINE="accepted $(fmt_int "$acc"), in Kafka $(fmt_int "$recs") records / $(fmt_int "$ids") distinct ids ($dups duplicates)"
+  KAFKA_LINE="accepted $(fmt_int "$acc"), in Kafka $(fmt_int "$recs") records / $(fmt_int "$ids") distinct ids ($dups duplicates; besides, $(fmt_int "$exps") typing expiries)"
   if ((ids < acc)); then
     broke "$phase: $((acc - ids)) accepted event(s) missing from Kafka ($KAFKA_LINE)"
     KAFKA_OK=""
@@ -609,7 +610,7 @@ else
   O_RATE="$(awk -v n="$O_ACC" -v a="$o_t0" -v b="$o_t1" 'BEGIN { printf "%.0f", n / (b - a) }')"
   O_HWM="$(proc_kb "$BRIDGE_PID" VmHWM)"
   echo "- accepted $(fmt_int "$O_ACC") events in $(awk -v a="$o_t0" -v b="$o_t1" 'BEGIN { printf "%.1f", b - a }') s ($(fmt_int "$O_RATE") events/s) with the broker away; wrk p50 $(ms "$(j p50_us)") ms, p99 $(ms "$(j p99_us)") ms, p99.9 $(ms "$(j p999_us)") ms; non-2xx wrk $(j non2xx) / bridge $O_NON2XX"
-  echo "- backlog $(fmt_int "$O_BACKLOG") events, spool $(awk -v b="${O_SPOOL_BYTES:-0}" 'BEGIN { printf "%.0f", b / 1048576 }') MiB on disk; CPU during the outage load: $(cpu_report "$s1" "$s2" bridge tansu proxy)"
+  echo "- backlog $(fmt_int "$O_BACKLOG") spool records (events, their latest states, typing expiries), spool $(awk -v b="${O_SPOOL_BYTES:-0}" 'BEGIN { printf "%.0f", b / 1048576 }') MiB on disk; CPU during the outage load: $(cpu_report "$s1" "$s2" bridge tansu proxy)"
   echo "  - bridge CPU during the outage load: $O_THREADS"
   [[ "$(j non2xx)" == 0 && "$O_NON2XX" == 0 ]] || broke "outage: the bridge answered non-2xx to valid input (wrk $(j non2xx), bridge $O_NON2XX)"
 
@@ -724,7 +725,7 @@ echo "| bridge peak RSS under load (VmHWM, max over rounds) | < 64 MiB | $(mib "
 if [[ -n "$OUTAGE_DONE" ]]; then
   flat="$(awk -v a="$O_RSS_H1" -v b="$O_RSS_H2" 'BEGIN { print ((b - a <= 8) ? "flat" : "grew") }')"
   echo "| bridge RSS through a $(fmt_int "$OUTAGE_N")-event outage (min / max / last; VmHWM) | < 64 MiB, flat (second-half max ≤ first-half max + 8 MiB) | $O_RSS_MIN / $O_RSS_MAX / $O_RSS_LAST MiB, $flat; VmHWM $(mib "$O_HWM") MiB | $(met "$O_HWM < 65536 && $O_RSS_H2 - $O_RSS_H1 <= 8") |"
-  echo "| ingest during the outage | | $(fmt_int "$O_RATE") events/s, backlog $(fmt_int "$O_BACKLOG") events | |"
+  echo "| ingest during the outage | | $(fmt_int "$O_RATE") events/s, backlog $(fmt_int "$O_BACKLOG") spool records | |"
   echo "| drain after the outage, new traffic at $(fmt_int "$DN_RPS") req/s meanwhile (non-2xx $DN_NON2XX) | ≥ 50,000 events/s | $(fmt_int "$D_RATE") events/s from proxy_up ($(fmt_int "$D_RATE_FROM_FIRST")/s from the first delivery, $D_RECONNECT s reconnect) | $(met "$D_RATE >= 50000 && \"$DN_NON2XX\" == \"0\"") |"
 else
   echo "| bridge RSS through a $(fmt_int "$OUTAGE_N")-event outage | < 64 MB, flat | skipped (disk space) | MISSED |"

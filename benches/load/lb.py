@@ -10,8 +10,10 @@
         Read every partition from the offsets in FILE (from the beginning when
         FILE is missing) to its end (partition EOF from the Fetch high
         watermark: Tansu's ListOffsets(LATEST) is wrong, see .ci/tansu.sh);
-        print {"records", "distinct_ids", "duplicates", "eof"} as JSON and
-        write the next offsets back to FILE.
+        print {"records", "distinct_ids", "duplicates", "expiries", "eof"} as
+        JSON and write the next offsets back to FILE. Typing expiries (the
+        bridge's own chat-presence-expired records) are counted apart, so
+        they never stand in for a missing accepted event.
     lb.py json FILE KEY            value of KEY in the LOADJSON line of FILE
     lb.py median V...              median of the numbers given
     lb.py rss FILE                 stats of an RSS sample file (t rss_kb ...)
@@ -46,6 +48,9 @@ def wait_ready(url, timeout):
     return 1
 
 
+EXPIRED_TYPE = b"io.presence-bridge.zapi.chat-presence-expired.v1"
+
+
 def count(argv):
     import argparse
     import uuid
@@ -75,7 +80,7 @@ def count(argv):
     parts = sorted(t.partitions)
     c.assign([TopicPartition(a.t, p, start.get(p, OFFSET_BEGINNING)) for p in parts])
     nxt = dict(start)
-    records, ids, eof = 0, set(), set()
+    records, ids, eof, expiries = 0, set(), set(), 0
     deadline = time.monotonic() + a.timeout
     try:
         while time.monotonic() < deadline and len(eof) < len(parts):
@@ -87,19 +92,22 @@ def count(argv):
                         continue
                     raise KafkaException(err)
                 eof.discard(m.partition())
-                records += 1
                 nxt[m.partition()] = m.offset() + 1
-                for k, v in m.headers() or ():
-                    if k == "event-id":
-                        ids.add(v)
-                        break
+                h = dict(m.headers() or ())
+                if h.get("event-type") == EXPIRED_TYPE:
+                    expiries += 1
+                    continue
+                records += 1
+                if "event-id" in h:
+                    ids.add(h["event-id"])
     finally:
         c.close()
     if a.state:
         with open(a.state, "w") as f:
             json.dump({str(k): v for k, v in nxt.items()}, f)
     print(json.dumps({"records": records, "distinct_ids": len(ids),
-                      "duplicates": records - len(ids), "eof": len(eof) == len(parts)}))
+                      "duplicates": records - len(ids), "expiries": expiries,
+                      "eof": len(eof) == len(parts)}))
     return 0 if len(eof) == len(parts) else 1
 
 
