@@ -66,8 +66,6 @@ pub(super) struct Lane<D> {
     pub(super) window: VecDeque<InFlight<D>>,
     /// [`in_flight_bytes`] of every record in `window`.
     pub(super) window_bytes: usize,
-    /// The forwarder's `window_bytes` bound.
-    pub(super) max_bytes: usize,
     pub(super) mode: Mode,
     /// Set while the destination refuses us (or is stalled), for operators.
     pub(super) held: Option<HoldReason>,
@@ -128,10 +126,11 @@ impl<D> Lane<D> {
 
     /// Another record may be handed to the producer: fewer than
     /// [`Lane::limit`] in flight and, unless the window is empty, fewer
-    /// bytes than the forwarder's `window_bytes` ([`WINDOW_BYTES`](super::WINDOW_BYTES)).
-    pub(super) fn has_room(&self) -> bool {
+    /// than `max_bytes` (the forwarder's `window_bytes`,
+    /// [`WINDOW_BYTES`](super::WINDOW_BYTES)).
+    pub(super) fn has_room(&self, max_bytes: usize) -> bool {
         self.window.len() < self.limit()
-            && (self.window.is_empty() || self.window_bytes < self.max_bytes)
+            && (self.window.is_empty() || self.window_bytes < max_bytes)
     }
 
     pub(super) fn push_back(&mut self, f: InFlight<D>) {
@@ -174,7 +173,6 @@ impl<P: Produce> Forwarder<P> {
             carry: VecDeque::new(),
             window: VecDeque::new(),
             window_bytes: 0,
-            max_bytes: self.window_bytes,
             mode: Mode::Flowing,
             held: None,
             resend_from: None,
@@ -198,7 +196,7 @@ impl<P: Produce> Forwarder<P> {
         stopping: bool,
     ) -> Result<(), ForwardError> {
         let mut read_any = false;
-        while lane.has_room() {
+        while lane.has_room(self.window_bytes) {
             if lane.refused_at_send || lane.failed_ahead() {
                 break;
             }

@@ -216,9 +216,9 @@ impl<P: Produce> Forwarder<P> {
                     self.fill(&producer, lane, newest, false).await?;
                 }
             }
-            let room = lanes
-                .iter()
-                .any(|l| l.mode == Mode::Flowing && l.has_room() && l.carry.is_empty());
+            let room = lanes.iter().any(|l| {
+                l.mode == Mode::Flowing && l.has_room(self.window_bytes) && l.carry.is_empty()
+            });
             let timer = lanes
                 .iter()
                 .filter_map(|l| match l.mode {
