@@ -778,7 +778,7 @@ fn env_u64(name: &str, default: u64) -> u64 {
 }
 
 /// The fixed seeds of `cargo test`, in four parts so both cores work.
-const FIXED_SEEDS: u64 = 800;
+const FIXED_SEEDS: u64 = 400;
 
 fn fixed_part(part: u64) {
     let first = env_u64("SIM_FIRST", 0);
