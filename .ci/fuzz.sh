@@ -10,7 +10,12 @@
 #
 # Env: FUZZ_SECONDS (per target, default 60), FUZZ_TARGETS (default: all),
 #      FUZZ_SANITIZER (address|none, default address),
-#      FUZZ_TARGET_DIR (default ${CARGO_TARGET_DIR:-target}/fuzz).
+#      FUZZ_TARGET_DIR (default ${CARGO_TARGET_DIR:-target}/fuzz),
+#      FUZZ_PHASE (build: install cargo-fuzz and build the targets only;
+#                  run: run them only, building what is missing; default both;
+#                  .ci/run builds in the background while other steps run),
+#      FUZZ_OPT_LEVEL (the release profile's opt-level for the build, default 3;
+#                  .ci/run uses 1: half the build time, fast enough for a smoke run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -18,6 +23,10 @@ root=$(pwd)
 CARGO_FUZZ_VERSION=0.13.1
 seconds=${FUZZ_SECONDS:-60}
 sanitizer=${FUZZ_SANITIZER:-address}
+phase=${FUZZ_PHASE:-all}
+case "$phase" in build|run|all) ;; *) echo "FAIL: FUZZ_PHASE is build, run or all, not '$phase'" >&2; exit 2 ;; esac
+# The fuzz workspace's release profile, overridden for a faster build (cargo reads these).
+export CARGO_PROFILE_RELEASE_OPT_LEVEL=${FUZZ_OPT_LEVEL:-3}
 target_dir=${FUZZ_TARGET_DIR:-${CARGO_TARGET_DIR:-$root/target}/fuzz}
 export RUSTC_BOOTSTRAP=1
 
@@ -30,10 +39,13 @@ targets=${FUZZ_TARGETS:-$(cargo fuzz list)}
 [ -n "$targets" ] || { echo "FAIL: no fuzz targets found" >&2; exit 1; }
 
 start=$(date +%s)
-# --codegen-units 16: several times faster to build on two cores, a little slower to run.
-cargo fuzz build --sanitizer "$sanitizer" --codegen-units 16 --target-dir "$target_dir" \
-  || { echo "FAIL: fuzz targets do not build" >&2; exit 1; }
-echo "fuzz build: $(( $(date +%s) - start )) s"
+if [ "$phase" != run ]; then
+  # --codegen-units 16: several times faster to build on two cores, a little slower to run.
+  cargo fuzz build --sanitizer "$sanitizer" --codegen-units 16 --target-dir "$target_dir" \
+    || { echo "FAIL: fuzz targets do not build" >&2; exit 1; }
+  echo "fuzz build: $(( $(date +%s) - start )) s"
+  [ "$phase" = build ] && exit 0
+fi
 
 failed=()
 for t in $targets; do

@@ -5,7 +5,7 @@
 #
 # Usage: .ci/schemathesis.sh [BINARY]   (default: builds target/debug/presence-bridge)
 # Env: SCHEMATHESIS_MAX_EXAMPLES (default 100 per operation and phase),
-#      SCHEMATHESIS_SEED (default 20261124), SCHEMATHESIS_VENV (default /tmp/presence-bridge-schemathesis),
+#      SCHEMATHESIS_SEED (default 20261124), SCHEMATHESIS_VENV (default ~/.cache/presence-bridge-ci/schemathesis),
 #      SCHEMATHESIS_SPEC (default deploy/openapi.yaml; to check that a wrong document fails).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +14,7 @@ root=$(pwd)
 SCHEMATHESIS_VERSION=4.32.5
 max_examples=${SCHEMATHESIS_MAX_EXAMPLES:-100}
 seed=${SCHEMATHESIS_SEED:-20261124}
-venv=${SCHEMATHESIS_VENV:-/tmp/presence-bridge-schemathesis}
+venv=${SCHEMATHESIS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/presence-bridge-ci/schemathesis}
 spec=${SCHEMATHESIS_SPEC:-$root/deploy/openapi.yaml}
 
 if [ $# -ge 1 ]; then
