@@ -9,7 +9,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use presence_bridge::envelope::{v1, OutboundRecord};
+use events::{v1, OutboundRecord};
 use serde_json::Value;
 use time::OffsetDateTime;
 use zapi::PresenceEvent;
