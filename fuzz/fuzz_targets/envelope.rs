@@ -8,8 +8,8 @@
 
 use std::sync::OnceLock;
 
-use libfuzzer_sys::fuzz_target;
 use events::{v1, OutboundRecord};
+use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use time::OffsetDateTime;
 use zapi::PresenceEvent;
