@@ -76,6 +76,29 @@ fn bin_at(program: &Path, cwd: &Path, spool_dir: &Path) -> Command {
 /// open, and starting the copy would then fail ("text file busy").
 static FORK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// Creates a spool in `dir` and closes it while no child is being started: a
+/// child forked (by another test) while the lock file is open holds the lock
+/// until it execs, and reopening the spool would find it locked.
+fn create_spool(dir: &Path) {
+    let _fork = FORK.lock().unwrap_or_else(|p| p.into_inner());
+    drop(Store::open(opts(dir)).unwrap());
+}
+
+/// Waits until nothing holds `dir`'s lock any more: a child another test
+/// forked while this one held it keeps it until it execs. The guard only
+/// fails a hang.
+fn wait_unlocked(dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while presence_bridge::spool::store::is_locked(dir) {
+        assert!(
+            Instant::now() < deadline,
+            "{} still locked after a minute",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// [`bin`] as an unprivileged user: as root, started as nobody, from a copy
 /// of the binary in `cwd` (a [`tempdir`] everyone may traverse): the build
 /// directory may be private to root (a clone in a `mktemp -d` directory).
@@ -205,7 +228,7 @@ fn a_held_lock_names_the_lock_file_and_the_holder_pid() {
 #[test]
 fn a_segment_that_cannot_be_read_is_named() {
     let t = tempdir();
-    drop(Store::open(opts(t.path())).unwrap());
+    create_spool(t.path());
     // Fails for root too: a directory where a segment file should be.
     let seg = t.path().join("00000000000000000042.seg");
     std::fs::create_dir(&seg).unwrap();
@@ -220,7 +243,7 @@ fn a_segment_that_cannot_be_read_is_named() {
 #[test]
 fn an_unreadable_checkpoint_is_named() {
     let t = tempdir();
-    drop(Store::open(opts(t.path())).unwrap());
+    create_spool(t.path());
     let ckpt = t.path().join("checkpoint");
     std::fs::remove_file(&ckpt).unwrap();
     std::fs::create_dir(&ckpt).unwrap(); // reading it fails, also for root
@@ -351,7 +374,7 @@ fn verify_and_inspect_refuse_a_missing_path() {
 #[test]
 fn a_fresh_spool_verifies_ok_and_a_spool_without_its_lock_too() {
     let t = tempdir();
-    drop(Store::open(opts(t.path())).unwrap());
+    create_spool(t.path());
     let names: Vec<String> = listing(t.path())
         .iter()
         .map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned())
@@ -446,7 +469,7 @@ fn check_config_fails_when_the_directory_cannot_be_created() {
 fn check_config_fails_when_the_directory_is_not_writable() {
     let t = tempdir();
     let dir = t.path().join("spool");
-    drop(Store::open(opts(&dir)).unwrap());
+    create_spool(&dir);
     let _writable = read_only(&dir);
     let before = listing(&dir);
     let out = run(unprivileged(t.path(), &dir).arg("check-config"));
@@ -503,6 +526,7 @@ fn check_config_warns_beside_a_running_bridge_and_leaves_its_lock() {
         Err(SpoolError::Locked { .. })
     ));
     drop(held);
+    wait_unlocked(&dir);
     // A stopped bridge's spool: no warning, nothing changed, lock free.
     let before = listing(&dir);
     let out = check_config(t.path(), &dir);
