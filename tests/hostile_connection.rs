@@ -13,11 +13,10 @@
 
 mod connection_support;
 
-use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use connection_support::{exchange, five_xx_on_the_wire, ACCEPTED};
+use connection_support::{accepted_here, exchange, five_xx_on_the_wire};
 use proptest::prelude::*;
 
 /// The committed seeds of the `handler` fuzz target: valid requests over
@@ -104,13 +103,13 @@ fn apply(mut bytes: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
 
 #[test]
 fn every_seed_as_sent_is_answered_and_some_are_accepted() {
-    let before = ACCEPTED.load(Ordering::Relaxed);
+    let before = accepted_here();
     for seed in seeds() {
         check(seed).unwrap();
     }
     // The seeds hold valid callbacks with the token: were none accepted,
     // the edited seeds below would test only the rejections.
-    let accepted = ACCEPTED.load(Ordering::Relaxed) - before;
+    let accepted = accepted_here() - before;
     assert!(
         accepted >= 5,
         "only {accepted} events accepted from the seeds"

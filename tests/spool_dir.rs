@@ -76,27 +76,18 @@ fn bin_at(program: &Path, cwd: &Path, spool_dir: &Path) -> Command {
 /// open, and starting the copy would then fail ("text file busy").
 static FORK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Creates a spool in `dir` and closes it while no child is being started: a
-/// child forked (by another test) while the lock file is open holds the lock
-/// until it execs, and reopening the spool would find it locked.
-fn create_spool(dir: &Path) {
-    let _fork = FORK.lock().unwrap_or_else(|p| p.into_inner());
-    drop(Store::open(opts(dir)).unwrap());
+/// Closes `store`, then waits for the children being started: one forked
+/// (by another test) while the store's lock file was open holds the lock
+/// until it execs, and `run` holds [`FORK`] until then. After this nothing
+/// holds the lock, so the spool can be opened again.
+fn close_spool(store: Store) {
+    drop(store);
+    drop(FORK.lock().unwrap_or_else(|p| p.into_inner()));
 }
 
-/// Waits until nothing holds `dir`'s lock any more: a child another test
-/// forked while this one held it keeps it until it execs. The guard only
-/// fails a hang.
-fn wait_unlocked(dir: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while presence_bridge::spool::store::is_locked(dir) {
-        assert!(
-            Instant::now() < deadline,
-            "{} still locked after a minute",
-            dir.display()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+/// Creates a spool in `dir` and closes it ([`close_spool`]).
+fn create_spool(dir: &Path) {
+    close_spool(Store::open(opts(dir)).unwrap().0);
 }
 
 /// [`bin`] as an unprivileged user: as root, started as nobody, from a copy
@@ -525,8 +516,7 @@ fn check_config_warns_beside_a_running_bridge_and_leaves_its_lock() {
         Store::open(opts(&dir)),
         Err(SpoolError::Locked { .. })
     ));
-    drop(held);
-    wait_unlocked(&dir);
+    close_spool(held);
     // A stopped bridge's spool: no warning, nothing changed, lock free.
     let before = listing(&dir);
     let out = check_config(t.path(), &dir);
