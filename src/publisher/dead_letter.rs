@@ -58,7 +58,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::FutureRecord;
+use rdkafka::producer::BaseRecord;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -243,16 +243,17 @@ impl DeadLetter {
                     key: HEADER_CONTENT_TYPE,
                     value: Some(CONTENT_TYPE),
                 });
-            let record = FutureRecord::to(dl_topic)
+            let record = BaseRecord::with_opaque_to(dl_topic, 0)
                 .payload(rec.value.as_slice())
                 .key(rec.key.as_str())
                 .headers(headers);
-            let sent = tokio::time::timeout(
-                Duration::from_secs(10),
-                publisher.producer().send(record, Duration::from_secs(1)),
-            )
-            .await;
-            if !matches!(sent, Ok(Ok(_))) {
+            let sent = match publisher.enqueue(record) {
+                Ok(delivery) => tokio::time::timeout(Duration::from_secs(10), delivery)
+                    .await
+                    .ok(),
+                Err(e) => Some(Err(e)),
+            };
+            if !matches!(sent, Some(Ok(()))) {
                 tracing::warn!(seq = rec.seq, topic = %dl_topic, "could not copy a dead letter to the dead-letter topic; it is in the file");
             }
         }

@@ -19,6 +19,7 @@ pub mod destination;
 pub mod forward;
 pub mod metrics;
 pub mod produce;
+pub mod reports;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,7 +27,7 @@ use std::time::Duration;
 
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::ClientContext;
 
@@ -187,32 +188,59 @@ impl ClientContext for BridgeContext {
 
 impl rdkafka::consumer::ConsumerContext for BridgeContext {}
 
-/// The Kafka producer and its helpers. Cheap to clone.
+/// The Kafka producer and its helpers. Cheap to clone. Its delivery reports
+/// are served on the async runtime ([`reports`]), so it is created inside one.
 #[derive(Clone)]
 pub struct KafkaPublisher {
-    producer: FutureProducer<BridgeContext>,
+    served: Arc<reports::Served>,
+    reports: Arc<reports::Reports>,
     metrics: Metrics,
     /// Each topic's CloudEvents content mode (`kafka.content_mode`).
     content_modes: produce::ContentModes,
 }
 
 impl KafkaPublisher {
-    /// Creates the producer (no network I/O happens here).
+    /// Creates the producer (no network I/O happens here). Must be called
+    /// inside a tokio runtime.
     pub fn new(settings: &KafkaSettings, brokers: &str, metrics: Metrics) -> KafkaResult<Self> {
         let scrubber = Scrubber::new(&settings.properties);
-        let context = BridgeContext::new(scrubber.clone()).with_metrics(metrics.clone());
-        let producer = producer_config(settings, brokers)
+        let reports = Arc::new(reports::Reports::default());
+        let context = reports::ReportContext {
+            inner: BridgeContext::new(scrubber.clone()).with_metrics(metrics.clone()),
+            reports: reports.clone(),
+        };
+        let producer: BaseProducer<reports::ReportContext> = producer_config(settings, brokers)
             .create_with_context(context)
             .map_err(|e| scrubber.error(e))?;
+        let served = reports::Served::start(producer)
+            .map_err(|e| KafkaError::ClientCreation(e.to_string()))?;
         Ok(Self {
-            producer,
+            served,
+            reports,
             metrics,
             content_modes: produce::ContentModes::new(settings),
         })
     }
 
-    pub fn producer(&self) -> &FutureProducer<BridgeContext> {
-        &self.producer
+    pub fn producer(&self) -> &BaseProducer<reports::ReportContext> {
+        &self.served.producer
+    }
+
+    /// Hands `record` to librdkafka; the delivery resolves with the broker's
+    /// answer. `Err` when it was refused before it was queued. The record's
+    /// delivery opaque is replaced by its token in [`reports::Reports`].
+    pub fn enqueue(
+        &self,
+        record: BaseRecord<'_, str, [u8], usize>,
+    ) -> Result<reports::RdDelivery, KafkaError> {
+        let token = self.reports.register();
+        match self.served.producer.send(record.delivery_opaque(token)) {
+            Ok(()) => Ok(reports::RdDelivery::new(self.reports.clone(), token)),
+            Err((e, _)) => {
+                self.reports.forget(token);
+                Err(e)
+            }
+        }
     }
 
     pub fn content_modes(&self) -> &produce::ContentModes {
@@ -226,7 +254,7 @@ impl KafkaPublisher {
     /// Fails every queued and in-flight message at once (their delivery
     /// futures resolve with a purge error); used before a producer is replaced.
     pub fn purge(&self) {
-        self.producer.purge(
+        self.served.producer.purge(
             rdkafka::producer::PurgeConfig::default()
                 .queue()
                 .inflight()
@@ -237,10 +265,11 @@ impl KafkaPublisher {
     /// Asks a broker for the topic's metadata, off the async threads. `Ok(true)`
     /// when a broker answered and the topic exists.
     pub async fn probe(&self, topic: &str, timeout: Duration) -> Result<bool, KafkaError> {
-        let producer = self.producer.clone();
+        let served = self.served.clone();
         let topic = topic.to_owned();
         let result = tokio::task::spawn_blocking(move || {
-            let md = producer
+            let md = served
+                .producer
                 .client()
                 .fetch_metadata(Some(&topic), Timeout::After(timeout))?;
             Ok(md
@@ -257,10 +286,10 @@ impl KafkaPublisher {
     /// Waits until every queued message is delivered or `timeout` passes, off
     /// the async threads. Returns the number of messages still queued.
     pub async fn flush(&self, timeout: Duration) -> i32 {
-        let producer = self.producer.clone();
+        let served = self.served.clone();
         tokio::task::spawn_blocking(move || {
-            let _ = producer.flush(Timeout::After(timeout));
-            producer.in_flight_count()
+            let _ = served.producer.flush(Timeout::After(timeout));
+            served.producer.in_flight_count()
         })
         .await
         .unwrap_or(-1)

@@ -13,13 +13,13 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureRecord};
+use rdkafka::producer::BaseRecord;
 
+use super::reports::RdDelivery;
 use super::KafkaPublisher;
 use crate::config::{ContentMode, KafkaSettings};
 use crate::envelope::{CONTENT_TYPE, HEADER_CONTENT_TYPE, HEADER_EVENT_ID, HEADER_EVENT_TYPE};
@@ -46,21 +46,6 @@ pub trait Produce: Send + Sync + 'static {
     /// Waits until everything queued is delivered or `timeout` passes; returns
     /// how many records are still queued.
     fn flush(&self, timeout: Duration) -> BoxFuture<'static, i32>;
-}
-
-/// [`DeliveryFuture`] with the result reduced to what the forwarder uses.
-pub struct RdDelivery(DeliveryFuture);
-
-impl Future for RdDelivery {
-    type Output = Result<(), KafkaError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.0).poll(cx).map(|r| match r {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err((e, _))) => Err(e),
-            Err(_) => Err(KafkaError::Canceled),
-        })
-    }
 }
 
 /// The content mode of every topic, from the configuration (cheap to clone).
@@ -90,39 +75,86 @@ impl ContentModes {
     }
 }
 
-/// The headers and value of a record in its topic's content mode: in both,
-/// `event-id` and `event-type` (for routing without parsing); structured adds
+/// A record laid out in its topic's content mode: in both, `event-id` and
+/// `event-type` headers (for routing without parsing); structured adds
 /// `content-type: application/cloudevents+json` and keeps the envelope as the
 /// value; binary puts every attribute in a `ce_` header and the `data` in the
 /// value. A value binary mode cannot take apart (never one the bridge wrote)
 /// is sent structured, with a warning (and
 /// `presence_bridge_kafka_binary_mode_fallbacks_total`): a CloudEvents reader
 /// still reads it.
-pub fn layout(
-    rec: &StoredRecord,
-    ce_type: &str,
-    mode: ContentMode,
-) -> (Vec<(String, String)>, Option<Vec<u8>>) {
-    let mut headers = Vec::with_capacity(10);
-    let mut data = None;
-    match mode {
-        ContentMode::Binary => match events::binary::to_binary(&rec.value) {
-            Ok(b) => {
-                headers = b.headers;
-                data = Some(b.data);
-            }
-            Err(e) => {
-                tracing::warn!(seq = rec.seq, topic = %rec.topic, error = %e, "a record cannot be written in binary content mode; sent in structured mode");
-            }
-        },
-        ContentMode::Structured => {}
+///
+/// Structured mode, the default, borrows every header from the record and
+/// constants: sending costs no allocation of ours besides the client's copy.
+pub struct Layout<'a> {
+    rec: &'a StoredRecord,
+    ce_type: &'a str,
+    /// The event id, hyphenated, in [`Layout::id`].
+    id: [u8; uuid::fmt::Hyphenated::LENGTH],
+    binary: Option<events::binary::BinaryRecord>,
+}
+
+impl<'a> Layout<'a> {
+    pub fn new(rec: &'a StoredRecord, ce_type: &'a str, mode: ContentMode) -> Self {
+        let binary = match mode {
+            ContentMode::Binary => match events::binary::to_binary(&rec.value) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    tracing::warn!(seq = rec.seq, topic = %rec.topic, error = %e, "a record cannot be written in binary content mode; sent in structured mode");
+                    None
+                }
+            },
+            ContentMode::Structured => None,
+        };
+        let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        rec.id.hyphenated().encode_lower(&mut id);
+        Self {
+            rec,
+            ce_type,
+            id,
+            binary,
+        }
     }
-    if data.is_none() {
-        headers.push((HEADER_CONTENT_TYPE.to_owned(), CONTENT_TYPE.to_owned()));
+
+    /// True when the record goes in binary mode (false for a fallback).
+    pub fn is_binary(&self) -> bool {
+        self.binary.is_some()
     }
-    headers.push((HEADER_EVENT_ID.to_owned(), rec.id.hyphenated().to_string()));
-    headers.push((HEADER_EVENT_TYPE.to_owned(), ce_type.to_owned()));
-    (headers, data)
+
+    /// The event id, hyphenated (ASCII by construction).
+    fn id(&self) -> &str {
+        std::str::from_utf8(&self.id).unwrap_or_default()
+    }
+
+    /// The headers, in order: the binary attributes (sorted by name) or
+    /// `content-type`, then `event-id` and `event-type`.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        let attributes = self
+            .binary
+            .iter()
+            .flat_map(|b| b.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let structured = self
+            .binary
+            .is_none()
+            .then_some((HEADER_CONTENT_TYPE, CONTENT_TYPE));
+        attributes.chain(structured).chain([
+            (HEADER_EVENT_ID, self.id()),
+            (HEADER_EVENT_TYPE, self.ce_type),
+        ])
+    }
+
+    /// How many headers [`Layout::headers`] yields.
+    pub fn header_count(&self) -> usize {
+        self.binary.as_ref().map_or(1, |b| b.headers.len()) + 2
+    }
+
+    /// The record's value: the `data` in binary mode, else the envelope.
+    pub fn value(&self) -> &[u8] {
+        match &self.binary {
+            Some(b) => &b.data,
+            None => &self.rec.value,
+        }
+    }
 }
 
 impl Produce for KafkaPublisher {
@@ -135,33 +167,26 @@ impl Produce for KafkaPublisher {
     ) -> Result<Self::Delivery, KafkaError> {
         if rec.value.is_empty() {
             // A tombstone: a null value and no headers, whatever the mode.
-            let record = FutureRecord::<str, [u8]>::to(&rec.topic).key(rec.key.as_str());
-            return self
-                .producer()
-                .send_result(record)
-                .map(RdDelivery)
-                .map_err(|(e, _)| e);
+            return self.enqueue(BaseRecord::with_opaque_to(&rec.topic, 0).key(rec.key.as_str()));
         }
         let mode = self.content_modes().of(&rec.topic);
-        let (pairs, data) = layout(rec, ce_type, mode);
-        if mode == ContentMode::Binary && data.is_none() {
+        let layout = Layout::new(rec, ce_type, mode);
+        if mode == ContentMode::Binary && !layout.is_binary() {
             self.metrics().binary_mode_fallback();
         }
-        let mut headers = OwnedHeaders::new_with_capacity(pairs.len());
-        for (key, value) in &pairs {
+        let mut headers = OwnedHeaders::new_with_capacity(layout.header_count());
+        for (key, value) in layout.headers() {
             headers = headers.insert(Header {
                 key,
-                value: Some(value.as_str()),
+                value: Some(value),
             });
         }
-        let record = FutureRecord::to(&rec.topic)
-            .key(rec.key.as_str())
-            .payload(data.as_deref().unwrap_or(rec.value.as_slice()))
-            .headers(headers);
-        self.producer()
-            .send_result(record)
-            .map(RdDelivery)
-            .map_err(|(e, _)| e)
+        self.enqueue(
+            BaseRecord::with_opaque_to(&rec.topic, 0)
+                .key(rec.key.as_str())
+                .payload(layout.value())
+                .headers(headers),
+        )
     }
 
     fn purge(&self) {
@@ -196,15 +221,21 @@ mod tests {
 
     #[test]
     fn each_mode_lays_the_record_out_and_binary_falls_back_to_structured() {
-        let names = |h: &[(String, String)]| h.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
-        let (h, data) = layout(&record("t", ENVELOPE), "t", ContentMode::Structured);
-        assert_eq!(names(&h), ["content-type", "event-id", "event-type"]);
-        assert_eq!(h[0].1, CONTENT_TYPE);
-        assert_eq!(data, None, "the stored envelope is the value");
+        let names = |l: &Layout| l.headers().map(|(n, _)| n.to_owned()).collect::<Vec<_>>();
+        let rec = record("t", ENVELOPE);
+        let l = Layout::new(&rec, "t", ContentMode::Structured);
+        assert_eq!(names(&l), ["content-type", "event-id", "event-type"]);
+        assert_eq!(l.header_count(), 3);
+        let headers: Vec<_> = l.headers().collect();
+        assert_eq!(headers[0].1, CONTENT_TYPE);
+        assert_eq!(headers[1].1, rec.id.hyphenated().to_string());
+        assert_eq!(headers[2].1, "t");
+        assert!(!l.is_binary());
+        assert_eq!(l.value(), ENVELOPE, "the stored envelope is the value");
 
-        let (h, data) = layout(&record("t", ENVELOPE), "t", ContentMode::Binary);
+        let l = Layout::new(&rec, "t", ContentMode::Binary);
         assert_eq!(
-            names(&h),
+            names(&l),
             [
                 "ce_id",
                 "ce_source",
@@ -215,11 +246,15 @@ mod tests {
                 "event-type"
             ]
         );
-        assert_eq!(data.as_deref(), Some(&br#"{"a":1}"#[..]));
+        assert_eq!(l.header_count(), 7);
+        assert!(l.is_binary());
+        assert_eq!(l.value(), br#"{"a":1}"#);
 
-        let (h, data) = layout(&record("t", b"not an envelope"), "t", ContentMode::Binary);
-        assert_eq!(names(&h), ["content-type", "event-id", "event-type"]);
-        assert_eq!(data, None);
+        let rec = record("t", b"not an envelope");
+        let l = Layout::new(&rec, "t", ContentMode::Binary);
+        assert_eq!(names(&l), ["content-type", "event-id", "event-type"]);
+        assert!(!l.is_binary());
+        assert_eq!(l.value(), b"not an envelope");
     }
 
     #[tokio::test]
