@@ -13,7 +13,12 @@
 # requests) at saturation, and while it runs:
 #   - perf stat: task-clock, context switches, CPU migrations, per request;
 #   - perf record (999 Hz, call graphs from frame pointers);
-#   - per-thread CPU from /proc (benches/load/lb.py threads).
+#   - per-thread CPU from /proc (benches/load/lb.py threads);
+#   - then, in a window of its own (a uprobe slows every call it counts),
+#     heap allocations per accepted event: a uprobe on glibc's malloc
+#     (perf probe, root only) counted over the events the bridge accepted
+#     meanwhile (presence_bridge_events_accepted_total). A stable figure
+#     where CPU time is not: it does not move with the machine's noise.
 # Prints the requests answered, CPU per request, context switches per
 # request, the threads' shares, and the top of `perf report` by symbol
 # (self time) and by thread; writes perf.data and the reports to DIR
@@ -61,8 +66,10 @@ SPOOL_PARENT=/var/tmp
 [[ "$(stat -f -c %T "$SPOOL_PARENT")" != tmpfs ]] || SPOOL_PARENT="$ROOT/target"
 SPOOL="$(mktemp -d "$SPOOL_PARENT/presence-profile-spool.XXXXXX")"
 BRIDGE_PID=""
+PROBE=""
 _profile_finish() {
   set +e
+  [[ -z "$PROBE" ]] || perf probe -q -d "probe_libc:$PROBE" 2>/dev/null
   [[ -z "$BRIDGE_PID" ]] || tansu_kill_pid "$BRIDGE_PID" 10
   tansu_stop
   rm -rf "$SPOOL"
@@ -107,6 +114,29 @@ wait "$stat_job"
 "$TANSU_PYTHON" "$HERE/lb.py" threads "$BRIDGE_PID" >"$WORK/threads.2"
 wait "$wrk_job"
 
+# Allocations per accepted event (after the CPU profile: the uprobe slows the process).
+accepted() {
+  curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" \
+    | awk '/^presence_bridge_events_accepted_total/ { s += $2 } END { printf "%d", s }'
+}
+alloc_line="- heap allocations: not counted (needs perf probe on glibc's malloc: root)"
+libc="$(ldd "$BRIDGE_BIN" | awk '/libc\.so\.6/ { print $3 }')"
+if [[ -n "$libc" ]] && perf probe -q -x "$libc" "pbmalloc$$=malloc" 2>/dev/null; then
+  PROBE="pbmalloc$$"
+  run_wrk 6 "$WORK/wrk-alloc.out" &
+  alloc_job=$!
+  sleep 1
+  a0="$(accepted)"
+  perf stat -e "probe_libc:$PROBE" -p "$BRIDGE_PID" -o "$WORK/alloc.txt" -- sleep 4 2>/dev/null
+  a1="$(accepted)"
+  wait "$alloc_job"
+  calls="$(awk -v p="$PROBE" '$0 ~ p { gsub(",", "", $1); print $1 }' "$WORK/alloc.txt")"
+  alloc_line="$(awk -v c="${calls:-0}" -v a0="$a0" -v a1="$a1" 'BEGIN {
+    n = a1 - a0
+    if (n > 0) printf "- heap allocations: **%.1f malloc calls per accepted event** (%d calls, %d events; uprobe on glibc malloc, own 4 s window)\n", c / n, c, n
+    else print "- heap allocations: no event accepted in the window" }')"
+fi
+
 rps="$("$TANSU_PYTHON" "$HERE/lb.py" json "$WORK/wrk.out" rps)"
 secs=$((DURATION - 2))
 task_ms="$(awk '/task-clock/ { gsub(",", "", $1); print $1 }' "$WORK/stat.txt")"
@@ -130,6 +160,7 @@ awk -v r="$rps" -v ms="$task_ms" -v cs="$cs" -v s="$secs" 'BEGIN {
   printf "- %.0f req/s; CPU %.2f cores; **%.2f µs CPU per request**; %.2f context switches per request\n",
     r, ms / 1000 / s, ms * 1000 / n, cs / n }'
 echo "- threads (CPU %, 100 = one core): $("$TANSU_PYTHON" "$HERE/lb.py" thread-diff "$WORK/threads.1" "$WORK/threads.2")"
+echo "$alloc_line"
 echo
 echo "Samples by thread:"; echo; echo '```'; cat "$WORK/threads.txt"; echo '```'; echo
 echo "Samples by object:"; echo; echo '```'; head -n 12 "$WORK/dsos.txt"; echo '```'; echo

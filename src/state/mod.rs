@@ -198,9 +198,10 @@ impl<S: Sink> PresenceState<S> {
             .ttl
             .filter(|_| is_typing(event.status.as_str()) && event.status.is_known());
         let expires_ms = ttl.map(|t| arrival_ms.saturating_add(t.as_millis() as i64));
-        let mut records = vec![OutboundRecord::new_typing(
+        let mut records = Vec::with_capacity(2);
+        records.push(OutboundRecord::new_typing(
             event, topic, id, time, expires_ms,
-        )];
+        ));
         let instance = event.instance_id.as_str();
         if let Some(latest) = self.topics.latest_topic(instance) {
             let s = state::State {
