@@ -243,7 +243,7 @@ impl DeadLetter {
                     key: HEADER_CONTENT_TYPE,
                     value: Some(CONTENT_TYPE),
                 });
-            let record = BaseRecord::with_opaque_to(dl_topic, 0)
+            let record = BaseRecord::to(dl_topic)
                 .payload(rec.value.as_slice())
                 .key(rec.key.as_str())
                 .headers(headers);

@@ -193,7 +193,6 @@ impl rdkafka::consumer::ConsumerContext for BridgeContext {}
 #[derive(Clone)]
 pub struct KafkaPublisher {
     served: Arc<reports::Served>,
-    reports: Arc<reports::Reports>,
     metrics: Metrics,
     /// Each topic's CloudEvents content mode (`kafka.content_mode`).
     content_modes: produce::ContentModes,
@@ -204,11 +203,9 @@ impl KafkaPublisher {
     /// inside a tokio runtime.
     pub fn new(settings: &KafkaSettings, brokers: &str, metrics: Metrics) -> KafkaResult<Self> {
         let scrubber = Scrubber::new(&settings.properties);
-        let reports = Arc::new(reports::Reports::default());
-        let context = reports::ReportContext {
-            inner: BridgeContext::new(scrubber.clone()).with_metrics(metrics.clone()),
-            reports: reports.clone(),
-        };
+        let context = reports::ReportContext::new(
+            BridgeContext::new(scrubber.clone()).with_metrics(metrics.clone()),
+        );
         let producer: BaseProducer<reports::ReportContext> = producer_config(settings, brokers)
             .create_with_context(context)
             .map_err(|e| scrubber.error(e))?;
@@ -216,31 +213,18 @@ impl KafkaPublisher {
             .map_err(|e| KafkaError::ClientCreation(e.to_string()))?;
         Ok(Self {
             served,
-            reports,
             metrics,
             content_modes: produce::ContentModes::new(settings),
         })
     }
 
-    pub fn producer(&self) -> &BaseProducer<reports::ReportContext> {
-        &self.served.producer
-    }
-
     /// Hands `record` to librdkafka; the delivery resolves with the broker's
-    /// answer. `Err` when it was refused before it was queued. The record's
-    /// delivery opaque is replaced by its token in [`reports::Reports`].
+    /// answer. `Err` when it was refused before it was queued.
     pub fn enqueue(
         &self,
-        record: BaseRecord<'_, str, [u8], usize>,
+        record: BaseRecord<'_, str, [u8]>,
     ) -> Result<reports::RdDelivery, KafkaError> {
-        let token = self.reports.register();
-        match self.served.producer.send(record.delivery_opaque(token)) {
-            Ok(()) => Ok(reports::RdDelivery::new(self.reports.clone(), token)),
-            Err((e, _)) => {
-                self.reports.forget(token);
-                Err(e)
-            }
-        }
+        self.served.enqueue(record)
     }
 
     pub fn content_modes(&self) -> &produce::ContentModes {

@@ -167,7 +167,7 @@ impl Produce for KafkaPublisher {
     ) -> Result<Self::Delivery, KafkaError> {
         if rec.value.is_empty() {
             // A tombstone: a null value and no headers, whatever the mode.
-            return self.enqueue(BaseRecord::with_opaque_to(&rec.topic, 0).key(rec.key.as_str()));
+            return self.enqueue(BaseRecord::to(&rec.topic).key(rec.key.as_str()));
         }
         let mode = self.content_modes().of(&rec.topic);
         let layout = Layout::new(rec, ce_type, mode);
@@ -182,7 +182,7 @@ impl Produce for KafkaPublisher {
             });
         }
         self.enqueue(
-            BaseRecord::with_opaque_to(&rec.topic, 0)
+            BaseRecord::to(&rec.topic)
                 .key(rec.key.as_str())
                 .payload(layout.value())
                 .headers(headers),

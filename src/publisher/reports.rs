@@ -30,7 +30,7 @@ use std::time::Duration;
 use rdkafka::bindings as rdsys;
 use rdkafka::error::KafkaError;
 use rdkafka::message::DeliveryResult;
-use rdkafka::producer::{BaseProducer, ProducerContext};
+use rdkafka::producer::{BaseProducer, BaseRecord, ProducerContext};
 use rdkafka::ClientContext;
 
 use super::BridgeContext;
@@ -97,12 +97,11 @@ impl Reports {
                 }
                 Poll::Pending
             }
-            Some(Slot::Done(_)) => match t.slots.remove(&token) {
+            Some(Slot::Done(_)) | None => match t.slots.remove(&token) {
                 Some(Slot::Done(r)) => Poll::Ready(r),
+                // Never registered, or taken already: the result is lost.
                 _ => Poll::Ready(Err(KafkaError::Canceled)),
             },
-            // Never registered, or taken already: the result is lost.
-            None => Poll::Ready(Err(KafkaError::Canceled)),
         }
     }
 
@@ -186,8 +185,17 @@ impl Drop for RdDelivery {
 /// The producer's context: the bridge's (logs, statistics, errors) and the
 /// delivery reports into [`Reports`].
 pub struct ReportContext {
-    pub inner: BridgeContext,
-    pub reports: Arc<Reports>,
+    inner: BridgeContext,
+    reports: Arc<Reports>,
+}
+
+impl ReportContext {
+    pub fn new(inner: BridgeContext) -> Self {
+        Self {
+            inner,
+            reports: Arc::default(),
+        }
+    }
 }
 
 impl ClientContext for ReportContext {
@@ -221,15 +229,14 @@ impl ProducerContext for ReportContext {
 /// closes (ending [`pump`]) after it.
 pub struct Served {
     queue: MainQueue,
-    pub producer: BaseProducer<ReportContext>,
+    pub(super) producer: BaseProducer<ReportContext>,
     _wake_tx: StdUnixStream,
 }
 
 impl Drop for Served {
     fn drop(&mut self) {
         // What the client still holds gets no report once it is gone.
-        use rdkafka::producer::Producer;
-        self.producer.context().reports.cancel_all();
+        self.reports().cancel_all();
     }
 }
 
@@ -269,7 +276,7 @@ pub enum ServeError {
 
 impl Served {
     /// Turns the main queue's wake-up on and starts [`pump`] on the current
-    /// runtime. `producer`'s context must hold `reports`.
+    /// runtime.
     pub fn start(producer: BaseProducer<ReportContext>) -> Result<Arc<Self>, ServeError> {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| ServeError::NoRuntime)?;
         let (wake_tx, wake_rx) = StdUnixStream::pair()?;
@@ -300,6 +307,34 @@ impl Served {
         });
         handle.spawn(pump(Arc::downgrade(&served), wake_rx));
         Ok(served)
+    }
+
+    fn reports(&self) -> &Arc<Reports> {
+        use rdkafka::producer::Producer;
+        &self.producer.context().reports
+    }
+
+    /// Hands `record` to librdkafka; the delivery resolves with the broker's
+    /// answer. `Err` when it was refused before it was queued.
+    pub fn enqueue(&self, record: BaseRecord<'_, str, [u8]>) -> Result<RdDelivery, KafkaError> {
+        let reports = self.reports();
+        let token = reports.register();
+        let record = BaseRecord {
+            topic: record.topic,
+            partition: record.partition,
+            payload: record.payload,
+            key: record.key,
+            timestamp: record.timestamp,
+            headers: record.headers,
+            delivery_opaque: token,
+        };
+        match self.producer.send(record) {
+            Ok(()) => Ok(RdDelivery::new(reports.clone(), token)),
+            Err((e, _)) => {
+                reports.forget(token);
+                Err(e)
+            }
+        }
     }
 
     /// Serves every event in the main queue (delivery reports among them).
@@ -374,15 +409,14 @@ mod tests {
 
     #[tokio::test]
     async fn records_pending_when_the_producer_goes_fail_instead_of_hanging() {
-        let reports = Arc::new(Reports::default());
         let producer: BaseProducer<ReportContext> = rdkafka::ClientConfig::new()
             .set("bootstrap.servers", "127.0.0.1:1")
-            .create_with_context(ReportContext {
-                inner: BridgeContext::new(super::super::Scrubber::default()),
-                reports: reports.clone(),
-            })
+            .create_with_context(ReportContext::new(BridgeContext::new(
+                super::super::Scrubber::default(),
+            )))
             .unwrap();
         let served = Served::start(producer).unwrap();
+        let reports = served.reports().clone();
         let token = reports.register();
         let delivery = RdDelivery::new(reports.clone(), token);
         drop(served);
