@@ -11,6 +11,8 @@
 //! - HTTP/2 (h2c): the last stream under the cap ends the connection with a
 //!   graceful GOAWAY; every early answer (401, 403, 405, 413, 415, 429)
 //!   reaches curl and hyper's client many times in a row.
+//! - A request waiting for its commit is never closed to give its slot to
+//!   a new client.
 //!
 //! The same over TLS with ALPN h2 is in `tests/tls.rs`.
 
@@ -379,4 +381,60 @@ async fn an_answer_given_during_shutdown_says_connection_close() {
             .expect("the server drained")
             .unwrap();
     }
+}
+
+/// A request whose body is complete and that waits for the sink's commit
+/// holds its connection's slot: a client waiting for the only slot does not
+/// close it, however long the commit takes (`server::slots`: busy, because
+/// the webhook tells the server when the body is complete). The clock is
+/// tokio's paused one: the minute waited is virtual, past both the slow-body
+/// and the pressure timeouts.
+#[tokio::test(start_paused = true)]
+async fn a_request_waiting_for_its_commit_keeps_its_slot() {
+    let (entered, mut entered_rx) = tokio::sync::mpsc::unbounded_channel();
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let held = Held {
+        entered,
+        release: release.clone(),
+    };
+    let limits = presence_bridge::server::Limits {
+        max_connections: 1,
+        ..Default::default()
+    };
+    let handler = handler::Handler::serve(held, &[], limits).await;
+    let post = |phone: &str| {
+        request(
+            "POST",
+            PRESENCE,
+            "application/json",
+            "",
+            callback(phone, "PAUSED").as_bytes(),
+        )
+    };
+    let mut a = TcpStream::connect(handler.addr).await.unwrap();
+    a.write_all(&post("5511999998006")).await.unwrap();
+    entered_rx
+        .recv()
+        .await
+        .expect("the request reached the sink");
+    // B waits for the only slot, complete request sent.
+    let mut b = TcpStream::connect(handler.addr).await.unwrap();
+    b.write_all(&post("5511999998007")).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    release.notify_one();
+    let mut buf = Vec::new();
+    let r = read_response(&mut a, &mut buf)
+        .await
+        .expect("A's answer, its connection not closed under it");
+    assert_eq!(r.status, 503, "{r:?}");
+    drop(a);
+    // B gets the slot once A's connection ends, and its own answer.
+    entered_rx
+        .recv()
+        .await
+        .expect("B's request reached the sink");
+    release.notify_one();
+    let mut buf = Vec::new();
+    let r = read_response(&mut b, &mut buf).await.expect("B's answer");
+    assert_eq!(r.status, 503, "{r:?}");
 }

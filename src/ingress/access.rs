@@ -1,6 +1,6 @@
 //! Who is calling: the client address of a request and the client allowlist.
 //!
-//! The client is the direct TCP peer ([`crate::server::Peer`]), unless that
+//! The client is the direct TCP peer ([`crate::server::RequestMeta::peer`]), unless that
 //! peer is a trusted proxy (`access.trusted_proxies`): then `X-Forwarded-For`
 //! is walked from the right, skipping trusted proxies, and the first address
 //! that is not one is the client. If every listed address is trusted, the

@@ -204,13 +204,15 @@ pub(super) fn is_json(headers: &HeaderMap) -> bool {
     let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let media = value
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    media == "application/json" || (media.starts_with("application/") && media.ends_with("+json"))
+    let media = value.split(';').next().unwrap_or_default().trim();
+    // Case-insensitive without a lowercase copy (one allocation per request).
+    let has = |prefix: &str, suffix: &str| {
+        media.len() >= prefix.len() + suffix.len()
+            && media.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+            && media.as_bytes()[media.len() - suffix.len()..]
+                .eq_ignore_ascii_case(suffix.as_bytes())
+    };
+    media.eq_ignore_ascii_case("application/json") || has("application/", "+json")
 }
 
 /// `Expect: 100-continue` (the only expectation HTTP defines).
@@ -243,6 +245,12 @@ mod tests {
             ("application/json; charset=utf-8", true),
             ("Application/JSON", true),
             ("application/cloudevents+json", true),
+            ("APPLICATION/CloudEvents+JSON ; charset=utf-8", true),
+            ("  application/json  ", true),
+            ("application/jsonx", false),
+            ("application/json+", false),
+            ("text/+json", false),
+            ("application+json", false),
             ("text/plain", false),
             ("application/x-www-form-urlencoded", false),
             ("", false),

@@ -79,7 +79,7 @@ use crate::config::{KafkaSettings, RejectedSettings, Stream};
 use crate::envelope::{new_event_id, OutboundRecord};
 use crate::metrics::Metrics;
 use crate::presence::{Callback, CallbackKind, InstanceId};
-use crate::server::{BodyProgress, CloseConnection, Handler, Peer};
+use crate::server::{CloseConnection, Handler, RequestMeta};
 use crate::sink::Sink;
 use access::Access;
 use auth::{Auth, Grant};
@@ -231,13 +231,17 @@ impl<S: Sink> Webhook<S> {
 
     async fn process(
         &self,
-        route: &Route,
-        client: Option<IpAddr>,
-        req: &Parts,
+        arrival: Arrival<'_>,
         body: &mut RequestBody,
         captured: &mut Captured,
         instance: &mut Option<InstanceId>,
     ) -> Outcome {
+        let Arrival {
+            route,
+            client,
+            parts: req,
+            meta,
+        } = arrival;
         if !self.access.allows(client) {
             return Err(Rejection::ClientForbidden);
         }
@@ -291,9 +295,7 @@ impl<S: Sink> Webhook<S> {
         let body = self.read_body(body, limit).await?;
         // The body is complete: the connection is no longer one a new client
         // may push out to get a slot (server::slots).
-        if let Some(progress) = req.extensions.get::<BodyProgress>() {
-            progress.received();
-        }
+        meta.body_received();
         let bounds = encoding::Bounds {
             limit,
             free: self.limits.max_bytes,
@@ -382,6 +384,16 @@ impl<S: Sink> Webhook<S> {
     }
 }
 
+/// What is known of a request before its body is read.
+#[derive(Clone, Copy)]
+struct Arrival<'a> {
+    route: &'a Route,
+    /// The client address ([`access`]).
+    client: Option<IpAddr>,
+    parts: &'a Parts,
+    meta: &'a RequestMeta,
+}
+
 /// The family of topics a kind of callback goes to.
 fn stream_of(kind: CallbackKind) -> Stream {
     match kind {
@@ -417,21 +429,24 @@ fn log_accepted(callback: &Callback, id: uuid::Uuid) {
 }
 
 impl<S: Sink> Handler for Webhook<S> {
-    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn handle(&self, req: Request<Incoming>, meta: &RequestMeta) -> Response<Full<Bytes>> {
         let arrived = Instant::now();
         let (parts, body) = req.into_parts();
         let route = Route::parse(parts.uri.path());
         let method = method_label(&parts.method);
-        let peer = parts.extensions.get::<Peer>().map(|p| p.0.ip());
+        let peer = Some(meta.peer().ip());
         let client = self.access.client(peer, &parts.headers);
         let mut captured = Captured::default();
         let mut body = RequestBody::Unread { body, read: 0 };
         let mut instance = None;
         let outcome = self
             .process(
-                &route,
-                client,
-                &parts,
+                Arrival {
+                    route: &route,
+                    client,
+                    parts: &parts,
+                    meta,
+                },
                 &mut body,
                 &mut captured,
                 &mut instance,

@@ -170,7 +170,7 @@ impl<S: Sink> PresenceState<S> {
         for (key, mut typing) in found {
             let left = u64::try_from(typing.expires_ms.saturating_sub(now_ms)).unwrap_or(0);
             typing.deadline = now + Duration::from_millis(left);
-            if t.arm(key.into(), typing) {
+            if t.arm(key, typing) {
                 armed += 1;
             } else {
                 self.metrics.dropped.inc();
@@ -217,7 +217,7 @@ impl<S: Sink> PresenceState<S> {
             };
             records.push(OutboundRecord::state(&s, latest, new_event_id(), time));
         }
-        let key: Arc<str> = state::key(instance, event.phone.as_str()).into();
+        let key = state::key(instance, event.phone.as_str());
         let (committing, gen) = {
             let mut t = self.timers.lock().await;
             let committing = self.sink.queue_all(records).await?;
@@ -233,7 +233,7 @@ impl<S: Sink> PresenceState<S> {
                         gen: 0,
                     };
                     let was_empty = t.is_empty();
-                    let armed = t.arm(key.clone(), typing);
+                    let armed = t.arm(key.as_str(), typing);
                     if !armed {
                         self.metrics.dropped.inc();
                     } else if was_empty {

@@ -56,12 +56,21 @@ impl Timers {
     /// Arms (or moves) the contact's timer; false when the cap is reached
     /// and the contact had none (nothing armed; an older timer of the
     /// contact is replaced, never kept).
-    pub(super) fn arm(&mut self, key: Arc<str>, mut typing: Typing) -> bool {
-        if let Some(old) = self.by_key.remove(&key) {
-            self.by_deadline.remove(&(old.deadline, old.gen));
-        } else if self.by_key.len() >= self.cap {
-            return false;
-        }
+    /// A contact that had a timer keeps its key: the key is copied (one
+    /// allocation) only for a contact that had none.
+    pub(super) fn arm(
+        &mut self,
+        key: impl AsRef<str> + Into<Arc<str>>,
+        mut typing: Typing,
+    ) -> bool {
+        let key = match self.by_key.remove_entry(key.as_ref()) {
+            Some((kept, old)) => {
+                self.by_deadline.remove(&(old.deadline, old.gen));
+                kept
+            }
+            None if self.by_key.len() >= self.cap => return false,
+            None => key.into(),
+        };
         self.next_gen += 1;
         typing.gen = self.next_gen;
         self.by_deadline

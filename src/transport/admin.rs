@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::health::Health;
 use crate::ingress::reply::json_response;
-use crate::server::Handler;
+use crate::server::{Handler, RequestMeta};
 
 pub const DEV_DISCOVERY_PATH: &str = "/dev/kafka";
 
@@ -30,7 +30,7 @@ impl Admin {
 }
 
 impl Handler for Admin {
-    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn handle(&self, req: Request<Incoming>, _meta: &RequestMeta) -> Response<Full<Bytes>> {
         if req.method() != Method::GET && req.method() != Method::HEAD {
             let mut r = json_response(
                 StatusCode::METHOD_NOT_ALLOWED,

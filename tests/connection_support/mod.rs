@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use presence_bridge::envelope::OutboundRecord;
 use presence_bridge::ingress::{auth::Auth, BodyLimits, Webhook};
-use presence_bridge::server::{Handler, Peer};
+use presence_bridge::server::{Handler, RequestMeta};
 use presence_bridge::sink::{Sink, SinkError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -87,12 +87,11 @@ pub async fn exchange(data: &[u8], guard: Duration) -> Vec<u8> {
         .http2()
         .timer(hyper_util::rt::TokioTimer::new())
         .max_concurrent_streams(256);
-    let svc = hyper::service::service_fn(move |mut req| {
+    let svc = hyper::service::service_fn(move |req| {
         let webhook = webhook.clone();
-        req.extensions_mut()
-            .insert(Peer(SocketAddr::from(([127, 0, 0, 1], 40000))));
+        let meta = RequestMeta::detached(SocketAddr::from(([127, 0, 0, 1], 40000)));
         async move {
-            let resp = webhook.handle(req).await;
+            let resp = webhook.handle(req, &meta).await;
             let status = resp.status().as_u16();
             assert!(status < 500, "the handler answered {status}");
             Ok::<_, Infallible>(resp)

@@ -67,7 +67,7 @@ pub mod metrics;
 mod slots;
 
 use slots::{Activity, ClientSlots, Standing, Table};
-pub use slots::{BodyProgress, Eviction, IDLE_AFTER, SLOW_BODY_AFTER};
+pub use slots::{Eviction, InFlight, IDLE_AFTER, SLOW_BODY_AFTER};
 
 /// Largest request head (HTTP/1.1) or header list (HTTP/2) accepted.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -131,10 +131,40 @@ impl Default for Limits {
     }
 }
 
-/// The direct TCP peer of a connection, attached to every request it carries
-/// as an extension (`req.extensions().get::<Peer>()`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Peer(pub SocketAddr);
+/// What the server tells a handler of a request besides the request: the
+/// direct TCP peer of its connection and its place in the connection's slot
+/// accounting. Passed by reference beside the request, not as a request
+/// extension: extensions cost a map and a box each, per request.
+#[derive(Debug)]
+pub struct RequestMeta {
+    peer: SocketAddr,
+    in_flight: Option<InFlight>,
+}
+
+impl RequestMeta {
+    /// A request served outside a listener (tests, tools): `peer` as its
+    /// peer, no slot to account.
+    pub fn detached(peer: SocketAddr) -> Self {
+        Self {
+            peer,
+            in_flight: None,
+        }
+    }
+
+    /// The direct TCP peer of the connection.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The request's body is complete: its connection is no longer one a new
+    /// client may push out to get a slot (see [`slots`]). Calling it again,
+    /// or never, is harmless.
+    pub fn body_received(&self) {
+        if let Some(in_flight) = &self.in_flight {
+            in_flight.received();
+        }
+    }
+}
 
 /// A response extension: the connection must not carry another request after
 /// this answer (the handler left the request body unread). Over HTTP/1.x the
@@ -145,7 +175,11 @@ pub struct CloseConnection;
 
 /// A request handler: one async function from request to response.
 pub trait Handler: Send + Sync + 'static {
-    fn handle(&self, req: Request<Incoming>) -> impl Future<Output = Response<Full<Bytes>>> + Send;
+    fn handle(
+        &self,
+        req: Request<Incoming>,
+        meta: &RequestMeta,
+    ) -> impl Future<Output = Response<Full<Bytes>>> + Send;
 }
 
 /// Serves `handler` over plain HTTP on `listener` until `shutdown` is cancelled, then drains.
@@ -350,22 +384,24 @@ impl<H: Handler> Connection<H> {
         let svc = {
             let (handler, activity, peer) = (self.handler.clone(), activity.clone(), self.peer);
             let shutdown = self.shutdown.clone();
-            service_fn(move |mut req: Request<Incoming>| {
-                req.extensions_mut().insert(Peer(peer));
+            service_fn(move |req: Request<Incoming>| {
                 let handler = handler.clone();
                 let shutdown = shutdown.clone();
                 let version = req.version();
-                let (in_flight, progress, last) = activity.begin();
-                req.extensions_mut().insert(progress);
+                let (in_flight, last) = activity.begin();
+                let meta = RequestMeta {
+                    peer,
+                    in_flight: Some(in_flight),
+                };
                 async move {
-                    let mut resp = handler.handle(req).await;
+                    let mut resp = handler.handle(req, &meta).await;
                     let unreusable = resp.extensions_mut().remove::<CloseConnection>().is_some();
                     if version < Version::HTTP_2 && (last || unreusable || shutdown.is_cancelled())
                     {
                         resp.headers_mut()
                             .insert(CONNECTION, HeaderValue::from_static("close"));
                     }
-                    drop(in_flight);
+                    drop(meta);
                     Ok::<_, Infallible>(resp)
                 }
             })

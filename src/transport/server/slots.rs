@@ -7,8 +7,7 @@
 //! - **idle**: no request in flight (keep-alive between requests, a request
 //!   head or a TLS handshake still arriving). Closing it loses nothing.
 //! - **receiving**: every request in flight is still receiving its body (the
-//!   handler marks the end of a body through the [`BodyProgress`] request
-//!   extension). Closing it loses nothing either: no body is complete, so no
+//!   handler marks the end of a body through [`InFlight::received`]). Closing it loses nothing either: no body is complete, so no
 //!   event was taken; the client gets no answer and may send again.
 //! - **busy**: a body is complete and its answer is being worked out (for the
 //!   webhook: waiting for the spool's commit). Never closed to free a slot.
@@ -115,9 +114,9 @@ impl Activity {
         }
     }
 
-    /// Counts a new request, receiving its body until [`BodyProgress::received`]
+    /// Counts a new request, receiving its body until [`InFlight::received`]
     /// or its end; true if it is the last one under the cap.
-    pub fn begin(self: &Arc<Self>) -> (InFlight, BodyProgress, bool) {
+    pub fn begin(self: &Arc<Self>) -> (InFlight, bool) {
         let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
         {
             let mut s = self.state();
@@ -130,25 +129,34 @@ impl Activity {
         if n == self.max_requests {
             self.cap_reached.notify_one();
         }
-        let mark = Arc::new(Mark {
+        let in_flight = InFlight {
             activity: self.clone(),
             receiving: AtomicBool::new(true),
-        });
-        (
-            InFlight(mark.clone()),
-            BodyProgress(mark),
-            n >= self.max_requests,
-        )
+        };
+        (in_flight, n >= self.max_requests)
     }
 }
 
-/// One request's place in its connection's [`Activity`].
-struct Mark {
+/// A request in flight, its place in its connection's [`Activity`]; its end
+/// (or abandonment) restarts the idle clock. The handler sees it through
+/// [`super::RequestMeta`] and calls [`InFlight::received`] once the body is
+/// complete, so that the connection is no longer one a new client may push
+/// out. A handler that never calls it (its requests are answered at once)
+/// loses nothing.
+pub struct InFlight {
     activity: Arc<Activity>,
     receiving: AtomicBool,
 }
 
-impl Mark {
+impl InFlight {
+    /// The body is read to its end (calling it again does nothing).
+    pub fn received(&self) {
+        let mut s = self.activity.state();
+        if self.body_done(&mut s) {
+            s.since = Instant::now();
+        }
+    }
+
     /// Ends the receiving phase once; true if it was still on.
     fn body_done(&self, s: &mut State) -> bool {
         let was = self.receiving.swap(false, Ordering::Relaxed);
@@ -159,38 +167,18 @@ impl Mark {
     }
 }
 
-/// A request in flight; its end (or abandonment) restarts the idle clock.
-pub struct InFlight(Arc<Mark>);
-
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let mut s = self.0.activity.state();
-        self.0.body_done(&mut s);
+        let mut s = self.activity.state();
+        self.body_done(&mut s);
         s.in_flight = s.in_flight.saturating_sub(1);
         s.since = Instant::now();
     }
 }
 
-/// A request extension the server attaches to every request: the handler
-/// calls [`BodyProgress::received`] once the body is complete, so that the
-/// connection is no longer one a new client may push out. A handler that
-/// never calls it (its requests are answered at once) loses nothing.
-#[derive(Clone)]
-pub struct BodyProgress(Arc<Mark>);
-
-impl BodyProgress {
-    /// The body is read to its end (calling it again does nothing).
-    pub fn received(&self) {
-        let mut s = self.0.activity.state();
-        if self.0.body_done(&mut s) {
-            s.since = Instant::now();
-        }
-    }
-}
-
-impl std::fmt::Debug for BodyProgress {
+impl std::fmt::Debug for InFlight {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("BodyProgress")
+        f.write_str("InFlight")
     }
 }
 
@@ -466,20 +454,20 @@ mod tests {
         let old = Arc::new(Activity::new(10));
         // Its body started first, 3 s before the choice: slow.
         let slow = Arc::new(Activity::new(10));
-        let (slow_req, _slow_progress, _) = slow.begin();
+        let (slow_req, _) = slow.begin();
         tokio::time::advance(Duration::from_secs(1)).await;
         // A request past its body: busy, whatever its age.
         let busy = Arc::new(Activity::new(10));
-        let (busy_req, busy_progress, _) = busy.begin();
-        busy_progress.received();
+        let (busy_req, _) = busy.begin();
+        busy_req.received();
         let slower = Arc::new(Activity::new(10));
-        let (_slower_req, _slower_progress, _) = slower.begin();
+        let (_slower_req, _) = slower.begin();
         tokio::time::advance(Duration::from_secs(1)).await;
         let young = Arc::new(Activity::new(10));
         tokio::time::advance(Duration::from_secs(1)).await;
         // A body that started just now: not slow yet.
         let fresh = Arc::new(Activity::new(10));
-        let (_fresh_req, _fresh_progress, _) = fresh.begin();
+        let (_fresh_req, _) = fresh.begin();
         assert_eq!(busy.standing(), Standing::Busy);
         assert!(matches!(slow.standing(), Standing::Receiving(_)));
         // Registered youngest first: the order of the map is not the order chosen.
@@ -527,7 +515,7 @@ mod tests {
         let table = Arc::new(Table::default());
         // The normal client's body has been arriving the longest...
         let client = Arc::new(Activity::new(10));
-        let (_c, _cp, _) = client.begin();
+        let (_c, _) = client.begin();
         let (_ec, client_evict) = table.register(client.clone(), ip(1));
         tokio::time::advance(Duration::from_secs(1)).await;
         // ...but the attacker holds three connections.
@@ -556,11 +544,11 @@ mod tests {
     async fn the_sweep_closes_bodies_arriving_past_the_shortened_timeout() {
         let table = Arc::new(Table::default());
         let a = Arc::new(Activity::new(10));
-        let (_a_req, _a_progress, _) = a.begin();
+        let (_a_req, _) = a.begin();
         let (_ea, a_evict) = table.register(a.clone(), ip(1));
         tokio::time::advance(Duration::from_secs(2)).await;
         let b = Arc::new(Activity::new(10));
-        let (_b_req, b_progress, _) = b.begin();
+        let (b_req, _) = b.begin();
         let (_eb, b_evict) = table.register(b.clone(), ip(2));
         let now = Instant::now();
         let body_before = now - Duration::from_secs(1);
@@ -571,8 +559,8 @@ mod tests {
         assert!(told(&a_evict).await);
         // A second request on a connection whose first is past its body:
         // busy, not receiving.
-        b_progress.received();
-        let (_b2, _b2_progress, _) = b.begin();
+        b_req.received();
+        let (_b2, _) = b.begin();
         tokio::time::advance(Duration::from_secs(5)).await;
         let now = Instant::now();
         assert_eq!(table.evict_stale(now, now), (0, 0));
@@ -580,19 +568,20 @@ mod tests {
     }
 
     #[test]
-    fn a_body_marked_twice_or_after_its_request_counts_once() {
+    fn a_body_marked_twice_or_never_counts_once() {
         let a = Arc::new(Activity::new(10));
-        let (req, progress, _) = a.begin();
-        progress.received();
-        progress.received();
-        let (req2, _p2, _) = a.begin();
+        let (req, _) = a.begin();
+        req.received();
+        req.received();
+        let (req2, _) = a.begin();
         assert!(matches!(a.standing(), Standing::Busy));
         drop(req);
         assert!(matches!(a.standing(), Standing::Receiving(_)));
+        // Abandoned before its body was complete.
         drop(req2);
-        progress.received();
         assert!(matches!(a.standing(), Standing::Idle(_)));
         assert_eq!(a.state().receiving, 0);
+        assert_eq!(a.state().in_flight, 0);
     }
 
     #[test]
