@@ -19,6 +19,8 @@
 #     (perf probe, root only) counted over the events the bridge accepted
 #     meanwhile (presence_bridge_events_accepted_total). A stable figure
 #     where CPU time is not: it does not move with the machine's noise.
+#     Then the same calls for 1 s with their stacks (DWARF), grouped by
+#     origin (benches/load/lb.py alloc-origins): what allocates per event.
 # Prints the requests answered, CPU per request, context switches per
 # request, the threads' shares, and the top of `perf report` by symbol
 # (self time) and by thread; writes perf.data and the reports to DIR
@@ -130,6 +132,19 @@ if [[ -n "$libc" ]] && perf probe -q -x "$libc" "pbmalloc$$=malloc" 2>/dev/null;
   perf stat -e "probe_libc:$PROBE" -p "$BRIDGE_PID" -o "$WORK/alloc.txt" -- sleep 4 2>/dev/null
   a1="$(accepted)"
   wait "$alloc_job"
+  # Then where they come from: every call with its stack (DWARF: the
+  # allocator's callers and librdkafka keep no frame pointers; a large ring
+  # buffer and a short window so that no sample is lost, since a lost one
+  # would skew the shares).
+  run_wrk 3 "$WORK/wrk-origins.out" &
+  origins_job=$!
+  sleep 1
+  perf record -e "probe_libc:$PROBE" -c 1 -m 4096 --call-graph dwarf,4096 \
+    -o "$WORK/perf.alloc" -p "$BRIDGE_PID" -- sleep 1 2>"$WORK/record-alloc.txt" || true
+  wait "$origins_job"
+  perf script -i "$WORK/perf.alloc" -F tid,ip,sym --no-inline 2>"$WORK/script-alloc.txt" \
+    | "$TANSU_PYTHON" "$HERE/lb.py" alloc-origins /dev/stdin 30 >"$WORK/alloc-origins.txt" || true
+  rm -f "$WORK/perf.alloc"  # hundreds of MB of stacks
   calls="$(awk -v p="$PROBE" '$0 ~ p { gsub(",", "", $1); print $1 }' "$WORK/alloc.txt")"
   alloc_line="$(awk -v c="${calls:-0}" -v a0="$a0" -v a1="$a1" 'BEGIN {
     n = a1 - a0
@@ -165,3 +180,12 @@ echo
 echo "Samples by thread:"; echo; echo '```'; cat "$WORK/threads.txt"; echo '```'; echo
 echo "Samples by object:"; echo; echo '```'; head -n 12 "$WORK/dsos.txt"; echo '```'; echo
 echo "Symbols, self time (>= 0.7 %):"; echo; echo '```'; head -n 60 "$WORK/symbols.txt"; echo '```'
+if [[ -s "$WORK/alloc-origins.txt" ]]; then
+  echo
+  echo "Heap allocations by origin (malloc calls in 1 s, each with its stack; the first two frames"
+  echo "past the allocator; a share of 1 / (calls per event) is one call per event):"
+  echo; echo '```'; cat "$WORK/alloc-origins.txt"; echo '```'
+  if grep -qi "lost" "$WORK/record-alloc.txt" "$WORK/script-alloc.txt" 2>/dev/null; then
+    echo; echo "perf lost samples of the stacks above: the shares are skewed ($(grep -hi -m1 lost "$WORK/record-alloc.txt" "$WORK/script-alloc.txt" | head -n 1))"
+  fi
+fi

@@ -20,6 +20,11 @@
     lb.py threads PID              snapshot of per-thread CPU ticks (JSON)
     lb.py thread-diff A B          CPU % per thread name (summed; 100 = one
                                    core) between two snapshots, user/sys split
+    lb.py alloc-origins FILE [N]   where the malloc calls of a `perf script
+                                   -F tid,ip,sym` dump of a uprobe on malloc with
+                                   call stacks come from: the N (default 25)
+                                   commonest first two frames past the
+                                   allocator, with their share of the calls
 """
 import json
 import socket
@@ -181,6 +186,50 @@ def thread_diff(fa, fb):
     return 0
 
 
+# Frames that say "an allocation" rather than who asked for it.
+ALLOCATOR_FRAMES = (
+    "malloc", "realloc", "calloc", "__rust", "alloc::", "<alloc::", "core::", "<core::",
+    "std::", "<std::", "hashbrown::", "<hashbrown::", "bytes::", "<bytes::", "[unknown]",
+)
+
+
+def alloc_origins(path, top):
+    """Counts each sampled malloc call by its first two frames that are not
+    the allocator, a collection growing or a frame perf could not name."""
+    origins = {}
+    calls = 0
+    frames = None
+
+    def done(frames):
+        named = [f for f in frames if not f.startswith(ALLOCATOR_FRAMES)][:2]
+        key = " <- ".join(n[:90] for n in named) or "(no named frame)"
+        origins[key] = origins.get(key, 0) + 1
+
+    with open(path, errors="replace") as f:
+        for line in f:
+            if not line.strip():
+                if frames is not None:
+                    done(frames)
+                    calls += 1
+                frames = None
+            elif frames is None:
+                frames = []  # the sample's header line (its thread)
+            else:
+                parts = line.split(None, 1)  # address, symbol
+                if len(parts) == 2:
+                    frames.append(parts[1].strip())
+    if frames is not None:
+        done(frames)
+        calls += 1
+    if calls == 0:
+        print("no sampled malloc call")
+        return 1
+    for key, n in sorted(origins.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"{100 * n / calls:6.2f}%  {key}")
+    print(f"({calls} sampled calls)")
+    return 0
+
+
 def main():
     cmd, argv = sys.argv[1], sys.argv[2:]
     if cmd == "wait-ready":
@@ -199,6 +248,8 @@ def main():
         return threads(argv[0])
     if cmd == "thread-diff":
         return thread_diff(argv[0], argv[1])
+    if cmd == "alloc-origins":
+        return alloc_origins(argv[0], int(argv[1]) if len(argv) > 1 else 25)
     sys.exit(f"lb.py: unknown command {cmd}")
 
 
