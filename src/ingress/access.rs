@@ -44,10 +44,9 @@ impl Access {
         }
     }
 
-    /// The client address of a request whose direct peer is `peer` (None when
-    /// unknown, which only happens outside the server).
-    pub fn client(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
-        peer.map(|p| client_address(p.to_canonical(), headers, &self.trusted_proxies))
+    /// The client address of a request whose direct peer is `peer`.
+    pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        client_address(peer.to_canonical(), headers, &self.trusted_proxies)
     }
 
     /// True when the allowlist is empty or holds `client`. An unknown client
@@ -200,8 +199,8 @@ mod tests {
         assert!(!a.allows(None));
         // A mapped peer counts as its IPv4 form.
         assert_eq!(
-            a.client(Some(ip("::ffff:198.51.100.77")), &HeaderMap::new()),
-            Some(ip("198.51.100.77"))
+            a.client(ip("::ffff:198.51.100.77"), &HeaderMap::new()),
+            ip("198.51.100.77")
         );
     }
 }

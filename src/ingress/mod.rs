@@ -434,8 +434,7 @@ impl<S: Sink> Handler for Webhook<S> {
         let (parts, body) = req.into_parts();
         let route = Route::parse(parts.uri.path());
         let method = method_label(&parts.method);
-        let peer = Some(meta.peer().ip());
-        let client = self.access.client(peer, &parts.headers);
+        let client = Some(self.access.client(meta.peer().ip(), &parts.headers));
         let mut captured = Captured::default();
         let mut body = RequestBody::Unread { body, read: 0 };
         let mut instance = None;

@@ -66,8 +66,8 @@ use crate::tls::Tls;
 pub mod metrics;
 mod slots;
 
-use slots::{Activity, ClientSlots, Standing, Table};
-pub use slots::{Eviction, InFlight, IDLE_AFTER, SLOW_BODY_AFTER};
+use slots::{Activity, ClientSlots, InFlight, Standing, Table};
+pub use slots::{Eviction, IDLE_AFTER, SLOW_BODY_AFTER};
 
 /// Largest request head (HTTP/1.1) or header list (HTTP/2) accepted.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -157,7 +157,7 @@ impl RequestMeta {
     }
 
     /// The request's body is complete: its connection is no longer one a new
-    /// client may push out to get a slot (see [`slots`]). Calling it again,
+    /// client may push out to get a slot (the `slots` module). Calling it again,
     /// or never, is harmless.
     pub fn body_received(&self) {
         if let Some(in_flight) = &self.in_flight {

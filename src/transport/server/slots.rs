@@ -7,8 +7,9 @@
 //! - **idle**: no request in flight (keep-alive between requests, a request
 //!   head or a TLS handshake still arriving). Closing it loses nothing.
 //! - **receiving**: every request in flight is still receiving its body (the
-//!   handler marks the end of a body through [`InFlight::received`]). Closing it loses nothing either: no body is complete, so no
-//!   event was taken; the client gets no answer and may send again.
+//!   handler marks the end of a body through [`InFlight::received`]).
+//!   Closing it loses nothing either: no body is complete, so no event was
+//!   taken; the client gets no answer and may send again.
 //! - **busy**: a body is complete and its answer is being worked out (for the
 //!   webhook: waiting for the spool's commit). Never closed to free a slot.
 //!
